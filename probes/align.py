@@ -81,6 +81,13 @@ class Encoded:
         return {k: v.to(device) if device is not None else v for k, v in self.inputs.items()}
 
 
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Right-pad with any token: pad positions are masked and never stored (GPT-2 ships without one)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+
+
 def encode(
     tokenizer: PreTrainedTokenizerBase,
     items: Sequence[str] | Sequence[Sequence[str]],
@@ -103,6 +110,7 @@ def encode(
             text = " ".join(item)
             texts.append(text)
             spans.append(word_spans(text, list(item)))
+    ensure_pad_token(tokenizer)
     if max_length is None and tokenizer.model_max_length < 1_000_000:
         max_length = int(tokenizer.model_max_length)
     enc = tokenizer(

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from . import sites as sites_mod
 from .adapters import Adapter, Shape, adapter_for, model_shape
-from .align import SequenceTooLongError
+from .align import SequenceTooLongError, ensure_pad_token
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_MAX_LENGTH = 512  # tokens; longer texts are truncated and reported
@@ -173,7 +173,7 @@ class LoadedModel:
 def wrap(model: nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory") -> LoadedModel:
     """Wrap a model you built or loaded yourself (e.g. from a config) for capture."""
     model.eval()
-    _ensure_pad_token(tokenizer)
+    ensure_pad_token(tokenizer)
     return LoadedModel(model, tokenizer, adapter_for(model.config.model_type), name)
 
 
@@ -199,6 +199,11 @@ def load(
         folder, info = _alias_checkpoint(name)
     elif Path(name).expanduser().is_dir():
         folder = Path(name).expanduser().resolve()
+        if not (folder / "config.json").exists():
+            raise ModelNotFoundError(
+                f"folder {folder} has no config.json: not a Hugging Face model folder "
+                "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))"
+            )
     else:
         folder = None
         _check_hub_id(name, revision, trust_remote_code)
@@ -217,20 +222,12 @@ def load(
     if device is not None:
         model.to(device)
     model.eval()
-    _ensure_pad_token(tokenizer)
+    ensure_pad_token(tokenizer)
     if folder is not None and "weights_sha256" not in info:
         info["weights_sha256"] = weights_fingerprint(folder)
     if folder is None:
         info["hub_commit"] = _hub_commit(model)
     return LoadedModel(model, tokenizer, adapter, name, source, revision, info)
-
-
-def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
-    # Batches are right-padded and pad positions never stored, so any token works;
-    # GPT-2-style tokenizers ship without one.
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    tokenizer.padding_side = "right"
 
 
 def _alias_checkpoint(name: str) -> tuple[Path, dict[str, Any]]:

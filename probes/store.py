@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -278,8 +279,6 @@ def _slug(name: str) -> str:
 
 
 def _free_bytes(path: Path) -> int:
-    import shutil
-
     return shutil.disk_usage(path).free
 
 

