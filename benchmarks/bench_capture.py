@@ -154,7 +154,12 @@ def time_methods(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
 
 
 PEAK_SCRIPT = """
-import json, resource, sys
+import json, sys
+def peak_mib():
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's size at fork
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 from probes import ActivationStore, load
 from probes.data import builtin_texts
 lm = load(sys.argv[1])
@@ -162,7 +167,7 @@ texts = builtin_texts("demo") * int(sys.argv[2])
 store = ActivationStore.build(lm, texts, ["blocks.*.hook_resid_post", "blocks.*.attn.hook_pattern"], sys.argv[3],
                               batch_size=16, progress=False)
 size = sum(p.stat().st_size for p in store.path.glob("shard_*"))
-print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "stored_mib": size / 2**20,
+print(json.dumps({"peak_mib": peak_mib(), "stored_mib": size / 2**20,
                   "tokens": store.manifest["n_tokens"]}))
 """
 

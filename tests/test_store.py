@@ -130,7 +130,12 @@ def test_resume_after_a_killed_run(tiny_folders, tmp_path):
 
 MEMORY_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys, torch
+    import json, sys, torch
+    def peak_mib():
+        # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's size at fork
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     from transformers import GPT2Config, GPT2LMHeadModel, AutoTokenizer
     from probes import ActivationStore, wrap
     torch.manual_seed(0)
@@ -139,7 +144,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     texts = open(sys.argv[3]).read().splitlines() * int(sys.argv[4])
     store = ActivationStore.build(lm, texts, "*", sys.argv[2], batch_size=16, progress=False)
     stored = sum(p.stat().st_size for p in store.path.glob("shard_*"))
-    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "stored_mib": stored / 2**20}))
+    print(json.dumps({"peak_mib": peak_mib(), "stored_mib": stored / 2**20}))
     """
 )
 
