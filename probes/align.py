@@ -130,6 +130,9 @@ def encode(
     kept = [int(row.max()) + 1 if row.numel() else 0 for row in word_index]
     words_lost = [max(n - k, 0) for n, k in zip(n_words, kept)]
     truncated = _truncated(tokenizer, texts, mask, max_length)
+    empty = int((mask.sum(1) == 0).sum())
+    if empty:
+        warnings.warn(f"{empty} of {len(texts)} texts have no tokens (empty text?); they contribute no rows", stacklevel=2)
     if any(truncated):
         warnings.warn(
             f"{sum(truncated)} of {len(texts)} texts were truncated to {max_length} tokens "

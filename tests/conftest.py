@@ -67,6 +67,8 @@ def tiny_config(arch: str):
     if arch == "bert":
         return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                           max_position_embeddings=128, **common)
+    if arch != "bert":  # the byte-level tokenizer's only special token, <|endoftext|>, is id 0
+        common.update(bos_token_id=0, eos_token_id=0)
     if arch == "gpt2":
         return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, **common)
     if arch == "llama":

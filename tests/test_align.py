@@ -78,3 +78,9 @@ def test_pool_words_first_last_mean_by_hand():
     assert mean.tolist() == [[3, 4], [6, 7], [10, 11]]
     with pytest.raises(ValueError, match="unknown pooling"):
         pool_words(values, example, word, "max")
+
+
+def test_empty_text_is_reported_not_fatal():
+    with pytest.warns(UserWarning, match="1 of 2 texts have no tokens"):
+        enc = encode(_byte_bpe(), ["", "The cat sat."])
+    assert enc.attention_mask[0].sum() == 0 and enc.n_words == [0, 3]
