@@ -3,6 +3,8 @@
     probes models                       built-in model aliases and whether each is installed
     probes sites MODEL                  the site names of a model
     probes capture MODEL --texts F ...  capture sites over a text set into an activation store
+    probes run SUITE --out DIR          run a probe suite (TOML file or ready suite name), resumably
+    probes show DIR                     summarise the results of a run
     probes demo                         the main job on the default model
 """
 
@@ -85,12 +87,43 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     return _capture(args.model, texts, args.sites, Path(args.out), args)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .suite import load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    run_suite(suite, args.out)
+    return _cmd_show(args)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from analysis.results import read_results
+
+    from .suite import profile_table
+
+    results = read_results(Path(args.out) / "results.csv")
+    table = profile_table(results)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print("\nper task: best layer (0 = embeddings), its test accuracy and 95% bootstrap CI, expected layer,")
+        print("majority baseline, the same probe on a randomly initialised model, selectivity, MDL compression\n")
+        print(table.round(3).to_string(index=False))
+    print(f"\nresults: {Path(args.out) / 'results.csv'} ({len(results)} rows)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .data import builtin_texts
     from .models import DEFAULT_MODEL
+    from .suite import load_suite, run_suite
 
-    print(f"demo: capturing the residual stream and attention patterns of {DEFAULT_MODEL} on the built-in texts")
-    return _capture(DEFAULT_MODEL, builtin_texts("demo"), DEMO_SITES, Path(args.out), args)
+    out = Path(args.out)
+    print(f"demo 1/2: capturing the residual stream and attention patterns of {DEFAULT_MODEL} on the built-in texts")
+    _capture(DEFAULT_MODEL, builtin_texts("demo"), DEMO_SITES, out / "capture", args)
+    print(f"\ndemo 2/2: the default probe suite on {DEFAULT_MODEL} (resumes if interrupted)")
+    run_suite(load_suite("default"), out / "probes")
+    args.out = str(out / "probes")
+    return _cmd_show(args)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -133,9 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_capture_options(p)
     p.set_defaults(func=_cmd_capture)
 
+    p = sub.add_parser("run", help="run a probe suite, writing results incrementally (resumes when re-run)",
+                       description="Run a probe suite: a TOML file, or the name of a ready suite (default, quick).")
+    p.add_argument("suite", help="suite TOML file or ready suite name")
+    p.add_argument("--out", required=True, help="output folder (results.csv, run.json, activations/)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("show", help="print the per-task layer profile of a run",
+                       description="Print a summary table of a run's results.csv.")
+    p.add_argument("out", help="the run's output folder")
+    p.set_defaults(func=_cmd_show)
+
     p = sub.add_parser("demo", help="run the main job on the default model and print where its output is",
                        description="Capture the default model's residual stream and attention on the built-in "
-                                   "texts and print a per-layer summary.")
+                                   "texts (per-layer summary), then run the default probe suite and print each "
+                                   "task's layer profile.")
     p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
     _add_capture_options(p)
     p.set_defaults(func=_cmd_demo)

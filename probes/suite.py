@@ -1,0 +1,398 @@
+"""Probe suites: a TOML file says what to probe; ``run_suite`` runs it, resumably.
+
+    name = "default"
+    models = ["minilm"]
+    tasks = ["pos", "subject_number", { name = "ud", path = "en.conllu", label = "upos" }]
+    site = "resid"                 # residual stream, layer 0 = embeddings; or a block site such as "hook_mlp_out"
+    layers = "all"                 # or a list of layer numbers
+    probes = ["logistic"]          # logistic, ridge
+    controls = ["control_task", "random_weights", "mdl"]
+    seed = 0
+    n_examples = 600               # per generated task
+
+Results go to ``OUT/results.csv`` (the tidy table of ``analysis.results``) one
+unit (model x task x probe x control) at a time; ``OUT/done.json`` lists the
+finished units, so a re-run skips them. ``OUT/run.json`` records the suite,
+seed, package versions and each model's weights hash.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from analysis.results import read_results, tidy, write_results
+
+from .align import pool_words
+from .controls import bootstrap_ci, control_labels, layer_profile, online_codelength, random_weights
+from .data import DATA_DIR
+from .datasets import TASKS, ProbingDataset, generate
+from .datasets.loaders import load_conllu, load_table
+from .linear import RidgeProbe, fit_layers
+from .models import LoadedModel, load
+from .provenance import environment
+from .sites import BLOCK_SITES
+from .store import ActivationStore
+
+PROBES = ("logistic", "ridge")
+CONTROLS = ("control_task", "random_weights", "mdl")
+SUITES_DIR = DATA_DIR / "suites"
+
+
+class SuiteError(ValueError):
+    """A suite file that does not validate."""
+
+
+@dataclass
+class Suite:
+    name: str = "suite"
+    models: list[str] = field(default_factory=lambda: ["minilm"])
+    tasks: list[Any] = field(default_factory=lambda: list(TASKS))
+    site: str = "resid"
+    layers: str | list[int] = "all"
+    probes: list[str] = field(default_factory=lambda: ["logistic"])
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
+    seed: int = 0
+    n_examples: int = 600
+    test_fraction: float = 0.25
+    lexical_split: bool = True
+    pool: str = "mean"  # subwords -> word, for word-level tasks
+    sentence_pool: str = "mean"  # tokens -> sentence: mean over word tokens, or first / last token
+    Cs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    cv: int = 3
+    mdl_C: float = 0.1
+    max_length: int = 128
+    batch_size: int = 32
+    n_boot: int = 1000
+
+
+_TYPES = {"name": str, "models": list, "tasks": list, "site": str, "layers": (str, list), "probes": list,
+          "controls": list, "seed": int, "n_examples": int, "test_fraction": (float, int), "lexical_split": bool,
+          "pool": str, "sentence_pool": str, "Cs": list, "cv": int, "mdl_C": (float, int), "max_length": int,
+          "batch_size": int, "n_boot": int}
+
+
+def load_suite(path: str | os.PathLike) -> Suite:
+    """Read and validate a suite: a TOML path, or the name of a ready suite (see ``ready_suites()``)."""
+    path = Path(path)
+    if not path.exists() and (SUITES_DIR / f"{path.name}.toml").exists():
+        path = SUITES_DIR / f"{path.name}.toml"
+    if not path.exists():
+        raise SuiteError(f"no suite file {path}; ready suites: {', '.join(ready_suites())}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"{path}: not valid TOML ({err})") from None
+    return validate(raw, str(path))
+
+
+def ready_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def validate(raw: dict, where: str = "suite") -> Suite:
+    known = [f.name for f in fields(Suite)]
+    for key, value in raw.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise SuiteError(f"{where}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; keys are {', '.join(known)}")
+        if not isinstance(value, _TYPES[key]) or (isinstance(value, bool) and _TYPES[key] is int):
+            want = _TYPES[key].__name__ if isinstance(_TYPES[key], type) else " or ".join(t.__name__ for t in _TYPES[key])
+            raise SuiteError(f"{where}: key {key!r} should be a {want}, got {value!r}")
+    suite = Suite(**raw)
+
+    def fail(key: str, message: str) -> None:
+        raise SuiteError(f"{where}: key {key!r}: {message}")
+
+    if not suite.models:
+        fail("models", "list at least one model (an alias such as 'minilm', a folder or a hub id)")
+    if not suite.tasks:
+        fail("tasks", f"list at least one task; built-in: {', '.join(TASKS)}")
+    for task in suite.tasks:
+        if isinstance(task, str) and task not in TASKS:
+            hint = difflib.get_close_matches(task, TASKS, n=1)
+            fail("tasks", f"unknown task {task!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                 + f"; built-in tasks are {', '.join(TASKS)}, or a table {{name, path, label}}")
+        if isinstance(task, dict) and not {"name", "path"} <= set(task):
+            fail("tasks", f"a data task needs 'name' and 'path' (and 'label'), got {task}")
+        if not isinstance(task, (str, dict)):
+            fail("tasks", f"each task is a built-in name or a table {{name, path, label}}, got {task!r}")
+    for key, allowed in (("probes", PROBES), ("controls", CONTROLS)):
+        for item in getattr(suite, key):
+            if item not in allowed:
+                fail(key, f"unknown {key[:-1]} {item!r}; choose from {', '.join(allowed)}")
+    if suite.site != "resid" and (suite.site not in BLOCK_SITES or BLOCK_SITES[suite.site].needs_eager):
+        usable = ["resid"] + [s for s, k in BLOCK_SITES.items() if not k.needs_eager]
+        fail("site", f"{suite.site!r} is not probeable; use one of {', '.join(usable)}")
+    if isinstance(suite.layers, str) and suite.layers != "all":
+        fail("layers", "use \"all\" or a list of layer numbers")
+    if isinstance(suite.layers, list) and not all(isinstance(l, int) and l >= 0 for l in suite.layers):
+        fail("layers", "layer numbers are whole numbers >= 0")
+    if suite.pool not in ("first", "last", "mean"):
+        fail("pool", "use first, last or mean")
+    if suite.sentence_pool not in ("first", "last", "mean"):
+        fail("sentence_pool", "use first, last or mean")
+    if not 0 < suite.test_fraction < 1:
+        fail("test_fraction", "must be between 0 and 1")
+    if suite.n_examples < 20:
+        fail("n_examples", "use at least 20 examples so train and test both hold every class")
+    if not suite.Cs or any(c <= 0 for c in suite.Cs):
+        fail("Cs", "list positive inverse regularisation strengths, e.g. [0.01, 0.1, 1.0]")
+    return suite
+
+
+# ------------------------------------------------------------------- features
+@dataclass
+class Features:
+    X: torch.Tensor  # (L, N, d) float32
+    y: np.ndarray  # (N,) labels as strings
+    groups: np.ndarray  # (N,) sentence id, for the bootstrap
+    types: np.ndarray | None  # (N,) word forms (word-level tasks), for control tasks
+    test: np.ndarray  # (N,) bool
+    layers: list[int]
+    sites: list[str]
+
+
+def probe_sites(lm: LoadedModel, suite: Suite) -> tuple[list[int], list[str]]:
+    n = lm.shape.n_layers
+    if suite.site == "resid":  # layer 0 = embeddings (resid_pre of block 0), layer l = output of block l-1
+        all_layers = list(range(n + 1))
+        name = lambda l: "blocks.0.hook_resid_pre" if l == 0 else f"blocks.{l - 1}.hook_resid_post"
+    else:
+        all_layers = list(range(n))
+        name = lambda l: f"blocks.{l}.{suite.site}"
+    layers = all_layers if suite.layers == "all" else list(suite.layers)
+    bad = [l for l in layers if l not in all_layers]
+    if bad:
+        raise SuiteError(f"key 'layers': {bad} out of range for {lm.name}, which has layers {all_layers[0]}..{all_layers[-1]}")
+    return layers, [name(l) for l in layers]
+
+
+def extract(lm: LoadedModel, ds: ProbingDataset, suite: Suite, root: Path) -> Features:
+    layers, sites = probe_sites(lm, suite)
+    store = ActivationStore.build(lm, ds.words, sites, root, dtype="float32", batch_size=suite.batch_size,
+                                  max_length=suite.max_length, progress=False)
+    tokens = store.tokens()
+    example, word = tokens["example_id"].to_numpy(), tokens["word_index"].to_numpy()
+    if ds.level == "sentence":
+        if suite.sentence_pool == "mean":
+            word = np.where(word >= 0, 0, -1)  # every word token of a sentence pools into one row
+            how = "mean"
+        else:
+            word = np.zeros_like(word)
+            how = suite.sentence_pool
+    else:
+        how = suite.pool
+    parts, keys = [], None
+    for site in sites:
+        pooled, keys = pool_words(store.read(site), example, word, how)
+        parts.append(torch.from_numpy(np.ascontiguousarray(pooled, dtype=np.float32)))
+    ex, wi = keys[:, 0], keys[:, 1]
+    if ds.level == "word":
+        y = np.asarray([str(ds.labels[e][w]) for e, w in zip(ex, wi)])
+        types = np.asarray([ds.words[e][w] for e, w in zip(ex, wi)])
+    else:
+        y, types = np.asarray([str(ds.labels[e]) for e in ex]), None
+    test = np.asarray([ds.split[e] == "test" for e in ex])
+    return Features(torch.stack(parts), y, ex, types, test, layers, sites)
+
+
+# ------------------------------------------------------------------- probing
+def probe_accuracy(kind: str, feats: Features, y: np.ndarray, suite: Suite) -> np.ndarray:
+    """0/1 correctness (L, m) of a probe per layer on the test rows."""
+    tr, te = ~feats.test, feats.test
+    if kind == "logistic":
+        fitted = fit_layers(feats.X[:, tr], y[tr], Cs=suite.Cs, cv=suite.cv, seed=suite.seed)
+        return fitted.predict(feats.X[:, te]) == y[te][None]
+    out = []
+    for l in range(feats.X.shape[0]):
+        probe = RidgeProbe(cv=suite.cv, random_state=suite.seed).fit(feats.X[l, tr].numpy(), y[tr])
+        out.append(probe.predict(feats.X[l, te].numpy()) == y[te])
+    return np.stack(out)
+
+
+def accuracy_rows(correct: np.ndarray, feats: Features, suite: Suite, metric: str = "accuracy") -> list[dict]:
+    low, high = bootstrap_ci(correct, feats.groups[feats.test], n_boot=suite.n_boot, seed=suite.seed)
+    low, high = np.atleast_1d(low), np.atleast_1d(high)
+    return [{"site": s, "layer": l, "metric": metric, "value": float(c.mean()), "ci_low": float(lo), "ci_high": float(hi),
+             "n": int(c.size)} for s, l, c, lo, hi in zip(feats.sites, feats.layers, correct, low, high)]
+
+
+def mdl_rows(feats: Features, suite: Suite) -> list[dict]:
+    train = np.flatnonzero(~feats.test)
+    order = np.random.default_rng(suite.seed).permutation(train)
+    classes, y = np.unique(feats.y[order], return_inverse=True)
+    K = len(classes)
+
+    def fit_predict_proba(prefix: np.ndarray, block: np.ndarray) -> np.ndarray:
+        fitted = fit_layers(feats.X[:, order[prefix]], classes[y[prefix]], Cs=[suite.mdl_C], cv=0, seed=suite.seed)
+        proba = fitted.predict_proba(feats.X[:, order[block]]).numpy()
+        full = np.zeros(proba.shape[:-1] + (K,))
+        full[..., np.searchsorted(classes, fitted.classes)] = proba
+        return full * (1 - 1e-4) + 1e-4 / K  # classes unseen so far keep a little mass
+
+    code = online_codelength(K, y, fit_predict_proba)
+    rows = []
+    for i, (site, layer) in enumerate(zip(feats.sites, feats.layers)):
+        rows.append({"site": site, "layer": layer, "metric": "codelength_bits", "value": float(code["codelength_bits"][i]), "n": len(y)})
+        rows.append({"site": site, "layer": layer, "metric": "compression", "value": float(code["compression"][i]), "n": len(y)})
+    rows.append({"metric": "uniform_codelength_bits", "value": code["uniform_bits"], "n": len(y)})
+    return rows
+
+
+# ------------------------------------------------------------------- running
+class _Progress:
+    """done.json: the finished units, so an interrupted run resumes where it stopped."""
+
+    def __init__(self, out: Path):
+        self.path = out / "done.json"
+        self.done: list[str] = json.loads(self.path.read_text()) if self.path.exists() else []
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.done
+
+    def add(self, key: str) -> None:
+        self.done.append(key)
+        tmp = self.path.with_name(".done.json.tmp")
+        tmp.write_text(json.dumps(self.done, indent=0))
+        os.replace(tmp, self.path)
+
+
+def _dataset(task: Any, suite: Suite) -> ProbingDataset:
+    if isinstance(task, str):
+        return generate(task, suite.n_examples, seed=suite.seed, lexical_split=suite.lexical_split,
+                        test_fraction=suite.test_fraction)
+    path = Path(task["path"])
+    if path.suffix.lower() == ".conllu":
+        ds = load_conllu(path, task.get("label", "upos"), name=task["name"])
+    else:
+        ds = load_table(path, label=task.get("label", "label"), name=task["name"])
+    return ds.with_split(suite.test_fraction, suite.seed)
+
+
+def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progress: bool = True) -> pd.DataFrame:
+    """Run every (model, task, probe, control) unit not yet in ``out``; return the whole results table."""
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = _record(out, suite)
+    done = _Progress(out)
+    results = out / "results.csv"
+    units = [(m, t, p) for m in suite.models for t in suite.tasks for p in suite.probes]
+    bar = tqdm(total=len(units) * (1 + len(suite.controls)), desc=f"suite {suite.name}", unit="unit", disable=not progress)
+    models: dict[str, LoadedModel] = {}
+    for model_name in suite.models:
+        for task in suite.tasks:
+            task_name = task if isinstance(task, str) else task["name"]
+            cache: dict[str, Any] = {}
+
+            def lm() -> LoadedModel:
+                if model_name not in models:
+                    models[model_name] = load(model_name)
+                    record["models"][model_name] = models[model_name].describe()
+                    _write_json(out / "run.json", record)
+                return models[model_name]
+
+            def feats() -> Features:
+                if "feats" not in cache:
+                    cache["ds"] = _dataset(task, suite)
+                    cache["feats"] = extract(lm(), cache["ds"], suite, out / "activations")
+                return cache["feats"]
+
+            for probe in suite.probes:
+                for control in ["none", *suite.controls]:
+                    key = f"{model_name}|{task_name}|{probe}|{control}"
+                    bar.set_postfix_str(key)
+                    if key not in done:
+                        rows = _unit(control, probe, feats, lm, cache, suite, out)
+                        for row in rows:
+                            row.update(model=model_name, task=task_name, probe=probe,
+                                       control=None if control == "none" else control)
+                        previous = read_results(results) if results.exists() else None
+                        table = tidy(rows) if previous is None else pd.concat([previous, tidy(rows)], ignore_index=True)
+                        write_results(table, results)
+                        done.add(key)
+                    bar.update(1)
+    bar.close()
+    return read_results(results) if results.exists() else tidy([])
+
+
+def _unit(control: str, probe: str, feats, lm, cache: dict, suite: Suite, out: Path) -> list[dict]:
+    f: Features = feats()
+    if control == "none":
+        correct = probe_accuracy(probe, f, f.y, suite)
+        cache[f"correct:{probe}"] = correct
+        rows = accuracy_rows(correct, f, suite)
+        profile = layer_profile(correct.mean(1))
+        majority = pd.Series(f.y[~f.test]).mode()[0]
+        rows += [{"metric": "best_layer", "value": f.layers[profile["best_layer"]]},
+                 {"metric": "expected_layer", "value": profile["expected_layer"]},
+                 {"metric": "majority_baseline", "value": float((f.y[f.test] == majority).mean()), "n": int(f.test.sum())}]
+        return rows
+    if control == "control_task":
+        if f.types is None:  # Hewitt & Liang's control is defined by word type: sentence tasks have none
+            return [{"metric": "control_task_skipped", "value": 1.0}]
+        y_control = control_labels(f.types, f.y, seed=suite.seed)
+        control_correct = probe_accuracy(probe, f, y_control, suite)
+        task_correct = cache.get(f"correct:{probe}")
+        if task_correct is None:
+            task_correct = cache[f"correct:{probe}"] = probe_accuracy(probe, f, f.y, suite)
+        rows = accuracy_rows(control_correct, f, suite)
+        rows += accuracy_rows(task_correct.astype(float) - control_correct, f, suite, metric="selectivity")
+        return rows
+    if control == "random_weights":
+        rand = random_weights(lm(), seed=suite.seed)
+        rf = extract(rand, cache["ds"], suite, out / "activations")
+        return accuracy_rows(probe_accuracy(probe, rf, rf.y, suite), rf, suite)
+    if control == "mdl":
+        if probe != "logistic":  # ridge scores are not probabilities
+            return [{"metric": "mdl_skipped", "value": 1.0}]
+        return mdl_rows(f, suite)
+    raise SuiteError(f"unknown control {control!r}")
+
+
+def _record(out: Path, suite: Suite) -> dict:
+    path = out / "run.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    if record and record.get("suite") != asdict(suite):
+        raise SuiteError(f"{out} holds results of a different suite ({record['suite'].get('name')}); use another --out")
+    record = record or {"suite": asdict(suite), "seed": suite.seed, "environment": environment(), "models": {}}
+    _write_json(path, record)
+    return record
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def profile_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model and task: best layer, its accuracy and CI, expected layer, baselines, selectivity, compression."""
+    rows = []
+    for (model, task, probe), g in results[results["control"].isna()].groupby(["model", "task", "probe"], sort=False):
+        acc = g[g["metric"] == "accuracy"].set_index("layer")
+        scalar = g[g["layer"].isna()].set_index("metric")["value"]
+        best = int(scalar.get("best_layer", acc["value"].idxmax()))
+        row = {"model": model, "task": task, "probe": probe, "best_layer": best,
+               "accuracy": acc.loc[best, "value"], "ci": f"[{acc.loc[best, 'ci_low']:.3f}, {acc.loc[best, 'ci_high']:.3f}]",
+               "expected_layer": scalar.get("expected_layer"), "majority": scalar.get("majority_baseline")}
+        ctl = results[(results["model"] == model) & (results["task"] == task) & (results["probe"] == probe)]
+        pick = lambda control, metric: ctl[(ctl["control"] == control) & (ctl["metric"] == metric) & (ctl["layer"] == best)]["value"]
+        for name, control, metric in (("random_init", "random_weights", "accuracy"), ("selectivity", "control_task", "selectivity"),
+                                      ("compression", "mdl", "compression")):
+            v = pick(control, metric)
+            row[name] = float(v.iloc[0]) if len(v) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
