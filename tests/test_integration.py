@@ -85,10 +85,11 @@ def test_minilm_store_round_trip(minilm, tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path):
     out = subprocess.run([sys.executable, "-m", "probes.cli", "demo", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr
-    assert f"activations: {tmp_path}" in out.stdout
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert f"activations: {tmp_path}" in out.stdout and "best_layer" in out.stdout
+    summary = pd.read_csv(tmp_path / "capture" / "summary.csv")
     assert summary["layer"].nunique() == 6 and summary["model"].eq("minilm").all()
-    entropy = summary[summary["metric"] == "attn_entropy"]["value"]
-    assert (entropy > 0).all()
+    assert (summary[summary["metric"] == "attn_entropy"]["value"] > 0).all()
+    results = pd.read_csv(tmp_path / "probes" / "results.csv")
+    assert set(results["task"]) == {"pos", "subject_number", "tense", "length", "bigram_shift", "depth"}
