@@ -63,10 +63,10 @@ def main() -> None:
         return run
 
     def torch_side():
-        return fit_layers(X[:, tr], y[tr], Cs=[1.0], max_iter=500).accuracy(X[:, te], y[te])
+        return fit_layers(X[:, tr], y[tr], Cs=[1.0]).accuracy(X[:, te], y[te])
 
     def torch_cv_side():
-        return fit_layers(X[:, tr], y[tr], Cs=[0.01, 0.1, 1.0], cv=3, max_iter=500).accuracy(X[:, te], y[te])
+        return fit_layers(X[:, tr], y[tr], Cs=[0.01, 0.1, 1.0], cv=3).accuracy(X[:, te], y[te])
 
     timings, results = {}, {}
     sides = (("sklearn", sklearn_side(1e-4)), ("sklearn-converged", sklearn_side(1e-8)), ("torch", torch_side),

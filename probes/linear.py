@@ -51,47 +51,59 @@ def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _train_per_layer(
-    X: torch.Tensor, y: torch.Tensor, n_classes: int, C: torch.Tensor, weights: torch.Tensor, max_iter: int
+    X: torch.Tensor, y: torch.Tensor, n_classes: int, C: torch.Tensor, weights: torch.Tensor, max_iter: int, tol: float
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``_train_softmax`` one layer at a time: each layer's line search converges on its own."""
-    parts = [_train_softmax(X[l : l + 1], y, n_classes, C[l : l + 1], weights, max_iter) for l in range(X.shape[0])]
+    parts = [_train_softmax(X[l : l + 1], y, n_classes, C[l : l + 1], weights, max_iter, tol) for l in range(X.shape[0])]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), max(p[2] for p in parts)
 
 
 def _train_softmax(
-    X: torch.Tensor, y: torch.Tensor, n_classes: int, C: torch.Tensor, weights: torch.Tensor, max_iter: int
+    X: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    C: torch.Tensor,
+    weights: torch.Tensor,
+    max_iter: int,
+    tol: float = 1e-6,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Independent multinomial logistic regressions, solved together.
 
-    X (L, n, d) standardised; C (L, G) strengths; weights (G, n) 0/1 training masks.
+    X (L, n, d) standardised; C (L, G) strengths; weights (G, n) 0/1 training masks;
+    ``tol`` bounds the largest gradient entry of the per-sample objective at the end.
     Returns W (L, G, d, K), b (L, G, K) and the number of L-BFGS iterations.
     """
     L, n, d = X.shape
     G = weights.shape[0]
     K = n_classes
-    W = torch.zeros(L, d, G * K, dtype=X.dtype, device=X.device)  # the G problems of a layer side by side
+    # Weights stored (G*K, d), i.e. transposed: X @ W.T and R.T @ X are the fast GEMM layouts on CPU
+    # (2-4x faster here than X @ W and X.T @ R for these tall, thin products).
+    W = torch.zeros(L, G * K, d, dtype=X.dtype, device=X.device)  # the G problems of a layer side by side
     b = torch.zeros(L, 1, G * K, dtype=X.dtype, device=X.device)
+    if init is not None:
+        W.copy_(init[0].permute(0, 1, 3, 2).reshape(L, G * K, d))
+        b.copy_(init[1].reshape(L, 1, G * K))
+    X = X.contiguous()
     onehot = torch.nn.functional.one_hot(y, K).to(X.dtype)  # (n, K)
     Cw = (C[:, :, None] * weights[None]).transpose(1, 2)[..., None]  # (L, n, G, 1): weight of each data term
-    scale = 1.0 / max(float(weights.sum(1).max()), 1.0)  # keeps the objective O(1) for L-BFGS's tolerances
-    Xt = X.transpose(1, 2)
+    scale = 1.0 / max(float(weights.sum(1).max()), 1.0)  # the per-sample objective: O(1) whatever n is
     opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-7, tolerance_change=1e-12)
+                            tolerance_grad=tol, tolerance_change=1e-12)
 
     def closure():
         # Analytic gradients (no autograd): one batched matmul forward, one backward, per evaluation.
-        logits = (torch.bmm(X, W) + b).reshape(L, n, G, K)
+        logits = torch.baddbmm(b, X, W.transpose(1, 2)).reshape(L, n, G, K)
         logp = torch.log_softmax(logits, -1)
         loss = (-(Cw * logp * onehot[None, :, None]).sum() + 0.5 * (W * W).sum()) * scale
         residual = (Cw * (logp.exp() - onehot[None, :, None])).reshape(L, n, G * K)
-        W.grad = (torch.bmm(Xt, residual) + W) * scale
+        W.grad = (torch.bmm(residual.transpose(1, 2).contiguous(), X) + W) * scale
         b.grad = residual.sum(1, keepdim=True) * scale
         return loss
 
     opt.step(closure)
     n_iter = int(opt.state[W].get("n_iter", 0))
-    W = W.view(L, d, G, K).permute(0, 2, 1, 3)
-    return W, b.view(L, G, K), n_iter
+    return W.view(L, G, K, d).transpose(2, 3), b.view(L, G, K), n_iter
 
 
 @dataclass
@@ -126,10 +138,16 @@ def fit_layers(
     *,
     Cs: Sequence[float] = DEFAULT_CS,
     cv: int = 3,
-    max_iter: int = 200,
+    max_iter: int = 500,
+    tol: float = 1e-6,
     seed: int = 0,
 ) -> LayerProbes:
-    """Fit one standardised logistic probe per layer of ``X`` (L, n, d), C chosen per layer by CV."""
+    """Fit one standardised logistic probe per layer of ``X`` (L, n, d), C chosen per layer by CV.
+
+    ``tol`` is the L-BFGS gradient tolerance on the per-sample objective: 1e-6 reaches the
+    accuracy of a fully converged sklearn fit (tol=1e-8); sklearn's default 1e-4 stops
+    earlier and can land a point or two away from the optimum.
+    """
     X = torch.as_tensor(X)
     X = X.float() if X.dtype in (torch.float16, torch.bfloat16) else X
     if X.ndim != 3:
@@ -149,7 +167,7 @@ def fit_layers(
         groups = [(c, f) for c in range(len(Cs)) for f in range(cv)]
         train = torch.stack([(fold != f).to(X.dtype) for _, f in groups])  # (G, n)
         C = torch.tensor([Cs[c] for c, _ in groups], dtype=X.dtype, device=X.device).expand(L, -1)
-        W, b, _ = _train_per_layer(Z, yt, K, C, train, max_iter)
+        W, b, _ = _train_per_layer(Z, yt, K, C, train, max_iter, tol)
         logits = torch.einsum("lnd,lgdk->lgnk", Z, W) + b[:, :, None]
         correct = (logits.argmax(-1) == yt).to(X.dtype) * (1 - train)[None]  # held-out hits
         acc = correct.sum(-1).reshape(L, len(Cs), cv).sum(-1) / len(y_idx)  # (L, |Cs|)
@@ -159,7 +177,7 @@ def fit_layers(
     else:
         best = np.full(L, int(np.argmax(Cs == 1.0)) if 1.0 in Cs else len(Cs) // 2)
     chosen = torch.as_tensor(Cs[best], dtype=X.dtype, device=X.device)[:, None]
-    W, b, n_iter = _train_per_layer(Z, yt, K, chosen, torch.ones(1, len(y_idx), dtype=X.dtype, device=X.device), max_iter)
+    W, b, n_iter = _train_per_layer(Z, yt, K, chosen, torch.ones(1, len(y_idx), dtype=X.dtype, device=X.device), max_iter, tol)
     return LayerProbes(classes, mean, scale, W[:, 0], b[:, 0], Cs[best], n_iter)
 
 
@@ -196,22 +214,27 @@ class LogisticProbe(_ProbeBase):
     Cs : inverse L2 strengths to try (sklearn's ``C``); one value skips CV.
     cv : number of folds.
     max_iter : L-BFGS iterations.
+    tol : L-BFGS gradient tolerance on the per-sample objective.
     random_state : seed of the fold assignment.
 
     Attributes: ``classes_``, ``C_`` (chosen), ``coef_`` (K, d) and ``intercept_`` on the
     standardised features, ``mean_`` and ``scale_`` of the standardisation.
     """
 
-    def __init__(self, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3, max_iter: int = 200, random_state: int = 0):
+    def __init__(
+        self, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3, max_iter: int = 500, tol: float = 1e-6, random_state: int = 0
+    ):
         self.Cs = Cs
         self.cv = cv
         self.max_iter = max_iter
+        self.tol = tol
         self.random_state = random_state
 
     def fit(self, X, y):
         X, y_idx = self._fit_prepare(X, y)
         Xt = torch.tensor(X, dtype=torch.float64)[None]
-        fitted = fit_layers(Xt, self.classes_[y_idx], Cs=self.Cs, cv=self.cv, max_iter=self.max_iter, seed=self.random_state)
+        fitted = fit_layers(Xt, self.classes_[y_idx], Cs=self.Cs, cv=self.cv, max_iter=self.max_iter, tol=self.tol,
+                            seed=self.random_state)
         self.mean_, self.scale_ = fitted.mean[0], fitted.scale[0]
         self.coef_ = fitted.W[0].T.numpy()
         self.intercept_ = fitted.b[0].numpy()
