@@ -6,13 +6,24 @@ import json
 import os
 from pathlib import Path
 
+from collections.abc import Iterator
+
 import pandas as pd
+
+from .datasets.base import DatasetError
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
-class DatasetError(ValueError):
-    """A text file that cannot be read as a list of texts."""
+def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) for each non-empty line; a bad line names itself in the error."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}:{number}: not valid JSON ({err.msg})") from None
 
 
 def builtin_texts(name: str = "demo") -> list[str]:
@@ -39,13 +50,7 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
         texts = frame[column].dropna().astype(str).tolist()
     elif suffix in (".jsonl", ".json"):
         texts = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        for number, item in iter_jsonl(path):
             if isinstance(item, dict):
                 if column not in item:
                     raise DatasetError(f"{path}:{number}: no key {column!r}")

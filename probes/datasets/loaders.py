@@ -89,15 +89,13 @@ def load_table(
 
 def load_blimp(path: str | os.PathLike) -> list[dict]:
     """Minimal pairs from a BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``, optional fields kept)."""
+    from ..data import iter_jsonl  # probes.data imports this package: import at call time
+
     path = _existing(path)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}:{number}: a BLiMP pair is a JSON object")
         missing = [k for k in ("sentence_good", "sentence_bad") if k not in row]
         if missing:
             raise DatasetError(f"{path}:{number}: a BLiMP pair needs {' and '.join(missing)}")
