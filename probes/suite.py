@@ -82,6 +82,9 @@ _TYPES = {"name": str, "models": list, "tasks": list, "site": str, "layers": (st
           "batch_size": int, "n_boot": int}
 
 
+_KIND_NAMES = {str: "a string", list: "a list", int: "a whole number", float: "a number", bool: "true or false"}
+
+
 def load_suite(path: str | os.PathLike) -> Suite:
     """Read and validate a suite: a TOML path, or the name of a ready suite (see ``ready_suites()``)."""
     path = Path(path)
@@ -108,8 +111,9 @@ def validate(raw: dict, where: str = "suite") -> Suite:
             raise SuiteError(f"{where}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                              + f"; keys are {', '.join(known)}")
         if not isinstance(value, _TYPES[key]) or (isinstance(value, bool) and _TYPES[key] is int):
-            want = _TYPES[key].__name__ if isinstance(_TYPES[key], type) else " or ".join(t.__name__ for t in _TYPES[key])
-            raise SuiteError(f"{where}: key {key!r} should be a {want}, got {value!r}")
+            kinds = _TYPES[key] if isinstance(_TYPES[key], tuple) else (_TYPES[key],)
+            want = " or ".join(_KIND_NAMES[k] for k in kinds)
+            raise SuiteError(f"{where}: key {key!r} should be {want}, got {value!r}")
     suite = Suite(**raw)
 
     def fail(key: str, message: str) -> None:
