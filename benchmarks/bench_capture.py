@@ -14,6 +14,7 @@ noise hits them alike:
   tlens_same    TransformerLens TransformerBridge + run_with_cache, same sites   (bench extra)
   nnsight_same  nnsight trace + .save(), same sites                               (bench extra)
 
+Each tool is timed in its own process beside its own HF baseline (see ``time_group``).
 Then the activation store's peak memory (RSS) for a dataset 1x and 10x as large,
 each in a fresh process. Goals: probes_same <= 1.05, probes_all <= 1.15, equal peaks.
 """
@@ -58,26 +59,27 @@ def same_sites(lm) -> list[str]:
     return ["blocks.*.hook_resid_pre", final, "blocks.*.attn.hook_pattern"]
 
 
-def methods(lm, batch, others: bool = True) -> dict[str, Callable[[], object]]:
+def methods(lm, batch, group: str) -> dict[str, Callable[[], object]]:
+    """The timed methods of one group; every group also times the HF baseline, in its own process."""
     model = lm.model
-    same = [s.name for s in lm.resolve(same_sites(lm))]
-
-    def probes_run(sites):
-        def run():
-            with capture(lm, sites) as cache:
-                model(**batch)
-            return cache
-
-        return run
-
     out: dict[str, Callable[[], object]] = {
-        "hf_bare": lambda: model(**batch),
         "hf_outputs": lambda: model(**batch, output_hidden_states=True, output_attentions=True),
-        "probes_same": probes_run(same),
-        "probes_all": probes_run("*"),
     }
-    if others:
+    if group == "probes":
+        same = [s.name for s in lm.resolve(same_sites(lm))]
+
+        def probes_run(sites):
+            def run():
+                with capture(lm, sites) as cache:
+                    model(**batch)
+                return cache
+
+            return run
+
+        out.update(hf_bare=lambda: model(**batch), probes_same=probes_run(same), probes_all=probes_run("*"))
+    elif group == "tlens":
         out.update(_transformer_lens(lm, batch))
+    elif group == "nnsight":
         out.update(_nnsight(lm, batch))
     return out
 
@@ -108,9 +110,7 @@ def _nnsight(lm, batch) -> dict[str, Callable[[], object]]:
     except Exception as err:
         print(f"  nnsight: skipped ({type(err).__name__}: {str(err)[:100]}); `make bench-deps` installs it")
         return {}
-    import copy
-
-    wrapped = NNsight(copy.deepcopy(lm.model))  # its own copy: nnsight's wrapping must not touch the model we time
+    wrapped = NNsight(lm.model)
     base_path = "model" if lm.adapter.causal else None
     root = getattr(wrapped, base_path) if base_path else wrapped
 
@@ -184,24 +184,56 @@ def store_peaks(model: str) -> dict[int, dict]:
     return out
 
 
+GROUPS = ("probes", "tlens", "nnsight")
+ORDER = ("hf_bare", "hf_outputs", "probes_same", "probes_all", "tlens_same", "nnsight_same")
+
+
+def time_group(model: str, group: str, repeats: int) -> dict[str, float]:
+    """One group's timings, measured in a fresh process.
+
+    Each tool runs in its own process beside its own HF baseline: loading a second or
+    third copy of a model into one process changes how the allocator behaves and slowed
+    whichever method ran beside them by up to 25% here.
+    """
+    res = subprocess.run([sys.executable, __file__, "--models", model, "--repeats", str(repeats), "--group", group],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"  {group}: failed ({res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode})")
+        return {}
+    for line in res.stdout.splitlines():
+        if line.startswith("  ") and group != "probes":
+            print(line)  # why a tool was skipped
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["minilm", "smollm2-135m"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--no-others", action="store_true", help="leave out TransformerLens and nnsight")
+    parser.add_argument("--group", choices=GROUPS, help=argparse.SUPPRESS)  # internal: one process per group
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {BATCH} x {SEQ}, median of {args.repeats}")
+    if args.group:
+        lm = load(args.models[0], attn_implementation="eager")
+        times = time_methods(methods(lm, make_batch(lm), args.group), args.repeats)
+        print(json.dumps(times))
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x {SEQ}, median of {args.repeats}, "
+          "each tool in its own process, ratios to the HF baseline timed in that process")
     for name in args.models:
-        lm = load(name, attn_implementation="eager")
-        print(f"\n{name} ({lm.adapter.name}, {lm.shape.n_layers} layers x {lm.shape.n_heads} heads)")
-        times = time_methods(methods(lm, make_batch(lm), others=not args.no_others), args.repeats)
-        base = times["hf_outputs"]
+        print(f"\n{name}")
+        ratios: dict[str, tuple[float, float]] = {}
+        for group in GROUPS[:1] if args.no_others else GROUPS:
+            times = time_group(name, group, args.repeats)
+            for method, seconds in times.items():
+                if method != "hf_outputs" or group == "probes":
+                    ratios[method] = (seconds, seconds / times["hf_outputs"])
         print(f"  {'method':<14} {'ms':>8} {'ratio to hf_outputs':>20}")
-        for method, seconds in times.items():
-            print(f"  {method:<14} {seconds * 1000:8.1f} {seconds / base:20.2f}")
+        for method in ORDER:
+            if method in ratios:
+                seconds, ratio = ratios[method]
+                print(f"  {method:<14} {seconds * 1000:8.1f} {ratio:20.2f}")
     if not args.skip_memory:
         model = args.models[0]
         peaks = store_peaks(model)
