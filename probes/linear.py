@@ -208,10 +208,10 @@ class _ProbeBase(ClassifierMixin, BaseEstimator):
         scores = self._scores(X)
         return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
 
-    def _transform(self, X) -> torch.Tensor:
+    def _transform(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return (torch.tensor(X, dtype=torch.float64) - self.mean_) / self.scale_
+        return (X - self.mean_) / self.scale_
 
 
 class LogisticProbe(_ProbeBase):
@@ -243,7 +243,7 @@ class LogisticProbe(_ProbeBase):
         Xt = torch.tensor(X, dtype=torch.float64)[None]
         fitted = fit_layers(Xt, self.classes_[y_idx], Cs=self.Cs, cv=self.cv, max_iter=self.max_iter, tol=self.tol,
                             seed=self.random_state)
-        self.mean_, self.scale_ = fitted.mean[0], fitted.scale[0]
+        self.mean_, self.scale_ = fitted.mean[0, 0].numpy(), fitted.scale[0, 0].numpy()
         self.coef_ = fitted.W[0].T.numpy()
         self.intercept_ = fitted.b[0].numpy()
         self.C_ = float(fitted.C[0])
@@ -251,7 +251,7 @@ class LogisticProbe(_ProbeBase):
         return self
 
     def _scores(self, X) -> np.ndarray:
-        return self._transform(X).numpy() @ self.coef_.T + self.intercept_
+        return self._transform(X) @ self.coef_.T + self.intercept_
 
     def predict_proba(self, X):
         scores = self._scores(X)
@@ -288,8 +288,9 @@ class RidgeProbe(_ProbeBase):
     def fit(self, X, y):
         X, y_idx = self._fit_prepare(X, y)
         Xt = torch.tensor(X, dtype=torch.float64)
-        self.mean_, self.scale_ = (t[0] for t in _standardise(Xt[None]))
-        Z = (Xt - self.mean_) / self.scale_
+        mean, scale = (t[0] for t in _standardise(Xt[None]))
+        self.mean_, self.scale_ = mean[0].numpy(), scale[0].numpy()
+        Z = (Xt - mean) / scale
         Y = 2 * torch.nn.functional.one_hot(torch.as_tensor(y_idx), len(self.classes_)).double() - 1
         alphas = torch.as_tensor(np.asarray(self.alphas, dtype=np.float64))
         if len(alphas) > 1 and _can_cross_validate(y_idx, self.cv):
@@ -311,4 +312,4 @@ class RidgeProbe(_ProbeBase):
         return self
 
     def _scores(self, X) -> np.ndarray:
-        return self._transform(X).numpy() @ self.coef_.T + self.intercept_
+        return self._transform(X) @ self.coef_.T + self.intercept_
