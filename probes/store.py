@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .align import EmptyInputError, Encoded, Pooling, encode, pool_words
+from .atomic import atomic_path, write_json
 from .hooks import capture
 from .models import LoadedModel
 from .provenance import content_hash, environment
@@ -125,12 +125,10 @@ class ActivationStore:
             "seed": None,  # capture is deterministic: eval mode, no sampling
             "complete": False,
         }
-        with _atomic(path / "texts.jsonl") as tmp:
+        with atomic_path(path / "texts.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in texts))
-        store = cls.__new__(cls)
-        store.path, store.manifest = path, manifest
-        store._write_manifest()
-        return store
+        write_json(path / "manifest.json", manifest)  # last: a folder with a manifest is a store
+        return cls(path)
 
     def _fill(self, lm: LoadedModel, texts: list, sites: list[Site], progress: bool) -> None:
         n_shards, batch_size = self.manifest["n_shards"], self.manifest["batch_size"]
@@ -154,7 +152,8 @@ class ActivationStore:
         mask = enc.attention_mask.bool()
         dtype = DTYPES[self.manifest["request"]["dtype"]]
         batch, seq = mask.shape
-        tensors = {site.name: token_rows(cache[site.name], site, mask.to(lm.device)).to("cpu", dtype).contiguous() for site in sites}
+        on_device = mask.to(lm.device)
+        tensors = {site.name: token_rows(cache[site.name], site, on_device).to("cpu", dtype).contiguous() for site in sites}
         ids = enc.inputs["input_ids"]
         tensors["example_id"] = (torch.arange(batch)[:, None].expand(batch, seq) + first_example)[mask]
         tensors["position"] = torch.arange(seq)[None, :].expand(batch, seq)[mask]
@@ -168,7 +167,7 @@ class ActivationStore:
         }
         target = self._shard_path(index)
         try:
-            with _atomic(target) as tmp:
+            with atomic_path(target) as tmp:
                 save_file(tensors, str(tmp), metadata=header)
         except OSError as err:
             if err.errno == errno.ENOSPC:
@@ -204,8 +203,7 @@ class ActivationStore:
         self._write_manifest()
 
     def _write_manifest(self) -> None:
-        with _atomic(self.path / "manifest.json") as tmp:
-            tmp.write_text(json.dumps(self.manifest, indent=1))
+        write_json(self.path / "manifest.json", self.manifest)
 
     # ---------------------------------------------------------------- reading
     @property
@@ -280,22 +278,3 @@ def _slug(name: str) -> str:
 
 def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
-
-
-class _atomic:
-    """Write to a temporary sibling, then rename: readers never see half a file."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> Path:
-        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from analysis.results import read_results, tidy, write_results
 
 from .align import pool_words
+from .atomic import write_json
 from .controls import bootstrap_ci, control_labels, layer_profile, online_codelength, random_weights
 from .data import DATA_DIR
 from .datasets import TASKS, ProbingDataset, generate
@@ -268,9 +269,7 @@ class _Progress:
 
     def add(self, key: str) -> None:
         self.done.append(key)
-        tmp = self.path.with_name(".done.json.tmp")
-        tmp.write_text(json.dumps(self.done, indent=0))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.done, indent=0)
 
 
 def _dataset(task: Any, suite: Suite) -> ProbingDataset:
@@ -293,6 +292,7 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
     record = _record(out, suite)
     done = _Progress(out)
     results = out / "results.csv"
+    table = read_results(results) if results.exists() else None  # kept in memory, rewritten atomically per unit
     units = [(m, t, p) for m in suite.models for t in suite.tasks for p in suite.probes]
     bar = tqdm(total=len(units) * (1 + len(suite.controls)), desc=f"suite {suite.name}", unit="unit", disable=not progress)
     models: dict[str, LoadedModel] = {}
@@ -305,7 +305,7 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
                 if model_name not in models:
                     models[model_name] = load(model_name)
                     record["models"][model_name] = models[model_name].describe()
-                    _write_json(out / "run.json", record)
+                    write_json(out / "run.json", record)
                 return models[model_name]
 
             def feats() -> Features:
@@ -323,13 +323,12 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
                         for row in rows:
                             row.update(model=model_name, task=task_name, probe=probe,
                                        control=None if control == "none" else control)
-                        previous = read_results(results) if results.exists() else None
-                        table = tidy(rows) if previous is None else pd.concat([previous, tidy(rows)], ignore_index=True)
+                        table = tidy(rows) if table is None else pd.concat([table, tidy(rows)], ignore_index=True)
                         write_results(table, results)
                         done.add(key)
                     bar.update(1)
     bar.close()
-    return read_results(results) if results.exists() else tidy([])
+    return read_results(results)
 
 
 def _unit(control: str, probe: str, feats, lm, cache: dict, suite: Suite, out: Path) -> list[dict]:
@@ -372,14 +371,8 @@ def _record(out: Path, suite: Suite) -> dict:
     if record and record.get("suite") != asdict(suite):
         raise SuiteError(f"{out} holds results of a different suite ({record['suite'].get('name')}); use another --out")
     record = record or {"suite": asdict(suite), "seed": suite.seed, "environment": environment(), "models": {}}
-    _write_json(path, record)
+    write_json(path, record)
     return record
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def profile_table(results: pd.DataFrame) -> pd.DataFrame:
