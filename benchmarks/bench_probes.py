@@ -4,7 +4,8 @@
 
 Both fit the same objective (standardised multinomial logistic regression, C=1)
 on the same split of the same features: sklearn's ``LogisticRegression`` one
-layer at a time, this toolkit's ``fit_layers`` all layers in one L-BFGS run.
+layer at a time, this toolkit's ``fit_layers`` (torch L-BFGS per layer, analytic gradients,
+warm-started from the previous layer).
 sklearn is timed twice: with its default tolerance (tol=1e-4, which stops
 after ~15-20 iterations here, short of the optimum) and converged (tol=1e-8),
 the same stopping point as the torch path.
