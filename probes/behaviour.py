@@ -1,0 +1,442 @@
+"""Behaviour metrics: what an ablation, a patch or an erasure is measured against.
+
+Each behaviour turns a model's forward passes into one number per example, so
+effects can be averaged, bootstrapped and decomposed (Shapley, interactions):
+
+* ``MinimalPairs``: BLiMP-style pairs scored by a causal LM as the sum of token
+  log-probabilities of each sentence; per pair ``logit_diff`` = log p(good) -
+  log p(bad), or ``accuracy`` = [log p(good) > log p(bad)].
+* ``NextTokenLoss``: mean next-token cross-entropy per text (causal LM).
+* ``ProbeAccuracy``: a linear probe fitted on the clean model at one layer; per
+  test word (or sentence), whether it is still right. Works for encoders.
+* ``EmbeddingCosine``: cosine similarity of mean-pooled sentence embeddings on
+  sentence pairs (what sentence encoders such as ``minilm`` are for).
+
+The protocol (for writing your own): ``prepare(lm)`` returns ``Batch`` es (model
+inputs, token positions, example ids), ``readout`` names the site the score is
+read from (the forward stops there), and ``score(lm, value, batch)`` maps that
+site's value to per-example numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .ablation import token_positions
+from .align import encode, ensure_pad_token
+from .datasets.base import DatasetError, ProbingDataset
+from .linear import LayerProbes, fit_layers
+from .models import LoadedModel
+
+
+class BehaviourError(ValueError):
+    """A behaviour that cannot be measured on this model or data."""
+
+
+@dataclass
+class Batch:
+    inputs: dict[str, Tensor]  # what the model is called with
+    positions: Tensor  # (rows, T) position of each token in its text (mean / resample ablation)
+    example_ids: Tensor  # (rows,) or (rows, T): the example of each row or token (resample draws are keyed on it)
+    n_examples: int  # per-example scores this batch yields
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.positions.shape[0]
+
+
+class Behaviour:
+    """Base class: a named metric, the site it reads, and how per-example scores come out of it."""
+
+    name = "behaviour"
+    metric = "value"
+    higher_is_better = True
+
+    def readout(self, lm: LoadedModel) -> str:
+        raise NotImplementedError
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        raise NotImplementedError
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def reference_inputs(self, lm: LoadedModel, batches: list[Batch]) -> list[dict[str, Tensor]]:
+        """Plain (right-padded, 2-D mask) inputs of the behaviour's texts: the default reference for mean ablation."""
+        return [b.inputs for b in batches]
+
+    def describe(self) -> dict[str, Any]:
+        return {"behaviour": self.name, "metric": self.metric}
+
+
+def _final_readout(lm: LoadedModel) -> str:
+    if not lm.has_unembed:
+        raise BehaviourError(
+            f"{lm.name} has no language-model head: score it with ProbeAccuracy or EmbeddingCosine instead"
+        )
+    if lm.adapter.final_norm is None:
+        return f"blocks.{lm.shape.n_layers - 1}.hook_resid_post"
+    return "ln_final.hook_normalized"
+
+
+def _log_probs(lm: LoadedModel, hidden: Tensor, targets: Tensor) -> Tensor:
+    """Log-probability of ``targets`` (m,) from final hidden rows (m, d), unembedding only these rows."""
+    logits = lm.model.get_output_embeddings()(hidden).float()
+    return torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1)
+
+
+def context_token(tokenizer) -> list[int]:
+    """The token a sentence is conditioned on, so its first word is scored too (as lm-evaluation-harness does)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return [int(token_id)]
+    return []
+
+
+class MinimalPairs(Behaviour):
+    """Minimal pairs (``sentence_good`` / ``sentence_bad``) scored by a causal language model.
+
+    Only the tokens after the pair's shared prefix are unembedded: the log-probabilities
+    of the shared tokens are identical in both sentences of a causal model and cancel
+    in the difference. With ``packed`` (default for causal models), each pair is one
+    segment, [shared prefix | good suffix | bad suffix], with an attention mask that keeps
+    the two suffixes apart, so the prefix is computed once per pair; segments are laid
+    end to end in rows of up to ``row_tokens`` tokens (no padding to speak of), and the
+    position each suffix's first token is predicted from is unembedded once.
+    """
+
+    name = "minimal_pairs"
+
+    def __init__(self, pairs: Sequence[dict], metric: str = "logit_diff", *, batch_size: int = 64, packed: bool = True,
+                 row_tokens: int = 128, max_length: int | None = None):
+        if metric not in ("logit_diff", "accuracy"):
+            raise BehaviourError(f"unknown minimal-pair metric {metric!r}: use 'logit_diff' or 'accuracy'")
+        if not pairs:
+            raise BehaviourError("no minimal pairs given: pass BLiMP-format rows with sentence_good and sentence_bad")
+        for i, row in enumerate(pairs):
+            if "sentence_good" not in row or "sentence_bad" not in row:
+                raise BehaviourError(f"pair {i} lacks sentence_good / sentence_bad (BLiMP format)")
+        self.pairs = list(pairs)
+        self.metric = metric
+        self.batch_size = batch_size
+        self.packed = packed
+        self.row_tokens = row_tokens
+        self.max_length = max_length
+
+    def readout(self, lm: LoadedModel) -> str:
+        return _final_readout(lm)
+
+    def tokenise(self, lm: LoadedModel) -> list[tuple[list[int], list[int], int]]:
+        """Per pair: good ids, bad ids, and d, the first token index that is scored (after the shared prefix)."""
+        tok = lm.tokenizer
+        start = context_token(tok)
+        limit = lm.max_length(self.max_length)
+        out = []
+        for i, row in enumerate(self.pairs):
+            good = start + tok(row["sentence_good"], add_special_tokens=False)["input_ids"]
+            bad = start + tok(row["sentence_bad"], add_special_tokens=False)["input_ids"]
+            if max(len(good), len(bad)) > limit:
+                raise BehaviourError(f"pair {i} is {max(len(good), len(bad))} tokens, over the model's limit of {limit}")
+            shared = 0
+            while shared < min(len(good), len(bad)) and good[shared] == bad[shared]:
+                shared += 1
+            if shared == len(good) == len(bad):
+                raise BehaviourError(f"pair {i}: the two sentences tokenise identically ({row['sentence_good']!r})")
+            if shared == 0:
+                raise BehaviourError(
+                    f"pair {i}: the sentences differ at the first token and the tokenizer has no BOS/EOS token to "
+                    "condition on; prepend a shared word"
+                )
+            out.append((good, bad, shared))
+        return out
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        if not lm.adapter.causal:
+            raise BehaviourError(f"minimal pairs need a causal language model; {lm.name} is an encoder")
+        ensure_pad_token(lm.tokenizer)
+        tokens = self.tokenise(lm)
+        batches = []
+        for lo in range(0, len(tokens), self.batch_size):
+            chunk = tokens[lo : lo + self.batch_size]
+            ids = torch.arange(lo, lo + len(chunk))
+            batches.append(self._packed(lm, chunk, ids) if self.packed else self._unpacked(lm, chunk, ids))
+        return batches
+
+    def _packed(self, lm: LoadedModel, chunk, ids: Tensor) -> Batch:
+        """Pairs laid end to end in rows of up to ``row_tokens`` tokens; the mask keeps every pair (and its suffixes) apart."""
+        segments = [(g[:d] + g[d:] + b[d:], d, len(g) - d, len(b) - d) for g, b, d in chunk]
+        rows: list[list[int]] = [[]]  # pair indices per row, filled in order
+        used = 0
+        for p, (toks, *_) in enumerate(segments):
+            if rows[-1] and used + len(toks) > max(self.row_tokens, len(toks)):
+                rows.append([])
+                used = 0
+            rows[-1].append(p)
+            used += len(toks)
+        T = max(sum(len(segments[p][0]) for p in row) for row in rows)
+        R = len(rows)
+        input_ids = torch.full((R, T), lm.tokenizer.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((R, T), dtype=torch.long)
+        owner = torch.full((R, T), -1, dtype=torch.long)  # which pair each token belongs to; -1 padding
+        segment = torch.full((R, T), -1, dtype=torch.long)  # 0 prefix, 1 good suffix, 2 bad suffix
+        unembed_at, good_idx, good_tok, good_row, bad_idx, bad_tok, bad_row = [], [], [], [], [], [], []
+        for r, row in enumerate(rows):
+            at = 0
+            for p in row:
+                toks, d, ng, nb = segments[p]
+                g, b = chunk[p][0], chunk[p][1]
+                span = slice(at, at + len(toks))
+                input_ids[r, span] = torch.tensor(toks)
+                positions[r, span] = torch.tensor(list(range(d)) + list(range(d, d + ng)) + list(range(d, d + nb)))
+                owner[r, span] = int(ids[p])
+                segment[r, at : at + d], segment[r, at + d : at + d + ng], segment[r, at + d + ng : span.stop] = 0, 1, 2
+                # a suffix's first token is predicted at the prefix's last position, shared by both sentences
+                shared = len(unembed_at)
+                unembed_at.append(r * T + at + d - 1)
+                unembed_at += [r * T + at + d + k - 1 for k in range(1, ng)]
+                good_idx += [shared] + list(range(shared + 1, shared + ng))
+                unembed_at += [r * T + at + d + ng + k - 1 for k in range(1, nb)]
+                bad_idx += [shared] + list(range(shared + ng, shared + ng + nb - 1))
+                good_tok += g[d:]
+                bad_tok += b[d:]
+                good_row += [p] * ng
+                bad_row += [p] * nb
+                at = span.stop
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        same_pair = (owner[:, :, None] == owner[:, None, :]) & (owner[:, None, :] >= 0)
+        q, k = segment[:, :, None], segment[:, None, :]
+        allowed = causal & same_pair & ((k == 0) | (k == q))
+        allowed |= torch.eye(T, dtype=torch.bool) & (owner[:, :, None] < 0)  # padding sees itself: no empty softmax row
+        mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill(~allowed, torch.finfo(lm.dtype).min)[:, None]
+        inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
+        extra = {"unembed_at": unembed_at, "good_idx": good_idx, "good_tok": good_tok, "good_row": good_row,
+                 "bad_idx": bad_idx, "bad_tok": bad_tok, "bad_row": bad_row}
+        return Batch(_to(inputs, lm.device), positions, owner.clamp(min=0), len(chunk), _to(extra, lm.device))
+
+    def reference_inputs(self, lm: LoadedModel, batches: list[Batch]) -> list[dict[str, Tensor]]:
+        tokens = self.tokenise(lm)
+        return [self._unpacked(lm, tokens[lo : lo + self.batch_size], torch.arange(lo, min(lo + self.batch_size, len(tokens)))).inputs
+                for lo in range(0, len(tokens), self.batch_size)]
+
+    def _unpacked(self, lm: LoadedModel, chunk, ids: Tensor) -> Batch:
+        seqs = [s for g, b, _ in chunk for s in (g, b)]
+        T = max(map(len, seqs))
+        pad = lm.tokenizer.pad_token_id
+        input_ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+        attention = torch.zeros((len(seqs), T), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            input_ids[r, : len(s)], attention[r, : len(s)] = torch.tensor(s), 1
+        extra: dict[str, list] = {"unembed_at": [], "good_idx": [], "good_tok": [], "good_row": [], "bad_idx": [],
+                                  "bad_tok": [], "bad_row": []}
+        for p, (g, b, d) in enumerate(chunk):
+            for which, seq, r in (("good", g, 2 * p), ("bad", b, 2 * p + 1)):
+                first = len(extra["unembed_at"])
+                extra["unembed_at"] += [r * T + t - 1 for t in range(d, len(seq))]
+                extra[f"{which}_idx"] += list(range(first, first + len(seq) - d))
+                extra[f"{which}_tok"] += seq[d:]
+                extra[f"{which}_row"] += [p] * (len(seq) - d)
+        inputs = {"input_ids": input_ids, "attention_mask": attention}
+        return Batch(_to(inputs, lm.device), token_positions(attention), ids.repeat_interleave(2), len(chunk),
+                     _to(extra, lm.device))
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        flat = value.reshape(-1, value.shape[-1])
+        e = batch.extra
+        logp = torch.log_softmax(lm.model.get_output_embeddings()(flat[e["unembed_at"]]).float(), -1)
+        sums = []
+        for which in ("good", "bad"):
+            lp = logp[e[f"{which}_idx"], e[f"{which}_tok"]]
+            sums.append(torch.zeros(batch.n_examples, dtype=lp.dtype, device=lp.device).index_add(0, e[f"{which}_row"], lp))
+        diff = sums[0] - sums[1]
+        return (diff > 0).to(diff.dtype) if self.metric == "accuracy" else diff
+
+    def sentence_logprobs(self, lm: LoadedModel) -> np.ndarray:
+        """(pairs, 2) summed log-probabilities of the good and the bad sentence, every token scored."""
+        out = []
+        for g, b, _ in self.tokenise(lm):
+            row = []
+            for seq in (g, b):
+                ids = torch.tensor([seq], device=lm.device)
+                with torch.inference_mode():
+                    logits = lm.model(input_ids=ids).logits[0, :-1].float()
+                row.append(float(torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None]).sum()))
+            out.append(row)
+        return np.asarray(out)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_pairs": len(self.pairs)}
+
+
+class NextTokenLoss(Behaviour):
+    """Mean next-token cross-entropy per text (nats), every token after the first scored."""
+
+    name = "next_token_loss"
+    metric = "loss"
+    higher_is_better = False
+
+    def __init__(self, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None):
+        self.texts = [t for t in texts if t.strip()]
+        if not self.texts:
+            raise BehaviourError("no texts to score: give at least one non-empty text")
+        self.batch_size = batch_size
+        self.max_length = max_length
+
+    def readout(self, lm: LoadedModel) -> str:
+        return _final_readout(lm)
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        if not lm.adapter.causal:
+            raise BehaviourError(f"next-token loss needs a causal language model; {lm.name} is an encoder")
+        batches = []
+        for lo in range(0, len(self.texts), self.batch_size):
+            enc = encode(lm.tokenizer, self.texts[lo : lo + self.batch_size], lm.max_length(self.max_length))
+            mask = enc.attention_mask
+            if int(mask.sum(1).min()) < 2:
+                raise BehaviourError("a text has fewer than two tokens: nothing to predict in it")
+            scored = mask.clone()
+            scored[torch.arange(len(mask)), mask.float().argmax(1)] = 0  # the first token is never predicted
+            T = mask.shape[1]
+            rows, cols = scored[:, :].nonzero(as_tuple=True)
+            extra = {"at": rows * T + cols - 1, "tok": enc.inputs["input_ids"][rows, cols], "row": rows}
+            ids = torch.arange(lo, lo + len(mask))
+            batches.append(Batch(enc.model_inputs(lm.device), token_positions(mask), ids, len(mask), _to(extra, lm.device)))
+        return batches
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        flat = value.reshape(-1, value.shape[-1])
+        lp = _log_probs(lm, flat[batch.extra["at"]], batch.extra["tok"])
+        n = batch.n_examples
+        total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, batch.extra["row"], -lp)
+        count = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, batch.extra["row"], torch.ones_like(lp))
+        return total / count
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_texts": len(self.texts)}
+
+
+class _PooledReadout(Behaviour):
+    """Shared by the encoder behaviours: mean-pool a site's tokens into units with a fixed matrix per batch."""
+
+    def _pooling(self, word_index: Tensor, units: list[tuple[int, int]], level: str) -> Tensor:
+        rows, T = word_index.shape
+        pool = torch.zeros(len(units), rows * T)
+        for u, (r, w) in enumerate(units):
+            hit = (word_index[r] >= 0) if level == "sentence" else (word_index[r] == w)
+            cols = hit.nonzero().squeeze(1) + r * T
+            pool[u, cols] = 1.0 / max(len(cols), 1)
+        return pool
+
+
+class ProbeAccuracy(_PooledReadout):
+    """Accuracy of a linear probe fitted once on the clean model, read at ``layer`` (default: the last).
+
+    The probe is trained on the dataset's train split; the examples are the test
+    split's units (words for word-level tasks, sentences otherwise, mean-pooled
+    over their tokens). Ablating what the probe reads drives the score to chance.
+    """
+
+    name = "probe_accuracy"
+    metric = "accuracy"
+
+    def __init__(self, dataset: ProbingDataset, layer: int | None = None, *, batch_size: int = 32, seed: int = 0,
+                 Cs: Sequence[float] = (0.01, 0.1, 1.0)):
+        self.dataset = dataset.with_split(seed=seed)
+        if "test" not in self.dataset.split or "train" not in self.dataset.split:
+            raise DatasetError(f"dataset {dataset.name!r} needs both train and test sentences to fit and score a probe")
+        self.layer = layer
+        self.batch_size = batch_size
+        self.seed = seed
+        self.Cs = Cs
+        self.probe: LayerProbes | None = None
+
+    def _layer(self, lm: LoadedModel) -> int:
+        return lm.shape.n_layers - 1 if self.layer is None else self.layer
+
+    def readout(self, lm: LoadedModel) -> str:
+        return f"blocks.{self._layer(lm)}.hook_resid_post"
+
+    def _batches(self, lm: LoadedModel, which: str) -> list[Batch]:
+        ds = self.dataset
+        chosen = [i for i, s in enumerate(ds.split) if s == which]
+        batches = []
+        for lo in range(0, len(chosen), self.batch_size):
+            idx = chosen[lo : lo + self.batch_size]
+            enc = encode(lm.tokenizer, [ds.words[i] for i in idx], lm.max_length(None))
+            units = [(r, w) for r, i in enumerate(idx) for w in (range(len(ds.words[i])) if ds.level == "word" else [0])]
+            labels = [str(ds.labels[idx[r]][w] if ds.level == "word" else ds.labels[idx[r]]) for r, w in units]
+            pool = self._pooling(enc.word_index, units, ds.level)
+            extra = {"pool": pool.to(lm.device, lm.dtype), "labels": np.asarray(labels)}
+            batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask),
+                                 torch.tensor(idx), len(units), extra))
+        return batches
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        from .hooks import capture
+
+        site = self.readout(lm)
+        feats, labels = [], []
+        with torch.inference_mode(), capture(lm, site) as cache:
+            for batch in self._batches(lm, "train"):
+                lm.model(**batch.inputs)
+                feats.append(batch.extra["pool"] @ cache[site].reshape(-1, cache[site].shape[-1]))
+                labels.append(batch.extra["labels"])
+        X, y = torch.cat(feats).float()[None], np.concatenate(labels)
+        if len(np.unique(y)) < 2:
+            raise DatasetError(f"dataset {self.dataset.name!r}: the train split has a single class")
+        self.probe = fit_layers(X, y, Cs=self.Cs, seed=self.seed)
+        return self._batches(lm, "test")
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        pooled = batch.extra["pool"] @ value.reshape(-1, value.shape[-1]).to(batch.extra["pool"].dtype)
+        predicted = self.probe.predict(pooled.float()[None].cpu())[0]
+        return torch.as_tensor(predicted == batch.extra["labels"], dtype=torch.float32, device=value.device)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "task": self.dataset.name, "layer": self.layer}
+
+
+class EmbeddingCosine(_PooledReadout):
+    """Cosine similarity of mean-pooled sentence embeddings (the last block's output) per sentence pair."""
+
+    name = "embedding_cosine"
+    metric = "cosine"
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32):
+        self.pairs = [tuple(p) for p in pairs]
+        if not self.pairs or any(len(p) != 2 for p in self.pairs):
+            raise BehaviourError("embedding cosine needs sentence pairs: a list of (text_a, text_b)")
+        self.batch_size = batch_size
+
+    def readout(self, lm: LoadedModel) -> str:
+        return f"blocks.{lm.shape.n_layers - 1}.hook_resid_post"
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        batches = []
+        for lo in range(0, len(self.pairs), self.batch_size):
+            chunk = self.pairs[lo : lo + self.batch_size]
+            enc = encode(lm.tokenizer, [t for p in chunk for t in p], lm.max_length(None))
+            mask = enc.attention_mask.float()
+            pool = torch.block_diag(*[(m / m.sum())[None] for m in mask])  # mean over all real tokens, as sentence-transformers
+            ids = torch.arange(lo, lo + len(chunk)).repeat_interleave(2)
+            batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask), ids, len(chunk),
+                                 {"pool": pool.to(lm.device, lm.dtype)}))
+        return batches
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        emb = (batch.extra["pool"] @ value.reshape(-1, value.shape[-1]).to(batch.extra["pool"].dtype)).float()
+        return torch.nn.functional.cosine_similarity(emb[0::2], emb[1::2], dim=-1)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_pairs": len(self.pairs)}
+
+
+def _to(values: dict, device) -> dict:
+    return {k: (v.to(device) if isinstance(v, Tensor) else torch.as_tensor(v, device=device) if isinstance(v, list) else v)
+            for k, v in values.items()}
