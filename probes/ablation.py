@@ -189,7 +189,9 @@ class RowPlan:
     """Which rows of a batch ablate which components (a sweep's many conditions in one forward).
 
     rows[i] is the set of components ablated in row i; positions (rows, T) and example_ids
-    (rows,) say where each token sits, for mean and resample ablation.
+    (rows,) or (rows, T) (rows holding several examples) say where each token sits,
+    for mean and resample ablation. Kind "patch" takes each replaced value from
+    ``source`` (site -> a value of the same shape, e.g. the clean run's).
     """
 
     rows: list[frozenset[Component]]
@@ -197,48 +199,73 @@ class RowPlan:
     positions: Tensor
     example_ids: Tensor
     reference: Reference | None = None
+    source: dict[str, Tensor] | None = None
 
     def hooks(self, lm: LoadedModel) -> dict[str, callable]:
-        check_kind(self.kind, self.reference)
-        by_site: dict[str, list[tuple[int, Component]]] = defaultdict(list)
+        if self.kind == "patch":
+            if self.source is None:
+                raise AblationError("patching needs source values (the other run's activations)")
+        else:
+            check_kind(self.kind, self.reference)
+        members: dict[str, dict[Component, list[int]]] = defaultdict(lambda: defaultdict(list))
         for row, components in enumerate(self.rows):
             for component in components:
-                by_site[component.site].append((row, check(component, lm.shape)))
-        return {site: self._site_hook(site, members, lm) for site, members in by_site.items()}
+                members[component.site][check(component, lm.shape)].append(row)
+        return {site: self._site_hook(site, by_component) for site, by_component in members.items()}
 
     def _replacement(self, site: str, value: Tensor) -> Tensor:
         if self.kind == "zero":
             return torch.zeros_like(value)
+        if self.kind == "patch":
+            if site not in self.source:
+                raise AblationError(f"no source values for site {site}: capture it in the source run")
+            return self.source[site].to(value.device, value.dtype).reshape(value.shape)
         if self.kind == "mean":
             r = self.reference.mean(site, self.positions)
         else:
             r = self.reference.resample(site, self.positions, self.example_ids)
         return r.to(value.device, value.dtype).reshape(value.shape)
 
-    def _site_hook(self, site: str, members: list[tuple[int, Component]], lm: LoadedModel):
+    def _tokens(self, component: Component, rows: list[int], value: Tensor) -> Tensor:
+        """(rows, T) bool: the tokens this component is replaced at."""
+        selected = torch.zeros(value.shape[0], dtype=torch.bool, device=value.device)
+        selected[rows] = True
+        tokens = selected[:, None].expand(value.shape[0], value.shape[1])
+        if component.at is not None:
+            tokens = tokens & (self.positions.to(value.device) == component.at)
+        return tokens
+
+    def _site_hook(self, site: str, by_component: dict[Component, list[int]]):
         n_rows = len(self.rows)
-        directions = [(row, c) for row, c in members if c.kind == "direction"]
-        sliced = [(row, c) for row, c in members if c.kind != "direction"]
+        sliced = {c: r for c, r in by_component.items() if c.kind not in ("direction", "edit")}
+        affine = {c: r for c, r in by_component.items() if c.kind in ("direction", "edit")}
 
         def hook(value: Tensor) -> Tensor:
             if value.shape[0] != n_rows:
                 raise AblationError(f"{site}: the ablation plan has {n_rows} rows but the batch has {value.shape[0]}")
-            replacement = self._replacement(site, value)
             new = value
             if sliced:
-                mask = torch.zeros(value.shape[0], *value.shape[2:], dtype=torch.bool, device=value.device)
-                for row, c in sliced:
+                replacement = self._replacement(site, value)
+                mask = torch.zeros(value.shape, dtype=torch.bool, device=value.device)
+                for c, rows in sliced.items():
+                    tokens = self._tokens(c, rows, value)
                     if c.kind == "head":
-                        mask[row, c.index[0]] = True
+                        mask[:, :, c.index[0]] |= tokens[..., None]
                     elif c.kind == "neurons":
-                        mask[row, list(c.index)] = True
+                        mask[:, :, list(c.index)] |= tokens[..., None]
                     else:
-                        mask[row] = True
-                new = torch.where(mask[:, None], replacement, new)
-            for row, c in directions:
-                v = c.vector.to(value.device, value.dtype)
-                delta = ((replacement[row] - new[row]) @ v)[..., None] * v
-                new = new.index_put((torch.tensor([row], device=value.device),), (new[row] + delta)[None])
+                        mask |= tokens.reshape(*tokens.shape, *([1] * (value.ndim - 2)))
+                new = torch.where(mask, replacement, new)
+            for c, rows in affine.items():
+                tokens = self._tokens(c, rows, value)[..., None].to(value.dtype)
+                if c.kind == "edit":
+                    matrix, mean = (t.to(value.device, value.dtype) for t in c.edit)
+                    delta = -(new - mean) @ matrix.T
+                else:
+                    v = c.vector.to(value.device, value.dtype)[:, None]
+                    goal = 0.0 if self.kind == "zero" else self._replacement(site, value) @ v
+                    delta = (goal - new @ v) * v.T  # only the component along v changes
+                new = new + tokens * delta
             return new
 
         return hook

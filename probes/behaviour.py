@@ -79,7 +79,8 @@ class Behaviour:
 def _final_readout(lm: LoadedModel) -> str:
     if not lm.has_unembed:
         raise BehaviourError(
-            f"{lm.name} has no language-model head: score it with ProbeAccuracy or EmbeddingCosine instead"
+            f"{lm.name} has no language-model head: score it with a probe's accuracy or sentence-embedding cosine "
+            "instead (behaviour probe:TASK or cosine; ProbeAccuracy / EmbeddingCosine in Python)"
         )
     if lm.adapter.final_norm is None:
         return f"blocks.{lm.shape.n_layers - 1}.hook_resid_post"
@@ -274,6 +275,75 @@ class MinimalPairs(Behaviour):
         return {**super().describe(), "n_pairs": len(self.pairs)}
 
 
+class LogitDiff(Behaviour):
+    """Logit of the right answer minus the wrong one, at each prompt's last token (causal LM).
+
+    The standard metric of activation patching: cheap (two unembedding rows per prompt)
+    and linear in the final residual. ``answers[i]`` = (right, wrong) continuation
+    strings, e.g. (" falls", " fall"); each is scored by its first token.
+    """
+
+    name = "logit_diff"
+    metric = "logit_diff"
+
+    def __init__(self, prompts: Sequence[str], answers: Sequence[tuple[str, str]], *, batch_size: int = 64):
+        if not prompts:
+            raise BehaviourError("no prompts given")
+        if len(answers) != len(prompts):
+            raise BehaviourError(f"{len(prompts)} prompts but {len(answers)} answer pairs; give one (right, wrong) per prompt")
+        self.prompts, self.answers, self.batch_size = list(prompts), [tuple(a) for a in answers], batch_size
+
+    def readout(self, lm: LoadedModel) -> str:
+        return _final_readout(lm)
+
+    def token_ids(self, lm: LoadedModel) -> list[list[int]]:
+        start = context_token(lm.tokenizer)
+        return [start + lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in self.prompts]
+
+    def answer_ids(self, lm: LoadedModel) -> Tensor:
+        out = []
+        for i, pair in enumerate(self.answers):
+            ids = [lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in pair]
+            if not all(ids):
+                raise BehaviourError(f"prompt {i}: an answer is empty after tokenisation")
+            if ids[0][0] == ids[1][0]:
+                raise BehaviourError(f"prompt {i}: answers {pair} start with the same token; they cannot be told apart")
+            out.append([ids[0][0], ids[1][0]])
+        return torch.tensor(out)
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        if not lm.adapter.causal:
+            raise BehaviourError(f"logit difference needs a causal language model; {lm.name} is an encoder")
+        ensure_pad_token(lm.tokenizer)
+        seqs, answers = self.token_ids(lm), self.answer_ids(lm)
+        batches = []
+        for lo in range(0, len(seqs), self.batch_size):
+            chunk = seqs[lo : lo + self.batch_size]
+            T = max(map(len, chunk))
+            ids = torch.full((len(chunk), T), lm.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), T), dtype=torch.long)
+            for r, s in enumerate(chunk):
+                ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s), 1
+            last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
+            extra = {"last": last, "answers": answers[lo : lo + len(chunk)]}
+            batches.append(Batch(_to({"input_ids": ids, "attention_mask": mask}, lm.device), token_positions(mask),
+                                 torch.arange(lo, lo + len(chunk)), len(chunk), _to(extra, lm.device)))
+        return batches
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        hidden = value.reshape(-1, value.shape[-1])[batch.extra["last"]]
+        unembed = lm.model.get_output_embeddings()
+        right, wrong = batch.extra["answers"][:, 0], batch.extra["answers"][:, 1]
+        direction = unembed.weight[right] - unembed.weight[wrong]  # (n, d)
+        diff = (hidden * direction).sum(-1).float()
+        if getattr(unembed, "bias", None) is not None:
+            diff = diff + (unembed.bias[right] - unembed.bias[wrong]).float()
+        return diff
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_prompts": len(self.prompts)}
+
+
 class NextTokenLoss(Behaviour):
     """Mean next-token cross-entropy per text (nats), every token after the first scored."""
 
@@ -440,3 +510,50 @@ class EmbeddingCosine(_PooledReadout):
 def _to(values: dict, device) -> dict:
     return {k: (v.to(device) if isinstance(v, Tensor) else torch.as_tensor(v, device=device) if isinstance(v, list) else v)
             for k, v in values.items()}
+
+
+BEHAVIOURS = ("agreement", "pairs", "loss", "probe:<task>", "cosine")
+
+
+def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None = None, n: int = 64,
+                   seed: int = 0) -> Behaviour:
+    """A behaviour from its short name (CLI and suite files).
+
+    agreement      generated subject-verb agreement minimal pairs (causal LMs; the default for them)
+    pairs          minimal pairs from ``data``, a BLiMP-format JSONL file
+    loss           next-token loss on ``data`` (.txt/.jsonl/.csv texts) or the built-in demo texts
+    probe:<task>   a probe's accuracy at the last layer on a built-in task (the default for encoders:
+                   probe:subject_number)
+    cosine         sentence-embedding cosine on the agreement pairs (good vs bad sentence), or on
+                   ``data``, a JSONL file with text_a / text_b
+    """
+    from .data import builtin_texts, iter_jsonl, read_texts
+    from .datasets.grammar import TASKS, agreement_pairs, generate
+    from .datasets.loaders import load_blimp
+
+    name = name or ("agreement" if lm.adapter.causal else "probe:subject_number")
+    if name == "agreement":
+        return MinimalPairs(agreement_pairs(n, seed=seed))
+    if name == "pairs":
+        if not data:
+            raise BehaviourError("behaviour 'pairs' needs a BLiMP-format JSONL file: pass --data FILE")
+        return MinimalPairs(load_blimp(data))
+    if name == "loss":
+        texts = read_texts(data) if data else builtin_texts("demo")
+        return NextTokenLoss(texts[:n] if n else texts)
+    if name.startswith("probe:"):
+        task = name.split(":", 1)[1]
+        if task not in TASKS:
+            raise BehaviourError(f"unknown probe task {task!r}: built-in tasks are {', '.join(TASKS)}")
+        return ProbeAccuracy(generate(task, max(n, 40), seed=seed, lexical_split=True), seed=seed)
+    if name == "cosine":
+        if data:
+            from pathlib import Path
+
+            rows = list(iter_jsonl(Path(data)))
+            for number, r in rows:
+                if not isinstance(r, dict) or "text_a" not in r or "text_b" not in r:
+                    raise BehaviourError(f"{data}:{number}: each line needs text_a and text_b")
+            return EmbeddingCosine([(r["text_a"], r["text_b"]) for _, r in rows])
+        return EmbeddingCosine([(p["sentence_good"], p["sentence_bad"]) for p in agreement_pairs(n, seed=seed)])
+    raise BehaviourError(f"unknown behaviour {name!r}: choose from {', '.join(BEHAVIOURS)}")

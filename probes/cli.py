@@ -5,6 +5,7 @@
     probes capture MODEL --texts F ...  capture sites over a text set into an activation store
     probes run SUITE --out DIR          run a probe suite (TOML file or ready suite name), resumably
     probes show DIR                     summarise the results of a run
+    probes ablate MODEL --out DIR       single, pairwise and Shapley ablation study of a behaviour, resumably
     probes demo                         the main job on the default model
 """
 
@@ -100,15 +101,34 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     from analysis.results import read_results
 
-    from .suite import profile_table
+    from .suite import ablation_table, profile_table
 
     results = read_results(Path(args.out) / "results.csv")
     table = profile_table(results)
+    ablations = ablation_table(results)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print("\nper task: best layer (0 = embeddings), its test accuracy and 95% bootstrap CI, expected layer,")
-        print("majority baseline, the same probe on a randomly initialised model, selectivity, MDL compression\n")
-        print(table.round(3).to_string(index=False))
+        if len(table):
+            print("\nper task: best layer (0 = embeddings), its test accuracy and 95% bootstrap CI, expected layer,")
+            print("majority baseline, the same probe on a randomly initialised model, selectivity, MDL compression\n")
+            print(table.round(3).to_string(index=False))
+        if len(ablations):
+            print("\nablation studies: clean behaviour, the largest single-component effect, and the additivity R^2")
+            print("of the top components' joint effects (1: reduces to separable parts; low: lives in interaction)\n")
+            print(ablations.round(3).to_string(index=False))
     print(f"\nresults: {Path(args.out) / 'results.csv'} ({len(results)} rows)")
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from .reducibility import run_ablation
+
+    spec = {"model": args.model, "behaviour": args.behaviour, "data": args.data, "n": args.n, "kind": args.kind,
+            "components": " ".join(args.components), "top_k": args.top_k, "permutations": args.permutations,
+            "interaction_samples": args.interaction_samples, "seed": args.seed}
+    study = run_ablation(spec, Path(args.out), revision=args.revision, trust_remote_code=args.trust_remote_code)
+    print()
+    print(study.summary())
+    print(f"\nresults: {Path(args.out) / 'results.csv'}")
     return 0
 
 
@@ -176,6 +196,26 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a summary table of a run's results.csv.")
     p.add_argument("out", help="the run's output folder")
     p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("ablate", help="ablation study: single effects, interactions, Shapley values, additivity",
+                       description="Ablate every component on its own, then study the top-k together: pairwise "
+                                   "interactions, Shapley values and the additivity R^2 of the behaviour. Writes "
+                                   "results.csv (the tidy table) and run.json; resumes when re-run.")
+    p.add_argument("model", help="alias, local folder or cached hub id")
+    p.add_argument("--behaviour", help="agreement (default for causal LMs), pairs, loss, probe:TASK (default for "
+                                       "encoders: probe:subject_number), cosine")
+    p.add_argument("--data", help="file for the behaviour: BLiMP JSONL (pairs), texts (loss), text_a/text_b JSONL (cosine)")
+    p.add_argument("--n", type=int, default=64, help="generated examples (default: %(default)s)")
+    p.add_argument("--kind", default="mean", choices=["zero", "mean", "resample"], help="ablation (default: %(default)s)")
+    p.add_argument("--components", nargs="+", default=["heads+mlps"],
+                   help="heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=6, help="components studied jointly (default: %(default)s)")
+    p.add_argument("--permutations", type=int, default=32, help="sampled orders for Shapley values (default: %(default)s)")
+    p.add_argument("--interaction-samples", type=int, default=16, help="samples per pair for the interaction index")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (results.csv, run.json, stages/)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_ablate)
 
     p = sub.add_parser("demo", help="run the main job on the default model and print where its output is",
                        description="Capture the default model's residual stream and attention on the built-in "

@@ -10,6 +10,13 @@
     seed = 0
     n_examples = 600               # per generated task
 
+    [[ablations]]                  # optional: ablation studies (see probes.reducibility)
+    model = "smollm2-135m"
+    behaviour = "agreement"        # agreement, pairs, loss, probe:TASK, cosine
+    kind = "mean"                  # zero, mean, resample
+    components = "heads+mlps"      # or "L3H5 L4.mlp ..."
+    top_k = 6
+
 Results go to ``OUT/results.csv`` (the tidy table of ``analysis.results``) one
 unit (model x task x probe x control) at a time; ``OUT/done.json`` lists the
 finished units, so a re-run skips them. ``OUT/run.json`` records the suite,
@@ -75,12 +82,15 @@ class Suite:
     max_length: int = 128
     batch_size: int = 32
     n_boot: int = 1000
+    ablations: list[dict] = field(default_factory=list)
 
 
 _TYPES = {"name": str, "models": list, "tasks": list, "site": str, "layers": (str, list), "probes": list,
           "controls": list, "seed": int, "n_examples": int, "test_fraction": (float, int), "lexical_split": bool,
           "pool": str, "sentence_pool": str, "Cs": list, "cv": int, "mdl_C": (float, int), "max_length": int,
-          "batch_size": int, "n_boot": int}
+          "batch_size": int, "n_boot": int, "ablations": list}
+_ABLATION_TYPES = {"model": str, "behaviour": str, "data": str, "n": int, "kind": str, "components": (str, list),
+                   "top_k": int, "permutations": int, "interaction_samples": int, "seed": int}
 
 
 _KIND_NAMES = {str: "a string", list: "a list", int: "a whole number", float: "a number", bool: "true or false"}
@@ -122,8 +132,10 @@ def validate(raw: dict, where: str = "suite") -> Suite:
 
     if not suite.models:
         fail("models", "list at least one model (an alias such as 'minilm', a folder or a hub id)")
-    if not suite.tasks:
-        fail("tasks", f"list at least one task; built-in: {', '.join(TASKS)}")
+    if not suite.tasks and not suite.ablations:
+        fail("tasks", f"list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]] entry")
+    for i, entry in enumerate(suite.ablations):
+        _validate_ablation(entry, f"{where}: ablations[{i}]")
     for task in suite.tasks:
         if isinstance(task, str) and task not in TASKS:
             hint = difflib.get_close_matches(task, TASKS, n=1)
@@ -155,6 +167,25 @@ def validate(raw: dict, where: str = "suite") -> Suite:
     if not suite.Cs or any(c <= 0 for c in suite.Cs):
         fail("Cs", "list positive inverse regularisation strengths, e.g. [0.01, 0.1, 1.0]")
     return suite
+
+
+def _validate_ablation(entry: Any, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise SuiteError(f"{where}: each ablation is a table ([[ablations]] with model = ..., behaviour = ...)")
+    for key, value in entry.items():
+        if key not in _ABLATION_TYPES:
+            hint = difflib.get_close_matches(key, list(_ABLATION_TYPES), n=1)
+            raise SuiteError(f"{where}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; keys are {', '.join(_ABLATION_TYPES)}")
+        kinds = _ABLATION_TYPES[key] if isinstance(_ABLATION_TYPES[key], tuple) else (_ABLATION_TYPES[key],)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and int in kinds):
+            raise SuiteError(f"{where}: key {key!r} should be {' or '.join(_KIND_NAMES[k] for k in kinds)}, got {value!r}")
+    if "model" not in entry:
+        raise SuiteError(f"{where}: name the model to ablate (model = \"smollm2-135m\")")
+    if entry.get("kind", "mean") not in ("zero", "mean", "resample"):
+        raise SuiteError(f"{where}: key 'kind': use zero, mean or resample")
+    if entry.get("top_k", 6) < 2:
+        raise SuiteError(f"{where}: key 'top_k': at least 2 (interactions need pairs)")
 
 
 # ------------------------------------------------------------------- features
@@ -328,6 +359,25 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
                         done.add(key)
                     bar.update(1)
     bar.close()
+    for i, entry in enumerate(suite.ablations):
+        key = f"ablation|{i}|{entry['model']}"
+        if key in done:
+            continue
+        from .reducibility import run_ablation
+
+        spec = {"seed": suite.seed, **entry}
+        if isinstance(spec.get("components"), list):
+            spec["components"] = " ".join(spec["components"])
+        model_name = entry["model"]
+        if model_name not in models:
+            models[model_name] = load(model_name)
+            record["models"][model_name] = models[model_name].describe()
+            write_json(out / "run.json", record)
+        run_ablation(spec, out / "ablations" / str(i), lm=models[model_name], progress=progress)
+        rows = read_results(out / "ablations" / str(i) / "results.csv")
+        table = rows if table is None else pd.concat([table, rows], ignore_index=True)
+        write_results(table, results)
+        done.add(key)
     return read_results(results)
 
 
@@ -375,10 +425,30 @@ def _record(out: Path, suite: Suite) -> dict:
     return record
 
 
+def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model, behaviour and ablation kind: clean value, largest single effect, additivity R^2 and its CI."""
+    rows = []
+    ablations = results[results["probe"].astype(str).str.startswith("ablation:")]
+    for (model, task, probe), g in ablations.groupby(["model", "task", "probe"], sort=False):
+        effects = g[g["metric"] == "effect"]
+        top = effects.loc[effects["value"].abs().idxmax()] if len(effects) else None
+        r2 = g[g["metric"] == "additivity_r2"]
+        clean = g[g["metric"].astype(str).str.startswith("clean_")]
+        rows.append({
+            "model": model, "behaviour": task, "ablation": probe.split(":", 1)[1],
+            "clean": float(clean["value"].iloc[0]) if len(clean) else None,
+            "largest_effect": f"{top['component']} {top['value']:+.4f}" if top is not None else None,
+            "additivity_r2": float(r2["value"].iloc[0]) if len(r2) else None,
+            "r2_ci": f"[{r2['ci_low'].iloc[0]:.3f}, {r2['ci_high'].iloc[0]:.3f}]" if len(r2) else None,
+        })
+    return pd.DataFrame(rows)
+
+
 def profile_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per model and task: best layer, its accuracy and CI, expected layer, baselines, selectivity, compression."""
     rows = []
-    for (model, task, probe), g in results[results["control"].isna()].groupby(["model", "task", "probe"], sort=False):
+    probing = results[results["control"].isna() & results["probe"].isin(PROBES)]
+    for (model, task, probe), g in probing.groupby(["model", "task", "probe"], sort=False):
         acc = g[g["metric"] == "accuracy"].set_index("layer")
         scalar = g[g["layer"].isna()].set_index("metric")["value"]
         best = int(scalar.get("best_layer", acc["value"].idxmax()))

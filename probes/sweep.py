@@ -61,7 +61,9 @@ class Evaluator:
     """Per-example behaviour values of a model under sets of ablated components.
 
     kind: "zero", "mean" or "resample" (see ``probes.ablation``). ``reference``: the
-    dataset whose statistics mean/resample use; by default the behaviour's own inputs.
+    dataset whose statistics mean/resample use; by default the behaviour's own inputs,
+    at the sites of ``components`` (every site when not given). Kind "patch" takes
+    values from ``source`` instead (per batch, site -> value; see ``probes.patching``).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class Evaluator:
         reference: Reference | None = None,
         *,
         components: Sequence[Component] = (),
+        source: list[dict[str, Tensor]] | None = None,
         reuse_prefix: bool = True,
         batch_conditions: bool = True,
         max_tokens: int = 4096,
@@ -86,10 +89,14 @@ class Evaluator:
         self._readout_layer = lm.shape.n_layers if site.layer is None else site.layer
         self.batches: list[Batch] = behaviour.prepare(lm)
         self.n_examples = sum(b.n_examples for b in self.batches)
-        if kind != "zero" and reference is None:
+        if kind == "patch":
+            if source is None or len(source) != len(self.batches):
+                raise ValueError("patching needs source values for every batch: see probes.patching")
+        elif kind != "zero" and reference is None:
             reference = self.reference_from_behaviour(components or _every_site(lm), seed=seed)
-        check_kind(kind, reference)
-        self.reference = reference
+        if kind != "patch":
+            check_kind(kind, reference)
+        self.reference, self.source = reference, source
         self._blocks = lm.base.get_submodule(lm.adapter.blocks)
         self._recorded: list[list[Tensor]] = []
         self.clean = self._clean_run()
@@ -107,9 +114,12 @@ class Evaluator:
         batch = self.batches[index]
         C = len(subsets)
         inputs = {k: v.repeat(C, *([1] * (v.ndim - 1))) if C > 1 else v for k, v in batch.inputs.items()}
+        source = None
+        if self.source is not None:
+            source = {site: v.repeat(C, *([1] * (v.ndim - 1))) for site, v in self.source[index].items()}
         plan = RowPlan([s for s in subsets for _ in range(batch.rows)], self.kind,
                        batch.positions.repeat(C, 1), batch.example_ids.repeat(C, *([1] * (batch.example_ids.ndim - 1))),
-                       self.reference)
+                       self.reference, source)
         got: dict[str, Tensor] = {}
 
         def read(value: Tensor) -> None:

@@ -1,6 +1,6 @@
 """Probing datasets: generated grammar tasks, minimal pairs, and loaders for the user's data."""
 
 from .base import DatasetError, ProbingDataset
-from .grammar import TASKS, agreement_pairs, generate
+from .grammar import TASKS, agreement_pairs, agreement_prompts, generate
 
-__all__ = ["DatasetError", "ProbingDataset", "TASKS", "agreement_pairs", "generate"]
+__all__ = ["DatasetError", "ProbingDataset", "TASKS", "agreement_pairs", "agreement_prompts", "generate"]

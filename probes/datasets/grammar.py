@@ -227,6 +227,38 @@ def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
     return rows
 
 
+def agreement_prompts(n: int = 64, *, seed: int = 0) -> list[dict]:
+    """Clean / corrupted prompt pairs for activation patching of subject-verb agreement.
+
+    The clean prompt ("the key near these cabinets") and the corrupted one ("the keys
+    near these cabinets") differ only in the subject's number; the answers are the
+    verb form the clean prompt wants and the one the corrupted prompt wants.
+    """
+    rng = random.Random(f"agreement-prompts-{seed}")
+    g = Grammar(rng)
+    lex = lexicon()
+    rows = []
+    for i in range(n):
+        number = ("singular", "plural")[i % 2]
+        other = "plural" if number == "singular" else "singular"
+        noun = g.choice(lex["nouns"])
+        words = ["the", noun[0 if number == "singular" else 1]]
+        flipped = ["the", noun[1 if number == "singular" else 0]]
+        s = Sentence()
+        if (i // 2) % 2 == 0:
+            s.add(g.choice(g.prep), "ADP")
+            g.np(s, other, "objects", pp=False)
+        else:
+            s.add("that", "PRON")
+            g.np(s, other, pp=False)
+            g.verb(s, "transitive", other, "present")
+        verb = g.choice(lex["intransitive"])
+        right, wrong = (verb[0], verb[1]) if number == "singular" else (verb[1], verb[0])
+        rows.append({"clean": " ".join(words + s.words), "corrupt": " ".join(flipped + s.words),
+                     "answer": " " + right, "wrong": " " + wrong, "subject_number": number, "pair_id": i})
+    return rows
+
+
 _DESCRIPTIONS = {
     "pos": "part of speech of every word (DET, ADJ, NOUN, VERB, ADP, ADV, PRON, SCONJ, PUNCT)",
     "subject_number": "number of the main clause's subject (singular / plural)",

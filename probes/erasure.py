@@ -1,0 +1,147 @@
+"""Concept erasure (LEACE) in the residual stream, and amnesic probing against random erasures.
+
+LEACE (Belrose et al. 2023, "LEACE: Perfect linear concept erasure in closed
+form") finds the least-squares-smallest affine edit after which the features
+and the concept labels have zero cross-covariance, so that no linear probe can
+do better than a constant predictor::
+
+    r(x) = x - W+ P W (x - mu)
+
+with W = Sigma_XX^(-1/2) (whitening), W+ its pseudo-inverse, and P the orthogonal
+projection onto the column space of W Sigma_XZ (Z: one-hot labels). The edit
+has rank at most (classes - 1).
+
+``amnesic_study`` applies the eraser to a block's output during the forward pass
+and compares the behaviour change with erasing random subspaces of the same
+rank (x - Q Q^T (x - mu), Q orthonormal): if erasing the concept hurts far more
+than erasing random directions, the behaviour uses the concept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .behaviour import Behaviour
+from .components import Component, Edit
+from .datasets.base import DatasetError, ProbingDataset
+from .models import LoadedModel
+from .sweep import Evaluator
+
+
+@dataclass
+class LeaceEraser:
+    """x -> x - matrix @ (x - mean), fitted by ``fit``. ``rank`` directions are erased."""
+
+    matrix: Tensor  # (d, d): W+ P W
+    mean: Tensor  # (d,)
+    rank: int
+
+    @classmethod
+    def fit(cls, X: Tensor | np.ndarray, labels: Sequence, *, tol: float = 1e-6) -> LeaceEraser:
+        """Fit on features X (n, d) and class labels (n,), in float64."""
+        X = torch.as_tensor(np.asarray(X) if not isinstance(X, Tensor) else X).double()
+        classes, y = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+        if X.ndim != 2 or len(y) != X.shape[0]:
+            raise DatasetError(f"LEACE needs features (n, d) and n labels; got {tuple(X.shape)} and {len(y)} labels")
+        if len(classes) < 2:
+            raise DatasetError("LEACE needs labels of at least two classes")
+        Z = torch.nn.functional.one_hot(torch.as_tensor(y), len(classes)).double()
+        mean = X.mean(0)
+        Xc, Zc = X - mean, Z - Z.mean(0)
+        n = X.shape[0]
+        cov = Xc.T @ Xc / n
+        cross = Xc.T @ Zc / n  # (d, k)
+        evals, evecs = torch.linalg.eigh(cov)
+        keep = evals > tol * evals.max()
+        inv_sqrt = (evecs[:, keep] * evals[keep].rsqrt()) @ evecs[:, keep].T  # W
+        sqrt = (evecs[:, keep] * evals[keep].sqrt()) @ evecs[:, keep].T  # W+
+        u, s, _ = torch.linalg.svd(inv_sqrt @ cross, full_matrices=False)
+        u = u[:, s > tol * max(float(s.max()), 1e-300)]
+        matrix = sqrt @ u @ u.T @ inv_sqrt
+        return cls(matrix, mean, int(u.shape[1]))
+
+    def __call__(self, X: Tensor) -> Tensor:
+        m, mu = self.matrix.to(X.device, X.dtype), self.mean.to(X.device, X.dtype)
+        return X - (X - mu) @ m.T
+
+    def component(self, layer: int, label: str = "leace") -> Component:
+        """The eraser as an edit of block ``layer``'s output, for ``Evaluator`` and ``ablate``."""
+        return Edit(layer, self.matrix.float(), self.mean.float(), label)
+
+
+def random_subspace_edit(d: int, rank: int, mean: Tensor, layer: int, seed: int) -> Component:
+    """Erase a random ``rank``-dimensional subspace (orthogonal projection around the mean)."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, rank, generator=g, dtype=torch.float64))
+    return Edit(layer, (q @ q.T).float(), mean.float(), f"random{rank}-{seed}")
+
+
+def token_features(lm: LoadedModel, dataset: ProbingDataset, layer: int, *, batch_size: int = 32,
+                   split: str | None = None) -> tuple[Tensor, np.ndarray]:
+    """Block ``layer``'s output at every word token, labelled with its word's (or sentence's) label."""
+    from .align import encode
+    from .hooks import capture
+
+    site = f"blocks.{layer}.hook_resid_post"
+    chosen = [i for i in range(len(dataset)) if split is None or dataset.split[i] == split]
+    feats, labels = [], []
+    with torch.inference_mode(), capture(lm, site) as cache:
+        for lo in range(0, len(chosen), batch_size):
+            idx = chosen[lo : lo + batch_size]
+            enc = encode(lm.tokenizer, [dataset.words[i] for i in idx], lm.max_length(None))
+            lm.model(**enc.model_inputs(lm.device))
+            rows, cols = (enc.word_index >= 0).nonzero(as_tuple=True)
+            feats.append(cache[site][rows.to(lm.device), cols.to(lm.device)].float().cpu())
+            for r, c in zip(rows.tolist(), cols.tolist()):
+                label = dataset.labels[idx[r]]
+                labels.append(str(label[int(enc.word_index[r, c])] if dataset.level == "word" else label))
+    return torch.cat(feats), np.asarray(labels)
+
+
+def amnesic_study(
+    lm: LoadedModel,
+    behaviour: Behaviour,
+    concept: ProbingDataset,
+    layers: Sequence[int],
+    *,
+    n_random: int = 5,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Per layer: the behaviour after erasing ``concept`` (LEACE) against erasing random subspaces of equal rank.
+
+    Also reports how well a fresh logistic probe reads the concept from the erased
+    features (held-out split), which LEACE guarantees to be no better than chance.
+    """
+    from .linear import fit_layers
+
+    concept = concept.with_split(seed=seed)
+    ev = Evaluator(lm, behaviour, kind="zero", progress=progress)
+    rows = []
+    for layer in layers:
+        X_tr, y_tr = token_features(lm, concept, layer, split="train")
+        X_te, y_te = token_features(lm, concept, layer, split="test")
+        eraser = LeaceEraser.fit(X_tr, y_tr)
+        randoms = [random_subspace_edit(X_tr.shape[1], eraser.rank, eraser.mean, layer, seed + k) for k in range(n_random)]
+        leace = eraser.component(layer, f"leace-{concept.name}")
+        values = ev.values([[leace]] + [[r] for r in randoms]).mean(1)
+        clean = float(ev.clean.mean())
+        before = fit_layers(X_tr[None], y_tr, seed=seed).accuracy(X_te[None], y_te)[0]
+        after = fit_layers(eraser(X_tr.double()).float()[None], y_tr, seed=seed).accuracy(
+            eraser(X_te.double()).float()[None], y_te)[0]
+        majority = float(pd.Series(y_te).value_counts(normalize=True).iloc[0])
+        random_change = values[1:] - clean
+        rows.append({
+            "layer": layer, "concept": concept.name, "rank": eraser.rank, "clean": clean,
+            "leace": float(values[0]), "leace_change": float(values[0] - clean),
+            "random_change_mean": float(random_change.mean()),
+            "random_change_sd": float(random_change.std(ddof=1)) if n_random > 1 else np.nan,
+            "probe_before": float(before), "probe_after": float(after), "majority": majority,
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,121 @@
+"""Activation patching: move one component's activation from one run into another and watch the metric.
+
+    prompts = agreement_prompts(32)
+    result = patch_effects(lm, [p["clean"] for p in prompts], [p["corrupt"] for p in prompts],
+                           [(p["answer"], p["wrong"]) for p in prompts], all_heads(lm.shape))
+    result.effects          # one row per component: patched value, effect, share restored
+    result.grid("head")     # (layers, heads) map of the share restored
+
+Direction "denoise" (default) runs the corrupted prompts with a clean activation
+patched in: a component that carries the information restores the clean
+behaviour (share restored near 1). "noise" runs the clean prompts with a
+corrupted activation patched in: a necessary component destroys it.
+
+Patching runs on the same ``Evaluator`` as ablations (prefix reuse, batched
+conditions); the replacement values are the other run's activations at the
+same example and position, so clean and corrupted prompts must tokenise to the
+same length (pairs that do not are reported and, if asked, dropped).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .behaviour import BehaviourError, LogitDiff
+from .components import Component, Resid
+from .hooks import capture
+from .models import LoadedModel
+from .sweep import Evaluator
+
+
+@dataclass
+class PatchingResult:
+    effects: pd.DataFrame
+    clean: float  # metric on the clean prompts
+    corrupt: float  # metric on the corrupted prompts
+    direction: str
+
+    def grid(self, by: str = "head", value: str = "restored") -> pd.DataFrame:
+        """layers x heads (``by="head"``) or layers x positions (``by="position"``) table of ``value``."""
+        frame = self.effects
+        column = "head" if by == "head" else "position"
+        frame = frame[frame[column] >= 0]
+        return frame.pivot_table(index="layer", columns=column, values=value, aggfunc="mean")
+
+
+def aligned_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]) -> list[int]:
+    """Indices of the pairs whose two prompts tokenise to the same length."""
+    ids_clean = LogitDiff(clean, [("a", "b")] * len(clean)).token_ids(lm)
+    ids_corrupt = LogitDiff(corrupt, [("a", "b")] * len(corrupt)).token_ids(lm)
+    return [i for i, (a, b) in enumerate(zip(ids_clean, ids_corrupt)) if len(a) == len(b)]
+
+
+def patch_effects(
+    lm: LoadedModel,
+    clean: Sequence[str],
+    corrupt: Sequence[str],
+    answers: Sequence[tuple[str, str]],
+    components: Sequence[Component],
+    *,
+    direction: str = "denoise",
+    drop_misaligned: bool = False,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> PatchingResult:
+    """Patch each component on its own; the metric is the logit difference right - wrong answer."""
+    if direction not in ("denoise", "noise"):
+        raise ValueError(f"unknown patching direction {direction!r}: use 'denoise' or 'noise'")
+    if len(clean) != len(corrupt):
+        raise BehaviourError(f"{len(clean)} clean prompts but {len(corrupt)} corrupted ones; patching needs pairs")
+    keep = aligned_pairs(lm, clean, corrupt)
+    if len(keep) < len(clean):
+        bad = sorted(set(range(len(clean))) - set(keep))
+        if not drop_misaligned:
+            raise BehaviourError(
+                f"{len(bad)} prompt pairs tokenise to different lengths (first: pair {bad[0]}, {clean[bad[0]]!r} vs "
+                f"{corrupt[bad[0]]!r}); pass drop_misaligned=True to leave them out"
+            )
+        warnings.warn(f"{len(bad)} of {len(clean)} prompt pairs tokenise to different lengths and were left out",
+                      stacklevel=2)
+        if not keep:
+            raise BehaviourError("no prompt pair tokenises to equal lengths: nothing to patch")
+    pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+    clean_b = LogitDiff(pick(clean), pick(answers), batch_size=batch_size)
+    corrupt_b = LogitDiff(pick(corrupt), pick(answers), batch_size=batch_size)
+    source_b, target_b = (clean_b, corrupt_b) if direction == "denoise" else (corrupt_b, clean_b)
+    sites = sorted({c.site for c in components})
+    source_batches = source_b.prepare(lm)
+    source = []
+    with torch.inference_mode(), capture(lm, sites) as cache:
+        for batch in source_batches:
+            lm.model(**batch.inputs)
+            source.append({site: cache[site].clone() for site in sites})
+    ev = Evaluator(lm, target_b, kind="patch", source=source, progress=progress)
+    values = ev.values([[c] for c in components]).mean(1)
+    baseline = float(ev.clean.mean())
+    other = Evaluator(lm, source_b).clean.mean()  # the run the values came from
+    clean_value, corrupt_value = (float(other), baseline) if direction == "denoise" else (baseline, float(other))
+    span = clean_value - corrupt_value
+    frame = pd.DataFrame({
+        "component": [c.name for c in components],
+        "layer": [c.layer for c in components],
+        "head": [c.index[0] if c.kind == "head" else -1 for c in components],
+        "position": [-1 if c.at is None else c.at for c in components],
+        "patched": values,
+        "effect": values - baseline,
+        # share of the clean-corrupt gap the patch restores (denoise) or destroys (noise)
+        "restored": (values - corrupt_value) / span if abs(span) > 1e-12 else np.nan,
+    })
+    return PatchingResult(frame, clean_value, corrupt_value, direction)
+
+
+def resid_positions(lm: LoadedModel, n_positions: int, layers: Sequence[int] | None = None) -> list[Component]:
+    """The residual stream entering each block at each position: the layer x position patching map."""
+    layers = range(lm.shape.n_layers) if layers is None else layers
+    return [Resid(l, at=p) for l in layers for p in range(n_positions)]
