@@ -118,8 +118,9 @@ def ablation_study(
 ) -> AblationStudy:
     """Single effects of every component, then interactions, Shapley values and additivity of the top ``top_k``."""
     comps = components_from(components, lm.shape)
-    if top_k < 2:
-        raise ValueError("top_k must be at least 2: interactions and additivity need pairs")
+    if top_k < 3 or len(comps) < 3:
+        raise ValueError("an ablation study needs top_k >= 3 and at least 3 components: additivity compares the "
+                         "joint effects of several subsets of two or more")
     config = {"kind": kind, "components": components if isinstance(components, str) else [str(c) for c in comps],
               "top_k": top_k, "n_permutations": n_permutations, "interaction_samples": interaction_samples,
               "n_boot": n_boot, "seed": seed, "behaviour": behaviour.describe()}

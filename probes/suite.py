@@ -184,8 +184,8 @@ def _validate_ablation(entry: Any, where: str) -> None:
         raise SuiteError(f"{where}: name the model to ablate (model = \"smollm2-135m\")")
     if entry.get("kind", "mean") not in ("zero", "mean", "resample"):
         raise SuiteError(f"{where}: key 'kind': use zero, mean or resample")
-    if entry.get("top_k", 6) < 2:
-        raise SuiteError(f"{where}: key 'top_k': at least 2 (interactions need pairs)")
+    if entry.get("top_k", 6) < 3:
+        raise SuiteError(f"{where}: key 'top_k': at least 3 (additivity compares several subsets of two or more)")
 
 
 # ------------------------------------------------------------------- features

@@ -218,8 +218,9 @@ class Evaluator:
 
 
 def _every_site(lm: LoadedModel) -> list[str]:
-    return [f"blocks.{l}.{s}" for l in range(lm.shape.n_layers)
-            for s in ("attn.hook_z", "hook_attn_out", "hook_mlp_out", "mlp.hook_post", "hook_resid_post")]
+    from .components import _SITE_OF
+
+    return [f"blocks.{l}.{s}" for l in range(lm.shape.n_layers) for s in sorted(set(_SITE_OF.values()))]
 
 
 # --- sweeps -----------------------------------------------------------------------------------------

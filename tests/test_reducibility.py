@@ -1,0 +1,235 @@
+"""Shapley values, interaction indices, additivity, LEACE erasure, the ablation study, its CLI and suite entries."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis.results import read_results
+from probes.behaviour import MinimalPairs, make_behaviour
+from probes.cli import main
+from probes.components import Head, MLP
+from probes.datasets import agreement_pairs, generate
+from probes.erasure import LeaceEraser, amnesic_study, random_subspace_edit, token_features
+from probes.linear import fit_layers
+from probes.reducibility import ablation_study
+from probes.shapley import (additivity, exact_interaction_index, exact_shapley, interaction_indices,
+                            shapley_values)
+from probes.suite import SuiteError, validate
+from probes.sweep import Evaluator
+
+
+def game(weights: dict, pair_bonus: dict | None = None, n_examples: int = 3):
+    """A value function over subsets: additive weights plus optional pairwise terms, identical on every example."""
+    pair_bonus = pair_bonus or {}
+
+    def values(subsets):
+        out = []
+        for s in subsets:
+            v = sum(weights[p] for p in s) + sum(b for pair, b in pair_bonus.items() if set(pair) <= s)
+            out.append(np.full(n_examples, float(v)))
+        return np.stack(out)
+
+    return values
+
+
+PLAYERS = ["a", "b", "c", "d", "e"]
+WEIGHTS = dict(zip(PLAYERS, [1.0, -2.0, 0.5, 3.0, 0.0]))
+
+
+def test_shapley_of_an_additive_game_is_each_players_weight():
+    result = shapley_values(game(WEIGHTS), PLAYERS, n_permutations=4)
+    np.testing.assert_allclose(result.values, list(WEIGHTS.values()), atol=1e-12)
+
+
+def test_sampled_shapley_converges_to_the_exact_values_and_keeps_efficiency():
+    bonus = {("a", "b"): 4.0, ("c", "d"): -3.0, ("a", "e"): 1.5}
+    values = game(WEIGHTS, bonus)
+    exact = exact_shapley(values, PLAYERS)
+    # hand-worked: a pair's bonus is split equally between its two members
+    np.testing.assert_allclose(exact, [1 + 2 + 0.75, -2 + 2, 0.5 - 1.5, 3 - 1.5, 0.75], atol=1e-12)
+    result = shapley_values(values, PLAYERS, n_permutations=400, seed=1)
+    assert np.abs(result.values - exact).max() < 4 * result.stderr.max() + 1e-9
+    assert result.values.sum() == pytest.approx(result.full_effect)  # efficiency, exactly, for any sample
+    small = shapley_values(values, PLAYERS, n_permutations=2, seed=5)
+    assert small.values.sum() == pytest.approx(small.full_effect)
+
+
+def test_interaction_index_matches_enumeration():
+    bonus = {("a", "b"): 4.0, ("c", "d"): -3.0}
+    values = game(WEIGHTS, bonus)
+    assert exact_interaction_index(values, PLAYERS, 0, 1) == pytest.approx(4.0)
+    assert exact_interaction_index(values, PLAYERS, 0, 2) == pytest.approx(0.0)
+    sampled = interaction_indices(values, PLAYERS, n_samples=8)
+    assert sampled.loc["a", "b"] == pytest.approx(4.0) and sampled.loc["c", "d"] == pytest.approx(-3.0)
+    assert sampled.loc["a", "c"] == pytest.approx(0.0)
+    # a three-way unanimity term of weight 6: the index of each of its pairs is 6 / (3 - 1) (hand-worked:
+    # the pair's second difference is 6 when c is already ablated, which happens before {a, b} half the time)
+    triple = lambda subsets: np.stack([np.full(2, 6.0 * ({"a", "b", "c"} <= s)) for s in subsets])  # noqa: E731
+    exact = exact_interaction_index(triple, PLAYERS, 0, 1)
+    assert exact == pytest.approx(3.0)
+    est = interaction_indices(triple, PLAYERS, n_samples=4000, seed=0).loc["a", "b"]
+    assert est == pytest.approx(exact, abs=0.25)
+
+
+def test_additivity_is_one_for_an_additive_game_and_low_for_an_interacting_one():
+    subsets = [frozenset(c) for r in (2, 3, 4, 5) for c in combinations(PLAYERS, r)]
+    additive = additivity(game(WEIGHTS), PLAYERS, subsets, n_boot=20)
+    assert additive.r2 == pytest.approx(1.0)
+    assert additive.sum_of_singles == pytest.approx(sum(WEIGHTS.values()))
+    pure = game(dict.fromkeys(PLAYERS, 0.0), {("a", "b"): 5.0, ("c", "d"): -5.0, ("b", "e"): 3.0})
+    assert additivity(pure, PLAYERS, subsets, n_boot=20).r2 < 0.1
+
+
+def test_additivity_ci_bootstraps_examples():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(64,))
+
+    def values(subsets):  # additive on average, with per-example interaction noise
+        return np.stack([np.full(64, sum(WEIGHTS[p] for p in s)) + (len(s) >= 2) * noise * len(s) for s in subsets])
+
+    subsets = [frozenset(c) for r in (2, 3, 4) for c in combinations(PLAYERS, r)]
+    result = additivity(values, PLAYERS, subsets, n_boot=200)
+    assert result.ci_low <= result.r2 <= result.ci_high
+    assert result.ci_high - result.ci_low > 0
+
+
+# --- LEACE ---------------------------------------------------------------------------------------------
+
+
+def test_leace_leaves_no_linear_signal_and_moves_the_least():
+    rng = np.random.default_rng(0)
+    n, d = 1200, 12
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, d)) + np.eye(3, d)[y] * 3.0  # classes linearly separable along the first dims
+    X = X @ rng.normal(size=(d, d))  # correlated features
+    eraser = LeaceEraser.fit(X, y)
+    assert eraser.rank == 2
+    erased = eraser(torch.tensor(X))
+    onehot = np.eye(3)[y]
+    cross = (erased.numpy() - erased.numpy().mean(0)).T @ (onehot - onehot.mean(0)) / n
+    assert np.abs(cross).max() < 1e-8  # zero cross-covariance: LEACE's guarantee
+    before = fit_layers(torch.tensor(X, dtype=torch.float32)[None], y.astype(str), Cs=[1.0])
+    after = fit_layers(erased.float()[None], y.astype(str), Cs=[1.0])
+    majority = np.bincount(y).max() / n
+    assert before.accuracy(torch.tensor(X, dtype=torch.float32)[None], y.astype(str))[0] > 0.9
+    assert after.accuracy(erased.float()[None], y.astype(str))[0] <= majority + 0.02
+    # among erasers with that guarantee, LEACE moves the data least: a random-rank-2 erasure does not even erase
+    rand = random_subspace_edit(d, 2, torch.tensor(X.mean(0)), 0, seed=0)
+    m, mu = rand.edit
+    X_rand = torch.tensor(X) - (torch.tensor(X) - mu.double()) @ m.double().T
+    assert fit_layers(X_rand.float()[None], y.astype(str), Cs=[1.0]).accuracy(X_rand.float()[None], y.astype(str))[0] > 0.8
+
+
+def test_leace_on_a_models_tokens_leaves_the_probe_at_chance(tiny_folders):
+    from probes import load
+
+    lm = load(tiny_folders["bert"])
+    ds = generate("subject_number", 80, seed=0)
+    X, y = token_features(lm, ds, layer=1)
+    eraser = LeaceEraser.fit(X, y)
+    erased = eraser(X.double()).float()
+    majority = pd.Series(y).value_counts(normalize=True).iloc[0]
+    assert fit_layers(erased[None], y, Cs=[1.0]).accuracy(erased[None], y)[0] <= majority + 0.02
+
+
+def test_amnesic_study_compares_with_random_erasures(tiny_folders):
+    from probes import load
+
+    lm = load(tiny_folders["llama"])
+    table = amnesic_study(lm, MinimalPairs(agreement_pairs(8)), generate("subject_number", 60, seed=0), [0, 1],
+                          n_random=3)
+    assert list(table["layer"]) == [0, 1]
+    assert (table["rank"] == 1).all()
+    assert (table["probe_after"] <= table["majority"] + 0.1).all()
+    assert np.isfinite(table[["leace_change", "random_change_mean", "random_change_sd"]].to_numpy()).all()
+
+
+# --- the study, the CLI and suites ----------------------------------------------------------------------
+
+
+def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
+    from probes import load
+
+    lm = load(tiny_folders["llama"])
+    args = dict(kind="zero", components=[Head(0, 1), Head(1, 2), MLP(0), MLP(1)], top_k=3, n_permutations=4,
+                interaction_samples=2, n_boot=10, out=tmp_path, progress=False)
+    study = ablation_study(lm, MinimalPairs(agreement_pairs(8)), **args)
+    assert study.shapley["shapley"].sum() == pytest.approx(study.additivity.full_effect, abs=1e-9)
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == [
+        "additivity.json", "config.json", "interaction_index.csv", "interactions.csv", "shapley.json", "singles.csv"]
+    (tmp_path / "stages" / "additivity.json").unlink()
+    again = ablation_study(lm, MinimalPairs(agreement_pairs(8)), **args)
+    pd.testing.assert_frame_equal(again.singles, study.singles, check_dtype=False)
+    assert again.additivity.r2 == pytest.approx(study.additivity.r2)
+    with pytest.raises(ValueError, match="different configuration"):
+        ablation_study(lm, MinimalPairs(agreement_pairs(8)), **{**args, "top_k": 4})
+
+
+def test_probes_ablate_writes_the_tidy_table_and_provenance(tiny_folders, tmp_path, capsys):
+    out = tmp_path / "ablate"
+    argv = ["ablate", str(tiny_folders["gpt2"]), "--n", "8", "--kind", "zero", "--components", "heads",
+            "--top-k", "3", "--permutations", "4", "--interaction-samples", "2", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "additivity R^2" in printed
+    results = read_results(out / "results.csv")
+    assert (results["metric"] == "effect").sum() == 2 * 4  # every head of the tiny model
+    assert {"shapley", "interaction", "shapley_interaction", "additivity_r2"} <= set(results["metric"])
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 0 and run["model"]["weights_sha256_16"] and run["environment"]["packages"]["torch"]
+    assert main(["show", str(out)]) == 0
+    assert "additivity" in capsys.readouterr().out
+
+
+def test_probes_ablate_errors_are_one_line(tiny_folders, tmp_path, capsys):
+    assert main(["ablate", str(tiny_folders["llama"]), "--components", "L7H0", "--out", str(tmp_path)]) == 2
+    assert "layers 0..1" in capsys.readouterr().err
+    assert main(["ablate", str(tiny_folders["bert"]), "--behaviour", "agreement", "--out", str(tmp_path)]) == 2
+    assert "probe:TASK or cosine" in capsys.readouterr().err
+    assert main(["ablate", str(tiny_folders["llama"]), "--behaviour", "pairs", "--out", str(tmp_path)]) == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_behaviour_names(tiny_folders):
+    from probes import load
+
+    llama, bert = load(tiny_folders["llama"]), load(tiny_folders["bert"])
+    assert make_behaviour(llama).name == "minimal_pairs"
+    assert make_behaviour(bert).name == "probe_accuracy"
+    assert make_behaviour(bert, "cosine", n=4).name == "embedding_cosine"
+    assert make_behaviour(llama, "loss", n=5).name == "next_token_loss"
+    with pytest.raises(ValueError, match="unknown probe task"):
+        make_behaviour(bert, "probe:colour")
+
+
+def test_suite_ablation_entries_are_validated(tmp_path):
+    with pytest.raises(SuiteError, match=r"ablations\[0\]: unknown key 'topk' \(did you mean 'top_k'\?\)"):
+        validate({"ablations": [{"model": "m", "topk": 3}]})
+    with pytest.raises(SuiteError, match="name the model"):
+        validate({"ablations": [{"kind": "mean"}]})
+    with pytest.raises(SuiteError, match="zero, mean or resample"):
+        validate({"ablations": [{"model": "m", "kind": "noise"}]})
+    with pytest.raises(SuiteError, match="at least 3"):
+        validate({"ablations": [{"model": "m", "top_k": 2}]})
+    with pytest.raises(SuiteError, match="should be a whole number"):
+        validate({"ablations": [{"model": "m", "top_k": "six"}]})
+    assert validate({"tasks": [], "ablations": [{"model": "m"}]}).ablations == [{"model": "m"}]
+
+
+def test_suite_runs_an_ablation_entry_and_resumes(tiny_folders, tmp_path):
+    from probes.suite import run_suite
+
+    suite = validate({"models": [str(tiny_folders["bert"])], "tasks": [], "ablations": [
+        {"model": str(tiny_folders["llama"]), "n": 8, "kind": "zero", "components": "heads", "top_k": 3,
+         "permutations": 2, "interaction_samples": 2}]})
+    results = run_suite(suite, tmp_path, progress=False)
+    assert (results["probe"] == "ablation:zero").all() and "additivity_r2" in set(results["metric"])
+    assert json.loads((tmp_path / "done.json").read_text()) == [f"ablation|0|{tiny_folders['llama']}"]
+    again = run_suite(suite, tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again, results)
