@@ -14,7 +14,8 @@ corrupted activation patched in: a necessary component destroys it.
 Patching runs on the same ``Evaluator`` as ablations (prefix reuse, batched
 conditions); the replacement values are the other run's activations at the
 same example and position, so clean and corrupted prompts must tokenise to the
-same length (pairs that do not are reported and, if asked, dropped).
+same length, and the two answers must differ at their first token (pairs that
+do not are reported and, if asked, dropped).
 """
 
 from __future__ import annotations
@@ -49,11 +50,17 @@ class PatchingResult:
         return frame.pivot_table(index="layer", columns=column, values=value, aggfunc="mean")
 
 
-def aligned_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]) -> list[int]:
-    """Indices of the pairs whose two prompts tokenise to the same length."""
+def aligned_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str],
+                  answers: Sequence[tuple[str, str]] | None = None) -> list[int]:
+    """Indices of the pairs whose two prompts tokenise to the same length (and whose answers differ at
+    their first token, when ``answers`` are given)."""
     ids_clean = LogitDiff(clean, [("a", "b")] * len(clean)).token_ids(lm)
     ids_corrupt = LogitDiff(corrupt, [("a", "b")] * len(corrupt)).token_ids(lm)
-    return [i for i, (a, b) in enumerate(zip(ids_clean, ids_corrupt)) if len(a) == len(b)]
+    keep = [i for i, (a, b) in enumerate(zip(ids_clean, ids_corrupt)) if len(a) == len(b)]
+    if answers is not None:
+        first = lambda text: (lm.tokenizer(text, add_special_tokens=False)["input_ids"] or [None])[0]  # noqa: E731
+        keep = [i for i in keep if first(answers[i][0]) != first(answers[i][1]) and first(answers[i][0]) is not None]
+    return keep
 
 
 def patch_effects(
@@ -73,18 +80,21 @@ def patch_effects(
         raise ValueError(f"unknown patching direction {direction!r}: use 'denoise' or 'noise'")
     if len(clean) != len(corrupt):
         raise BehaviourError(f"{len(clean)} clean prompts but {len(corrupt)} corrupted ones; patching needs pairs")
-    keep = aligned_pairs(lm, clean, corrupt)
+    if len(answers) != len(clean):
+        raise BehaviourError(f"{len(clean)} prompt pairs but {len(answers)} answer pairs; give one (right, wrong) per pair")
+    keep = aligned_pairs(lm, clean, corrupt, answers)
     if len(keep) < len(clean):
         bad = sorted(set(range(len(clean))) - set(keep))
         if not drop_misaligned:
             raise BehaviourError(
-                f"{len(bad)} prompt pairs tokenise to different lengths (first: pair {bad[0]}, {clean[bad[0]]!r} vs "
-                f"{corrupt[bad[0]]!r}); pass drop_misaligned=True to leave them out"
+                f"{len(bad)} prompt pairs tokenise to different lengths or have answers that start with the same "
+                f"token (first: pair {bad[0]}, {clean[bad[0]]!r} vs {corrupt[bad[0]]!r}, answers {answers[bad[0]]}); "
+                "pass drop_misaligned=True to leave them out"
             )
-        warnings.warn(f"{len(bad)} of {len(clean)} prompt pairs tokenise to different lengths and were left out",
-                      stacklevel=2)
+        warnings.warn(f"{len(bad)} of {len(clean)} prompt pairs differ in token length or in no answer token and "
+                      "were left out", stacklevel=2)
         if not keep:
-            raise BehaviourError("no prompt pair tokenises to equal lengths: nothing to patch")
+            raise BehaviourError("no prompt pair is usable (equal token lengths, answers differing at the first token)")
     pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
     clean_b = LogitDiff(pick(clean), pick(answers), batch_size=batch_size)
     corrupt_b = LogitDiff(pick(corrupt), pick(answers), batch_size=batch_size)

@@ -62,7 +62,7 @@ class Evaluator:
 
     kind: "zero", "mean" or "resample" (see ``probes.ablation``). ``reference``: the
     dataset whose statistics mean/resample use; by default the behaviour's own inputs,
-    at the sites of ``components`` (every site when not given). Kind "patch" takes
+    at the sites of ``components`` now and of any other component when first ablated. Kind "patch" takes
     values from ``source`` instead (per batch, site -> value; see ``probes.patching``).
     """
 
@@ -92,8 +92,11 @@ class Evaluator:
         if kind == "patch":
             if source is None or len(source) != len(self.batches):
                 raise ValueError("patching needs source values for every batch: see probes.patching")
-        elif kind != "zero" and reference is None:
-            reference = self.reference_from_behaviour(components or _every_site(lm), seed=seed)
+        self._own_reference = kind in ("mean", "resample") and reference is None
+        self._seed = seed
+        if self._own_reference:
+            # statistics for the given components now; any other component's site on first use
+            reference = self.reference_from_behaviour(components or ["blocks.0.hook_resid_pre"], seed=seed)
         if kind != "patch":
             check_kind(kind, reference)
         self.reference, self.source = reference, source
@@ -179,6 +182,8 @@ class Evaluator:
             if s not in self._cache and min(c.layer for c in s) > self._readout_layer:
                 self._cache[s] = self.clean  # everything ablated lies after the readout: nothing changes
         todo = sorted({s for s in subsets if s not in self._cache}, key=lambda s: (min(c.layer for c in s), sorted(s)))
+        self._cover_sites({c.site for s in todo for c in s if c.kind not in ("direction", "edit")} |
+                          {c.site for s in todo for c in s if c.kind == "direction" and self.kind != "zero"})
         groups: dict[int, list[Subset]] = defaultdict(list)
         for s in todo:
             groups[min(c.layer for c in s) if self.reuse_prefix else 0].append(s)
@@ -192,6 +197,16 @@ class Evaluator:
                     bar.update(len(chunk))
         bar.close()
         return np.stack([self._cache[s] for s in subsets]) if subsets else np.zeros((0, self.n_examples))
+
+    def _cover_sites(self, sites: set[str]) -> None:
+        """Statistics for sites the reference lacks, computed on first use (when the reference is our own)."""
+        if not self._own_reference:
+            return
+        missing = sorted(s for s in sites if s not in self.reference.means)
+        if missing:
+            extra = self.reference_from_behaviour(missing, seed=self._seed)
+            self.reference.means.update(extra.means)
+            self.reference.samples.update(extra.samples)
 
     def _chunks(self, group: list[Subset]) -> Iterable[list[Subset]]:
         if not self.batch_conditions:
@@ -215,12 +230,6 @@ class Evaluator:
     def effects(self, subsets: Iterable[Iterable[Component]]) -> np.ndarray:
         """Per-example effects: value with the subset ablated minus the clean value."""
         return self.values(subsets) - self.clean[None]
-
-
-def _every_site(lm: LoadedModel) -> list[str]:
-    from .components import _SITE_OF
-
-    return [f"blocks.{l}.{s}" for l in range(lm.shape.n_layers) for s in sorted(set(_SITE_OF.values()))]
 
 
 # --- sweeps -----------------------------------------------------------------------------------------

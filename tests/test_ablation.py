@@ -400,5 +400,5 @@ def test_misaligned_patching_pairs_are_named(tiny_folders):
     from probes import load
 
     lm = load(tiny_folders["llama"])
-    with pytest.raises(BehaviourError, match="different lengths"):
+    with pytest.raises(BehaviourError, match="different lengths or have answers"):
         patch_effects(lm, ["the dog"], ["the enormous dogs here"], [(" the", " a")], [Head(0, 0)])
