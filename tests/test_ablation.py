@@ -29,6 +29,15 @@ def _out(lm, batch):
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
 
 
+def _out_with_plain_hook(lm, batch, module, hook, *, pre: bool):
+    """The model's output with one plain PyTorch hook: the independent side of the ablation tests."""
+    handle = module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
+    try:
+        return _out(lm, batch)
+    finally:
+        handle.remove()
+
+
 # --- components -------------------------------------------------------------------------------------
 
 
@@ -62,11 +71,7 @@ def test_zero_ablating_a_head_equals_zeroing_its_out_proj_input_by_hand(tiny):
         z[..., head * d_head : (head + 1) * d_head] = 0
         return (z,)
 
-    handle = proj.register_forward_pre_hook(by_hand)
-    try:
-        expected = _out(tiny, batch)
-    finally:
-        handle.remove()
+    expected = _out_with_plain_hook(tiny, batch, proj, by_hand, pre=True)
     with ablate(tiny, Head(layer, head)):
         got = _out(tiny, batch)
     assert not torch.allclose(expected, _out(tiny, batch))  # the head matters
@@ -83,16 +88,8 @@ def test_zero_ablating_an_mlp_and_neurons_by_hand(tiny):
         x[..., neurons] = 0
         return (x,)
 
-    handle = down.register_forward_pre_hook(zero_neurons)
-    try:
-        expected_neurons = _out(tiny, batch)
-    finally:
-        handle.remove()
-    handle = down.register_forward_hook(lambda _m, _a, out: torch.zeros_like(out))
-    try:
-        expected_mlp = _out(tiny, batch)
-    finally:
-        handle.remove()
+    expected_neurons = _out_with_plain_hook(tiny, batch, down, zero_neurons, pre=True)
+    expected_mlp = _out_with_plain_hook(tiny, batch, down, lambda _m, _a, out: torch.zeros_like(out), pre=False)
     with ablate(tiny, Neurons(0, neurons)):
         torch.testing.assert_close(_out(tiny, batch), expected_neurons)
     with ablate(tiny, MLP(0)):

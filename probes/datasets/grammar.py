@@ -188,6 +188,23 @@ def _example(task: str, g: Grammar, rng: random.Random, i: int):
     return s, None
 
 
+def _attractor(g: Grammar, s: Sentence, kind: str, number: str) -> None:
+    """A noun of ``number`` between subject and verb: in a PP ("near the cabinets") or an object relative clause."""
+    if kind == "pp":
+        s.add(g.choice(g.prep), "ADP")
+        g.np(s, number, "objects", pp=False)
+    else:
+        s.add("that", "PRON")
+        g.np(s, number, pp=False)
+        g.verb(s, "transitive", number, "present")
+
+
+def _verb_pair(g: Grammar, lex: dict, number: str) -> tuple[str, str]:
+    """(agreeing, disagreeing) present forms of an intransitive verb for a subject of ``number``."""
+    verb = g.choice(lex["intransitive"])
+    return (verb[0], verb[1]) if number == "singular" else (verb[1], verb[0])
+
+
 def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
     """Subject-verb agreement minimal pairs across an attractor, in BLiMP's JSONL layout.
 
@@ -205,15 +222,8 @@ def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
         kind = ("pp", "rc")[(i // 2) % 2]
         s = Sentence()
         g.np(s, number, pp=False)
-        if kind == "pp":
-            s.add(g.choice(g.prep), "ADP")
-            g.np(s, other, "objects", pp=False)
-        else:
-            s.add("that", "PRON")
-            g.np(s, other, pp=False)
-            g.verb(s, "transitive", other, "present")
-        verb = g.choice(lex["intransitive"])
-        good, bad = (verb[0], verb[1]) if number == "singular" else (verb[1], verb[0])
+        _attractor(g, s, kind, other)
+        good, bad = _verb_pair(g, lex, number)
         prefix = " ".join(s.words)
         rows.append({
             "sentence_good": f"{prefix} {good} .",
@@ -245,15 +255,8 @@ def agreement_prompts(n: int = 64, *, seed: int = 0) -> list[dict]:
         words = ["the", noun[0 if number == "singular" else 1]]
         flipped = ["the", noun[1 if number == "singular" else 0]]
         s = Sentence()
-        if (i // 2) % 2 == 0:
-            s.add(g.choice(g.prep), "ADP")
-            g.np(s, other, "objects", pp=False)
-        else:
-            s.add("that", "PRON")
-            g.np(s, other, pp=False)
-            g.verb(s, "transitive", other, "present")
-        verb = g.choice(lex["intransitive"])
-        right, wrong = (verb[0], verb[1]) if number == "singular" else (verb[1], verb[0])
+        _attractor(g, s, ("pp", "rc")[(i // 2) % 2], other)
+        right, wrong = _verb_pair(g, lex, number)
         rows.append({"clean": " ".join(words + s.words), "corrupt": " ".join(flipped + s.words),
                      "answer": " " + right, "wrong": " " + wrong, "subject_number": number, "pair_id": i})
     return rows
