@@ -87,14 +87,16 @@ class AblationStudy:
                  "largest single effects: " + ", ".join(f"{r.component} {r.effect:+.4f}" for r in top.itertuples()),
                  f"top-{len(self.top)} joint effect {a.full_effect:+.4f} vs sum of single effects {a.sum_of_singles:+.4f}",
                  f"additivity R^2 = {a.r2:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] over {a.n_subsets} subsets "
-                 f"({reading(a.r2)})"]
+                 f"({reading(a.r2, a.ci_low, a.ci_high)})"]
         return "\n".join(lines)
 
 
-def reading(r2: float) -> str:
-    """A plain-language reading of an additivity R^2."""
+def reading(r2: float, ci_low: float = np.nan, ci_high: float = np.nan) -> str:
+    """A plain-language reading of an additivity R^2 and its CI."""
     if not np.isfinite(r2):
         return "undefined: the sampled subsets' joint effects do not vary"
+    if np.isfinite(ci_low) and np.isfinite(ci_high) and ci_high - ci_low > 0.5:
+        return "inconclusive: the CI is wide, the effects are near the noise level; use more examples"
     if r2 >= 0.9:
         return "the behaviour reduces to separable parts"
     if r2 >= 0.5:
