@@ -34,6 +34,8 @@ bench-deps: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
+	$(PY) benchmarks/bench_probes.py
+	$(PY) benchmarks/bench_ablation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

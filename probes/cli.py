@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=6, help="components studied jointly (default: %(default)s)")
     p.add_argument("--permutations", type=int, default=32, help="sampled orders for Shapley values (default: %(default)s)")
-    p.add_argument("--interaction-samples", type=int, default=16, help="samples per pair for the interaction index")
+    p.add_argument("--interaction-samples", type=int, default=8,
+                   help="sampled subsets per pair for the Shapley interaction index (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (results.csv, run.json, stages/)")
     _add_model_options(p)

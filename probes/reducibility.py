@@ -112,7 +112,7 @@ def ablation_study(
     components: str | Sequence = "heads+mlps",
     top_k: int = 6,
     n_permutations: int = 32,
-    interaction_samples: int = 16,
+    interaction_samples: int = 8,
     n_boot: int = 200,
     seed: int = 0,
     out: str | Path | None = None,
@@ -194,7 +194,7 @@ def parse_components(names: Sequence[str], lm: LoadedModel) -> list[Component]:
 
 
 ABLATION_DEFAULTS = {"behaviour": None, "data": None, "n": 64, "kind": "mean", "components": "heads+mlps", "top_k": 6,
-                     "permutations": 32, "interaction_samples": 16, "seed": 0}
+                     "permutations": 32, "interaction_samples": 8, "seed": 0}
 
 
 def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revision: str | None = None,
