@@ -82,7 +82,8 @@ class Reference:
         masks: list[Tensor] = []
         with torch.inference_mode(), capture(lm, sites) as cache:
             for batch in batches:
-                inputs = {k: v.to(lm.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                inputs = {k: v.to(lm.device) for k, v in batch.items()
+                          if k in ("input_ids", "attention_mask", "token_type_ids", "position_ids")}
                 lm.model(**inputs)
                 masks.append(inputs["attention_mask"].bool())
                 for site in sites:
@@ -167,7 +168,7 @@ def _hash_uniform(seed: int, a: Tensor, b: Tensor) -> Tensor:
 
 def _to_position_major(value: Tensor, attention_mask: Tensor) -> Tensor:
     """Left-align each row's real tokens so that column p is position p (undoes left padding)."""
-    if attention_mask.shape[1] == 0 or bool(attention_mask[:, 0].all()) or not bool((attention_mask[:, 0] == 0).any()):
+    if attention_mask.shape[1] == 0 or bool(attention_mask[:, 0].all()):  # right padding: already aligned
         return value
     order = torch.argsort((attention_mask == 0).to(torch.int8), dim=1, stable=True)
     index = order.reshape(*order.shape, *([1] * (value.ndim - 2))).expand_as(value)

@@ -147,6 +147,23 @@ def test_mean_is_per_position_and_resample_draws_real_reference_values(tiny_fold
             assert any(torch.equal(drawn[e, t], values[r, t]) for r in range(values.shape[0]))
 
 
+def test_reference_statistics_do_not_depend_on_the_padding_side(tiny_folders):
+    from probes import load
+
+    lm = load(tiny_folders["gpt2"])  # absolute positions: a wrong position id would show
+    right = _batch(lm)
+    lengths = right["attention_mask"].sum(1)
+    T = right["input_ids"].shape[1]
+    left = {k: torch.stack([torch.roll(v[r], int(T - lengths[r])) for r in range(len(v))]) for k, v in right.items()}
+    positions = (torch.arange(T) - (T - lengths)[:, None]).clamp(min=0)
+    left["position_ids"] = positions  # what a left-padding user passes so positions start at each text's first token
+    site = "blocks.1.hook_mlp_out"
+    a = Reference.from_batches(lm, [right], [site])
+    b = Reference.from_batches(lm, [left], [site])
+    torch.testing.assert_close(a.means[site], b.means[site], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.valid, b.valid)
+
+
 def test_ablation_kinds_and_references_are_checked(tiny):
     with pytest.raises(AblationError, match="needs a reference"):
         with ablate(tiny, Head(0, 0), kind="mean"):
@@ -259,6 +276,19 @@ def test_prefix_reuse_batching_and_packing_give_the_plain_loops_numbers(tiny, ki
     np.testing.assert_allclose(fast.clean, slow.clean, atol=1e-4)
     np.testing.assert_allclose(a, b, atol=1e-4)
     assert np.abs(a - fast.clean).max() > 1e-3  # the ablations do something
+
+
+@pytest.mark.parametrize("kind", ["zero", "mean", "resample"])
+def test_prefix_reuse_gives_the_plain_loops_numbers_on_an_encoder(tiny_folders, kind):
+    from probes import load
+
+    lm = load(tiny_folders["bert"])
+    pairs = [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[0]), (TEXTS[1], TEXTS[2])]
+    subsets = [[Head(1, 0)], [MLP(1)], [Head(1, 2), MLP(1)], [Resid(1, at=3)], [Head(0, 1), Attn(1)]]
+    fast = Evaluator(lm, EmbeddingCosine(pairs), kind=kind)
+    slow = Evaluator(lm, EmbeddingCosine(pairs), kind=kind, reuse_prefix=False, batch_conditions=False)
+    np.testing.assert_allclose(fast.values(subsets), slow.values(subsets), atol=1e-5)
+    assert np.abs(fast.values(subsets) - fast.clean).max() > 1e-4
 
 
 def test_the_evaluator_equals_ablate_on_a_plain_forward(tiny_folders):
