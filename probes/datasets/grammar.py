@@ -188,6 +188,14 @@ def _example(task: str, g: Grammar, rng: random.Random, i: int):
     return s, None
 
 
+def _alternating(n: int, seed: str):
+    """(i, grammar, lexicon, subject number, attractor number) for n items, singular and plural in turn."""
+    g, lex = Grammar(random.Random(seed)), lexicon()
+    for i in range(n):
+        number = ("singular", "plural")[i % 2]
+        yield i, g, lex, number, "plural" if number == "singular" else "singular"
+
+
 def _attractor(g: Grammar, s: Sentence, kind: str, number: str) -> None:
     """A noun of ``number`` between subject and verb: in a PP ("near the cabinets") or an object relative clause."""
     if kind == "pp":
@@ -212,13 +220,8 @@ def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
     is..."), half in an object relative clause ("the teacher that the dogs like
     sleeps"); the attractor's number always differs from the subject's.
     """
-    rng = random.Random(f"agreement-{seed}")
-    g = Grammar(rng)
-    lex = lexicon()
     rows = []
-    for i in range(n):
-        number = ("singular", "plural")[i % 2]
-        other = "plural" if number == "singular" else "singular"
+    for i, g, lex, number, other in _alternating(n, f"agreement-{seed}"):
         kind = ("pp", "rc")[(i // 2) % 2]
         s = Sentence()
         g.np(s, number, pp=False)
@@ -244,13 +247,8 @@ def agreement_prompts(n: int = 64, *, seed: int = 0) -> list[dict]:
     near these cabinets") differ only in the subject's number; the answers are the
     verb form the clean prompt wants and the one the corrupted prompt wants.
     """
-    rng = random.Random(f"agreement-prompts-{seed}")
-    g = Grammar(rng)
-    lex = lexicon()
     rows = []
-    for i in range(n):
-        number = ("singular", "plural")[i % 2]
-        other = "plural" if number == "singular" else "singular"
+    for i, g, lex, number, other in _alternating(n, f"agreement-prompts-{seed}"):
         noun = g.choice(lex["nouns"])
         words = ["the", noun[0 if number == "singular" else 1]]
         flipped = ["the", noun[1 if number == "singular" else 0]]
