@@ -111,6 +111,17 @@ def test_direction_ablation_removes_only_that_component(tiny):
     assert (seen["after"] @ unit).abs().max() < 1e-4
 
 
+def test_an_edit_that_projects_out_v_equals_zero_ablating_direction_v(tiny):
+    batch = _batch(tiny)
+    v = torch.randn(tiny.shape.d_model, generator=torch.Generator().manual_seed(1))
+    unit = v / v.norm()
+    with ablate(tiny, Direction(1, v)):
+        expected = _out(tiny, batch)
+    with ablate(tiny, Edit(1, torch.outer(unit, unit), torch.zeros_like(unit))):
+        torch.testing.assert_close(_out(tiny, batch), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(expected, _out(tiny, batch), atol=1e-4)
+
+
 def test_mean_ablation_with_the_mean_of_the_same_single_example_is_a_no_op(tiny):
     batch = _batch(tiny, TEXTS[:1])
     components = all_heads(tiny.shape) + all_mlps(tiny.shape)

@@ -21,7 +21,6 @@ from probes.reducibility import ablation_study
 from probes.shapley import (additivity, exact_interaction_index, exact_shapley, interaction_indices,
                             shapley_values)
 from probes.suite import SuiteError, validate
-from probes.sweep import Evaluator
 
 
 def game(weights: dict, pair_bonus: dict | None = None, n_examples: int = 3):
