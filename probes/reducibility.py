@@ -25,7 +25,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_json
 from .behaviour import Behaviour
-from .components import Component, components_from, parse_component
+from .components import Component, components_from
 from .models import LoadedModel
 from .shapley import Additivity, additivity, interaction_indices, shapley_values
 from .sweep import Evaluator, effect_map, interaction_matrix, single_effects, top_components
@@ -189,10 +189,6 @@ class _Stages:
         return value
 
 
-def parse_components(names: Sequence[str], lm: LoadedModel) -> list[Component]:
-    return [parse_component(n, lm.shape) for n in names]
-
-
 ABLATION_DEFAULTS = {"behaviour": None, "data": None, "n": 64, "kind": "mean", "components": "heads+mlps", "top_k": 6,
                      "permutations": 32, "interaction_samples": 8, "seed": 0}
 
@@ -214,12 +210,9 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
     out.mkdir(parents=True, exist_ok=True)
     lm = lm or load(spec["model"], revision=revision, trust_remote_code=trust_remote_code)
     behaviour = make_behaviour(lm, spec["behaviour"], data=spec["data"], n=spec["n"], seed=spec["seed"])
-    components = spec["components"]
-    if isinstance(components, str) and components not in ("heads", "mlps", "heads+mlps", "layers"):
-        components = components.split()
     record = {"spec": spec, "seed": spec["seed"], "environment": environment(), "model": lm.describe()}
     write_json(out / "run.json", record)
-    study = ablation_study(lm, behaviour, kind=spec["kind"], components=components, top_k=spec["top_k"],
+    study = ablation_study(lm, behaviour, kind=spec["kind"], components=spec["components"], top_k=spec["top_k"],
                            n_permutations=spec["permutations"], interaction_samples=spec["interaction_samples"],
                            seed=spec["seed"], out=out, progress=progress)
     rows = study.rows()

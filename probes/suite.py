@@ -49,6 +49,7 @@ from .datasets.loaders import load_conllu, load_table
 from .linear import RidgeProbe, fit_layers
 from .models import LoadedModel, load
 from .provenance import environment
+from .reducibility import run_ablation
 from .sites import BLOCK_SITES
 from .store import ActivationStore
 
@@ -327,17 +328,22 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
     units = [(m, t, p) for m in suite.models for t in suite.tasks for p in suite.probes]
     bar = tqdm(total=len(units) * (1 + len(suite.controls)), desc=f"suite {suite.name}", unit="unit", disable=not progress)
     models: dict[str, LoadedModel] = {}
+
+    def model(name: str) -> LoadedModel:
+        """Each model loaded once per run (on first use) and recorded in run.json."""
+        if name not in models:
+            models[name] = load(name)
+            record["models"][name] = models[name].describe()
+            write_json(out / "run.json", record)
+        return models[name]
+
     for model_name in suite.models:
         for task in suite.tasks:
             task_name = task if isinstance(task, str) else task["name"]
             cache: dict[str, Any] = {}
 
             def lm() -> LoadedModel:
-                if model_name not in models:
-                    models[model_name] = load(model_name)
-                    record["models"][model_name] = models[model_name].describe()
-                    write_json(out / "run.json", record)
-                return models[model_name]
+                return model(model_name)
 
             def feats() -> Features:
                 if "feats" not in cache:
@@ -363,17 +369,8 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
         key = f"ablation|{i}|{entry['model']}"
         if key in done:
             continue
-        from .reducibility import run_ablation
-
-        spec = {"seed": suite.seed, **entry}
-        if isinstance(spec.get("components"), list):
-            spec["components"] = " ".join(spec["components"])
-        model_name = entry["model"]
-        if model_name not in models:
-            models[model_name] = load(model_name)
-            record["models"][model_name] = models[model_name].describe()
-            write_json(out / "run.json", record)
-        run_ablation(spec, out / "ablations" / str(i), lm=models[model_name], progress=progress)
+        run_ablation({"seed": suite.seed, **entry}, out / "ablations" / str(i), lm=model(entry["model"]),
+                     progress=progress)
         rows = read_results(out / "ablations" / str(i) / "results.csv")
         table = rows if table is None else pd.concat([table, rows], ignore_index=True)
         write_results(table, results)
