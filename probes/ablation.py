@@ -240,13 +240,15 @@ class RowPlan:
         n_rows = len(self.rows)
         sliced = {c: r for c, r in by_component.items() if c.kind not in ("direction", "edit")}
         affine = {c: r for c, r in by_component.items() if c.kind in ("direction", "edit")}
+        # one replacement per call, shared by every sliced component and every non-zero direction ablation
+        needs_replacement = bool(sliced) or (self.kind != "zero" and any(c.kind == "direction" for c in affine))
 
         def hook(value: Tensor) -> Tensor:
             if value.shape[0] != n_rows:
                 raise AblationError(f"{site}: the ablation plan has {n_rows} rows but the batch has {value.shape[0]}")
+            replacement = self._replacement(site, value) if needs_replacement else None
             new = value
             if sliced:
-                replacement = self._replacement(site, value)
                 mask = torch.zeros(value.shape, dtype=torch.bool, device=value.device)
                 for c, rows in sliced.items():
                     tokens = self._tokens(c, rows, value)
@@ -264,7 +266,7 @@ class RowPlan:
                     delta = -(new - mean) @ matrix.T
                 else:
                     v = c.vector.to(value.device, value.dtype)[:, None]
-                    goal = 0.0 if self.kind == "zero" else self._replacement(site, value) @ v
+                    goal = 0.0 if self.kind == "zero" else replacement @ v
                     delta = (goal - new @ v) * v.T  # only the component along v changes
                 new = new + tokens * delta
             return new
@@ -292,33 +294,22 @@ def ablate(
     check_kind(kind, reference)
     for c in components:
         check(c, lm.shape)
-    state: dict[str, RowPlan] = {}
-
-    def plan_for(value: Tensor) -> RowPlan:
-        rows, T = value.shape[0], value.shape[1]
-        if attention_mask is not None:
-            positions = token_positions(attention_mask.to(value.device))
-        else:
-            positions = torch.arange(T, device=value.device).expand(rows, T)
-        ids = example_ids if example_ids is not None else torch.arange(rows)
-        key = (rows, T)
-        if state.get("key") != key:
-            state["plan"] = RowPlan([frozenset(components)] * rows, kind, positions, ids, reference)
-            state["key"] = key
-        return state["plan"]
-
     sites = sorted({c.site for c in components})
-    hooks_cache: dict[tuple, dict] = {}
+    built: dict[tuple[int, int], dict] = {}  # the plan's hooks, per batch shape (rows, T)
+
+    def hooks_for(value: Tensor) -> dict:
+        rows, T = key = (value.shape[0], value.shape[1])
+        if key not in built:
+            if attention_mask is not None:
+                positions = token_positions(attention_mask.to(value.device))
+            else:
+                positions = torch.arange(T, device=value.device).expand(rows, T)
+            ids = example_ids if example_ids is not None else torch.arange(rows)
+            built[key] = RowPlan([frozenset(components)] * rows, kind, positions, ids, reference).hooks(lm)
+        return built[key]
 
     def dispatch(site: str):
-        def hook(value: Tensor) -> Tensor:
-            plan = plan_for(value)
-            key = (state["key"], site)
-            if key not in hooks_cache:
-                hooks_cache[key] = plan.hooks(lm)[site]
-            return hooks_cache[key](value)
-
-        return hook
+        return lambda value: hooks_for(value)[site](value)
 
     with hooked(lm, {site: dispatch(site) for site in sites}):
         yield

@@ -237,7 +237,8 @@ class Evaluator:
 
 def single_effects(ev: Evaluator, components: Sequence[Component]) -> pd.DataFrame:
     """One row per component: mean effect of ablating it alone, its standard error, and the ablated value."""
-    effects = ev.effects([[c] for c in components])
+    values = ev.values([[c] for c in components])
+    effects = values - ev.clean[None]
     n = effects.shape[1]
     return pd.DataFrame({
         "component": [c.name for c in components],
@@ -246,7 +247,7 @@ def single_effects(ev: Evaluator, components: Sequence[Component]) -> pd.DataFra
         "head": [c.index[0] if c.kind == "head" else -1 for c in components],
         "effect": effects.mean(1),
         "stderr": effects.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.nan,
-        "value": ev.values([[c] for c in components]).mean(1),
+        "value": values.mean(1),
         "clean": float(ev.clean.mean()),
     })
 
