@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,27 @@ def context_token(tokenizer) -> list[int]:
     return []
 
 
+def scored_ids(tokenizer, text: str) -> list[int]:
+    """A sentence or prompt as the causal behaviours feed it: the context token, then its own tokens."""
+    return context_token(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def first_token(tokenizer, text: str) -> int | None:
+    """The token an answer is scored by (its first); None when it has no tokens."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[0] if ids else None
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Token id lists -> right-padded (input_ids, attention_mask)."""
+    T = max(map(len, seqs))
+    input_ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), T), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        input_ids[r, : len(s)], attention[r, : len(s)] = torch.tensor(s), 1
+    return input_ids, attention
+
+
 class MinimalPairs(Behaviour):
     """Minimal pairs (``sentence_good`` / ``sentence_bad``) scored by a causal language model.
 
@@ -136,13 +158,10 @@ class MinimalPairs(Behaviour):
 
     def tokenise(self, lm: LoadedModel) -> list[tuple[list[int], list[int], int]]:
         """Per pair: good ids, bad ids, and d, the first token index that is scored (after the shared prefix)."""
-        tok = lm.tokenizer
-        start = context_token(tok)
         limit = lm.max_length(self.max_length)
         out = []
         for i, row in enumerate(self.pairs):
-            good = start + tok(row["sentence_good"], add_special_tokens=False)["input_ids"]
-            bad = start + tok(row["sentence_bad"], add_special_tokens=False)["input_ids"]
+            good, bad = scored_ids(lm.tokenizer, row["sentence_good"]), scored_ids(lm.tokenizer, row["sentence_bad"])
             if max(len(good), len(bad)) > limit:
                 raise BehaviourError(f"pair {i} is {max(len(good), len(bad))} tokens, over the model's limit of {limit}")
             shared = 0
@@ -227,13 +246,8 @@ class MinimalPairs(Behaviour):
                 for lo in range(0, len(tokens), self.batch_size)]
 
     def _unpacked(self, lm: LoadedModel, chunk, ids: Tensor) -> Batch:
-        seqs = [s for g, b, _ in chunk for s in (g, b)]
-        T = max(map(len, seqs))
-        pad = lm.tokenizer.pad_token_id
-        input_ids = torch.full((len(seqs), T), pad, dtype=torch.long)
-        attention = torch.zeros((len(seqs), T), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            input_ids[r, : len(s)], attention[r, : len(s)] = torch.tensor(s), 1
+        input_ids, attention = pad_right([s for g, b, _ in chunk for s in (g, b)], lm.tokenizer.pad_token_id)
+        T = input_ids.shape[1]
         extra: dict[str, list] = {"unembed_at": [], "good_idx": [], "good_tok": [], "good_row": [], "bad_idx": [],
                                   "bad_tok": [], "bad_row": []}
         for p, (g, b, d) in enumerate(chunk):
@@ -297,18 +311,17 @@ class LogitDiff(Behaviour):
         return _final_readout(lm)
 
     def token_ids(self, lm: LoadedModel) -> list[list[int]]:
-        start = context_token(lm.tokenizer)
-        return [start + lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in self.prompts]
+        return [scored_ids(lm.tokenizer, p) for p in self.prompts]
 
     def answer_ids(self, lm: LoadedModel) -> Tensor:
         out = []
         for i, pair in enumerate(self.answers):
-            ids = [lm.tokenizer(a, add_special_tokens=False)["input_ids"] for a in pair]
-            if not all(ids):
+            right, wrong = (first_token(lm.tokenizer, a) for a in pair)
+            if right is None or wrong is None:
                 raise BehaviourError(f"prompt {i}: an answer is empty after tokenisation")
-            if ids[0][0] == ids[1][0]:
+            if right == wrong:
                 raise BehaviourError(f"prompt {i}: answers {pair} start with the same token; they cannot be told apart")
-            out.append([ids[0][0], ids[1][0]])
+            out.append([right, wrong])
         return torch.tensor(out)
 
     def prepare(self, lm: LoadedModel) -> list[Batch]:
@@ -319,11 +332,8 @@ class LogitDiff(Behaviour):
         batches = []
         for lo in range(0, len(seqs), self.batch_size):
             chunk = seqs[lo : lo + self.batch_size]
-            T = max(map(len, chunk))
-            ids = torch.full((len(chunk), T), lm.tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), T), dtype=torch.long)
-            for r, s in enumerate(chunk):
-                ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s), 1
+            ids, mask = pad_right(chunk, lm.tokenizer.pad_token_id)
+            T = ids.shape[1]
             last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
             extra = {"last": last, "answers": answers[lo : lo + len(chunk)]}
             batches.append(Batch(_to({"input_ids": ids, "attention_mask": mask}, lm.device), token_positions(mask),
@@ -548,8 +558,6 @@ def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None
         return ProbeAccuracy(generate(task, max(n, 40), seed=seed, lexical_split=True), seed=seed)
     if name == "cosine":
         if data:
-            from pathlib import Path
-
             rows = list(iter_jsonl(Path(data)))
             for number, r in rows:
                 if not isinstance(r, dict) or "text_a" not in r or "text_b" not in r:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .behaviour import BehaviourError, LogitDiff
+from .behaviour import BehaviourError, LogitDiff, first_token, scored_ids
 from .components import Component, Resid
 from .hooks import capture
 from .models import LoadedModel
@@ -54,12 +54,11 @@ def aligned_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str],
                   answers: Sequence[tuple[str, str]] | None = None) -> list[int]:
     """Indices of the pairs whose two prompts tokenise to the same length (and whose answers differ at
     their first token, when ``answers`` are given)."""
-    ids_clean = LogitDiff(clean, [("a", "b")] * len(clean)).token_ids(lm)
-    ids_corrupt = LogitDiff(corrupt, [("a", "b")] * len(corrupt)).token_ids(lm)
-    keep = [i for i, (a, b) in enumerate(zip(ids_clean, ids_corrupt)) if len(a) == len(b)]
+    tok = lm.tokenizer
+    keep = [i for i, (a, b) in enumerate(zip(clean, corrupt)) if len(scored_ids(tok, a)) == len(scored_ids(tok, b))]
     if answers is not None:
-        first = lambda text: (lm.tokenizer(text, add_special_tokens=False)["input_ids"] or [None])[0]  # noqa: E731
-        keep = [i for i in keep if first(answers[i][0]) != first(answers[i][1]) and first(answers[i][0]) is not None]
+        firsts = {i: (first_token(tok, answers[i][0]), first_token(tok, answers[i][1])) for i in keep}
+        keep = [i for i in keep if firsts[i][0] is not None and firsts[i][0] != firsts[i][1]]
     return keep
 
 
@@ -100,16 +99,18 @@ def patch_effects(
     corrupt_b = LogitDiff(pick(corrupt), pick(answers), batch_size=batch_size)
     source_b, target_b = (clean_b, corrupt_b) if direction == "denoise" else (corrupt_b, clean_b)
     sites = sorted({c.site for c in components})
-    source_batches = source_b.prepare(lm)
-    source = []
-    with torch.inference_mode(), capture(lm, sites) as cache:
-        for batch in source_batches:
+    readout = source_b.readout(lm)
+    source, scores = [], []
+    # one pass over the source prompts: the activations to patch in, and the source run's own metric
+    with torch.inference_mode(), capture(lm, sorted({*sites, readout})) as cache:
+        for batch in source_b.prepare(lm):
             lm.model(**batch.inputs)
             source.append({site: cache[site].clone() for site in sites})
+            scores.append(source_b.score(lm, cache[readout], batch))
     ev = Evaluator(lm, target_b, kind="patch", source=source, progress=progress)
     values = ev.values([[c] for c in components]).mean(1)
     baseline = float(ev.clean.mean())
-    other = Evaluator(lm, source_b).clean.mean()  # the run the values came from
+    other = torch.cat(scores).double().mean().item()
     clean_value, corrupt_value = (float(other), baseline) if direction == "denoise" else (baseline, float(other))
     span = clean_value - corrupt_value
     frame = pd.DataFrame({
