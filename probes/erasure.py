@@ -91,23 +91,32 @@ def random_subspace_edit(d: int, rank: int, mean: Tensor, layer: int, seed: int)
 def token_features(lm: LoadedModel, dataset: ProbingDataset, layer: int, *, batch_size: int = 32,
                    split: str | None = None) -> tuple[Tensor, np.ndarray]:
     """Block ``layer``'s output at every word token, labelled with its word's (or sentence's) label."""
+    by_layer, labels = layer_token_features(lm, dataset, [layer], batch_size=batch_size, split=split)
+    return by_layer[layer], labels
+
+
+def layer_token_features(lm: LoadedModel, dataset: ProbingDataset, layers: Sequence[int], *, batch_size: int = 32,
+                         split: str | None = None) -> tuple[dict[int, Tensor], np.ndarray]:
+    """``token_features`` for several layers from one pass over the data."""
     from .align import encode
     from .hooks import capture
 
-    site = f"blocks.{layer}.hook_resid_post"
+    sites = {layer: f"blocks.{layer}.hook_resid_post" for layer in layers}
     chosen = [i for i in range(len(dataset)) if split is None or dataset.split[i] == split]
-    feats, labels = [], []
-    with torch.inference_mode(), capture(lm, site) as cache:
+    feats: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+    labels = []
+    with torch.inference_mode(), capture(lm, list(sites.values())) as cache:
         for lo in range(0, len(chosen), batch_size):
             idx = chosen[lo : lo + batch_size]
             enc = encode(lm.tokenizer, [dataset.words[i] for i in idx], lm.max_length(None))
             lm.model(**enc.model_inputs(lm.device))
             rows, cols = (enc.word_index >= 0).nonzero(as_tuple=True)
-            feats.append(cache[site][rows.to(lm.device), cols.to(lm.device)].float().cpu())
+            for layer, site in sites.items():
+                feats[layer].append(cache[site][rows.to(lm.device), cols.to(lm.device)].float().cpu())
             for r, c in zip(rows.tolist(), cols.tolist()):
                 label = dataset.labels[idx[r]]
                 labels.append(str(label[int(enc.word_index[r, c])] if dataset.level == "word" else label))
-    return torch.cat(feats), np.asarray(labels)
+    return {layer: torch.cat(parts) for layer, parts in feats.items()}, np.asarray(labels)
 
 
 def amnesic_study(
@@ -129,10 +138,11 @@ def amnesic_study(
 
     concept = concept.with_split(seed=seed)
     ev = Evaluator(lm, behaviour, kind="zero", progress=progress)
+    train, y_tr = layer_token_features(lm, concept, layers, split="train")
+    test, y_te = layer_token_features(lm, concept, layers, split="test")
     rows = []
     for layer in layers:
-        X_tr, y_tr = token_features(lm, concept, layer, split="train")
-        X_te, y_te = token_features(lm, concept, layer, split="test")
+        X_tr, X_te = train[layer], test[layer]
         eraser = LeaceEraser.fit(X_tr, y_tr)
         randoms = [random_subspace_edit(X_tr.shape[1], eraser.rank, eraser.mean, layer, seed + k) for k in range(n_random)]
         leace = eraser.component(layer, f"leace-{concept.name}")
