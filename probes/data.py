@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 

@@ -73,7 +73,7 @@ def _train_softmax(
     C: torch.Tensor,
     weights: torch.Tensor,
     max_iter: int,
-    tol: float = 1e-6,
+    tol: float,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Independent multinomial logistic regressions, solved together.
