@@ -1,0 +1,250 @@
+"""The scale table: one row per (model, task, metric) score of a family of models.
+
+    model | family | parameters | non_embedding_parameters | tokens | step | task | metric | value | stderr | n | chance
+
+Three ways in: this toolkit's evaluations (``probes ladder eval``, ``probes.scale_eval``),
+lm-evaluation-harness results JSON files (``read_lm_eval``) and CSV files in the
+tidy layout above or the wide one (one row per model, one ``task_metric`` column per
+score: ``read_scale_csv``). ``scale_table`` validates any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCALE_COLUMNS = ("model", "family", "parameters", "non_embedding_parameters", "tokens", "step", "task", "metric",
+                 "value", "stderr", "n", "chance")
+REQUIRED = ("model", "task", "metric", "value")
+MIN_SIZES = 3
+
+
+class ScaleTableError(ValueError):
+    """A scale table that cannot be analysed as given."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a score means: its range, which way is better, and whether it can only jump between 0 and 1 per example."""
+
+    low: float
+    high: float
+    higher_is_better: bool = True
+    discontinuous: bool = False  # all-or-nothing per example (exact match, multiple choice)
+
+
+METRICS: dict[str, Metric] = {
+    # all-or-nothing per example: where Schaeffer et al. (2023) look for mirages
+    "exact_match": Metric(0, 1, discontinuous=True),
+    "mc_accuracy": Metric(0, 1, discontinuous=True),
+    "multiple_choice_grade": Metric(0, 1, discontinuous=True),
+    "acc": Metric(0, 1, discontinuous=True),
+    "acc_norm": Metric(0, 1, discontinuous=True),
+    # partial credit per example
+    "token_accuracy": Metric(0, 1),
+    "token_edit_distance": Metric(0, math.inf, higher_is_better=False),
+    "target_logprob": Metric(-math.inf, 0),
+    "brier": Metric(0, 2, higher_is_better=False),
+    "f1": Metric(0, 1),
+    "mcc": Metric(-1, 1),
+    "perplexity": Metric(1, math.inf, higher_is_better=False),
+    "word_perplexity": Metric(1, math.inf, higher_is_better=False),
+    "byte_perplexity": Metric(1, math.inf, higher_is_better=False),
+    "bits_per_byte": Metric(0, math.inf, higher_is_better=False),
+    "bleu": Metric(0, 100),
+}
+
+
+def metric_info(name: str) -> Metric | None:
+    """The registry entry of a metric (lm-eval's ``acc,none`` filter suffix ignored); None if unknown."""
+    return METRICS.get(str(name).split(",")[0])
+
+
+def scale_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *, size: str = "parameters") -> pd.DataFrame:
+    """Rows -> a validated scale table, standard columns first, sorted by family, task, metric and size.
+
+    Raises ``ScaleTableError`` (one line, naming the rows) for missing columns, duplicate
+    rows, scores outside their metric's range, and families with fewer than three sizes.
+    """
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ScaleTableError(f"scale table lacks column(s) {', '.join(missing)}; required are {', '.join(REQUIRED)} "
+                              f"and a size ({size})")
+    for column in SCALE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    frame["family"] = frame["family"].fillna("family")
+    for column in ("parameters", "non_embedding_parameters", "tokens", "step", "value", "stderr", "n", "chance"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    if frame[size].isna().any():
+        models = sorted(frame.loc[frame[size].isna(), "model"].astype(str).unique())
+        raise ScaleTableError(f"no {size} for model(s) {', '.join(models[:5])}: give sizes, e.g. "
+                              f"sizes={{'{models[0]}': 160e6}} or a '{size}' column")
+    _check_duplicates(frame)
+    _check_ranges(frame)
+    _check_sizes(frame, size)
+    extra = [c for c in frame.columns if c not in SCALE_COLUMNS]
+    frame = frame[[*SCALE_COLUMNS, *extra]]
+    order = ["family", "task", "metric", size] + (["step"] if size != "step" else [])
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _check_duplicates(frame: pd.DataFrame) -> None:
+    key = ["family", "model", "step", "task", "metric"]
+    dup = frame[frame.duplicated(key, keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        raise ScaleTableError(f"{len(dup)} duplicate rows, e.g. model {first['model']!r} task {first['task']!r} metric "
+                              f"{first['metric']!r}: keep one score per model, checkpoint, task and metric")
+
+
+def _check_ranges(frame: pd.DataFrame) -> None:
+    for metric, group in frame.groupby("metric"):
+        info = metric_info(metric)
+        if info is None:
+            continue
+        bad = group[(group["value"] < info.low) | (group["value"] > info.high) | group["value"].isna()]
+        if len(bad):
+            row = bad.iloc[0]
+            raise ScaleTableError(f"metric {metric!r} of model {row['model']!r} on {row['task']!r} is {row['value']}, "
+                                  f"outside its range [{info.low}, {info.high}]: is it a percentage or mislabelled?")
+
+
+def _check_sizes(frame: pd.DataFrame, size: str) -> None:
+    for (family, task, metric), group in frame.groupby(["family", "task", "metric"]):
+        sizes = group[size].nunique()
+        if sizes < MIN_SIZES:
+            raise ScaleTableError(f"family {family!r} has {sizes} size(s) for {task!r}/{metric!r}: a scaling analysis "
+                                  f"needs at least {MIN_SIZES} (add models, or drop this task)")
+
+
+# --- readers -----------------------------------------------------------------------------------------------------
+
+
+def read_scale_csv(path: str | os.PathLike, *, layout: str = "auto", family: str | None = None,
+                   sizes: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """A CSV in the tidy layout (``task``, ``metric``, ``value`` columns) or the wide one.
+
+    Wide: one row per model, a ``parameters`` column (or ``sizes``), and one column per
+    score named ``task_metric`` with a known metric suffix (``arithmetic_exact_match``),
+    optionally ``task_metric_stderr`` beside it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScaleTableError(f"no scale table at {path}")
+    frame = pd.read_csv(path)
+    if layout == "auto":
+        layout = "tidy" if {"task", "metric", "value"} <= set(frame.columns) else "wide"
+    if layout == "wide":
+        frame = _from_wide(frame, path)
+    elif layout != "tidy":
+        raise ScaleTableError(f"layout must be 'auto', 'tidy' or 'wide', got {layout!r}")
+    if family is not None:
+        frame["family"] = family
+    return scale_table(_with_sizes(frame, sizes))
+
+
+_ID_COLUMNS = ("model", "family", "parameters", "non_embedding_parameters", "tokens", "step", "n")
+
+
+def _from_wide(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if "model" not in frame.columns:
+        raise ScaleTableError(f"{path}: a wide scale table needs a 'model' column and one column per task_metric")
+    ids = [c for c in _ID_COLUMNS if c in frame.columns]
+    names = sorted(METRICS, key=len, reverse=True)
+    rows = []
+    for column in frame.columns:
+        if column in ids or column.endswith("_stderr"):
+            continue
+        metric = next((m for m in names if column.endswith("_" + m)), None)
+        if metric is None:
+            raise ScaleTableError(f"{path}: column {column!r} is not task_metric with a known metric "
+                                  f"({', '.join(sorted(METRICS))}); use the tidy layout for other metrics")
+        part = frame[ids].copy()
+        part["task"], part["metric"], part["value"] = column[: -len(metric) - 1], metric, frame[column]
+        if f"{column}_stderr" in frame.columns:
+            part["stderr"] = frame[f"{column}_stderr"]
+        rows.append(part)
+    if not rows:
+        raise ScaleTableError(f"{path}: no task_metric columns found")
+    return pd.concat(rows, ignore_index=True)
+
+
+def _with_sizes(frame: pd.DataFrame, sizes: Mapping[str, float] | None) -> pd.DataFrame:
+    if sizes:
+        given = frame["model"].map(dict(sizes))
+        frame["parameters"] = given.fillna(frame["parameters"]) if "parameters" in frame.columns else given
+    return frame
+
+
+def read_lm_eval(paths: Iterable[str | os.PathLike], *, sizes: Mapping[str, float] | None = None,
+                 family: str | None = None, tasks: Iterable[str] | None = None) -> pd.DataFrame:
+    """lm-evaluation-harness results files (one per model or checkpoint) -> a scale table.
+
+    Reads ``results[task]["metric,filter"]`` and its ``metric_stderr,filter`` (v0.4;
+    the older ``metric`` / ``metric_stderr`` keys too), ``n-samples`` for n, the model
+    from ``config.model_args`` (``pretrained=...,revision=step1000`` gives the step), and
+    the size from ``sizes`` or ``config.model_num_parameters``.
+    """
+    rows = []
+    for path in paths:
+        rows.extend(_lm_eval_rows(Path(path), set(tasks) if tasks else None))
+    if not rows:
+        raise ScaleTableError("no lm-evaluation-harness scores found in the given files")
+    frame = pd.DataFrame(rows)
+    if family is not None:
+        frame["family"] = family
+    return scale_table(_with_sizes(frame, sizes))
+
+
+def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
+    if not path.exists():
+        raise ScaleTableError(f"no lm-evaluation-harness results file at {path}")
+    try:
+        blob = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ScaleTableError(f"{path} is not JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("results"), dict):
+        raise ScaleTableError(f"{path} has no 'results' dict: not an lm-evaluation-harness results file")
+    config = blob.get("config") or {}
+    args = _model_args(config.get("model_args"))
+    model = args.get("pretrained") or blob.get("model_name") or config.get("model") or path.stem
+    revision = args.get("revision")
+    step = re.fullmatch(r"step(\d+)", revision or "")
+    ident = {"model": f"{model}@{revision}" if revision else model, "family": model,
+             "parameters": config.get("model_num_parameters"), "step": int(step.group(1)) if step else None}
+    counts = blob.get("n-samples") or {}
+    rows = []
+    for task, scores in blob["results"].items():
+        if tasks is not None and task not in tasks:
+            continue
+        n = (counts.get(task) or {}).get("effective") or scores.get("sample_len")
+        for key, value in scores.items():
+            metric, _, filt = key.partition(",")
+            if metric.endswith("_stderr") or not _is_number(value):
+                continue
+            stderr = scores.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
+            name = metric if filt in ("", "none") else f"{metric},{filt}"
+            rows.append({**ident, "task": task, "metric": name, "value": float(value),
+                         "stderr": float(stderr) if _is_number(stderr) else None, "n": n})
+    return rows
+
+
+def _model_args(args: Any) -> dict[str, str]:
+    if isinstance(args, dict):
+        return {k: str(v) for k, v in args.items()}
+    pairs = (part.split("=", 1) for part in str(args or "").split(",") if "=" in part)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

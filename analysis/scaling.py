@@ -1,0 +1,414 @@
+"""Capability jumps across model scale: smooth growth, a real jump, or a metric's mirage.
+
+For each family, task and metric of a scale table (``analysis.scale_table``), on the
+score normalised to the task's chance (0) and the metric's best value (1):
+
+- BIG-bench's measures on models sorted by size (Srivastava et al. 2022):
+  I = sign(argmax y - argmin y) (max y - min y), breakthroughness B = I / sqrt(median(dy^2)),
+  linearity L = I / sqrt(mean(dy^2));
+- smooth models (linear and saturating power law in log size) against jump models
+  (sigmoid in log size; Caballero et al.'s broken power law with one break, fitted
+  to the error 1 - y) by weighted least squares, compared by AIC and BIC;
+- the jump's location (the sigmoid's midpoint) with a bootstrap interval, resampling
+  examples where per-example scores exist, otherwise from the standard errors;
+- predictability: fit the linear model on all but the largest model, predict the largest;
+- a verdict: ``smooth``, ``jump``, ``mirage`` (an all-or-nothing metric jumps where a
+  partial-credit metric of the same outputs grows smoothly) or ``not enough sizes``.
+
+``analyse(table)`` returns the verdict table; ``fit_curves`` the fitted models of one curve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from .scale_table import METRICS, metric_info, scale_table
+
+SIGMA_FLOOR = 0.02  # normalised units: seeds and training noise move small models by at least this much
+MIN_FIT_SIZES = {"linear": 3, "power_law": 4, "sigmoid": 5, "broken_power_law": 7}
+
+
+# --- normalisation and BIG-bench's measures -----------------------------------------------------------------------
+
+
+def normalise(values: np.ndarray, chance: float | None, metric: str) -> tuple[np.ndarray, float, float]:
+    """Map scores so that chance is 0 and the metric's best value is 1 (higher always better).
+
+    Returns (normalised, offset, scale) with normalised = (values - offset) / scale. Without a
+    chance level, a bounded metric's worst value stands in for it (0 for accuracy), and an
+    unbounded one's worst observed score.
+    """
+    values = np.asarray(values, dtype=float)
+    info = metric_info(metric) or METRICS["token_accuracy"]
+    best = info.high if info.higher_is_better else info.low
+    if chance is None or not np.isfinite(chance):
+        worst = info.low if info.higher_is_better else info.high
+        chance = worst if np.isfinite(worst) else (values.min() if info.higher_is_better else values.max())
+    scale = best - chance
+    if not np.isfinite(scale) or scale == 0:
+        scale = 1.0 if info.higher_is_better else -1.0
+    return (values - chance) / scale, float(chance), float(scale)
+
+
+def bigbench_measures(y: np.ndarray) -> dict[str, float]:
+    """I, breakthroughness B and linearity L of scores ``y`` ordered by model size (smallest first)."""
+    y = np.asarray(y, dtype=float)
+    if len(y) < 2:
+        raise ValueError("BIG-bench's measures need at least two sizes")
+    I = float(np.sign(np.argmax(y) - np.argmin(y)) * (y.max() - y.min()))
+    dy2 = np.diff(y) ** 2
+    median, mean = math.sqrt(np.median(dy2)), math.sqrt(np.mean(dy2))
+    return {"I": I, "breakthroughness": I / median if median > 0 else math.copysign(math.inf, I) if I else 0.0,
+            "linearity": I / mean if mean > 0 else 0.0}
+
+
+# --- curve models ---------------------------------------------------------------------------------------------------
+
+
+def _linear(x, p):
+    return p[0] + p[1] * x
+
+
+def _power_law(x, p):
+    # y = c - a * N^(-b): saturates at c; b > 0 (x is log10 N, so N^-b = 10^(-b x))
+    return p[0] - p[1] * 10 ** (-p[2] * x)
+
+
+def _sigmoid(x, p):
+    lo, hi, x0, w = p
+    return lo + (hi - lo) / (1 + np.exp(np.clip(-(x - x0) / w, -60, 60)))
+
+
+def _broken_power_law(x, p):
+    # Caballero et al. (2023), one break, on the error e = 1 - y:
+    # e = a + b N^-c0 (1 + (N / d1)^(1 / f1))^(-c1 f1), written with x = log10 N, x1 = log10 d1
+    a, b, c0, c1, x1, f1 = p
+    log_term = np.logaddexp(0, (x - x1) * math.log(10) / f1)
+    return 1 - (a + b * np.exp(-c0 * x * math.log(10) - c1 * f1 * log_term))
+
+
+def _best_on_grid(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, basis: np.ndarray) -> tuple[int, float, float]:
+    """For curves y = a + b * basis[g] (one row per grid point g), the weighted least-squares a, b of the best g.
+
+    Sigmoids and saturating power laws are linear in two of their parameters; solving
+    those in closed form over a grid of the others gives starts close to the optimum
+    at numpy speed, so one refinement suffices (also inside the bootstrap).
+    """
+    w = 1 / sigma**2
+    sw, sy = w.sum(), (w * y).sum()
+    sb, sbb, sby = (basis * w).sum(1), (basis**2 * w).sum(1), (basis * w * y).sum(1)
+    det = sw * sbb - sb**2
+    ok = np.abs(det) > 1e-12
+    b_coef = np.where(ok, (sw * sby - sb * sy) / np.where(ok, det, 1), 0.0)
+    a_coef = (sy - b_coef * sb) / sw
+    chi2 = ((a_coef[:, None] + b_coef[:, None] * basis - y) ** 2 * w).sum(1)
+    g = int(np.argmin(np.where(ok, chi2, np.inf)))
+    return g, float(a_coef[g]), float(b_coef[g])
+
+
+def _sigmoid_starts(x, y, sigma) -> list[np.ndarray]:
+    span = _span(x)
+    x0 = np.linspace(x.min() - 0.25 * span, x.max() + 0.25 * span, 61)
+    width = span * np.geomspace(2e-3, 1.0, 16)
+    grid = np.array([(c, w) for c in x0 for w in width])
+    basis = 1 / (1 + np.exp(np.clip(-(x[None] - grid[:, :1]) / grid[:, 1:], -60, 60)))
+    g, a, b = _best_on_grid(x, y, sigma, basis)
+    return [np.array([a, a + b, *grid[g]])]
+
+
+def _power_law_starts(x, y, sigma) -> list[np.ndarray]:
+    exponents = np.geomspace(2e-3, 5.0, 60)
+    basis = 10 ** (-exponents[:, None] * (x[None] - x.min()))
+    g, a, b = _best_on_grid(x, y, sigma, basis)
+    # y = a + b 10^(-e (x - xmin)) = c - A 10^(-e x) with c = a, A = -b 10^(e xmin)
+    return [np.array([a, -b * 10 ** (exponents[g] * x.min()), exponents[g]])]
+
+
+def _broken_power_law_starts(x, y, sigma) -> list[np.ndarray]:
+    # with c0 = 0 the error is a + b * basis(c1, x1, f1): closed form in (a, b) over a grid of the rest
+    grid = np.array([(c1, x1, f1) for c1 in (0.3, 1.0, 3.0, 10.0) for f1 in (0.05, 0.3, 1.0)
+                     for x1 in np.linspace(x.min(), x.max(), 12)])
+    basis = np.stack([_broken_power_law(x, np.array([0.0, 1.0, 0.0, *g])) for g in grid])  # 1 - basis
+    g, a, b = _best_on_grid(x, y, sigma, 1 - basis)  # y = a + b * basis_e, so the error is (1 - a) - b * basis_e
+    c1, x1, f1 = grid[g]
+    return [np.array([1 - a, max(-b, 1e-3), 0.0, c1, x1, f1])]
+
+
+@dataclass(frozen=True)
+class CurveModel:
+    name: str
+    kind: str  # "smooth" or "jump"
+    f: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    starts: Callable[[np.ndarray, np.ndarray, np.ndarray], list[np.ndarray]]
+    bounds: Callable[[np.ndarray, np.ndarray], tuple[list[float], list[float]]]
+
+    @property
+    def k(self) -> int:
+        return len(self.bounds(np.zeros(2), np.zeros(2))[0])
+
+
+def _span(x):
+    return float(x.max() - x.min()) or 1.0
+
+
+MODELS = (
+    CurveModel("linear", "smooth", _linear,
+               lambda x, y, s: [np.array([y.mean(), 0.0])],
+               lambda x, y: ([-np.inf, -np.inf], [np.inf, np.inf])),
+    CurveModel("power_law", "smooth", _power_law, _power_law_starts,
+               lambda x, y: ([-np.inf, -np.inf, 1e-3], [np.inf, np.inf, 5.0])),
+    CurveModel("sigmoid", "jump", _sigmoid, _sigmoid_starts,
+               lambda x, y: ([-0.5, -0.5, x.min() - 0.5 * _span(x), 1e-3 * _span(x)],
+                             [1.5, 1.5, x.max() + 0.5 * _span(x), 2 * _span(x)])),
+    CurveModel("broken_power_law", "jump", _broken_power_law, _broken_power_law_starts,
+               lambda x, y: ([-0.5, 0.0, -2.0, -10.0, x.min() - 0.5 * _span(x), 1e-2],
+                             [1.5, 100.0, 5.0, 50.0, x.max() + 0.5 * _span(x), 5.0])),
+)
+
+
+@dataclass
+class Fit:
+    model: CurveModel
+    params: np.ndarray
+    chi2: float
+    n: int
+
+    @property
+    def aic(self) -> float:
+        return self.chi2 + 2 * self.model.k
+
+    @property
+    def bic(self) -> float:
+        return self.chi2 + self.model.k * math.log(self.n)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.model.f(np.asarray(x, dtype=float), self.params)
+
+
+def fit_model(model: CurveModel, x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
+              starts: list[np.ndarray] | None = None) -> Fit | None:
+    """Weighted least squares from several starts; None when there are too few points for this model."""
+    if len(x) < MIN_FIT_SIZES[model.name]:
+        return None
+    lower, upper = model.bounds(x, y)
+    best = None
+    for start in starts if starts is not None else model.starts(x, y, sigma):
+        start = np.clip(start, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
+        try:
+            result = least_squares(lambda p: (model.f(x, p) - y) / sigma, start, bounds=(lower, upper),
+                                   method="trf", max_nfev=1000)
+        except (ValueError, FloatingPointError):
+            continue
+        chi2 = float(np.sum(result.fun**2))
+        if np.isfinite(chi2) and (best is None or chi2 < best.chi2):
+            best = Fit(model, result.x, chi2, len(x))
+    return best
+
+
+def fit_curves(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> dict[str, Fit]:
+    """Every curve model that the number of sizes allows, fitted to (log10 size, normalised score)."""
+    x, y, sigma = (np.asarray(a, dtype=float) for a in (x, y, sigma))
+    fits = {m.name: fit_model(m, x, y, sigma) for m in MODELS}
+    return {name: fit for name, fit in fits.items() if fit is not None}
+
+
+# --- one curve -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Curve:
+    """One family's scores on one task and metric, sorted by size, with what the verdict needs."""
+
+    family: str
+    task: str
+    metric: str
+    size: np.ndarray
+    value: np.ndarray
+    stderr: np.ndarray
+    chance: float | None
+    examples: list[np.ndarray] | None = None  # per-example scores per size, for the bootstrap
+    x: np.ndarray = field(init=False)
+    y: np.ndarray = field(init=False)
+    sigma: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.x = np.log10(self.size.astype(float))
+        self.y, _, scale = normalise(self.value, self.chance, self.metric)
+        self.sigma = np.maximum(np.nan_to_num(np.abs(self.stderr / scale), nan=0.0), SIGMA_FLOOR)
+
+
+def jump_interval(curve: Curve, fit: Fit, *, n_boot: int = 200, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Bootstrap interval of the sigmoid's midpoint (log10 size): examples resampled where known, else y + sigma*e.
+
+    Each resample is refitted from its own best grid start (see ``_best_on_grid``). When no
+    size falls inside the fitted rise (between 10% and 90% of it), the data cannot place the
+    jump within the gap around it, so the interval covers that whole gap.
+    """
+    rng = np.random.default_rng(seed)
+    locations = []
+    for _ in range(n_boot):
+        if curve.examples is not None:
+            means = np.array([rng.choice(e, size=len(e)).mean() for e in curve.examples])
+            y, _, _ = normalise(means, curve.chance, curve.metric)
+        else:
+            y = curve.y + curve.sigma * rng.standard_normal(len(curve.y))
+        refit = fit_model(fit.model, curve.x, y, curve.sigma)
+        if refit is not None:
+            locations.append(float(refit.params[2]))
+    low, high = np.quantile(locations, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi, x0, _ = fit.params
+    share = (fit(curve.x) - lo) / (hi - lo) if hi != lo else np.zeros_like(curve.x)
+    if not np.any((share > 0.1) & (share < 0.9)):
+        below, above = curve.x[curve.x <= x0], curve.x[curve.x > x0]
+        low = min(low, below.max()) if len(below) else low
+        high = max(high, above.min()) if len(above) else high
+    return float(low), float(high)
+
+
+def predict_largest(curve: Curve) -> tuple[float, float]:
+    """Fit the linear-in-log-size model on all but the largest model; (predicted, actual) normalised score there."""
+    if len(curve.x) < MIN_FIT_SIZES["linear"] + 1:
+        return math.nan, math.nan
+    fit = fit_model(MODELS[0], curve.x[:-1], curve.y[:-1], curve.sigma[:-1])
+    return float(fit(curve.x[-1:])[0]), float(curve.y[-1])
+
+
+@dataclass
+class Thresholds:
+    """When a better-fitting jump model counts as a jump."""
+
+    evidence: float = 2.0  # both AIC and BIC must favour the jump model by at least this much
+    min_rise: float = 0.2  # the jump spans at least this share of the chance-to-best range
+    max_width_share: float = 1.0  # ... and its 10-90% rise fits in this share of the sizes' range (in log size)
+
+
+def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot: int = 200,
+                  seed: int = 0) -> dict:
+    """The verdict row of one curve (before the mirage check across metrics)."""
+    t = thresholds or Thresholds()
+    row: dict = {"family": curve.family, "task": curve.task, "metric": curve.metric, "n_sizes": len(curve.x),
+                 "smallest": float(curve.size[0]), "largest": float(curve.size[-1]),
+                 "first": float(curve.y[0]), "last": float(curve.y[-1])}
+    row.update(bigbench_measures(curve.y))
+    fits = fit_curves(curve.x, curve.y, curve.sigma)
+    smooth = min((f for f in fits.values() if f.model.kind == "smooth"), key=lambda f: f.bic, default=None)
+    jump = min((f for f in fits.values() if f.model.kind == "jump"), key=lambda f: f.bic, default=None)
+    for name, fit in fits.items():
+        row[f"bic_{name}"] = fit.bic
+    predicted, actual = predict_largest(curve)
+    row.update(predicted_largest=predicted, actual_largest=actual, prediction_error=predicted - actual,
+               best_smooth=smooth.model.name if smooth else None, best_jump=jump.model.name if jump else None)
+    if smooth is None or jump is None:
+        row.update(verdict="not enough sizes", reading=f"{len(curve.x)} sizes: a jump model needs at least "
+                   f"{MIN_FIT_SIZES['sigmoid']} to be told from a smooth one")
+        return row
+    sigmoid = fits["sigmoid"]
+    lo, hi, x0, w = sigmoid.params
+    row.update(delta_aic=smooth.aic - jump.aic, delta_bic=smooth.bic - jump.bic, rise=float(hi - lo),
+               width_decades=float(2 * math.log(9) * w), jump_location=float(10**x0))
+    favoured = row["delta_aic"] >= t.evidence and row["delta_bic"] >= t.evidence
+    inside = curve.x[0] <= x0 <= curve.x[-1]
+    sharp = abs(row["rise"]) >= t.min_rise and row["width_decades"] <= t.max_width_share * _span(curve.x)
+    if favoured and inside and sharp:
+        low, high = jump_interval(curve, sigmoid, n_boot=n_boot, seed=seed)
+        row.update(jump_low=10**low, jump_high=10**high, verdict="jump",
+                   reading=f"jumps by {row['rise']:+.2f} of the chance-to-best range near {10**x0:.3g} "
+                           f"(95% interval {10**low:.3g} to {10**high:.3g}); the {jump.model.name} model beats "
+                           f"the {smooth.model.name} one by {row['delta_bic']:.1f} BIC")
+    else:
+        if not favoured:
+            why = "no jump model fits better"
+        elif not inside:
+            why = "the fitted rise lies outside the sizes seen"
+        elif abs(row["rise"]) < t.min_rise:
+            why = f"the fitted rise is small ({row['rise']:+.2f})"
+        else:
+            why = f"the rise spreads over {row['width_decades']:.1f} decades, wider than the sizes seen"
+        if max(abs(curve.y)) < 0.1:
+            why += f"; it stays within 0.1 of chance (best {max(curve.y):+.2f})"
+        row.update(verdict="smooth", reading=f"grows smoothly ({why}); best smooth model {smooth.model.name}, "
+                                             f"error predicting the largest model {row['prediction_error']:+.2f}")
+    return row
+
+
+# --- a whole table ----------------------------------------------------------------------------------------------------
+
+
+def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFrame | None = None) -> list[Curve]:
+    """One ``Curve`` per family, task and metric; with checkpoints, each model's last step stands for it."""
+    table = final_checkpoints(scale_table(table, size=size)) if size != "step" else table
+    out = []
+    for (family, task, metric), group in table.groupby(["family", "task", "metric"], sort=True):
+        group = group.sort_values(size)
+        chance = group["chance"].dropna()
+        per_example = None
+        if examples is not None and metric in examples.columns:
+            per_example = _examples_for(examples, group, metric)
+        out.append(Curve(str(family), str(task), str(metric), group[size].to_numpy(float),
+                         group["value"].to_numpy(float), group["stderr"].to_numpy(float),
+                         float(chance.iloc[0]) if len(chance) else None, per_example))
+    return out
+
+
+def final_checkpoints(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each model's last training step (rows without a step are kept)."""
+    if table["step"].isna().all():
+        return table
+    last = table.groupby(["family", "model"], dropna=False)["step"].transform("max")
+    return table[table["step"].isna() | (table["step"] == last)]
+
+
+def _examples_for(examples: pd.DataFrame, group: pd.DataFrame, metric: str) -> list[np.ndarray] | None:
+    per_model = []
+    for model in group["model"]:
+        rows = examples[(examples["model"] == model) & (examples["task"] == group["task"].iloc[0])]
+        if "step" in rows.columns and rows["step"].notna().any():
+            rows = rows[rows["step"] == rows["step"].max()]
+        values = rows[metric].dropna().to_numpy(float)
+        if not len(values):
+            return None
+        per_model.append(values)
+    return per_model
+
+
+def analyse(table: pd.DataFrame, *, examples: pd.DataFrame | None = None, size: str = "parameters",
+            thresholds: Thresholds | None = None, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """The verdict table: one row per family, task and metric, with its numbers and a plain-language reading.
+
+    ``examples`` (per-example scores with a column per metric, e.g. from
+    ``analysis.mirage.score_examples``) makes the jump interval resample examples.
+    """
+    rows = [analyse_curve(c, thresholds=thresholds, n_boot=n_boot, seed=seed)
+            for c in curves(table, size=size, examples=examples)]
+    return _mirage_check(pd.DataFrame(rows))
+
+
+def _mirage_check(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """A jump under an all-or-nothing metric is a mirage when a partial-credit metric of the same task is smooth."""
+    verdicts = verdicts.copy()
+    verdicts["checked_against"] = None
+    for i, row in verdicts.iterrows():
+        info = metric_info(row["metric"])
+        if row["verdict"] != "jump" or info is None or not info.discontinuous:
+            continue
+        same = verdicts[(verdicts["family"] == row["family"]) & (verdicts["task"] == row["task"])]
+        continuous = same[[not (metric_info(m) or METRICS["f1"]).discontinuous for m in same["metric"]]]
+        continuous = continuous[continuous["verdict"].isin(["smooth", "jump"])]
+        if not len(continuous):
+            verdicts.at[i, "reading"] += "; no partial-credit metric to check it against"
+            continue
+        smooth = continuous[continuous["verdict"] == "smooth"]["metric"].tolist()
+        verdicts.at[i, "checked_against"] = ", ".join(continuous["metric"])
+        if smooth:
+            verdicts.at[i, "verdict"] = "mirage"
+            verdicts.at[i, "reading"] += f"; but {', '.join(smooth)} of the same outputs grow smoothly: a mirage"
+        else:
+            verdicts.at[i, "reading"] += f"; it survives {', '.join(continuous['metric'])}"
+    return verdicts
