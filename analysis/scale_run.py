@@ -13,7 +13,7 @@ from .scaling import Thresholds, analyse
 
 
 def read_scale_inputs(paths: Sequence[str | os.PathLike], *, sizes: Mapping[str, float] | None = None,
-                      family: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+                      family: str | None = None, size: str = "parameters") -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(scale table, per-example scores or None) from lm-eval JSON files, CSV files, or folders written by
     ``probes ladder eval`` / ``probes.scale_eval`` (their ``scale.csv`` and ``examples.csv``)."""
     if not paths:
@@ -23,18 +23,18 @@ def read_scale_inputs(paths: Sequence[str | os.PathLike], *, sizes: Mapping[str,
         if path.is_dir():
             if not (path / "scale.csv").exists():
                 raise ScaleTableError(f"folder {path} has no scale.csv (write one with 'probes ladder eval')")
-            tables.append(read_scale_csv(path / "scale.csv", sizes=sizes, family=family))
+            tables.append(read_scale_csv(path / "scale.csv", sizes=sizes, family=family, size=size))
             if (path / "examples.csv").exists():
                 examples.append(pd.read_csv(path / "examples.csv"))
         elif path.suffix == ".json":
             json_files.append(path)
         elif path.suffix == ".csv":
-            tables.append(read_scale_csv(path, sizes=sizes, family=family))
+            tables.append(read_scale_csv(path, sizes=sizes, family=family, size=size))
         else:
             raise ScaleTableError(f"{path}: expected an lm-eval .json file, a .csv scale table or a folder")
     if json_files:
-        tables.append(read_lm_eval(json_files, sizes=sizes, family=family))
-    table = scale_table(pd.concat(tables, ignore_index=True))
+        tables.append(read_lm_eval(json_files, sizes=sizes, family=family, size=size))
+    table = scale_table(pd.concat(tables, ignore_index=True), size=size)
     return table, pd.concat(examples, ignore_index=True) if examples else None
 
 
@@ -43,7 +43,7 @@ def run_scale(paths: Sequence[str | os.PathLike], out: str | os.PathLike | None 
               thresholds: Thresholds | None = None, n_boot: int = 200, seed: int = 0,
               figures: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read, analyse, and (with ``out``) write ``scale.csv``, ``verdicts.csv`` and ``figures/*.png``."""
-    table, examples = read_scale_inputs(paths, sizes=sizes, family=family)
+    table, examples = read_scale_inputs(paths, sizes=sizes, family=family, size=size)
     verdicts = analyse(table, examples=examples, size=size, thresholds=thresholds, n_boot=n_boot, seed=seed)
     if out is not None:
         out = Path(out)

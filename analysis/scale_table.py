@@ -123,15 +123,16 @@ def _check_sizes(frame: pd.DataFrame, size: str) -> None:
     for (family, task, metric), group in frame.groupby(["family", "task", "metric"]):
         sizes = group[size].nunique()
         if sizes < MIN_SIZES:
-            raise ScaleTableError(f"family {family!r} has {sizes} size(s) for {task!r}/{metric!r}: a scaling analysis "
-                                  f"needs at least {MIN_SIZES} (add models, or drop this task)")
+            what = "checkpoint(s)" if size == "step" else "size(s)"
+            raise ScaleTableError(f"family {family!r} has {sizes} {what} for {task!r}/{metric!r}: a scaling analysis "
+                                  f"needs at least {MIN_SIZES} (add models or checkpoints, or drop this task)")
 
 
 # --- readers -----------------------------------------------------------------------------------------------------
 
 
 def read_scale_csv(path: str | os.PathLike, *, layout: str = "auto", family: str | None = None,
-                   sizes: Mapping[str, float] | None = None) -> pd.DataFrame:
+                   sizes: Mapping[str, float] | None = None, size: str = "parameters") -> pd.DataFrame:
     """A CSV in the tidy layout (``task``, ``metric``, ``value`` columns) or the wide one.
 
     Wide: one row per model, a ``parameters`` column (or ``sizes``), and one column per
@@ -150,7 +151,7 @@ def read_scale_csv(path: str | os.PathLike, *, layout: str = "auto", family: str
         raise ScaleTableError(f"layout must be 'auto', 'tidy' or 'wide', got {layout!r}")
     if family is not None:
         frame["family"] = family
-    return scale_table(_with_sizes(frame, sizes))
+    return scale_table(_with_sizes(frame, sizes), size=size)
 
 
 _ID_COLUMNS = ("model", "family", "parameters", "non_embedding_parameters", "tokens", "step", "n")
@@ -187,13 +188,15 @@ def _with_sizes(frame: pd.DataFrame, sizes: Mapping[str, float] | None) -> pd.Da
 
 
 def read_lm_eval(paths: Iterable[str | os.PathLike], *, sizes: Mapping[str, float] | None = None,
-                 family: str | None = None, tasks: Iterable[str] | None = None) -> pd.DataFrame:
+                 family: str | None = None, tasks: Iterable[str] | None = None,
+                 size: str = "parameters") -> pd.DataFrame:
     """lm-evaluation-harness results files (one per model or checkpoint) -> a scale table.
 
     Reads ``results[task]["metric,filter"]`` and its ``metric_stderr,filter`` (v0.4;
     the older ``metric`` / ``metric_stderr`` keys too), ``n-samples`` for n, the model
     from ``config.model_args`` (``pretrained=...,revision=step1000`` gives the step), and
-    the size from ``sizes`` or ``config.model_num_parameters``.
+    the size from ``sizes`` or ``config.model_num_parameters``. ``size="step"`` reads the
+    checkpoints of one model as the family (no parameter counts needed).
     """
     rows = []
     for path in paths:
@@ -203,7 +206,7 @@ def read_lm_eval(paths: Iterable[str | os.PathLike], *, sizes: Mapping[str, floa
     frame = pd.DataFrame(rows)
     if family is not None:
         frame["family"] = family
-    return scale_table(_with_sizes(frame, sizes))
+    return scale_table(_with_sizes(frame, sizes), size=size)
 
 
 def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
@@ -220,7 +223,8 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
     model = args.get("pretrained") or blob.get("model_name") or config.get("model") or path.stem
     revision = args.get("revision")
     step = re.fullmatch(r"step(\d+)", revision or "")
-    ident = {"model": f"{model}@{revision}" if revision else model, "family": model,
+    # checkpoints of one model share its name and differ by step; any other revision is part of the name
+    ident = {"model": f"{model}@{revision}" if revision and not step else model, "family": model,
              "parameters": config.get("model_num_parameters"), "step": int(step.group(1)) if step else None}
     counts = blob.get("n-samples") or {}
     rows = []

@@ -13,7 +13,9 @@ score normalised to the task's chance (0) and the metric's best value (1):
   examples where per-example scores exist, otherwise from the standard errors;
 - predictability: fit the linear model on all but the largest model, predict the largest;
 - a verdict: ``smooth``, ``jump``, ``mirage`` (an all-or-nothing metric jumps where a
-  partial-credit metric of the same outputs grows smoothly) or ``not enough sizes``.
+  partial-credit metric of the same outputs grows smoothly), ``not enough sizes``, or
+  ``irregular`` (scores fall with size beyond their errors and no curve fits them: training
+  noise, one seed per size, to be fixed before any verdict on shape).
 
 ``analyse(table)`` returns the verdict table; ``fit_curves`` the fitted models of one curve.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
+from scipy.stats import chi2 as chi2_distribution
 
 from .scale_table import METRICS, metric_info, scale_table
 
@@ -272,6 +275,17 @@ def jump_interval(curve: Curve, fit: Fit, *, n_boot: int = 200, seed: int = 0,
     return float(low), float(high)
 
 
+def _largest_drop(curve: Curve) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The largest fall of the normalised score from a smaller to a larger model beyond 3 combined errors."""
+    worst, found = 0.0, None
+    for i in range(len(curve.y)):
+        for j in range(i + 1, len(curve.y)):
+            fall = curve.y[i] - curve.y[j]
+            if fall > 3 * math.hypot(curve.sigma[i], curve.sigma[j]) and fall > worst:
+                worst, found = fall, ((curve.size[i], curve.y[i]), (curve.size[j], curve.y[j]))
+    return found
+
+
 def predict_largest(curve: Curve) -> tuple[float, float]:
     """Fit the linear-in-log-size model on all but the largest model; (predicted, actual) normalised score there."""
     if len(curve.x) < MIN_FIT_SIZES["linear"] + 1:
@@ -309,6 +323,16 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
         row.update(verdict="not enough sizes", reading=f"{len(curve.x)} sizes: a jump model needs at least "
                    f"{MIN_FIT_SIZES['sigmoid']} to be told from a smooth one")
         return row
+    drop = _largest_drop(curve)
+    best = min(fits.values(), key=lambda f: f.bic)
+    dof = len(curve.x) - best.model.k
+    row["chi2_per_dof"] = best.chi2 / dof if dof > 0 else math.nan
+    if drop is not None and dof > 0 and chi2_distribution.sf(best.chi2, dof) < 1e-3:
+        (a, ya), (b, yb) = drop
+        row.update(verdict="irregular", reading=f"goes down with size beyond its errors ({ya:.2f} at {a:.3g}, "
+                   f"{yb:.2f} at {b:.3g}) and no curve fits (chi2/dof {row['chi2_per_dof']:.1f}): "
+                   "more seeds per size, or more training, before calling it smooth or a jump")
+        return row
     sigmoid = fits["sigmoid"]
     lo, hi, x0, w = sigmoid.params
     row.update(delta_aic=smooth.aic - jump.aic, delta_bic=smooth.bic - jump.bic, rise=float(hi - lo),
@@ -342,8 +366,15 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
 
 
 def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFrame | None = None) -> list[Curve]:
-    """One ``Curve`` per family, task and metric; with checkpoints, each model's last step stands for it."""
-    table = final_checkpoints(scale_table(table, size=size)) if size != "step" else table
+    """One ``Curve`` per family, task and metric; with checkpoints, each model's last step stands for it.
+
+    With ``size="step"`` the axis is training time: one curve per model (family ``family:model``).
+    """
+    table = scale_table(table, size=size)
+    if size == "step":
+        table = table.assign(family=table["family"].astype(str) + ":" + table["model"].astype(str))
+    else:
+        table = final_checkpoints(table)
     out = []
     for (family, task, metric), group in table.groupby(["family", "task", "metric"], sort=True):
         group = group.sort_values(size)
@@ -367,10 +398,10 @@ def final_checkpoints(table: pd.DataFrame) -> pd.DataFrame:
 
 def _examples_for(examples: pd.DataFrame, group: pd.DataFrame, metric: str) -> list[np.ndarray] | None:
     per_model = []
-    for model in group["model"]:
+    for model, step in zip(group["model"], group["step"]):
         rows = examples[(examples["model"] == model) & (examples["task"] == group["task"].iloc[0])]
-        if "step" in rows.columns and rows["step"].notna().any():
-            rows = rows[rows["step"] == rows["step"].max()]
+        if "step" in rows.columns and pd.notna(step):
+            rows = rows[rows["step"] == step]
         values = rows[metric].dropna().to_numpy(float)
         if not len(values):
             return None

@@ -6,6 +6,9 @@
     probes run SUITE --out DIR          run a probe suite (TOML file or ready suite name), resumably
     probes show DIR                     summarise the results of a run
     probes ablate MODEL --out DIR       single, pairwise and Shapley ablation study of a behaviour, resumably
+    probes ladder train --out DIR       train the toy scale ladder (GPT-2-style models on addition and recall)
+    probes ladder eval DIR              score the ladder's models and checkpoints, then analyse the jumps
+    probes scale RESULTS... --out DIR   scale table and verdicts (smooth, jump, mirage) from evaluation results
     probes demo                         the main job on the default model
 """
 
@@ -132,6 +135,50 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ladder_train(args: argparse.Namespace) -> int:
+    from .ladder import LadderConfig, train_ladder
+
+    config = LadderConfig.tiny() if args.tiny else LadderConfig()
+    if args.steps:
+        config.steps = args.steps
+    config.seed = args.seed
+    folders = train_ladder(args.out, config)
+    print(f"ladder: {len(folders)} models in {args.out} ({', '.join(f.name for f in folders)})")
+    print(f"next: probes ladder eval {args.out}")
+    return 0
+
+
+def _cmd_ladder_eval(args: argparse.Namespace) -> int:
+    from .ladder import evaluate_ladder
+
+    evaluate_ladder(args.out, n=args.n)
+    args.results, args.out = [str(Path(args.out) / "eval")], str(Path(args.out) / "scale")
+    return _cmd_scale(args)
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from analysis.scale_run import run_scale
+
+    sizes = json.loads(Path(args.sizes).read_text()) if getattr(args, "sizes", None) else None
+    table, verdicts = run_scale(args.results, args.out, sizes=sizes, family=getattr(args, "family", None),
+                                size=getattr(args, "size", "parameters"))
+    shown = ["family", "task", "metric", "n_sizes", "I", "breakthroughness", "linearity", "delta_bic",
+             "jump_location", "jump_low", "jump_high", "prediction_error", "verdict"]
+    with pd.option_context("display.width", 220, "display.max_columns", 20, "display.max_colwidth", 200):
+        print(f"\n{len(table)} scores of {table['model'].nunique()} models; verdicts per task and metric "
+              "(scores normalised: 0 = chance, 1 = best):\n")
+        print(verdicts[[c for c in shown if c in verdicts.columns]].to_string(index=False, float_format="{:.3g}".format))
+        print()
+        for _, row in verdicts.iterrows():
+            print(f"{row['task']} / {row['metric']}: {row['reading']}")
+    print(f"\nwritten: {Path(args.out) / 'scale.csv'}, {Path(args.out) / 'verdicts.csv'}, {Path(args.out) / 'figures'}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .data import builtin_texts
     from .models import DEFAULT_MODEL
@@ -217,6 +264,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results.csv, run.json, stages/)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("ladder", help="train and evaluate the toy scale ladder",
+                       description="A family of GPT-2-style models trained here on multi-digit addition and "
+                                   "in-context associative recall, to see capability jumps on 2 CPU cores.")
+    ladder = p.add_subparsers(dest="ladder_command", required=True, metavar="STEP")
+    q = ladder.add_parser("train", help="train every size (kept when re-run with the same settings)",
+                          description="Train the ladder's models, with checkpoints, as Hugging Face folders.")
+    q.add_argument("--out", default="runs/ladder", help="output folder (default: %(default)s)")
+    q.add_argument("--tiny", action="store_true", help="tiny models, few steps: seconds, for trying things out")
+    q.add_argument("--steps", type=int, help="training steps per model (default: 1500, tiny: 30)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_cmd_ladder_train)
+    q = ladder.add_parser("eval", help="score every model and checkpoint, then run the scaling analysis",
+                          description="Score the ladder on held-out examples (outputs kept per example), write "
+                                      "DIR/eval/scale.csv, then the verdicts and figures into DIR/scale/.")
+    q.add_argument("out", nargs="?", default="runs/ladder", help="the ladder's folder (default: %(default)s)")
+    q.add_argument("--n", type=int, default=500, help="test examples per task (default: %(default)s)")
+    q.set_defaults(func=_cmd_ladder_eval)
+
+    p = sub.add_parser("scale", help="smooth, jump or mirage: the scaling analysis of evaluation results",
+                       description="Read lm-evaluation-harness results JSON files, scale-table CSVs (tidy or wide) "
+                                   "or folders written by 'probes ladder eval', and write the scale table, the "
+                                   "verdict per task and metric, and the figures.")
+    p.add_argument("results", nargs="+", help="lm-eval .json files, .csv scale tables or evaluation folders")
+    p.add_argument("--out", required=True, help="output folder (scale.csv, verdicts.csv, figures/)")
+    p.add_argument("--sizes", help="JSON file {model: parameters} for results that do not state their size")
+    p.add_argument("--family", help="family name for all rows (default: the model id, or 'family')")
+    p.add_argument("--size", default="parameters", choices=["parameters", "non_embedding_parameters", "tokens", "step"],
+                   help="the scale axis; 'step' reads each model's checkpoints as its own curve (default: %(default)s)")
+    p.set_defaults(func=_cmd_scale)
 
     p = sub.add_parser("demo", help="run the main job on the default model and print where its output is",
                        description="Capture the default model's residual stream and attention on the built-in "

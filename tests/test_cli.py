@@ -10,7 +10,7 @@ import pytest
 
 from probes.cli import build_parser, main
 
-SUBCOMMANDS = ["models", "sites", "capture", "run", "show", "demo", "ablate"]
+SUBCOMMANDS = ["models", "sites", "capture", "run", "show", "demo", "ablate", "ladder", "scale"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -84,3 +84,54 @@ def test_bad_input_gives_one_line_errors(args, message, tiny_folders, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("probes ")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ladder_train_eval_and_scale(tmp_path, capsys):
+    """The tiny ladder end to end as a user runs it: train, evaluate, and the verdict table printed."""
+    out = tmp_path / "ladder"
+    assert main(["ladder", "train", "--tiny", "--out", str(out)]) == 0
+    assert "probes ladder eval" in capsys.readouterr().out
+    assert main(["ladder", "eval", str(out), "--n", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "addition / exact_match:" in printed and "recall / target_logprob:" in printed
+    verdicts = pd.read_csv(out / "scale" / "verdicts.csv")
+    assert len(verdicts) == 12
+    assert (out / "scale" / "figures" / "ladder_addition_size.png").exists()
+    assert (out / "scale" / "figures" / "ladder_addition_step.png").exists()
+    # the evaluation folder is itself an input of `probes scale`
+    assert main(["scale", str(out / "eval"), "--out", str(tmp_path / "again")]) == 0
+    again = pd.read_csv(tmp_path / "again" / "verdicts.csv")
+    assert list(again["verdict"]) == list(verdicts["verdict"])
+
+
+def test_scale_reads_lm_eval_files_with_sizes(tmp_path, capsys):
+    import json
+
+    from test_scaling import lm_eval_file
+
+    sizes = {"org/m-1": 1e6, "org/m-2": 4e6, "org/m-3": 16e6, "org/m-4": 64e6, "org/m-5": 256e6}
+    files = [str(lm_eval_file(tmp_path / f"{i}.json", m, None, 0.3 + 0.1 * i, None)) for i, m in enumerate(sizes)]
+    (tmp_path / "sizes.json").write_text(json.dumps(sizes))
+    assert main(["scale", *files, "--sizes", str(tmp_path / "sizes.json"), "--family", "m",
+                 "--out", str(tmp_path / "out")]) == 0
+    verdicts = pd.read_csv(tmp_path / "out" / "verdicts.csv")
+    assert set(verdicts["task"]) == {"arc_easy", "gsm8k"} and set(verdicts["family"]) == {"m"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["scale", "MISSING.csv"], "no scale table at"),
+        (["scale", "FEW"], "needs at least 3"),
+        (["ladder", "eval", "NOLADDER"], "no trained ladder in"),
+    ],
+)
+def test_scale_and_ladder_errors_are_one_line(args, message, tmp_path):
+    few = tmp_path / "few.csv"
+    pd.DataFrame({"model": ["a", "b"], "parameters": [1e6, 2e6], "t_exact_match": [0.1, 0.2]}).to_csv(few, index=False)
+    subst = {"MISSING.csv": str(tmp_path / "missing.csv"), "FEW": str(few), "NOLADDER": str(tmp_path)}
+    extra = ["--out", str(tmp_path / "out")] if args[0] == "scale" else []
+    result = run_cli(*[subst.get(a, a) for a in args], *extra)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("probes ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr

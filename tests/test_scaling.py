@@ -193,11 +193,15 @@ def test_lm_eval_reader_checkpoints_old_keys_and_given_sizes(tmp_path):
              for step, a in ((1000, 0.3), (10000, 0.4), (143000, 0.45))]
     with pytest.raises(ScaleTableError, match="sizes="):
         read_lm_eval(files)
-    table = read_lm_eval(files, sizes={f"EleutherAI/pythia-160m@step{s}": 160e6 * (1 + i)
-                                       for i, s in enumerate((1000, 10000, 143000))})
+    with pytest.raises(ScaleTableError, match="1 size"):  # one model: not a family of sizes
+        read_lm_eval(files, sizes={"EleutherAI/pythia-160m": 160e6})
+    table = read_lm_eval(files, sizes={"EleutherAI/pythia-160m": 160e6}, size="step")
     assert sorted(table["step"].unique()) == [1000, 10000, 143000]
-    assert set(table["model"]) == {f"EleutherAI/pythia-160m@step{s}" for s in (1000, 10000, 143000)}
+    assert set(table["model"]) == {"EleutherAI/pythia-160m"} and set(table["parameters"]) == {160e6}
     assert set(table["metric"]) == {"acc", "acc_norm"}
+    verdicts = analyse(table, size="step", n_boot=10)
+    assert set(verdicts["family"]) == {"EleutherAI/pythia-160m:EleutherAI/pythia-160m"}
+    assert set(verdicts["verdict"]) == {"not enough sizes"}
 
 
 def test_lm_eval_reader_rejects_other_files(tmp_path):
@@ -283,3 +287,11 @@ def test_run_scale_writes_tables_and_labelled_figures(tmp_path):
     for ax in fig.axes:
         assert ax.get_xlabel().startswith("parameters") and ax.get_ylabel()
     plt.close(fig)
+
+
+def test_a_curve_that_falls_with_size_beyond_its_errors_is_irregular():
+    # one seed per size, some sizes learned the task and some stalled: no curve shape to call
+    values = [0.13, 0.0, 0.18, 0.10, 1.0, 0.13, 1.0, 1.0]
+    v = analyse(pd.DataFrame(curve_rows("noisy", "exact_match", values, stderr=0.015)), n_boot=10).iloc[0]
+    assert v["verdict"] == "irregular"
+    assert "more seeds" in v["reading"] and v["chi2_per_dof"] > 10

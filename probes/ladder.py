@@ -1,0 +1,296 @@
+"""A scale ladder that trains here: GPT-2-style models of several sizes on synthetic tasks.
+
+``train_ladder(out)`` trains every rung on a mixture of multi-digit addition and
+in-context associative recall (``probes.datasets.synthetic``), fresh examples
+every step, loss on the answer tokens only. Each rung is saved as a Hugging Face
+folder (config, safetensors weights, a one-character-per-token tokenizer), with
+checkpoints along training in ``<rung>/checkpoints/step-<k>``, so every
+instrument of the toolkit loads it like any other model (``probes.load(folder)``).
+Finished rungs are kept when a run is repeated with the same settings.
+
+``evaluate_ladder(out)`` scores every rung and checkpoint on held-out examples
+into the scale table (``probes.scale_eval``).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import write_json
+from .datasets.synthetic import ALPHABET
+from .provenance import content_hash, environment
+
+PAD, BOS = "<pad>", "<bos>"
+
+
+@dataclass(frozen=True)
+class Rung:
+    n_layer: int
+    n_embd: int
+    n_head: int
+
+    @property
+    def name(self) -> str:
+        return f"gpt2-l{self.n_layer}-d{self.n_embd}"
+
+
+@dataclass
+class LadderConfig:
+    """What the ladder trains; the defaults train seven sizes (4.3k to 154k parameters) in minutes on 2 cores.
+
+    ``lr`` is the peak learning rate up to 48 dimensions; wider models use ``lr * 48 / width``
+    (with one rate for all, the widest models trained worst).
+    """
+
+    rungs: tuple[Rung, ...] = (Rung(1, 16, 2), Rung(1, 24, 2), Rung(1, 32, 4), Rung(2, 32, 4), Rung(2, 48, 4),
+                               Rung(2, 64, 4), Rung(3, 64, 4))
+    steps: int = 2500
+    batch_size: int = 128
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    checkpoints: tuple[int, ...] = (250, 500, 1000, 1500, 2000)
+    digits: int = 3
+    pairs: int = 6
+    train_queries: int = 1  # recall answers per training sequence (more did not teach recall, and slowed addition)
+    seed: int = 0
+    threads: int | None = None
+
+    @classmethod
+    def tiny(cls) -> LadderConfig:
+        """Five sizes, a few dozen steps: for tests (seconds), not for conclusions."""
+        return cls(rungs=(Rung(1, 8, 2), Rung(1, 16, 2), Rung(2, 16, 2), Rung(2, 32, 4), Rung(3, 48, 4)),
+                   steps=30, batch_size=32, warmup=5, checkpoints=(10, 20))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("threads")  # how fast, not what is trained
+        return d
+
+
+def char_tokenizer():
+    """One token per character of the synthetic tasks' alphabet, plus padding and BOS."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate([PAD, BOS, *ALPHABET])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
+
+
+def _digits(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Integers (B,) -> their decimal digits (B, width), most significant first."""
+    powers = 10 ** torch.arange(width - 1, -1, -1)
+    return (x[:, None] // powers) % 10
+
+
+class TrainingStream:
+    """Batches of fresh task examples as token ids, made with tensor ops (Python per example is too slow)."""
+
+    def __init__(self, config: LadderConfig, generator: torch.Generator):
+        self.c, self.g = config, generator
+        self.ids = {t: i for i, t in enumerate([PAD, BOS, *ALPHABET])}
+
+    def _tok(self, chars: str) -> int:
+        return self.ids[chars]
+
+    def addition(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``123+456=9750``: the sum's digits reversed (the answers)."""
+        d, g = self.c.digits, self.g
+        a, b = torch.randint(10**d, (n,), generator=g), torch.randint(10**d, (n,), generator=g)
+        digit0 = self._tok("0")
+        answer = _digits(a + b, d + 1).flip(1) + digit0
+        plus, eq = torch.full((n, 1), self._tok("+")), torch.full((n, 1), self._tok("="))
+        bos = torch.full((n, 1), self._tok(BOS))
+        seq = torch.cat([bos, _digits(a, d) + digit0, plus, _digits(b, d) + digit0, eq, answer], 1)
+        answers = torch.zeros_like(seq, dtype=torch.bool)
+        answers[:, -(d + 1):] = True
+        return seq, answers
+
+    def recall(self, n: int, queries: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a3c7f1b9|c7a3``: after the context, ``queries`` keys each followed by its value (the answers)."""
+        k, g = self.c.pairs, self.g
+        keys = torch.rand(n, 16, generator=g).argsort(1)[:, :k] + self._tok("a")
+        values = torch.rand(n, 10, generator=g).argsort(1)[:, :k] + self._tok("0")
+        asked = torch.rand(n, k, generator=g).argsort(1)[:, :queries]
+        context = torch.stack([keys, values], 2).reshape(n, 2 * k)
+        bos, bar = torch.full((n, 1), self._tok(BOS)), torch.full((n, 1), self._tok("|"))
+        qa = torch.stack([keys.gather(1, asked), values.gather(1, asked)], 2).reshape(n, 2 * queries)
+        seq = torch.cat([bos, context, bar, qa], 1)
+        answers = torch.zeros_like(seq, dtype=torch.bool)
+        answers[:, 2 * k + 3::2] = True
+        return seq, answers
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, labels): half addition, half recall, right-padded; labels are -100 except on answers."""
+        n = self.c.batch_size
+        parts = [self.addition(n // 2), self.recall(n - n // 2, self.c.train_queries)]
+        width = max(seq.shape[1] for seq, _ in parts)
+        ids, labels = [], []
+        for seq, answers in parts:
+            pad = torch.full((seq.shape[0], width - seq.shape[1]), self.ids[PAD])
+            ids.append(torch.cat([seq, pad], 1))
+            labels.append(torch.where(torch.cat([answers, pad.bool() & False], 1), ids[-1], -100))
+        return torch.cat(ids), torch.cat(labels)
+
+
+def make_model(rung: Rung, vocab_size: int, n_positions: int = 32, seed: int = 0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=rung.n_embd, n_layer=rung.n_layer,
+                        n_head=rung.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config)
+
+
+def _lr(step: int, c: LadderConfig, width: int) -> float:
+    """Linear warm-up, cosine decay to zero; the peak shrinks as 1 / width above 48."""
+    peak = c.lr * min(1.0, 48 / width)
+    if step < c.warmup:
+        return peak * (step + 1) / c.warmup
+    progress = (step - c.warmup) / max(1, c.steps - c.warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _save(model, tokenizer, folder: Path, meta: dict) -> None:
+    """Write the folder under a temporary name and rename it, so a half-written rung is never taken as done."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / "ladder.json", meta)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, bar: tqdm | None = None) -> Path:
+    """Train one size; save checkpoints along the way and the final model in ``folder``."""
+    tokenizer = char_tokenizer()
+    seed = config.seed * 1000 + config.rungs.index(rung)
+    model = make_model(rung, len(tokenizer), seed=seed)
+    model.train()
+    stream = TrainingStream(config, torch.Generator().manual_seed(seed))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.98))
+    meta = {"rung": asdict(rung), "config": config.to_dict(), "config_hash": content_hash(config.to_dict()),
+            "parameters": model.num_parameters(), "non_embedding_parameters": _non_embedding(model)}
+    tokens = 0
+    for step in range(1, config.steps + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = _lr(step - 1, config, rung.n_embd)
+        ids, labels = stream.batch()
+        tokens += ids.numel()
+        loss = model(input_ids=ids, labels=labels).loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        if bar is not None:
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(rung=rung.name, loss=f"{loss.item():.3f}")
+        if step in config.checkpoints:
+            model.eval()
+            _save(model, tokenizer, folder / "checkpoints" / f"step-{step}",
+                  {**meta, "step": step, "tokens": tokens})
+            model.train()
+    model.eval()
+    final = {**meta, "step": config.steps, "tokens": tokens, "environment": environment()}
+    checkpoints = folder / "checkpoints"
+    # The final model goes into the rung folder itself; its checkpoints move in alongside.
+    tmp_ckpt = folder.with_name(f".{folder.name}.checkpoints")
+    if checkpoints.exists():
+        shutil.rmtree(tmp_ckpt, ignore_errors=True)
+        checkpoints.rename(tmp_ckpt)
+    _save(model, tokenizer, folder, final)
+    if tmp_ckpt.exists():
+        tmp_ckpt.rename(checkpoints)
+    return folder
+
+
+def _non_embedding(model) -> int:
+    """Parameters outside the token and position embeddings (Kaplan et al.'s N)."""
+    embedding = sum(p.numel() for p in (model.transformer.wte.weight, model.transformer.wpe.weight))
+    return model.num_parameters() - embedding
+
+
+def rung_done(folder: Path, config: LadderConfig) -> bool:
+    import json
+
+    meta = folder / "ladder.json"
+    return meta.exists() and json.loads(meta.read_text()).get("config_hash") == content_hash(config.to_dict())
+
+
+def train_ladder(out: str | Path, config: LadderConfig | None = None, *, progress: bool = True) -> list[Path]:
+    """Train (or reuse) every rung under ``out``; returns the rung folders, smallest first."""
+    config = config or LadderConfig()
+    if len(config.rungs) < 1 or config.steps < 1:
+        raise ValueError("a ladder needs at least one rung and one training step")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    folders = [out / rung.name for rung in config.rungs]
+    todo = [(r, f) for r, f in zip(config.rungs, folders) if not rung_done(f, config)]
+    start = time.perf_counter()
+    try:
+        with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
+            for rung, folder in todo:
+                train_rung(rung, config, folder, bar=bar)
+    finally:
+        torch.set_num_threads(threads)
+    write_json(out / "ladder.json", {"config": config.to_dict(), "rungs": [f.name for f in folders],
+                                     "trained_now": [f.name for _, f in todo],
+                                     "seconds": round(time.perf_counter() - start, 1)})
+    return folders
+
+
+def ladder_models(out: str | Path) -> list:
+    """Every rung of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
+    import json
+
+    from .scale_eval import ModelSpec
+
+    out = Path(out)
+    if not (out / "ladder.json").exists():
+        raise FileNotFoundError(f"no trained ladder in {out} (train one with: probes ladder train --out {out})")
+    specs = []
+    for name in json.loads((out / "ladder.json").read_text())["rungs"]:
+        folders = sorted((out / name / "checkpoints").glob("step-*"), key=lambda f: int(f.name[5:]))
+        for folder in [*folders, out / name]:
+            meta = json.loads((folder / "ladder.json").read_text())
+            specs.append(ModelSpec(str(folder), name=name, step=meta["step"], tokens=meta["tokens"]))
+    return specs
+
+
+def evaluate_ladder(out: str | Path, *, n: int = 500, progress: bool = True):
+    """Score every rung and checkpoint on ``n`` held-out examples per task: (scale table, per-example scores).
+
+    Writes ``out/eval/`` (see ``probes.scale_eval.evaluate_family``); the test examples come
+    from a different seed than training's, which draws its examples from a torch generator.
+    """
+    import json
+
+    from .datasets.synthetic import make_task
+    from .scale_eval import GenerationTask, evaluate_family
+
+    specs = ladder_models(out)
+    config = json.loads((Path(out) / "ladder.json").read_text())["config"]
+    test_seed = 10_000 + config["seed"]
+    tasks = [GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed), 10),
+             GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), 10)]
+    return evaluate_family(specs, tasks, Path(out) / "eval", family="ladder", progress=progress)
+
+
+__all__ = ["LadderConfig", "Rung", "char_tokenizer", "evaluate_ladder", "ladder_models", "train_ladder", "train_rung"]

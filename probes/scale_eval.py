@@ -1,0 +1,193 @@
+"""Evaluate a family of causal LMs on generation tasks, keeping every example's outputs.
+
+For each example the model generates greedily as many tokens as the target has,
+and scores the target and every option by teacher-forced log-probability. These
+per-example outputs (``outputs/<model>-<tasks>.jsonl``) are what ``analysis.mirage`` scores
+under all-or-nothing and partial-credit metrics, and what the jump analysis
+resamples. Models are any list of aliases, local folders or cached hub ids,
+including checkpoints of one model (``revision="step1000"``); a model already
+evaluated is skipped when a run is repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from analysis.mirage import aggregate, chance_levels, score_examples
+from analysis.scale_table import scale_table
+
+from .atomic import atomic_path, write_json
+from .behaviour import pad_right, scored_ids
+from .models import LoadedModel, load
+from .provenance import content_hash, environment
+
+
+@dataclass
+class GenerationTask:
+    """Examples ``{"prompt", "target", "options"?, "answer_index"?}``; ``alphabet``: symbols per answer token, if known."""
+
+    name: str
+    examples: list[dict]
+    alphabet: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise ValueError(f"task {self.name!r} has no examples")
+        for i, ex in enumerate(self.examples):
+            if not ex.get("target"):
+                raise ValueError(f"task {self.name!r} example {i} has no target")
+            if "options" in ex and ex["options"][ex["answer_index"]] != ex["target"]:
+                raise ValueError(f"task {self.name!r} example {i}: options[answer_index] is not the target")
+
+
+@dataclass
+class ModelSpec:
+    """A member of the family: what to load, and its place on the scale axes."""
+
+    source: str
+    revision: str | None = None
+    name: str | None = None  # the scale table's model name; checkpoints of one model share it
+    step: int | None = None
+    tokens: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.source).name or self.source
+
+    @property
+    def slug(self) -> str:
+        tag = f"{self.label}@{self.revision or ''}{'' if self.step is None else f'step{self.step}'}"
+        return re.sub(r"[^A-Za-z0-9._@-]+", "_", tag)
+
+
+def parameter_counts(lm: LoadedModel) -> tuple[int, int]:
+    """(total, non-embedding): the latter leaves out token and position embeddings (Kaplan et al.'s N)."""
+    params = {id(p): p for p in lm.model.parameters()}
+    embedding = {id(p) for m in lm.model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    output = lm.model.get_output_embeddings()
+    if output is not None:
+        embedding.add(id(output.weight))
+    total = sum(p.numel() for p in params.values())
+    return total, total - sum(params[i].numel() for i in embedding if i in params)
+
+
+@torch.no_grad()
+def _greedy(lm: LoadedModel, prompts: list[list[int]], n_new: int) -> list[list[int]]:
+    """Greedy continuation of equal-length prompts (no padding needed), ``n_new`` tokens each."""
+    ids = torch.tensor(prompts, device=lm.device)
+    for _ in range(n_new):
+        next_ids = lm.model(input_ids=ids).logits[:, -1].argmax(-1)
+        ids = torch.cat([ids, next_ids[:, None]], 1)
+    return ids[:, -n_new:].tolist()
+
+
+@torch.no_grad()
+def _continuation_logprobs(lm: LoadedModel, prompts: list[list[int]], continuations: list[list[int]]) -> list[float]:
+    """Sum of log p(continuation token | everything before it) for each (prompt, continuation)."""
+    seqs = [p + c for p, c in zip(prompts, continuations)]
+    ids, mask = pad_right(seqs, lm.tokenizer.pad_token_id)
+    ids, mask = ids.to(lm.device), mask.to(lm.device)
+    logp = torch.log_softmax(lm.model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+    out = []
+    for r, (p, c) in enumerate(zip(prompts, continuations)):
+        positions = torch.arange(len(p) - 1, len(p) + len(c) - 1, device=lm.device)
+        out.append(float(logp[r, positions, torch.tensor(c, device=lm.device)].sum()))
+    return out
+
+
+def evaluate_task(lm: LoadedModel, task: GenerationTask, *, batch_size: int = 256) -> list[dict]:
+    """Per-example outputs of one model on one task."""
+    tok = lm.tokenizer
+    encoded = [(scored_ids(tok, ex["prompt"]), ex) for ex in task.examples]
+    rows: list[dict] = [{} for _ in encoded]
+    by_shape = defaultdict(list)  # greedy decoding batches prompts of one length and targets of one length
+    for i, (prompt, ex) in enumerate(encoded):
+        target = tok(ex["target"], add_special_tokens=False)["input_ids"]
+        by_shape[len(prompt), len(target)].append((i, prompt, target))
+    for (_, n_new), items in by_shape.items():
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            generated = _greedy(lm, [p for _, p, _ in chunk], n_new)
+            for (i, _, target), gen in zip(chunk, generated):
+                rows[i] = {"example": i, "target": tok.convert_ids_to_tokens(target),
+                           "generated": tok.convert_ids_to_tokens(gen)}
+    pairs = []  # (example, option index, prompt ids, continuation ids)
+    for i, (prompt, ex) in enumerate(encoded):
+        options = ex.get("options") or [ex["target"]]
+        pairs += [(i, k, prompt, tok(o, add_special_tokens=False)["input_ids"]) for k, o in enumerate(options)]
+    scores: dict[int, list[float]] = defaultdict(list)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        for (i, _, _, _), s in zip(chunk, _continuation_logprobs(lm, [p[2] for p in chunk], [p[3] for p in chunk])):
+            scores[i].append(s)
+    for i, (_, ex) in enumerate(encoded):
+        if ex.get("options"):
+            rows[i].update(option_logprobs=scores[i], answer_index=ex["answer_index"],
+                           target_logprob=scores[i][ex["answer_index"]])
+        else:
+            rows[i]["target_logprob"] = scores[i][0]
+    return rows
+
+
+def task_chance(task: GenerationTask, outputs: pd.DataFrame) -> dict[str, float]:
+    """Chance levels of a task's metrics, from its first example's options and target tokens.
+
+    The per-token levels need the task's ``alphabet``; without it only the multiple-choice ones are known.
+    """
+    first = outputs[outputs["task"] == task.name].iloc[0]
+    options = task.examples[0].get("options")
+    n_options = len(options) if options else None
+    if task.alphabet is None:
+        return {"mc_accuracy": 1 / n_options, "brier": 1 - 1 / n_options} if n_options else {}
+    return chance_levels(len(first["target"]), task.alphabet, n_options)
+
+
+def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[GenerationTask], out: str | Path, *,
+                    family: str = "family", batch_size: int = 256, progress: bool = True,
+                    trust_remote_code: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate every model on every task; returns (scale table, per-example scores) and writes them under ``out``.
+
+    ``out/outputs/<model>-<tasks hash>.jsonl`` holds each model's per-example outputs as soon
+    as it is done (a repeated run with the same tasks skips it), ``out/scale.csv`` the scale table, ``out/examples.csv``
+    the per-example scores, ``out/run.json`` the models, tasks and versions.
+    """
+    out = Path(out)
+    (out / "outputs").mkdir(parents=True, exist_ok=True)
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    tasks_key = content_hash([(t.name, t.examples) for t in tasks])[:10]  # other tasks or examples: other files
+    frames = []
+    for spec in tqdm(specs, desc="models", unit="model", disable=not progress):
+        path = out / "outputs" / f"{spec.slug}-{tasks_key}.jsonl"
+        if not path.exists():
+            lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
+            if not lm.adapter.causal:
+                raise ValueError(f"{spec.source} is an encoder ({lm.adapter.name}); generation tasks need a causal LM")
+            total, non_embedding = parameter_counts(lm)
+            ident = {"model": spec.label, "family": family, "parameters": total,
+                     "non_embedding_parameters": non_embedding, "step": spec.step, "tokens": spec.tokens,
+                     "revision": spec.revision, "fingerprint": lm.fingerprint, **spec.extra}
+            rows = [{**ident, "task": task.name, **r} for task in tasks for r in evaluate_task(lm, task, batch_size=batch_size)]
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        frames.append(pd.read_json(path, lines=True, dtype=False))
+    outputs = pd.concat(frames, ignore_index=True)
+    scored = score_examples(outputs)
+    chance = {task.name: task_chance(task, outputs) for task in tasks}
+    table = scale_table(aggregate(scored, chance))
+    table.to_csv(out / "scale.csv", index=False)
+    scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore").to_csv(out / "examples.csv",
+                                                                                           index=False)
+    write_json(out / "run.json", {"family": family, "models": [vars(s) for s in specs],
+                                  "tasks": {t.name: {"n": len(t.examples), "alphabet": t.alphabet} for t in tasks},
+                                  "environment": environment()})
+    return table, scored
