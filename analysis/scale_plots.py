@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files and notebooks; no display needed
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 import pandas as pd
 
 from .scaling import curves, fit_curves, normalise
@@ -42,6 +43,7 @@ def capability_vs_size(table: pd.DataFrame, verdicts: pd.DataFrame, task: str, *
             if pd.notna(v.get("jump_low")):
                 ax.axvspan(v["jump_low"], v["jump_high"], color="tab:red", alpha=0.12, label="jump, 95% interval")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks collide on narrow log ranges
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"{size.replace('_', ' ')} (log scale)")
         ax.set_ylabel("score, 0 = chance, 1 = best")
@@ -59,7 +61,9 @@ def capability_vs_step(table: pd.DataFrame, task: str, metrics: list[str] | None
     if rows.empty:
         raise ValueError(f"no checkpoints (rows with a step) for task {task!r}")
     metrics = metrics or list(dict.fromkeys(rows["metric"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    cols = min(3, len(metrics))
+    fig, axes = plt.subplots(math.ceil(len(metrics) / cols), cols, figsize=(4.2 * cols + 2.4,
+                             3.4 * math.ceil(len(metrics) / cols)), squeeze=False)
     sizes = rows.groupby("model")["parameters"].first().sort_values()
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     for ax, metric in zip(axes.flat, metrics):
@@ -72,7 +76,10 @@ def capability_vs_step(table: pd.DataFrame, task: str, metrics: list[str] | None
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("score, 0 = chance, 1 = best")
-    axes.flat[0].legend(fontsize=7, title="model (parameters)", title_fontsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7, title="model (parameters)", title_fontsize=7)
     fig.suptitle(f"{task}: capability vs training step", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / (4.2 * cols + 2.4), 1))
     return fig

@@ -368,7 +368,9 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
 def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFrame | None = None) -> list[Curve]:
     """One ``Curve`` per family, task and metric; with checkpoints, each model's last step stands for it.
 
-    With ``size="step"`` the axis is training time: one curve per model (family ``family:model``).
+    Models of equal size (seeds) are averaged (``replicate_means``); their spread then enters the
+    standard errors, and the bootstrap draws from those rather than from pooled examples. With
+    ``size="step"`` the axis is training time: one curve per model (family ``family:model``).
     """
     table = scale_table(table, size=size)
     if size == "step":
@@ -379,13 +381,29 @@ def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFr
     for (family, task, metric), group in table.groupby(["family", "task", "metric"], sort=True):
         group = group.sort_values(size)
         chance = group["chance"].dropna()
+        replicated = group[size].duplicated().any()
         per_example = None
-        if examples is not None and metric in examples.columns:
+        if examples is not None and metric in examples.columns and not replicated:
             per_example = _examples_for(examples, group, metric)
+        if replicated:
+            group = replicate_means(group, size)
         out.append(Curve(str(family), str(task), str(metric), group[size].to_numpy(float),
                          group["value"].to_numpy(float), group["stderr"].to_numpy(float),
                          float(chance.iloc[0]) if len(chance) else None, per_example))
     return out
+
+
+def replicate_means(group: pd.DataFrame, size: str) -> pd.DataFrame:
+    """Models of the same size (seeds) -> one row per size: the mean score, and a standard error that adds
+    the spread between seeds to the measurement errors: sqrt(var_between / k + sum(se^2) / k^2)."""
+    rows = []
+    for value, same in group.groupby(size, sort=True):
+        k = len(same)
+        between = same["value"].var(ddof=1) if k > 1 else 0.0
+        within = (same["stderr"].fillna(0.0) ** 2).sum() / k**2
+        rows.append({size: value, "value": same["value"].mean(), "stderr": math.sqrt(between / k + within),
+                     "n": same["n"].sum(), "replicates": k})
+    return pd.DataFrame(rows)
 
 
 def final_checkpoints(table: pd.DataFrame) -> pd.DataFrame:

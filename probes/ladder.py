@@ -43,14 +43,15 @@ class Rung:
 
 @dataclass
 class LadderConfig:
-    """What the ladder trains; the defaults train seven sizes (4.3k to 154k parameters) in minutes on 2 cores.
+    """What the ladder trains; the defaults train seven sizes (1.5k to 60k parameters), two seeds each, in
+    about eight minutes on 2 cores.
 
     ``lr`` is the peak learning rate up to 48 dimensions; wider models use ``lr * 48 / width``
     (with one rate for all, the widest models trained worst).
     """
 
-    rungs: tuple[Rung, ...] = (Rung(1, 16, 2), Rung(1, 24, 2), Rung(1, 32, 4), Rung(2, 32, 4), Rung(2, 48, 4),
-                               Rung(2, 64, 4), Rung(3, 64, 4))
+    rungs: tuple[Rung, ...] = (Rung(1, 8, 2), Rung(1, 12, 2), Rung(1, 16, 2), Rung(1, 20, 2), Rung(1, 24, 2),
+                               Rung(1, 32, 4), Rung(2, 48, 4))
     steps: int = 2500
     batch_size: int = 128
     lr: float = 3e-3
@@ -60,6 +61,7 @@ class LadderConfig:
     digits: int = 3
     pairs: int = 6
     train_queries: int = 1  # recall answers per training sequence (more did not teach recall, and slowed addition)
+    replicates: int = 2  # models per size, from different seeds: one seed per size is too noisy to call a shape
     seed: int = 0
     threads: int | None = None
 
@@ -67,7 +69,11 @@ class LadderConfig:
     def tiny(cls) -> LadderConfig:
         """Five sizes, a few dozen steps: for tests (seconds), not for conclusions."""
         return cls(rungs=(Rung(1, 8, 2), Rung(1, 16, 2), Rung(2, 16, 2), Rung(2, 32, 4), Rung(3, 48, 4)),
-                   steps=30, batch_size=32, warmup=5, checkpoints=(10, 20))
+                   steps=30, batch_size=32, warmup=5, checkpoints=(10, 20), replicates=1)
+
+    def members(self) -> list[tuple[Rung, int, str]]:
+        """(rung, replicate, folder name) of every model the ladder trains, smallest first."""
+        return [(rung, r, f"{rung.name}-r{r}") for rung in self.rungs for r in range(self.replicates)]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,13 +82,19 @@ class LadderConfig:
 
 
 def char_tokenizer():
-    """One token per character of the synthetic tasks' alphabet, plus padding and BOS."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    """One token per character of the synthetic tasks' alphabet, plus padding and BOS.
+
+    Like GPT-2's training sequences here, encoded text starts with BOS (unless
+    ``add_special_tokens=False``), so every instrument of the toolkit feeds the ladder's
+    models what they were trained on.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {t: i for i, t in enumerate([PAD, BOS, *ALPHABET])}
     core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
     core.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
 
@@ -173,16 +185,17 @@ def _save(model, tokenizer, folder: Path, meta: dict) -> None:
     tmp.rename(folder)
 
 
-def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, bar: tqdm | None = None) -> Path:
-    """Train one size; save checkpoints along the way and the final model in ``folder``."""
+def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, replicate: int = 0,
+               bar: tqdm | None = None) -> Path:
+    """Train one model of one size; save checkpoints along the way and the final model in ``folder``."""
     tokenizer = char_tokenizer()
-    seed = config.seed * 1000 + config.rungs.index(rung)
+    seed = config.seed * 1000 + 10 * config.rungs.index(rung) + replicate
     model = make_model(rung, len(tokenizer), seed=seed)
     model.train()
     stream = TrainingStream(config, torch.Generator().manual_seed(seed))
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.98))
-    meta = {"rung": asdict(rung), "config": config.to_dict(), "config_hash": content_hash(config.to_dict()),
+    meta = {"rung": asdict(rung), "replicate": replicate, "seed": seed, "config": config.to_dict(), "config_hash": content_hash(config.to_dict()),
             "parameters": model.num_parameters(), "non_embedding_parameters": _non_embedding(model)}
     tokens = 0
     for step in range(1, config.steps + 1):
@@ -232,32 +245,33 @@ def rung_done(folder: Path, config: LadderConfig) -> bool:
 
 
 def train_ladder(out: str | Path, config: LadderConfig | None = None, *, progress: bool = True) -> list[Path]:
-    """Train (or reuse) every rung under ``out``; returns the rung folders, smallest first."""
+    """Train (or reuse) every model under ``out``; returns their folders, smallest first."""
     config = config or LadderConfig()
-    if len(config.rungs) < 1 or config.steps < 1:
-        raise ValueError("a ladder needs at least one rung and one training step")
+    if len(config.rungs) < 1 or config.steps < 1 or config.replicates < 1:
+        raise ValueError("a ladder needs at least one rung, one replicate and one training step")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
-    folders = [out / rung.name for rung in config.rungs]
-    todo = [(r, f) for r, f in zip(config.rungs, folders) if not rung_done(f, config)]
+    members = [(rung, r, out / name) for rung, r, name in config.members()]
+    todo = [m for m in members if not rung_done(m[2], config)]
     start = time.perf_counter()
     try:
         with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
-            for rung, folder in todo:
-                train_rung(rung, config, folder, bar=bar)
+            for rung, replicate, folder in todo:
+                train_rung(rung, config, folder, replicate=replicate, bar=bar)
     finally:
         torch.set_num_threads(threads)
-    write_json(out / "ladder.json", {"config": config.to_dict(), "rungs": [f.name for f in folders],
-                                     "trained_now": [f.name for _, f in todo],
+    folders = [folder for _, _, folder in members]
+    write_json(out / "ladder.json", {"config": config.to_dict(), "models": [f.name for f in folders],
+                                     "trained_now": [f.name for _, _, f in todo],
                                      "seconds": round(time.perf_counter() - start, 1)})
     return folders
 
 
 def ladder_models(out: str | Path) -> list:
-    """Every rung of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
+    """Every model of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
     import json
 
     from .scale_eval import ModelSpec
@@ -266,7 +280,7 @@ def ladder_models(out: str | Path) -> list:
     if not (out / "ladder.json").exists():
         raise FileNotFoundError(f"no trained ladder in {out} (train one with: probes ladder train --out {out})")
     specs = []
-    for name in json.loads((out / "ladder.json").read_text())["rungs"]:
+    for name in json.loads((out / "ladder.json").read_text())["models"]:
         folders = sorted((out / name / "checkpoints").glob("step-*"), key=lambda f: int(f.name[5:]))
         for folder in [*folders, out / name]:
             meta = json.loads((folder / "ladder.json").read_text())

@@ -48,6 +48,7 @@ def test_char_tokenizer_is_one_token_per_character():
     ids = tok("123+456=9750", add_special_tokens=False)["input_ids"]
     assert len(ids) == 12 and tok.decode(ids) == "123+456=9750"
     assert tok.pad_token_id == 0 and tok.bos_token_id == 1
+    assert tok("12")["input_ids"] == [1, *tok("12", add_special_tokens=False)["input_ids"]]  # BOS, as in training
 
 
 def test_training_stream_makes_right_answers_and_labels_only_answers():

@@ -295,3 +295,18 @@ def test_a_curve_that_falls_with_size_beyond_its_errors_is_irregular():
     v = analyse(pd.DataFrame(curve_rows("noisy", "exact_match", values, stderr=0.015)), n_boot=10).iloc[0]
     assert v["verdict"] == "irregular"
     assert "more seeds" in v["reading"] and v["chi2_per_dof"] > 10
+
+
+def test_seeds_of_one_size_are_averaged_with_their_spread_in_the_error():
+    from analysis.scaling import curves
+
+    rows = []
+    for seed, shift in ((0, -0.1), (1, 0.1)):
+        for r in curve_rows("t", "token_accuracy", per_token(), stderr=0.01):
+            rows.append({**r, "model": f"{r['model']}-s{seed}", "value": r["value"] + shift * (r["model"] == "m3")})
+    (curve,) = curves(pd.DataFrame(rows))
+    assert len(curve.size) == 8
+    assert curve.value[3] == pytest.approx(per_token()[3])
+    # values p3 - .1 and p3 + .1: var_between .02, / 2 -> .01; measurement .01^2 * 2 / 4
+    assert curve.stderr[3] == pytest.approx(math.sqrt(0.01 + 0.0002 / 4))
+    assert curve.stderr[0] == pytest.approx(math.sqrt(0.0002 / 4))
