@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Train the ladder's models, with checkpoints, as Hugging Face folders.")
     q.add_argument("--out", default="runs/ladder", help="output folder (default: %(default)s)")
     q.add_argument("--tiny", action="store_true", help="tiny models, few steps: seconds, for trying things out")
-    q.add_argument("--steps", type=int, help="training steps per model (default: 1500, tiny: 30)")
+    q.add_argument("--steps", type=int, help="training steps per model (default: 2500, tiny: 30)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=_cmd_ladder_train)
     q = ladder.add_parser("eval", help="score every model and checkpoint, then run the scaling analysis",

@@ -296,14 +296,15 @@ def evaluate_ladder(out: str | Path, *, n: int = 500, progress: bool = True):
     """
     import json
 
-    from .datasets.synthetic import make_task
+    from .datasets.synthetic import ANSWER_SYMBOLS, make_task
     from .scale_eval import GenerationTask, evaluate_family
 
     specs = ladder_models(out)
     config = json.loads((Path(out) / "ladder.json").read_text())["config"]
     test_seed = 10_000 + config["seed"]
-    tasks = [GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed), 10),
-             GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), 10)]
+    tasks = [GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed),
+                            ANSWER_SYMBOLS),
+             GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), ANSWER_SYMBOLS)]
     return evaluate_family(specs, tasks, Path(out) / "eval", family="ladder", progress=progress)
 
 

@@ -310,3 +310,13 @@ def test_seeds_of_one_size_are_averaged_with_their_spread_in_the_error():
     # values p3 - .1 and p3 + .1: var_between .02, / 2 -> .01; measurement .01^2 * 2 / 4
     assert curve.stderr[3] == pytest.approx(math.sqrt(0.01 + 0.0002 / 4))
     assert curve.stderr[0] == pytest.approx(math.sqrt(0.0002 / 4))
+
+
+def test_the_analysis_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.scaling, analysis.scale_run, analysis.scale_plots, analysis.mirage; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

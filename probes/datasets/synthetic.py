@@ -24,6 +24,7 @@ from .base import DatasetError
 SYNTHETIC_TASKS = ("addition", "recall")
 # One token per character; the ladder's tokenizer is built from this alphabet.
 ALPHABET = tuple(string.digits + "+=|" + string.ascii_lowercase[:16])
+ANSWER_SYMBOLS = 10  # both tasks answer in digits: the per-token chance level is 1/10
 
 
 def addition(n: int, *, digits: int = 3, seed: int = 0) -> list[dict]:
@@ -68,8 +69,3 @@ def make_task(name: str, n: int, *, seed: int = 0, **options) -> list[dict]:
     if name not in generators:
         raise DatasetError(f"unknown synthetic task {name!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
     return generators[name](n, seed=seed, **options)
-
-
-def answer_alphabet(name: str) -> int:
-    """How many symbols an answer token is drawn from (10 digits for both tasks): sets chance levels."""
-    return 10

@@ -1,0 +1,36 @@
+"""The scale evaluation on a real model: smollm2-135m's greedy answers and option log-probs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from analysis.mirage import score_examples
+from probes.datasets.synthetic import make_task
+from probes.scale_eval import GenerationTask, evaluate_task, parameter_counts
+
+pytestmark = pytest.mark.integration
+
+
+def test_smollm_outputs_match_generate_and_its_own_loss(smollm):
+    tok = smollm.tokenizer
+    examples = [{**ex, "prompt": ex["prompt"].replace("=", " = ")} for ex in make_task("addition", 6, digits=1, seed=4)]
+    rows = evaluate_task(smollm, GenerationTask("addition", examples))
+    for ex, row in zip(examples[:3], rows):
+        prompt = [tok.bos_token_id or tok.eos_token_id] + tok(ex["prompt"], add_special_tokens=False)["input_ids"]
+        target = tok(ex["target"], add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt])
+        gen = smollm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=len(target),
+                                    do_sample=False, pad_token_id=tok.pad_token_id)[0, len(prompt):]
+        assert row["generated"] == tok.convert_ids_to_tokens(gen.tolist())
+        full = torch.tensor([prompt + target])
+        labels = full.clone()
+        labels[0, : len(prompt)] = -100
+        with torch.no_grad():
+            loss = smollm.model(input_ids=full, labels=labels).loss.item()
+        assert row["target_logprob"] == pytest.approx(-loss * len(target), abs=2e-3)
+    scored = score_examples(pd.DataFrame([{"model": "smol", "task": "addition", **r} for r in rows]))
+    assert scored[["exact_match", "token_accuracy", "mc_accuracy", "brier"]].notna().all().all()
+    total, non_embedding = parameter_counts(smollm)
+    assert total == 134_515_008 and non_embedding == total - 49_152 * 576  # tied embeddings: counted once
