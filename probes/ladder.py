@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def make_model(rung: Rung, vocab_size: int, n_positions: int = 32, seed: int = 0
 
     config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=rung.n_embd, n_layer=rung.n_layer,
                         n_head=rung.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
+                        bos_token_id=1, eos_token_id=1, pad_token_id=0, loss_type="ForCausalLM")
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
 
@@ -176,9 +177,15 @@ def _lr(step: int, c: LadderConfig, width: int) -> float:
 
 def _save(model, tokenizer, folder: Path, meta: dict) -> None:
     """Write the folder under a temporary name and rename it, so a half-written rung is never taken as done."""
+    from transformers.utils import logging as hf_logging
+
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint drowns the ladder's own
+    try:
+        model.save_pretrained(tmp)
+    finally:
+        hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(tmp)
     write_json(tmp / "ladder.json", meta)
     shutil.rmtree(folder, ignore_errors=True)
@@ -203,7 +210,8 @@ def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, replicate: int
             group["lr"] = _lr(step - 1, config, rung.n_embd)
         ids, labels = stream.batch()
         tokens += ids.numel()
-        loss = model(input_ids=ids, labels=labels).loss
+        with _quiet_padding_warning():
+            loss = model(input_ids=ids, labels=labels).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -229,6 +237,21 @@ def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, replicate: int
     if tmp_ckpt.exists():
         tmp_ckpt.rename(checkpoints)
     return folder
+
+
+@contextmanager
+def _quiet_padding_warning():
+    """Training rows are right-padded after their answers, which a causal model never attends back to, so
+    transformers' "pass an attention_mask" warning does not apply; the mask is left out to keep the
+    forward pass the one the ladder's numbers were measured with."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _non_embedding(model) -> int:
