@@ -1,0 +1,117 @@
+"""Per-head attention statistics over a dataset: which heads have a local, nameable job.
+
+For every layer and head (TransformerLens's names in brackets where they exist):
+
+- ``entropy``: entropy of a query's attention, in nats (0: one key; log n: uniform);
+- ``distance``: mean |query - key| position, weighted by attention;
+- ``prev_token``: weight on the previous token (queries after the first);
+- ``first_token``: weight on the first token, the BOS / [CLS] "sink";
+- ``induction``: on random tokens repeated twice, weight from each token of the second copy on the
+  token *after* its earlier occurrence (Olsson et al. 2022), the signature of an induction head.
+
+The first four are averaged over every real query token of ``texts``; rows are the tidy results
+table with a ``head`` column, so ``head_map`` turns a metric into a layer x head array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.results import tidy
+
+from .behaviour import pad_right
+from .hooks import run_with_cache
+from .models import LoadedModel
+
+TEXT_METRICS = ("entropy", "distance", "prev_token", "first_token")
+
+
+def pattern_statistics(pattern: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``pattern`` (batch, heads, queries, keys), ``mask`` (batch, positions) of real tokens -> per-head means (heads,)."""
+    p = pattern.double()
+    T = p.shape[-1]
+    real = mask.bool()
+    queries = real[:, None, :, None].expand(-1, p.shape[1], -1, 1).squeeze(-1)  # (b, h, q)
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+    offsets = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).abs().to(p)
+    distance = (p * offsets).sum(-1)
+    prev = torch.diagonal(p, offset=-1, dim1=-2, dim2=-1)  # (b, h, q-1): query i+1 on key i
+    first = p[..., 0]
+
+    def mean(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        where = where.to(values)
+        return (values * where).sum((0, 2)) / where.sum((0, 2)).clamp_min(1)
+
+    return {"entropy": mean(entropy, queries), "distance": mean(distance, queries),
+            "prev_token": mean(prev, queries[..., 1:] & queries[..., :-1]), "first_token": mean(first, queries)}
+
+
+def induction_batch(lm: LoadedModel, n: int = 16, length: int = 20, seed: int = 0) -> torch.Tensor:
+    """``n`` rows of [BOS?] + ``length`` random tokens + the same tokens again (special tokens excluded)."""
+    tok = lm.tokenizer
+    special = set(tok.all_special_ids)
+    vocab = [i for i in range(min(len(tok), lm.model.get_input_embeddings().num_embeddings)) if i not in special]
+    g = torch.Generator().manual_seed(seed)
+    picks = torch.tensor(vocab)[torch.randint(len(vocab), (n, length), generator=g)]
+    start = [tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id]
+    prefix = torch.tensor([s for s in start if s is not None], dtype=torch.long).expand(n, -1)
+    return torch.cat([prefix, picks, picks], 1)
+
+
+def induction_scores(pattern: torch.Tensor, length: int, offset: int) -> torch.Tensor:
+    """Per head: mean weight from second-copy position i on key i - length + 1 (the token after i's first copy)."""
+    queries = torch.arange(offset + length, offset + 2 * length)
+    keys = queries - length + 1
+    return pattern[:, :, queries, keys].double().mean((0, 2))
+
+
+@torch.no_grad()
+def head_statistics(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 16, n_induction: int = 16,
+                    induction_length: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Every head's statistics over ``texts`` (and an induction set drawn with ``seed``) as a tidy table."""
+    if not texts:
+        raise ValueError("head statistics need at least one text")
+    L, H = lm.shape.n_layers, lm.shape.n_heads
+    sums = {m: torch.zeros(L, H, dtype=torch.float64) for m in TEXT_METRICS}
+    weight = 0
+    sites = "blocks.*.attn.hook_pattern"
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start:start + batch_size])
+        enc = lm.tokenizer(chunk, add_special_tokens=True)["input_ids"]
+        ids, mask = pad_right(enc, lm.tokenizer.pad_token_id)
+        _, cache = run_with_cache(lm, {"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}, sites)
+        n = int(mask.sum())
+        for layer in range(L):
+            stats = pattern_statistics(cache[f"blocks.{layer}.attn.hook_pattern"].cpu(), mask)
+            for m in TEXT_METRICS:
+                sums[m][layer] += stats[m] * n  # token-weighted across batches
+        weight += n
+    ids = induction_batch(lm, n_induction, induction_length, seed)
+    offset = ids.shape[1] - 2 * induction_length
+    _, cache = run_with_cache(lm, {"input_ids": ids.to(lm.device), "attention_mask": torch.ones_like(ids).to(lm.device)},
+                              sites)
+    induction = torch.stack([induction_scores(cache[f"blocks.{l}.attn.hook_pattern"].cpu(), induction_length, offset)
+                             for l in range(L)])
+    rows = []
+    for layer in range(L):
+        for head in range(H):
+            site = f"blocks.{layer}.attn.hook_pattern"
+            for m in TEXT_METRICS:
+                rows.append({"model": lm.name, "task": "attention", "site": site, "layer": layer, "head": head,
+                             "metric": m, "value": float(sums[m][layer, head] / weight), "n": weight})
+            rows.append({"model": lm.name, "task": "attention", "site": site, "layer": layer, "head": head,
+                         "metric": "induction", "value": float(induction[layer, head]),
+                         "n": n_induction * induction_length})
+    return tidy(rows)
+
+
+def head_map(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    """One metric of ``head_statistics`` as a (layers, heads) array."""
+    part = frame[frame["metric"] == metric]
+    if part.empty:
+        raise ValueError(f"no {metric!r} rows; metrics here: {', '.join(sorted(frame['metric'].unique()))}")
+    return part.pivot_table(index="layer", columns="head", values="value").to_numpy()
