@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from analysis.mirage import score_examples
+from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from probes.datasets.synthetic import make_task
 from probes.scale_eval import GenerationTask, evaluate_task, parameter_counts
 
@@ -18,18 +18,9 @@ def test_smollm_outputs_match_generate_and_its_own_loss(smollm):
     examples = [{**ex, "prompt": ex["prompt"].replace("=", " = ")} for ex in make_task("addition", 6, digits=1, seed=4)]
     rows = evaluate_task(smollm, GenerationTask("addition", examples))
     for ex, row in zip(examples[:3], rows):
-        prompt = [tok.bos_token_id or tok.eos_token_id] + tok(ex["prompt"], add_special_tokens=False)["input_ids"]
-        target = tok(ex["target"], add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt])
-        gen = smollm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=len(target),
-                                    do_sample=False, pad_token_id=tok.pad_token_id)[0, len(prompt):]
-        assert row["generated"] == tok.convert_ids_to_tokens(gen.tolist())
-        full = torch.tensor([prompt + target])
-        labels = full.clone()
-        labels[0, : len(prompt)] = -100
-        with torch.no_grad():
-            loss = smollm.model(input_ids=full, labels=labels).loss.item()
-        assert row["target_logprob"] == pytest.approx(-loss * len(target), abs=2e-3)
+        n_new = len(tok(ex["target"], add_special_tokens=False)["input_ids"])
+        assert row["generated"] == hf_greedy_tokens(smollm, ex["prompt"], n_new)
+        assert row["target_logprob"] == pytest.approx(hf_continuation_logprob(smollm, ex["prompt"], ex["target"]), abs=2e-3)
     scored = score_examples(pd.DataFrame([{"model": "smol", "task": "addition", **r} for r in rows]))
     assert scored[["exact_match", "token_accuracy", "mc_accuracy", "brier"]].notna().all().all()
     total, non_embedding = parameter_counts(smollm)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from probes import load
 from probes.datasets.base import DatasetError
 from probes.datasets.synthetic import addition, make_task, recall
@@ -126,22 +127,11 @@ def test_greedy_outputs_and_logprobs_match_the_model(tiny_folders):
     examples = [{"prompt": "the cat", "target": " sat on", "options": [" sat on", " the"], "answer_index": 0},
                 {"prompt": "a dog ran", "target": " home", "options": [" away", " home"], "answer_index": 1}]
     rows = evaluate_task(lm, GenerationTask("t", examples))
-    tok = lm.tokenizer
     for ex, row in zip(examples, rows):
-        prompt = [tok.bos_token_id or tok.eos_token_id] + tok(ex["prompt"], add_special_tokens=False)["input_ids"]
-        target = tok(ex["target"], add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt])
-        gen = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=len(target),
-                                do_sample=False, pad_token_id=tok.pad_token_id)[0, len(prompt):]
-        assert row["generated"] == tok.convert_ids_to_tokens(gen.tolist())
+        n_new = len(lm.tokenizer(ex["target"], add_special_tokens=False)["input_ids"])
+        assert row["generated"] == hf_greedy_tokens(lm, ex["prompt"], n_new)
         for option, score in zip(ex["options"], row["option_logprobs"]):
-            cont = tok(option, add_special_tokens=False)["input_ids"]
-            full = torch.tensor([prompt + cont])
-            labels = full.clone()
-            labels[0, : len(prompt)] = -100
-            with torch.no_grad():
-                loss = lm.model(input_ids=full, labels=labels).loss
-            assert score == pytest.approx(-loss.item() * len(cont), abs=1e-4)
+            assert score == pytest.approx(hf_continuation_logprob(lm, ex["prompt"], option), abs=1e-4)
         assert row["target_logprob"] == row["option_logprobs"][ex["answer_index"]]
 
 
