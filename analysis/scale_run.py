@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +46,8 @@ def run_scale(paths: Sequence[str | os.PathLike], out: str | os.PathLike | None 
               sizes: Mapping[str, float] | None = None, family: str | None = None, size: str = "parameters",
               thresholds: Thresholds | None = None, n_boot: int = 200, seed: int = 0,
               figures: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read, analyse, and (with ``out``) write ``scale.csv``, ``verdicts.csv`` and ``figures/*.png``."""
+    """Read, analyse, and (with ``out``) write ``scale.csv``, ``verdicts.csv``, ``figures/*.png`` and ``run.json``
+    (the inputs, settings, seed and package versions the verdicts came from)."""
     table, examples = read_scale_inputs(paths, sizes=sizes, family=family, size=size)
     verdicts = analyse(table, examples=examples, size=size, thresholds=thresholds, n_boot=n_boot, seed=seed)
     if out is not None:
@@ -50,9 +55,23 @@ def run_scale(paths: Sequence[str | os.PathLike], out: str | os.PathLike | None 
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "scale.csv", index=False)
         verdicts.to_csv(out / "verdicts.csv", index=False)
+        record = {"inputs": [str(Path(p).resolve()) for p in paths], "sizes": dict(sizes or {}), "family": family,
+                  "size": size, "thresholds": asdict(thresholds or Thresholds()), "n_boot": n_boot, "seed": seed,
+                  "python": platform.python_version(), "versions": _versions()}
+        (out / "run.json").write_text(json.dumps(record, indent=1))
         if figures:
             write_figures(table, verdicts, out / "figures", size=size)
     return table, verdicts
+
+
+def _versions() -> dict[str, str | None]:
+    found = {}
+    for package in ("emergence-probes", "numpy", "pandas", "scipy", "matplotlib"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def write_figures(table: pd.DataFrame, verdicts: pd.DataFrame, folder: Path, *, size: str = "parameters") -> list[Path]:

@@ -175,7 +175,8 @@ def _cmd_scale(args: argparse.Namespace) -> int:
         print()
         for _, row in verdicts.iterrows():
             print(f"{row['task']} / {row['metric']}: {row['reading']}")
-    print(f"\nwritten: {Path(args.out) / 'scale.csv'}, {Path(args.out) / 'verdicts.csv'}, {Path(args.out) / 'figures'}")
+    print(f"\nwritten: {Path(args.out) / 'scale.csv'}, {Path(args.out) / 'verdicts.csv'}, {Path(args.out) / 'figures'}, "
+          f"{Path(args.out) / 'run.json'}")
     return 0
 
 

@@ -280,6 +280,9 @@ def test_run_scale_writes_tables_and_labelled_figures(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "in.csv", index=False)
     table, verdicts = run_scale([tmp_path / "in.csv"], tmp_path / "out", n_boot=20)
     assert (tmp_path / "out" / "verdicts.csv").exists() and (tmp_path / "out" / "scale.csv").exists()
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["seed"] == 0 and record["n_boot"] == 20 and record["thresholds"]["evidence"] == 2.0
+    assert record["versions"]["scipy"] and record["inputs"][0].endswith("in.csv")
     assert (tmp_path / "out" / "figures" / "family_arith_size.png").stat().st_size > 10_000
     fig = capability_vs_size(table, verdicts, "arith")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
