@@ -14,6 +14,7 @@ into the scale table (``probes.scale_eval``).
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -25,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import write_json
+from .models import parameter_counts
 from .datasets.synthetic import ALPHABET
 from .provenance import content_hash, environment
 
@@ -202,29 +204,30 @@ def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, replicate: int
     stream = TrainingStream(config, torch.Generator().manual_seed(seed))
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.98))
-    meta = {"rung": asdict(rung), "replicate": replicate, "seed": seed, "config": config.to_dict(), "config_hash": content_hash(config.to_dict()),
-            "parameters": model.num_parameters(), "non_embedding_parameters": _non_embedding(model)}
+    total, non_embedding = parameter_counts(model)
+    meta = {"rung": asdict(rung), "replicate": replicate, "seed": seed, "config": config.to_dict(),
+            "config_hash": content_hash(config.to_dict()), "parameters": total, "non_embedding_parameters": non_embedding}
     tokens = 0
-    for step in range(1, config.steps + 1):
-        for group in optimiser.param_groups:
-            group["lr"] = _lr(step - 1, config, rung.n_embd)
-        ids, labels = stream.batch()
-        tokens += ids.numel()
-        with _quiet_padding_warning():
+    with _quiet_padding_warning():
+        for step in range(1, config.steps + 1):
+            for group in optimiser.param_groups:
+                group["lr"] = _lr(step - 1, config, rung.n_embd)
+            ids, labels = stream.batch()
+            tokens += ids.numel()
             loss = model(input_ids=ids, labels=labels).loss
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        if bar is not None:
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(rung=rung.name, loss=f"{loss.item():.3f}")
-        if step in config.checkpoints:
-            model.eval()
-            _save(model, tokenizer, folder / "checkpoints" / f"step-{step}",
-                  {**meta, "step": step, "tokens": tokens})
-            model.train()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            if bar is not None:
+                bar.update(1)
+                if step % 50 == 0:
+                    bar.set_postfix(rung=rung.name, loss=f"{loss.item():.3f}")
+            if step in config.checkpoints:
+                model.eval()
+                _save(model, tokenizer, folder / "checkpoints" / f"step-{step}",
+                      {**meta, "step": step, "tokens": tokens})
+                model.train()
     model.eval()
     final = {**meta, "step": config.steps, "tokens": tokens, "environment": environment()}
     checkpoints = folder / "checkpoints"
@@ -254,15 +257,7 @@ def _quiet_padding_warning():
         hf_logging.set_verbosity(level)
 
 
-def _non_embedding(model) -> int:
-    """Parameters outside the token and position embeddings (Kaplan et al.'s N)."""
-    embedding = sum(p.numel() for p in (model.transformer.wte.weight, model.transformer.wpe.weight))
-    return model.num_parameters() - embedding
-
-
 def rung_done(folder: Path, config: LadderConfig) -> bool:
-    import json
-
     meta = folder / "ladder.json"
     return meta.exists() and json.loads(meta.read_text()).get("config_hash") == content_hash(config.to_dict())
 
@@ -295,8 +290,6 @@ def train_ladder(out: str | Path, config: LadderConfig | None = None, *, progres
 
 def ladder_models(out: str | Path) -> list:
     """Every model of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
-    import json
-
     from .scale_eval import ModelSpec
 
     out = Path(out)
@@ -317,8 +310,6 @@ def evaluate_ladder(out: str | Path, *, n: int = 500, progress: bool = True):
     Writes ``out/eval/`` (see ``probes.scale_eval.evaluate_family``); the test examples come
     from a different seed than training's, which draws its examples from a torch generator.
     """
-    import json
-
     from .datasets.synthetic import ANSWER_SYMBOLS, make_task
     from .scale_eval import GenerationTask, evaluate_family
 

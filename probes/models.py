@@ -302,6 +302,18 @@ def _hub_commit(model: nn.Module) -> str | None:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(total, non-embedding): the latter leaves out token and position embeddings and an untied
+    unembedding (Kaplan et al.'s N); tied weights count once."""
+    params = {id(p): p for p in model.parameters()}
+    embedding = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is not None:
+        embedding.add(id(output.weight))
+    total = sum(p.numel() for p in params.values())
+    return total, total - sum(params[i].numel() for i in embedding if i in params)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -27,7 +27,7 @@ from analysis.scale_table import scale_table
 
 from .atomic import atomic_path, write_json
 from .behaviour import pad_right, scored_ids
-from .models import LoadedModel, load
+from .models import LoadedModel, load, parameter_counts
 from .provenance import content_hash, environment
 
 
@@ -68,17 +68,6 @@ class ModelSpec:
     def slug(self) -> str:
         tag = f"{self.label}@{self.revision or ''}{'' if self.step is None else f'step{self.step}'}"
         return re.sub(r"[^A-Za-z0-9._@-]+", "_", tag)
-
-
-def parameter_counts(lm: LoadedModel) -> tuple[int, int]:
-    """(total, non-embedding): the latter leaves out token and position embeddings (Kaplan et al.'s N)."""
-    params = {id(p): p for p in lm.model.parameters()}
-    embedding = {id(p) for m in lm.model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
-    output = lm.model.get_output_embeddings()
-    if output is not None:
-        embedding.add(id(output.weight))
-    total = sum(p.numel() for p in params.values())
-    return total, total - sum(params[i].numel() for i in embedding if i in params)
 
 
 @torch.no_grad()
@@ -172,7 +161,7 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
             lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
             if not lm.adapter.causal:
                 raise ValueError(f"{spec.source} is an encoder ({lm.adapter.name}); generation tasks need a causal LM")
-            total, non_embedding = parameter_counts(lm)
+            total, non_embedding = parameter_counts(lm.model)
             ident = {"model": spec.label, "family": family, "parameters": total,
                      "non_embedding_parameters": non_embedding, "step": spec.step, "tokens": spec.tokens,
                      "revision": spec.revision, "fingerprint": lm.fingerprint, **spec.extra}

@@ -8,7 +8,8 @@ import pytest
 from analysis.mirage import score_examples
 from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from probes.datasets.synthetic import make_task
-from probes.scale_eval import GenerationTask, evaluate_task, parameter_counts
+from probes.models import parameter_counts
+from probes.scale_eval import GenerationTask, evaluate_task
 
 pytestmark = pytest.mark.integration
 
@@ -23,5 +24,5 @@ def test_smollm_outputs_match_generate_and_its_own_loss(smollm):
         assert row["target_logprob"] == pytest.approx(hf_continuation_logprob(smollm, ex["prompt"], ex["target"]), abs=2e-3)
     scored = score_examples(pd.DataFrame([{"model": "smol", "task": "addition", **r} for r in rows]))
     assert scored[["exact_match", "token_accuracy", "mc_accuracy", "brier"]].notna().all().all()
-    total, non_embedding = parameter_counts(smollm)
+    total, non_embedding = parameter_counts(smollm.model)
     assert total == 134_515_008 and non_embedding == total - 49_152 * 576  # tied embeddings: counted once

@@ -14,7 +14,8 @@ from probes import load
 from probes.datasets.base import DatasetError
 from probes.datasets.synthetic import addition, make_task, recall
 from probes.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer, evaluate_ladder, train_ladder
-from probes.scale_eval import GenerationTask, ModelSpec, evaluate_family, evaluate_task, parameter_counts
+from probes.models import parameter_counts
+from probes.scale_eval import GenerationTask, ModelSpec, evaluate_family, evaluate_task
 
 
 # --- synthetic tasks ---------------------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_ladder_saves_hf_folders_with_checkpoints(tiny_ladder):
         assert meta["step"] == config.steps and (folder / "model.safetensors").exists()
         assert [c.name for c in sorted((folder / "checkpoints").iterdir())] == ["step-10", "step-20"]
         lm = load(folder)  # loads like any model, with its tokenizer
-        assert lm.adapter.name == "gpt2" and parameter_counts(lm)[0] == meta["parameters"]
+        assert lm.adapter.name == "gpt2" and parameter_counts(lm.model)[0] == meta["parameters"]
         sizes.append(meta["parameters"])
     assert sizes == sorted(sizes) and sizes[-1] / sizes[0] > 30
 
