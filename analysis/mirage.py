@@ -66,16 +66,14 @@ def score_examples(outputs: pd.DataFrame) -> pd.DataFrame:
     if "target_logprob" not in frame.columns:
         frame["target_logprob"] = np.nan
     has_options = "option_logprobs" in frame.columns and "answer_index" in frame.columns
-    frame["mc_accuracy"] = [float(int(np.argmax(o)) == int(a)) if _has(o) else np.nan
-                            for o, a in zip(*_options(frame, has_options))]
-    frame["brier"] = [brier(o, int(a)) if _has(o) else np.nan for o, a in zip(*_options(frame, has_options))]
+    options = zip(frame["option_logprobs"], frame["answer_index"]) if has_options else [(None, None)] * len(frame)
+    mc, brier_scores = [], []
+    for logprobs, answer in options:
+        known = _has(logprobs)
+        mc.append(float(int(np.argmax(logprobs)) == int(answer)) if known else np.nan)
+        brier_scores.append(brier(logprobs, int(answer)) if known else np.nan)
+    frame["mc_accuracy"], frame["brier"] = mc, brier_scores
     return frame
-
-
-def _options(frame: pd.DataFrame, has_options: bool):
-    if has_options:
-        return frame["option_logprobs"], frame["answer_index"]
-    return [None] * len(frame), [None] * len(frame)
 
 
 def _has(options) -> bool:

@@ -439,16 +439,21 @@ def analyse(table: pd.DataFrame, *, examples: pd.DataFrame | None = None, size: 
     return _mirage_check(pd.DataFrame(rows))
 
 
+def _all_or_nothing(metric: str) -> bool:
+    """Exact match, multiple choice and the like (unknown metrics count as partial credit)."""
+    info = metric_info(metric)
+    return info is not None and info.discontinuous
+
+
 def _mirage_check(verdicts: pd.DataFrame) -> pd.DataFrame:
     """A jump under an all-or-nothing metric is a mirage when a partial-credit metric of the same task is smooth."""
     verdicts = verdicts.copy()
     verdicts["checked_against"] = None
     for i, row in verdicts.iterrows():
-        info = metric_info(row["metric"])
-        if row["verdict"] != "jump" or info is None or not info.discontinuous:
+        if row["verdict"] != "jump" or not _all_or_nothing(row["metric"]):
             continue
         same = verdicts[(verdicts["family"] == row["family"]) & (verdicts["task"] == row["task"])]
-        continuous = same[[not (metric_info(m) or METRICS["f1"]).discontinuous for m in same["metric"]]]
+        continuous = same[[not _all_or_nothing(m) for m in same["metric"]]]
         continuous = continuous[continuous["verdict"].isin(["smooth", "jump"])]
         if not len(continuous):
             verdicts.at[i, "reading"] += "; no partial-credit metric to check it against"
