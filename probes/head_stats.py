@@ -26,28 +26,17 @@ from analysis.results import tidy
 from .behaviour import pad_right
 from .hooks import run_with_cache
 from .models import LoadedModel
+from .summary import attention_rows
 
 TEXT_METRICS = ("entropy", "distance", "prev_token", "first_token")
 
 
 def pattern_statistics(pattern: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """``pattern`` (batch, heads, queries, keys), ``mask`` (batch, positions) of real tokens -> per-head means (heads,)."""
-    p = pattern.double()
-    T = p.shape[-1]
+    B, _, T, _ = pattern.shape
     real = mask.bool()
-    queries = real[:, None, :, None].expand(-1, p.shape[1], -1, 1).squeeze(-1)  # (b, h, q)
-    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
-    offsets = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).abs().to(p)
-    distance = (p * offsets).sum(-1)
-    prev = torch.diagonal(p, offset=-1, dim1=-2, dim2=-1)  # (b, h, q-1): query i+1 on key i
-    first = p[..., 0]
-
-    def mean(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        where = where.to(values)
-        return (values * where).sum((0, 2)) / where.sum((0, 2)).clamp_min(1)
-
-    return {"entropy": mean(entropy, queries), "distance": mean(distance, queries),
-            "prev_token": mean(prev, queries[..., 1:] & queries[..., :-1]), "first_token": mean(first, queries)}
+    rows = attention_rows(pattern.transpose(1, 2)[real], torch.arange(T).expand(B, T)[real])
+    return {m: values.nanmean(0) for m, values in rows.items()}
 
 
 def induction_batch(lm: LoadedModel, n: int = 16, length: int = 20, seed: int = 0) -> torch.Tensor:

@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import torch
 
 from analysis.results import tidy
 
@@ -34,17 +35,30 @@ def resid_stats(values: np.ndarray) -> dict[str, float]:
     return {"resid_norm": float(norms.mean()), "anisotropy": float(anisotropy)}
 
 
+def attention_rows(pattern: torch.Tensor, position: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Statistics of each query row: ``pattern`` (rows, heads, keys), ``position`` (rows,) the query's position.
+
+    Returns (rows, heads) float64 tensors: ``entropy`` (nats), ``distance`` (attention-weighted
+    |query - key|), ``prev_token`` (weight on key position - 1; NaN for the first position) and
+    ``first_token`` (weight on key 0). Layer summaries and per-head statistics both average these.
+    """
+    p = pattern.double()
+    position = position.long()
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1)
+    keys = torch.arange(p.shape[-1], device=p.device)
+    distance = (p * (position[:, None, None] - keys).abs()).sum(-1)
+    previous = p.gather(-1, (position - 1).clamp_min(0)[:, None, None].expand(-1, p.shape[1], 1)).squeeze(-1)
+    previous = torch.where((position > 0)[:, None], previous, torch.full_like(previous, float("nan")))
+    return {"entropy": entropy, "distance": distance, "prev_token": previous, "first_token": p[..., 0]}
+
+
 def pattern_stats(pattern: np.ndarray, position: np.ndarray) -> dict[str, float]:
     """``pattern``: (query tokens, heads, keys) rows as the store keeps them."""
-    p = pattern.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(-1)
-    later = position > 0
-    prev = p[later, :, :][np.arange(later.sum()), :, position[later] - 1] if later.any() else np.array([np.nan])
+    rows = attention_rows(torch.from_numpy(np.array(pattern, dtype=np.float64)), torch.from_numpy(np.array(position)))
     return {
-        "attn_entropy": float(entropy.mean()),
-        "attn_first": float(p[:, :, 0].mean()),
-        "attn_prev": float(np.mean(prev)),
+        "attn_entropy": float(rows["entropy"].mean()),
+        "attn_first": float(rows["first_token"].mean()),
+        "attn_prev": float(rows["prev_token"].nanmean()),
     }
 
 
