@@ -309,7 +309,8 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
     t = thresholds or Thresholds()
     row: dict = {"family": curve.family, "task": curve.task, "metric": curve.metric, "n_sizes": len(curve.x),
                  "smallest": float(curve.size[0]), "largest": float(curve.size[-1]),
-                 "first": float(curve.y[0]), "last": float(curve.y[-1])}
+                 "first": float(curve.y[0]), "last": float(curve.y[-1]),
+                 "at_chance": bool(max(abs(curve.y)) < 0.1)}  # never leaves chance: no capability to scale
     row.update(bigbench_measures(curve.y))
     fits = fit_curves(curve.x, curve.y, curve.sigma)
     smooth = min((f for f in fits.values() if f.model.kind == "smooth"), key=lambda f: f.bic, default=None)
@@ -439,7 +440,7 @@ def analyse(table: pd.DataFrame, *, examples: pd.DataFrame | None = None, size: 
     return _mirage_check(pd.DataFrame(rows))
 
 
-def _all_or_nothing(metric: str) -> bool:
+def all_or_nothing(metric: str) -> bool:
     """Exact match, multiple choice and the like (unknown metrics count as partial credit)."""
     info = metric_info(metric)
     return info is not None and info.discontinuous
@@ -450,10 +451,10 @@ def _mirage_check(verdicts: pd.DataFrame) -> pd.DataFrame:
     verdicts = verdicts.copy()
     verdicts["checked_against"] = None
     for i, row in verdicts.iterrows():
-        if row["verdict"] != "jump" or not _all_or_nothing(row["metric"]):
+        if row["verdict"] != "jump" or not all_or_nothing(row["metric"]):
             continue
         same = verdicts[(verdicts["family"] == row["family"]) & (verdicts["task"] == row["task"])]
-        continuous = same[[not _all_or_nothing(m) for m in same["metric"]]]
+        continuous = same[[not all_or_nothing(m) for m in same["metric"]]]
         continuous = continuous[continuous["verdict"].isin(["smooth", "jump"])]
         if not len(continuous):
             verdicts.at[i, "reading"] += "; no partial-credit metric to check it against"

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.readings import additivity_reading
+
 from .atomic import atomic_path, write_json
 from .behaviour import Behaviour
 from .components import Component, components_from
@@ -87,21 +89,8 @@ class AblationStudy:
                  "largest single effects: " + ", ".join(f"{r.component} {r.effect:+.4f}" for r in top.itertuples()),
                  f"top-{len(self.top)} joint effect {a.full_effect:+.4f} vs sum of single effects {a.sum_of_singles:+.4f}",
                  f"additivity R^2 = {a.r2:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] over {a.n_subsets} subsets "
-                 f"({reading(a.r2, a.ci_low, a.ci_high)})"]
+                 f"({additivity_reading(a.r2, a.ci_low, a.ci_high)})"]
         return "\n".join(lines)
-
-
-def reading(r2: float, ci_low: float = np.nan, ci_high: float = np.nan) -> str:
-    """A plain-language reading of an additivity R^2 and its CI."""
-    if not np.isfinite(r2):
-        return "undefined: the sampled subsets' joint effects do not vary"
-    if np.isfinite(ci_low) and np.isfinite(ci_high) and ci_high - ci_low > 0.5:
-        return "inconclusive: the CI is wide, the effects are near the noise level; use more examples"
-    if r2 >= 0.9:
-        return "the behaviour reduces to separable parts"
-    if r2 >= 0.5:
-        return "mostly additive, with real interaction"
-    return "the behaviour lives in the parts' interaction"
 
 
 def ablation_study(
@@ -190,7 +179,9 @@ class _Stages:
 
 
 ABLATION_DEFAULTS = {"behaviour": None, "data": None, "n": 64, "kind": "mean", "components": "heads+mlps", "top_k": 6,
-                     "permutations": 32, "interaction_samples": 8, "seed": 0}
+                     "permutations": 32, "interaction_samples": 8, "seed": 0,
+                     # amnesic probing: erase this grammar concept (LEACE) at these layers, against random subspaces
+                     "erase": None, "erase_layers": None, "erase_n": 200, "erase_random": 5}
 
 
 def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revision: str | None = None,
@@ -204,7 +195,7 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
 
     from .behaviour import make_behaviour
     from .models import load
-    from .provenance import environment
+    from .provenance import content_hash, environment
 
     spec = {**ABLATION_DEFAULTS, **spec}
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +207,45 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
                            n_permutations=spec["permutations"], interaction_samples=spec["interaction_samples"],
                            seed=spec["seed"], out=out, progress=progress)
     rows = study.rows()
+    if spec["erase"]:
+        erase = {k: spec[k] for k in ("erase", "erase_layers", "erase_n", "erase_random", "seed")}
+        amnesic = _Stages(out, study.config).frame(f"amnesic-{content_hash(erase)}",  # its own settings, its own file
+                                                    lambda: _amnesic(lm, behaviour, spec, progress))
+        rows += amnesic_rows(amnesic, study.behaviour["behaviour"])
     for row in rows:
         row["model"] = spec["model"]
     write_results(tidy(rows), out / "results.csv")
     return study
+
+
+def _amnesic(lm: LoadedModel, behaviour: Behaviour, spec: dict, progress: bool) -> pd.DataFrame:
+    from .datasets import generate
+    from .erasure import amnesic_study
+
+    n_layers = lm.shape.n_layers
+    layers = spec["erase_layers"] or sorted({round(f * (n_layers - 1)) for f in (0.25, 0.5, 0.75)})
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise ValueError(f"erase_layers {bad} outside the model's layers 0..{n_layers - 1}")
+    concept = generate(spec["erase"], spec["erase_n"], seed=spec["seed"])
+    return amnesic_study(lm, behaviour, concept, layers, n_random=spec["erase_random"], seed=spec["seed"],
+                         progress=progress)
+
+
+def amnesic_rows(frame: pd.DataFrame, task: str) -> list[dict]:
+    """An amnesic study (``probes.erasure.amnesic_study``) as tidy rows: per layer, the behaviour change after
+    erasing the concept, the change after erasing random subspaces (CI: mean +- 1.96 sd over the draws), and
+    the concept probe's accuracy before and after erasure."""
+    rows = []
+    for r in frame.itertuples():
+        base = {"task": task, "probe": "amnesic:leace", "layer": int(r.layer), "concept": r.concept,
+                "site": f"blocks.{int(r.layer)}.hook_resid_post"}
+        sd = r.random_change_sd if np.isfinite(r.random_change_sd) else 0.0
+        rows += [{**base, "metric": "erasure_change", "value": r.leace_change},
+                 {**base, "metric": "random_erasure_change", "value": r.random_change_mean,
+                  "ci_low": r.random_change_mean - 1.96 * sd, "ci_high": r.random_change_mean + 1.96 * sd},
+                 {**base, "metric": "concept_probe_before", "value": r.probe_before},
+                 {**base, "metric": "concept_probe_after", "value": r.probe_after},
+                 {**base, "metric": "concept_majority", "value": r.majority},
+                 {**base, "metric": "erased_rank", "value": r.rank}]
+    return rows
