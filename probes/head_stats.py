@@ -16,6 +16,7 @@ table with a ``head`` column, so ``head_map`` turns a metric into a layer x head
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,40 @@ def head_statistics(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 
                          "metric": "induction", "value": float(induction[layer, head]),
                          "n": n_induction * induction_length})
     return tidy(rows)
+
+
+@torch.no_grad()
+def attention_example(lm: LoadedModel, text: str) -> tuple[list[str], np.ndarray]:
+    """Every head's attention pattern on one input: (tokens, array (layers, heads, queries, keys))."""
+    enc = lm.tokenizer(text, return_tensors="pt")
+    _, cache = run_with_cache(lm, {k: v.to(lm.device) for k, v in enc.items()}, "blocks.*.attn.hook_pattern")
+    patterns = np.stack([cache[f"blocks.{l}.attn.hook_pattern"][0].float().cpu().numpy()
+                         for l in range(lm.shape.n_layers)])
+    return lm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()), patterns
+
+
+EXAMPLE = "The keys to the old cabinet near the door were on the table, and the keys to the old cabinet were lost."
+
+
+def write_head_statistics(lm: LoadedModel, out: str | Path, texts: Sequence[str], *, example: str = EXAMPLE,
+                          seed: int = 0) -> pd.DataFrame:
+    """``head_statistics`` into ``out/heads.csv``, the patterns of every head on ``example`` into
+    ``out/pattern.npz`` (for the report's heatmaps), and what they came from into ``out/run.json``."""
+    from .atomic import atomic_path, write_json
+    from .provenance import content_hash, environment
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = head_statistics(lm, texts, seed=seed)
+    tokens, patterns = attention_example(lm, example)
+    with atomic_path(out / "pattern.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, patterns=patterns.astype(np.float32), tokens=np.array(tokens, dtype=str))
+    with atomic_path(out / "heads.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    write_json(out / "run.json", {"kind": "head_statistics", "model": lm.describe(), "seed": seed,
+                                  "n_texts": len(texts), "texts_sha256_16": content_hash(list(texts)),
+                                  "example": example, "environment": environment()})
+    return frame
 
 
 def head_map(frame: pd.DataFrame, metric: str) -> np.ndarray:

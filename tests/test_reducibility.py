@@ -186,6 +186,27 @@ def test_probes_ablate_writes_the_tidy_table_and_provenance(tiny_folders, tmp_pa
     assert "additivity" in capsys.readouterr().out
 
 
+def test_probes_ablate_erase_adds_the_amnesic_study_as_rows(tiny_folders, tmp_path):
+    from probes import load
+
+    out = tmp_path / "ablate"
+    argv = ["ablate", str(tiny_folders["llama"]), "--n", "8", "--kind", "zero", "--components", "L0H1", "L1H2", "L0.mlp",
+            "--top-k", "3", "--permutations", "4", "--interaction-samples", "2", "--erase", "subject_number",
+            "--erase-layers", "0", "1", "--out", str(out)]
+    assert main(argv) == 0
+    rows = read_results(out / "results.csv")
+    amnesic = rows[rows["probe"] == "amnesic:leace"]
+    assert set(amnesic["metric"]) == {"erasure_change", "random_erasure_change", "concept_probe_before",
+                                      "concept_probe_after", "concept_majority", "erased_rank"}
+    # the same numbers as the study run directly (its own seed: the spec's)
+    direct = amnesic_study(load(tiny_folders["llama"]), MinimalPairs(agreement_pairs(8)),
+                           generate("subject_number", 200, seed=0), [0, 1], n_random=5, seed=0)
+    got = amnesic[amnesic["metric"] == "erasure_change"].sort_values("layer")["value"].to_numpy()
+    np.testing.assert_allclose(got, direct["leace_change"].to_numpy(), atol=1e-9)
+    assert main(argv) == 0  # a re-run reads the finished stage
+    assert len(list((out / "stages").glob("amnesic-*.csv"))) == 1
+
+
 def test_probes_ablate_errors_are_one_line(tiny_folders, tmp_path, capsys):
     assert main(["ablate", str(tiny_folders["llama"]), "--components", "L7H0", "--out", str(tmp_path)]) == 2
     assert "layers 0..1" in capsys.readouterr().err
