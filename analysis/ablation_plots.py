@@ -74,3 +74,65 @@ def _effects(results: pd.DataFrame, model: str | None) -> pd.DataFrame:
     rows = tidy(results)
     rows = rows[rows["metric"] == "effect"]
     return rows[rows["model"] == model] if model is not None else rows
+
+
+def shapley_bars(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
+    """Shapley values of the top components with 95% CIs, beside their single-ablation effects."""
+    rows = tidy(results)
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    shap = rows[rows["metric"] == "shapley"]
+    if shap.empty:
+        raise ValueError("no shapley rows in the results (run an ablation study)")
+    single = rows[rows["metric"] == "effect"].set_index("component")["value"]
+    names = [str(c) for c in shap["component"]]
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.38 * len(names)))
+    err = np.vstack([shap["value"] - shap["ci_low"], shap["ci_high"] - shap["value"]]).astype(float)
+    ax.barh(y + 0.2, shap["value"], height=0.38, xerr=err, capsize=2, color="tab:blue", label="Shapley value (95% CI)")
+    ax.barh(y - 0.2, [single.get(n, np.nan) for n in names], height=0.38, color="tab:gray", alpha=0.7,
+            label="ablated alone")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("effect on the behaviour (its units)")
+    ax.set_ylabel("component")
+    ax.set_title("Shapley values of the top components vs their single effects", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def amnesic_plot(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
+    """Amnesic probing by layer: the behaviour change after erasing the concept (LEACE) against random subspaces
+    of the same rank (mean, 95% range of the draws), and the concept probe's accuracy before and after."""
+    rows = tidy(results)
+    rows = rows[rows["probe"] == "amnesic:leace"]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    if rows.empty:
+        raise ValueError("no amnesic rows in the results (run an ablation study with --erase CONCEPT)")
+    pick = lambda metric: rows[rows["metric"] == metric].sort_values("layer")
+    concept = ", ".join(sorted(rows["concept"].astype(str).unique())) if "concept" in rows else "the concept"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.5))
+    erased, rand = pick("erasure_change"), pick("random_erasure_change")
+    left.plot(erased["layer"], erased["value"], "o-", color="tab:red", label=f"erase {concept} (LEACE)")
+    left.errorbar(rand["layer"], rand["value"], yerr=[rand["value"] - rand["ci_low"], rand["ci_high"] - rand["value"]],
+                  fmt="s--", color="tab:gray", capsize=3, label="erase a random subspace (95% range)")
+    left.axhline(0, color="black", lw=0.8)
+    left.set_xlabel("layer erased (residual stream after the block)")
+    left.set_ylabel("change in the behaviour (its units)")
+    left.set_title("behaviour after erasure", fontsize=10)
+    left.legend(fontsize=7)
+    for metric, style, label in (("concept_probe_before", "o-", "before erasure"), ("concept_probe_after", "o--", "after"),
+                                 ("concept_majority", ":", "majority class")):
+        part = pick(metric)
+        right.plot(part["layer"], part["value"], style, label=label)
+    right.set_ylim(0, 1.02)
+    right.set_xlabel("layer erased")
+    right.set_ylabel("held-out probe accuracy")
+    right.set_title(f"is {concept} still readable?", fontsize=10)
+    right.legend(fontsize=7)
+    behaviour = ", ".join(sorted(rows["task"].astype(str).unique()))
+    fig.suptitle(f"amnesic probing: does {behaviour} use {concept}?", fontsize=11)
+    fig.tight_layout()
+    return fig

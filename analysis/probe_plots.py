@@ -41,3 +41,30 @@ def layer_profile(results: pd.DataFrame, task: str, *, model: str | None = None,
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def selectivity_and_compression(results: pd.DataFrame, model: str, *, probe: str = "logistic") -> plt.Figure:
+    """Two panels for one model, one line per task: selectivity (task accuracy minus control-task accuracy, 95% CI)
+    and MDL compression (uniform code length / online code length) by layer."""
+    rows = tidy(results)
+    rows = rows[(rows["model"] == model) & (rows["probe"] == probe)]
+    panels = [("selectivity", "control_task", "selectivity (accuracy points)", "task - control task accuracy"),
+              ("compression", "mdl", "MDL compression (x)", "uniform / online code length")]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for ax, (metric, control, ylabel, title) in zip(axes, panels):
+        part = rows[(rows["metric"] == metric) & (rows["control"] == control)]
+        for task, group in part.groupby("task", sort=False):
+            group = group.sort_values("layer")
+            line, = ax.plot(group["layer"], group["value"], "o-", ms=3, label=str(task))
+            if group["ci_low"].notna().any():
+                ax.fill_between(group["layer"].astype(float), group["ci_low"].astype(float),
+                                group["ci_high"].astype(float), color=line.get_color(), alpha=0.15)
+        ax.axhline(0 if metric == "selectivity" else 1, color="gray", lw=0.8)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}" if not part.empty else f"{title}: not measured", fontsize=10)
+        if not part.empty:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{model}: does the probe read the representation, not memorise? ({probe} probe)", fontsize=11)
+    fig.tight_layout()
+    return fig
