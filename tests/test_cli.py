@@ -10,7 +10,7 @@ import pytest
 
 from probes.cli import build_parser, main
 
-SUBCOMMANDS = ["models", "sites", "capture", "run", "show", "demo", "ablate", "ladder", "scale"]
+SUBCOMMANDS = ["models", "sites", "capture", "run", "show", "demo", "ablate", "heads", "ladder", "scale", "report"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -83,13 +83,24 @@ def test_minilm_store_round_trip(minilm, tmp_path):
     assert len(words) == sum(len(t.split()) for t in TEXTS)
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "probes.cli", "demo", "--out", str(tmp_path)],
+def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
+    """The whole main job with --quick settings (the full one, about 12 minutes, is timed by hand: README)."""
+    out = subprocess.run([sys.executable, "-m", "probes.cli", "demo", "--quick", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr
-    assert f"activations: {tmp_path}" in out.stdout and "best_layer" in out.stdout
+    assert f"activations: {tmp_path}" in out.stdout and "best_layer" in out.stdout and "additivity R^2" in out.stdout
+    assert all(f"demo {k}/7" in out.stdout for k in range(1, 8))
     summary = pd.read_csv(tmp_path / "capture" / "summary.csv")
     assert summary["layer"].nunique() == 6 and summary["model"].eq("minilm").all()
     assert (summary[summary["metric"] == "attn_entropy"]["value"] > 0).all()
     results = pd.read_csv(tmp_path / "probes" / "results.csv")
-    assert set(results["task"]) == {"pos", "subject_number", "tense", "length", "bigram_shift", "depth"}
+    assert set(results["task"]) == {"pos", "subject_number"}
+    ablation = pd.read_csv(tmp_path / "ablation" / "results.csv")
+    assert {"effect", "additivity_r2", "erasure_change"} <= set(ablation["metric"])
+    assert (tmp_path / "ladder" / "scale" / "verdicts.csv").exists()
+    assert {p.name for p in (tmp_path / "heads").iterdir()} == {"minilm", "smollm2-135m"}
+    report = (tmp_path / "report.html").read_text()
+    assert f"report: {(tmp_path / 'report.html').resolve()}" in out.stdout
+    for section in ("Scorecards", "Linear probes", "Ablations", "Amnesic probing", "Capability across scale",
+                    "Attention heads", "Where these numbers come from"):
+        assert section in report

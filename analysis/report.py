@@ -1,0 +1,606 @@
+"""A comparison report from result folders: one self-contained HTML file, or Markdown beside its figures.
+
+    build_report(["runs/demo"], "report.html")              # every result folder found under runs/demo
+    build_report(["runs/a", "runs/b"], "report.md")         # Markdown; figures in report_files/
+
+A result folder is anything the toolkit writes: a probe suite or ablation study (``results.csv``
+and ``run.json``), a scaling analysis (``scale.csv`` and ``verdicts.csv``), per-head attention
+statistics (``heads.csv``, ``pattern.npz``). Folders that are none of these are searched below.
+
+The report is built as a list of sections made of paragraphs, tables, figures and scorecards;
+``render_html`` and ``render_markdown`` write the same list. All text from the results (model
+names, task names, config values, tokens) is escaped in both.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import ablation_plots, head_plots, probe_plots, scale_plots
+from .readings import (additivity_lean, additivity_reading, decodability_reading, erasure_reading, interaction_reading,
+                       non_additive_share, overall_reading, scale_reading)
+from .results import read_results, tidy
+from .tables import ablation_table, profile_table
+
+SKIP = {"activations", "stages", "checkpoints", "outputs", "figures", ".git"}  # never hold a result folder
+
+
+class ReportError(ValueError):
+    """Inputs the report cannot use."""
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class Source:
+    kind: str  # "results", "scale" or "heads"
+    path: Path
+    record: dict[str, Any]  # its run.json ({} when there is none)
+
+
+@dataclass
+class Inputs:
+    sources: list[Source]
+    results: pd.DataFrame  # the tidy table of every probe suite and ablation study
+    scale: pd.DataFrame | None = None
+    verdicts: pd.DataFrame | None = None
+    heads: pd.DataFrame | None = None
+    patterns: dict[str, tuple[list[str], np.ndarray, str]] = field(default_factory=dict)  # model -> tokens, array, text
+
+
+def _kind(folder: Path) -> str | None:
+    if (folder / "heads.csv").exists():
+        return "heads"
+    if (folder / "verdicts.csv").exists() and (folder / "scale.csv").exists():
+        return "scale"
+    if (folder / "results.csv").exists():
+        return "results"
+    return None
+
+
+def find_sources(paths: Sequence[str | os.PathLike], max_depth: int = 4) -> list[Source]:
+    """The result folders at or below ``paths``; a folder that is one is not searched further."""
+    found: list[Source] = []
+
+    def visit(folder: Path, depth: int) -> None:
+        kind = _kind(folder)
+        if kind:
+            record = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+            found.append(Source(kind, folder, record))
+        elif depth < max_depth:
+            for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIP):
+                visit(child, depth + 1)
+
+    if not paths:
+        raise ReportError("no result folders given: pass folders written by probes run, ablate, heads, scale or demo")
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ReportError(f"{path} is not a folder: pass the output folders of probes run, ablate, heads or scale")
+        before = len(found)
+        visit(path, 0)
+        if len(found) == before:
+            raise ReportError(f"no results in {path}: expected results.csv, verdicts.csv or heads.csv "
+                              "(written by probes run, ablate, scale / ladder eval, heads or demo)")
+    return found
+
+
+def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
+    sources = find_sources(paths)
+    by_kind = lambda kind: [s for s in sources if s.kind == kind]
+    tables = [read_results(s.path / "results.csv") for s in by_kind("results")]
+    results = tidy(pd.concat(tables, ignore_index=True)) if tables else tidy(pd.DataFrame(columns=["model", "metric", "value"]))
+    results = results.drop_duplicates(ignore_index=True)  # a suite's table repeats its ablation folders' rows
+    inputs = Inputs(sources, results)
+    if by_kind("scale"):
+        inputs.scale = pd.concat([pd.read_csv(s.path / "scale.csv") for s in by_kind("scale")], ignore_index=True)
+        inputs.verdicts = pd.concat([pd.read_csv(s.path / "verdicts.csv") for s in by_kind("scale")], ignore_index=True)
+    if by_kind("heads"):
+        inputs.heads = pd.concat([pd.read_csv(s.path / "heads.csv") for s in by_kind("heads")], ignore_index=True)
+        for s in by_kind("heads"):
+            if (s.path / "pattern.npz").exists():
+                with np.load(s.path / "pattern.npz", allow_pickle=False) as npz:
+                    model = str(pd.read_csv(s.path / "heads.csv", nrows=1)["model"].iloc[0])
+                    inputs.patterns[model] = ([str(t) for t in npz["tokens"]], npz["patterns"], s.record.get("example", ""))
+    return inputs
+
+
+# ------------------------------------------------------------------------------------------ content
+
+
+@dataclass
+class Figure:
+    title: str
+    png: bytes
+    caption: str = ""
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode()
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Evidence:
+    side: str  # "reductionist" or "emergent"
+    measure: str
+    value: str
+    reading: str
+    lean: str | None
+    point: tuple[float, float, float] | None = None  # (value, low, high) on [0, 1], for the card's figure
+    marks: dict[str, float] = field(default_factory=dict)  # baselines drawn beside the point
+
+
+@dataclass
+class Card:
+    title: str
+    evidence: list[Evidence]
+    overall: str
+    figure: Figure | None = None
+
+    def side(self, name: str) -> list[Evidence]:
+        return [e for e in self.evidence if e.side == name]
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Any] = field(default_factory=list)  # str (a paragraph), Table, Figure, Card, or ("details", title, text)
+
+
+def figure(fig: plt.Figure, title: str, caption: str = "") -> Figure:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(title, buffer.getvalue(), caption)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)) or x is pd.NA:
+        return "-"
+    if isinstance(x, (float, np.floating)):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}g}" if x != 0 and abs(x) < 1e-3 else f"{x:.{digits}f}"
+    return str(x)
+
+
+def _table(frame: pd.DataFrame, caption: str = "", digits: int = 3) -> Table:
+    return Table([str(c) for c in frame.columns], [[_fmt(v, digits) for v in row] for row in frame.itertuples(index=False)],
+                 caption)
+
+
+def _ci(value: float, low: float, high: float) -> str:
+    if np.isfinite(low) and np.isfinite(high):
+        return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{value:.3f}"
+
+
+def _ablations(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"].astype(str).str.startswith("ablation:")]
+
+
+def _probing(results: pd.DataFrame) -> pd.DataFrame:
+    probe = results["probe"].astype(str)
+    return results[~probe.str.startswith(("ablation:", "amnesic:")) & results["probe"].notna()]
+
+
+def _amnesic(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"] == "amnesic:leace"]
+
+
+# --- scorecards ---------------------------------------------------------------------------------------
+
+
+def _scalar(rows: pd.DataFrame, metric: str) -> pd.Series | None:
+    part = rows[rows["metric"] == metric]
+    return part.iloc[0] if len(part) else None
+
+
+def probe_card(model: str, row: pd.Series) -> Card:
+    acc, (low, high) = row["accuracy"], _parse_ci(row["ci"])
+    text, lean = decodability_reading(acc, low, row["majority"], row.get("random_init"), row.get("selectivity"))
+    marks = {"majority class": row["majority"], "random weights": row.get("random_init")}
+    evidence = [Evidence("reductionist", f"linear decodability (best layer {row['best_layer']})",
+                         f"{_ci(acc, low, high)}; majority {_fmt(row['majority'])}, random weights "
+                         f"{_fmt(row.get('random_init'))}", text, lean, (acc, low, high),
+                         {k: float(v) for k, v in marks.items() if v is not None and pd.notna(v)})]
+    if pd.notna(row.get("selectivity")):
+        evidence.append(Evidence("reductionist", "selectivity (task - control task)", _fmt(row["selectivity"]),
+                                 "high: the probe reads the representation, not word identity" if row["selectivity"] > 0.1
+                                 else "low: a probe this flexible could learn the labels from word identity", None))
+    if pd.notna(row.get("compression")):
+        evidence.append(Evidence("reductionist", "MDL compression (uniform / online code)", f"{row['compression']:.2f}x",
+                                 "the labels are cheap to transmit given the features" if row["compression"] > 1.5
+                                 else "the features barely help compress the labels", None))
+    return Card(f"{model} · {row['task']}", evidence, overall_reading([e.lean for e in evidence]))
+
+
+def _parse_ci(text: Any) -> tuple[float, float]:
+    numbers = re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", str(text))
+    return (float(numbers[0]), float(numbers[1])) if len(numbers) == 2 else (np.nan, np.nan)
+
+
+def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFrame) -> Card:
+    evidence = []
+    r2 = _scalar(rows, "additivity_r2")
+    if r2 is not None:
+        evidence.append(Evidence("reductionist", "additivity R^2 of the top components",
+                                 _ci(r2["value"], r2["ci_low"], r2["ci_high"]),
+                                 additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"]),
+                                 additivity_lean(r2["value"], r2["ci_low"], r2["ci_high"]),
+                                 (r2["value"], r2["ci_low"], r2["ci_high"])))
+    joint, singles = _scalar(rows, "joint_effect_top_k"), _scalar(rows, "sum_of_single_effects")
+    if joint is not None and singles is not None:
+        share = non_additive_share(joint["value"], singles["value"])
+        text, lean = interaction_reading(share)
+        evidence.append(Evidence("emergent", "interaction share of the top-k joint effect",
+                                 f"{_fmt(share)} (joint {joint['value']:+.3f}, sum of singles {singles['value']:+.3f})",
+                                 text, lean, (share, share, share) if np.isfinite(share) else None))
+    if len(amnesic):
+        change = amnesic[amnesic["metric"] == "erasure_change"].set_index("layer")["value"]
+        rand = amnesic[amnesic["metric"] == "random_erasure_change"].set_index("layer")
+        layer = int((change - rand["value"]).abs().idxmax())  # the layer where erasure differs most from random
+        sd = (rand.loc[layer, "ci_high"] - rand.loc[layer, "value"]) / 1.96
+        text, lean = erasure_reading(change[layer], rand.loc[layer, "value"], sd)
+        concept = str(amnesic["concept"].iloc[0]) if "concept" in amnesic else "the concept"
+        evidence.append(Evidence("reductionist", f"amnesic probing: erase {concept} at layer {layer}",
+                                 f"{change[layer]:+.3f} vs random {rand.loc[layer, 'value']:+.3f} (sd {_fmt(sd)})",
+                                 text, lean))
+        before = amnesic[(amnesic["metric"] == "concept_probe_before") & (amnesic["layer"] == layer)]["value"]
+        majority = amnesic[(amnesic["metric"] == "concept_majority") & (amnesic["layer"] == layer)]["value"]
+        if len(before) and len(majority):
+            readable = before.iloc[0] > majority.iloc[0] + 0.05
+            evidence.append(Evidence("reductionist", f"{concept} linearly readable at layer {layer}",
+                                     f"{before.iloc[0]:.3f} (majority {majority.iloc[0]:.3f})",
+                                     "readable by a linear probe (context for the erasure: what there was to erase)"
+                                     if readable else "not readable beyond the majority class",
+                                     None, (before.iloc[0],) * 3,
+                                     {"majority class": float(majority.iloc[0])}))
+    return Card(f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence]))
+
+
+def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
+    at_chance = verdicts["at_chance"] if "at_chance" in verdicts else pd.Series(False, index=verdicts.index)
+    text, lean = scale_reading(list(zip(verdicts["metric"], verdicts["verdict"], at_chance.astype(bool))))
+    evidence = [Evidence("emergent", "capability vs scale, under every metric",
+                         ", ".join(f"{m}: {v}" for m, v in zip(verdicts["metric"], verdicts["verdict"])), text, lean)]
+    jumps = [f"{row.metric} {row.jump_location:,.0f} [{row.jump_low:,.0f}, {row.jump_high:,.0f}]"
+             for row in verdicts.itertuples() if row.verdict == "jump" and pd.notna(getattr(row, "jump_location", np.nan))]
+    if jumps:
+        evidence.append(Evidence("emergent", "where it jumps (size at the sigmoid's midpoint)", "; ".join(jumps),
+                                 "95% bootstrap intervals; the same place under every metric means one transition",
+                                 None))
+    return Card(f"{family} · {task}", evidence, overall_reading([e.lean for e in evidence]))
+
+
+def card_figure(card: Card) -> Figure | None:
+    """The card's measures that live on [0, 1], with their 95% intervals and baselines, coloured by the side
+    they speak for."""
+    points = [e for e in card.evidence if e.point is not None and all(np.isfinite(e.point[:1]))]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.5 * len(points)))
+    for i, e in enumerate(points):
+        value, low, high = (v if np.isfinite(v) else e.point[0] for v in e.point)
+        low, high = min(low, value), max(high, value)  # a percentile interval need not hold the point estimate
+        color = "tab:green" if e.side == "reductionist" else "tab:orange"
+        ax.errorbar([value], [i], xerr=[[value - low], [high - value]], fmt="o", color=color, capsize=4, ms=7)
+        for (name, mark), symbol in zip(e.marks.items(), ("|", "x", "+")):
+            ax.plot([mark], [i], symbol, color="black", ms=12, mew=1.5)
+            ax.annotate(name, (mark, i), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
+    ax.set_yticks(range(len(points)), [e.measure.split(" (")[0] for e in points], fontsize=8)
+    ax.set_ylim(-0.6, len(points) - 0.3)
+    finite = [v for e in points for v in e.point if np.isfinite(v)]
+    ax.set_xlim(min(-0.05, min(finite) - 0.05), 1.05)  # an R^2 can be far below 0: show its interval whole
+    ax.set_xlabel("value (fraction of 1; bars: 95% interval)")
+    ax.set_title(f"{card.title}: green speaks for separable parts, orange for interaction", fontsize=9)
+    fig.tight_layout()
+    return figure(fig, f"scorecard figure: {card.title}")
+
+
+def scorecards(inputs: Inputs) -> list[Card]:
+    cards: list[Card] = []
+    probing = _probing(inputs.results)
+    if len(probing):
+        for row in profile_table(probing).to_dict(orient="records"):
+            cards.append(probe_card(str(row["model"]), pd.Series(row)))
+    abl, amnesic = _ablations(inputs.results), _amnesic(inputs.results)
+    for (model, task), rows in abl.groupby(["model", "task"], sort=False):
+        cards.append(ablation_card(str(model), str(task), rows,
+                                   amnesic[(amnesic["model"] == model) & (amnesic["task"] == task)]))
+    if inputs.verdicts is not None:
+        for (family, task), rows in inputs.verdicts.groupby(["family", "task"], sort=False):
+            cards.append(scale_card(str(family), str(task), rows))
+    for card in cards:
+        card.figure = card_figure(card)
+    return cards
+
+
+# --- sections -----------------------------------------------------------------------------------------
+
+
+def scorecard_section(inputs: Inputs) -> Section:
+    section = Section("scorecards", "Scorecards: reduces or emerges?")
+    section.blocks.append(
+        "One card per model and behaviour. Left, the evidence that the behaviour reduces to local, linearly readable, "
+        "separable parts (linear decodability beyond baselines, selectivity, additivity of component effects, erasure "
+        "that hurts); right, the evidence that it emerges (the share of the joint effect that single effects miss, "
+        "jumps with scale that survive continuous metrics). Each number carries its 95% interval where one was "
+        "measured; the bottom line is a vote of the measures that lean one way, the thresholds in analysis/readings.py.")
+    section.blocks += scorecards(inputs)
+    return section
+
+
+def probe_section(inputs: Inputs) -> Section | None:
+    probing = _probing(inputs.results)
+    if probing.empty:
+        return None
+    section = Section("probes", "Linear probes: what each layer makes readable")
+    section.blocks.append(
+        "Held-out accuracy of a linear probe at every layer (band: 95% bootstrap CI over test sentences), beside three "
+        "baselines: the same probe on a control task that assigns each word type a random label (Hewitt & Liang), the "
+        "same probe on the randomly initialised model, and the majority class. Selectivity is task minus control "
+        "accuracy; MDL compression is the uniform code length over the online code length (Voita & Titov).")
+    section.blocks.append(_table(profile_table(probing), "best layer per model and task"))
+    for task in dict.fromkeys(probing["task"].astype(str)):
+        for probe in dict.fromkeys(probing[probing["task"] == task]["probe"].astype(str)):
+            section.blocks.append(figure(probe_plots.layer_profile(probing, task, probe=probe),
+                                         f"{task}: {probe} probe accuracy by layer, all models"))
+    for model in dict.fromkeys(probing["model"].astype(str)):
+        rows = probing[probing["model"] == model]
+        if rows["metric"].isin(["selectivity", "compression"]).any():
+            section.blocks.append(figure(probe_plots.selectivity_and_compression(probing, model),
+                                         f"{model}: selectivity and MDL compression by layer"))
+    return section
+
+
+def ablation_section(inputs: Inputs) -> Section | None:
+    abl = _ablations(inputs.results)
+    if abl.empty:
+        return None
+    section = Section("ablations", "Ablations: separable components or interaction?")
+    section.blocks.append(
+        "Every head and MLP ablated on its own (effect: change in the behaviour, 95% CI over examples), then the "
+        "top components together: the pairwise interaction (joint effect minus the two single effects), Shapley values "
+        "over sampled orders, and the additivity R^2 of 'joint effect = sum of single effects' over sampled subsets "
+        "(1: separable parts; low: the behaviour lives in their interaction).")
+    section.blocks.append(_table(ablation_table(abl), "one row per model, behaviour and ablation kind"))
+    for (model, task), rows in abl.groupby(["model", "task"], sort=False):
+        model, task = str(model), str(task)
+        section.blocks.append(f"{model} · {task}")
+        try:
+            section.blocks.append(figure(ablation_plots.effect_map(rows, model=model),
+                                         f"{model}: effect of ablating each head on {task}"))
+        except ValueError:
+            pass  # a study of MLPs or named components only: no head map to draw
+        if (rows["metric"] == "interaction").any():
+            section.blocks.append(figure(ablation_plots.interaction_map(rows, model=model),
+                                         f"{model}: interactions of the top components on {task}"))
+        if (rows["metric"] == "shapley").any():
+            section.blocks.append(figure(ablation_plots.shapley_bars(rows, model=model),
+                                         f"{model}: Shapley values on {task}"))
+    return section
+
+
+def amnesic_section(inputs: Inputs) -> Section | None:
+    amnesic = _amnesic(inputs.results)
+    if amnesic.empty:
+        return None
+    section = Section("amnesic", "Amnesic probing: does the behaviour use the readable feature?")
+    section.blocks.append(
+        "The concept is erased from the residual stream at one layer with LEACE (no linear probe can recover it "
+        "afterwards: right panel), and the behaviour is measured again; erasing random subspaces of the same rank "
+        "tells how much any erasure of that size changes it (Elazar et al.; Belrose et al.).")
+    for (model, task), rows in amnesic.groupby(["model", "task"], sort=False):
+        section.blocks.append(figure(ablation_plots.amnesic_plot(rows, model=str(model)),
+                                     f"{model}: amnesic probing of {task}"))
+        wide = rows.pivot_table(index="layer", columns="metric", values="value").reset_index()
+        section.blocks.append(_table(wide, f"{model} · {task}: per layer"))
+    return section
+
+
+def scale_section(inputs: Inputs) -> Section | None:
+    if inputs.verdicts is None or inputs.scale is None:
+        return None
+    section = Section("scale", "Capability across scale: smooth, jump or mirage?")
+    section.blocks.append(
+        "Scores normalised to chance (0) and the best possible (1), against model size on a log axis, with the fitted "
+        "smooth models (linear, power law) and jump models (sigmoid, broken power law; BIC in the legend) and the "
+        "jump's 95% bootstrap interval. A jump under exact match that is smooth under a partial-credit metric is a "
+        "mirage of the metric (Schaeffer et al.); one that survives every metric is a real jump.")
+    shown = ["family", "task", "metric", "n_sizes", "verdict", "jump_location", "jump_low", "jump_high",
+             "breakthroughness", "delta_bic", "reading"]
+    verdicts = inputs.verdicts
+    section.blocks.append(_table(verdicts[[c for c in shown if c in verdicts.columns]], "verdict per task and metric"))
+    final = inputs.scale
+    for (family, task), _ in verdicts.groupby(["family", "task"], sort=False):
+        section.blocks.append(figure(scale_plots.capability_vs_size(final, verdicts, str(task), family=str(family)),
+                                     f"{family} · {task}: capability vs size"))
+        if "step" in final.columns and final[(final["task"] == task)]["step"].notna().any():
+            try:
+                section.blocks.append(figure(scale_plots.capability_vs_step(final, str(task)),
+                                             f"{family} · {task}: capability over training"))
+            except ValueError:
+                pass  # no checkpoints of this task
+    return section
+
+
+def attention_section(inputs: Inputs) -> Section | None:
+    if inputs.heads is None:
+        return None
+    section = Section("attention", "Attention heads with a local, nameable job")
+    section.blocks.append(
+        "Per head, over a text set: the entropy of a query's attention (nats), the mean attended distance (tokens), "
+        "the weight on the previous token and on the first token (the sink), and on repeated random tokens the "
+        "weight on the token after the earlier copy (induction, Olsson et al.). Below each map, the patterns of the "
+        "heads that score highest on each job, on one input.")
+    for model in dict.fromkeys(inputs.heads["model"].astype(str)):
+        frame = inputs.heads[inputs.heads["model"] == model]
+        section.blocks.append(figure(head_plots.head_maps(frame, model=model), f"{model}: per-head statistics"))
+        top = [(layer, head, why) for layer, head, why in head_plots.notable_heads(frame)]
+        section.blocks.append(_table(pd.DataFrame([{"head": f"L{l}H{h}", "why": w} for l, h, w in top]),
+                                     f"{model}: notable heads"))
+        if model in inputs.patterns:
+            tokens, patterns, text = inputs.patterns[model]
+            section.blocks.append(figure(head_plots.pattern_heatmaps(tokens, patterns, top, model=model),
+                                         f"{model}: attention patterns of the notable heads",
+                                         f"input: {text}"))
+    return section
+
+
+def provenance_section(inputs: Inputs) -> Section:
+    section = Section("provenance", "Where these numbers come from")
+    section.blocks.append("Every result folder this report read, with the models (weights hash, revision), seed, "
+                          "package versions and the exact configuration it recorded.")
+    rows = []
+    for s in inputs.sources:
+        record = s.record
+        models = record.get("models") or ({record["model"]["name"]: record["model"]} if isinstance(record.get("model"), dict) else {})
+        env = record.get("environment") or {}
+        packages = env.get("packages") or record.get("versions") or {}
+        rows.append({"folder": str(s.path), "kind": s.kind,
+                     "models (weights sha256/16)": "; ".join(f"{n} ({m.get('weights_sha256_16', '-')}"
+                                                              + (f", revision {m['revision']}" if m.get("revision") else "")
+                                                              + ")" for n, m in models.items()) or "-",
+                     "seed": record.get("seed", "-"),
+                     "versions": ", ".join(f"{k} {v}" for k, v in packages.items() if v) or "-",
+                     "created": env.get("created", "-")})
+    section.blocks.append(_table(pd.DataFrame(rows), "result folders"))
+    for s in inputs.sources:
+        if s.record:
+            section.blocks.append(("details", f"configuration of {s.path}", json.dumps(s.record, indent=1, default=str)))
+    return section
+
+
+def build_sections(inputs: Inputs) -> list[Section]:
+    with plt.rc_context({"text.parse_math": False}):  # user text in figures ('$', '_') is shown as typed
+        sections = [scorecard_section(inputs), probe_section(inputs), ablation_section(inputs),
+                    amnesic_section(inputs), scale_section(inputs), attention_section(inputs), provenance_section(inputs)]
+    return [s for s in sections if s is not None]
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def render_html(sections: list[Section], title: str, sources: list[Source]) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(default=True))
+    template = env.get_template("report.html.j2")
+    return template.render(title=title, sections=sections, sources=sources, Figure=Figure, Table=Table, Card=Card,
+                           created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           is_figure=lambda b: isinstance(b, Figure), is_table=lambda b: isinstance(b, Table),
+                           is_card=lambda b: isinstance(b, Card), is_details=lambda b: isinstance(b, tuple))
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
+
+
+def md_escape(text: Any) -> str:
+    """User text for Markdown: HTML-escaped and with Markdown's control characters backslashed."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+
+
+def render_markdown(sections: list[Section], title: str, figures_dir: Path, link_base: str) -> str:
+    """Markdown, figures written as PNG files into ``figures_dir`` (linked as ``link_base/<name>``)."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {md_escape(title)}", ""]
+    counter = 0
+
+    def fig_lines(fig: Figure) -> list[str]:
+        nonlocal counter
+        counter += 1
+        name = f"figure-{counter:02d}.png"
+        (figures_dir / name).write_bytes(fig.png)
+        out = [f"![{md_escape(fig.title)}]({link_base}/{name})", "", f"*{md_escape(fig.title)}*"]
+        return out + ([f" {md_escape(fig.caption)}"] if fig.caption else []) + [""]
+
+    def table_lines(table: Table) -> list[str]:
+        out = [f"*{md_escape(table.caption)}*", ""] if table.caption else []
+        out += ["| " + " | ".join(md_escape(c) for c in table.columns) + " |",
+                "|" + "---|" * len(table.columns)]
+        out += ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in table.rows]
+        return out + [""]
+
+    for section in sections:
+        lines += [f"## {md_escape(section.title)}", ""]
+        for block in section.blocks:
+            if isinstance(block, Figure):
+                lines += fig_lines(block)
+            elif isinstance(block, Table):
+                lines += table_lines(block)
+            elif isinstance(block, Card):
+                lines += [f"### {md_escape(block.title)}", ""]
+                for side in ("reductionist", "emergent"):
+                    label = "Reduces (separable, readable parts)" if side == "reductionist" else "Emerges (interaction, scale)"
+                    lines.append(f"**{label}**")
+                    items = block.side(side)
+                    lines += [f"- {md_escape(e.measure)}: {md_escape(e.value)}: {md_escape(e.reading)}" for e in items] \
+                        or ["- not measured here"]
+                    lines.append("")
+                lines += [f"**Reading:** {md_escape(block.overall)}", ""]
+                if block.figure:
+                    lines += fig_lines(block.figure)
+            elif isinstance(block, tuple):
+                lines += [f"<details><summary>{html.escape(block[1])}</summary>", "", "<pre>", html.escape(block[2]),
+                          "</pre>", "</details>", ""]
+            else:
+                lines += [md_escape(block), ""]
+    return "\n".join(lines)
+
+
+def build_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, fmt: str | None = None,
+                 title: str = "emergence-probes report") -> Path:
+    """Read the result folders at or below ``paths`` and write the report to ``out`` (``.html`` or ``.md``;
+    ``fmt`` overrides the suffix). Returns the path written."""
+    out = Path(out)
+    fmt = fmt or ("md" if out.suffix.lower() in (".md", ".markdown") else "html")
+    if fmt not in ("html", "md"):
+        raise ReportError(f"unknown report format {fmt!r}: use html or md")
+    inputs = read_inputs(paths)
+    sections = build_sections(inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "html":
+        text = render_html(sections, title, inputs.sources)
+    else:
+        files = out.with_name(f"{out.stem}_files")
+        text = render_markdown(sections, title, files, files.name)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def iter_figures(sections: Iterable[Section]) -> Iterable[Figure]:
+    """Every figure of a report, the scorecards' included (for tests and for saving them one by one)."""
+    for section in sections:
+        for block in section.blocks:
+            if isinstance(block, Figure):
+                yield block
+            elif isinstance(block, Card) and block.figure:
+                yield block.figure

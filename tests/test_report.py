@@ -1,0 +1,197 @@
+"""The comparison report: built from real result folders of tiny models, its numbers checked against the
+tables, user text escaped, and opened in a real browser (Debian's chromium, installed by `make browser`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.readings import non_additive_share, overall_reading, scale_reading
+from analysis.report import (Card, ReportError, build_report, build_sections, find_sources, iter_figures, md_escape,
+                             read_inputs)
+from analysis.results import read_results
+from analysis.scale_run import run_scale
+from analysis.tables import profile_table
+from probes.cli import main
+
+# Text a user controls (folder names, family names, titles) that would run as HTML if not escaped.
+EVIL = '<img src=x onerror=alert(1)>&"q"'
+TITLE = '<script>alert("title")</script> report'
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_folders, tmp_path_factory) -> Path:
+    """Result folders as the CLI writes them: a probe suite, an ablation study with erasure, head statistics
+    (all on tiny models, one of them in a folder with a hostile name) and a scaling analysis."""
+    from probes import load
+    from probes.head_stats import write_head_statistics
+    from probes.suite import run_suite, validate
+
+    root = tmp_path_factory.mktemp("runs")
+    model = root / f"gpt2-{EVIL}"
+    shutil.copytree(tiny_folders["gpt2"], model)
+    suite = validate(dict(name="tiny", models=[str(model)], tasks=["pos", "subject_number"], probes=["logistic"],
+                          controls=["control_task", "random_weights", "mdl"], n_examples=60, Cs=[1.0], n_boot=100))
+    run_suite(suite, root / "probes", progress=False)
+    argv = ["ablate", str(tiny_folders["llama"]), "--n", "8", "--kind", "zero", "--components", "heads", "--top-k", "3",
+            "--permutations", "4", "--interaction-samples", "2", "--erase", "subject_number", "--erase-layers", "0",
+            "1", "--out", str(root / "ablation")]
+    assert main(argv) == 0
+    write_head_statistics(load(model), root / "heads", ["the keys to the cabinet are here", "a dog runs"],
+                          example="the keys to the cabinet are on the table")
+    sizes = np.logspace(4, 8, 8)
+    per_token = 1 - 0.9 * (sizes / 1e4) ** -0.35
+    rows = [{"model": f"m{i}", "parameters": s, "task": "arith", "metric": metric, "value": v,
+             "stderr": float(np.sqrt(max(v * (1 - v), 1e-4) / 1000)), "n": 1000}
+            for metric, values in (("token_accuracy", per_token), ("exact_match", per_token**8))
+            for i, (s, v) in enumerate(zip(sizes, values))]
+    pd.DataFrame(rows).to_csv(root / "scale.csv", index=False)
+    run_scale([root / "scale.csv"], root / "scale", family=f"fam{EVIL}", n_boot=20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(runs) -> Path:
+    return build_report([runs], runs / "report.html", title=TITLE)
+
+
+def test_every_result_folder_is_found_below_the_given_one(runs):
+    kinds = {s.path.name: s.kind for s in find_sources([runs])}
+    assert kinds == {"probes": "results", "ablation": "results", "heads": "heads", "scale": "scale"}
+    with pytest.raises(ReportError, match="no results in"):
+        find_sources([runs / "heads" / ".."/ "probes" / "activations"])
+
+
+def test_html_is_self_contained_and_escapes_user_text(report):
+    text = report.read_text()
+    assert "<img src=x onerror" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert '<script>alert("title")' not in text and "&lt;script&gt;" in text
+    assert "<script" not in text and "<link" not in text  # no code, nothing fetched
+    sources = re.findall(r'src="([^"]*)"', text)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+
+
+def test_report_states_where_its_numbers_came_from(runs, report):
+    text = report.read_text()
+    suite_run = json.loads((runs / "probes" / "run.json").read_text())
+    ablation_run = json.loads((runs / "ablation" / "run.json").read_text())
+    for record in (*suite_run["models"].values(), ablation_run["model"]):
+        assert record["weights_sha256_16"] in text
+    assert f"torch {suite_run['environment']['packages']['torch']}" in text
+    assert "&#34;n_boot&#34;: 100" in text or "&quot;n_boot&quot;: 100" in text  # the suite's exact config
+    assert "configuration of" in text
+
+
+def test_sections_and_figures(runs):
+    sections = build_sections(read_inputs([runs]))
+    assert [s.id for s in sections] == ["scorecards", "probes", "ablations", "amnesic", "scale", "attention", "provenance"]
+    figures = list(iter_figures(sections))
+    assert len(figures) >= 10
+    for fig in figures:
+        assert fig.png.startswith(b"\x89PNG") and len(fig.png) > 5_000 and fig.title
+
+
+def test_scorecards_show_the_tables_numbers(runs):
+    inputs = read_inputs([runs])
+    cards = {c.title: c for c in build_sections(inputs)[0].blocks if isinstance(c, Card)}
+    results = inputs.results
+    # probe card: the profile table's best-layer accuracy
+    profile = profile_table(results[results["probe"] == "logistic"])
+    row = profile[profile["task"] == "pos"].iloc[0]
+    card = next(c for t, c in cards.items() if t.endswith("· pos"))
+    assert card.evidence[0].point[0] == pytest.approx(row["accuracy"])
+    assert card.evidence[0].marks["majority class"] == pytest.approx(row["majority"])
+    # ablation card: the study's R^2 and the interaction share from its joint and summed effects
+    abl = read_results(runs / "ablation" / "results.csv")
+    value = lambda metric: float(abl[abl["metric"] == metric]["value"].iloc[0])
+    card = cards[f"{abl['model'].iloc[0]} · minimal_pairs"]
+    by_measure = {e.measure: e for e in card.evidence}
+    assert by_measure["additivity R^2 of the top components"].point[0] == pytest.approx(value("additivity_r2"))
+    share = by_measure["interaction share of the top-k joint effect"].point[0]
+    assert share == pytest.approx(non_additive_share(value("joint_effect_top_k"), value("sum_of_single_effects")))
+    assert any(m.startswith("amnesic probing: erase subject_number") for m in by_measure)
+    # scale card: the mirage of the synthetic exact match is not a jump that survives
+    card = cards[f"fam{EVIL} · arith"]
+    assert "exact_match: mirage" in card.evidence[0].value and card.evidence[0].lean == "reducible"
+
+
+def test_readings_by_hand():
+    assert non_additive_share(1.0, 0.6) == pytest.approx(0.4 / (0.6 + 0.4))
+    assert non_additive_share(0.5, 0.5) == 0
+    assert np.isnan(non_additive_share(0.0, 0.0))
+    assert overall_reading([None, None]).startswith("not enough evidence")
+    assert overall_reading(["reducible", None]).startswith("reduces")
+    assert overall_reading(["emergent"]).startswith("emerges")
+    assert overall_reading(["emergent", "reducible"]).startswith("mixed: 1")
+    assert scale_reading([("exact_match", "jump", False), ("token_accuracy", "jump", False)])[1] == "emergent"
+    assert scale_reading([("exact_match", "jump", False), ("token_accuracy", "smooth", False),
+                          ("brier", "jump", False)])[1] is None
+    assert scale_reading([("exact_match", "mirage", False), ("token_accuracy", "smooth", False)])[1] == "reducible"
+    # exact match alone cannot show that a jump survives partial credit; irregular curves are named
+    text, lean = scale_reading([("exact_match", "jump", False), ("token_accuracy", "irregular", False)])
+    assert lean is None and "inconclusive under token_accuracy (irregular)" in text
+    assert scale_reading([("exact_match", "smooth", True), ("token_accuracy", "smooth", True)])[1] is None
+
+
+def test_markdown_report_writes_its_figures_beside_it(runs, tmp_path):
+    path = build_report([runs], tmp_path / "r.md", title=TITLE)
+    text = path.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 10 and all((tmp_path / link).exists() for link in links)
+    assert "<script>" not in text and "<img src=x" not in text
+    assert md_escape("a|b_<c>") == r"a\|b\_&lt;c&gt;"
+
+
+def test_cli_report_and_errors(runs, tmp_path, capsys):
+    assert main(["report", str(runs / "scale"), "--out", str(tmp_path / "r"), "--format", "md"]) == 0
+    assert (tmp_path / "r.md").exists() and "report:" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no results in" in err and "probes run" in err
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+# --- in a real browser --------------------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]  # no calls home on a machine without internet
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: run `make browser` (Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+        page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith(("file:", "data:")) else None)
+        page.goto(report.as_uri(), wait_until="load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])")
+        headings = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert problems == []
+    assert len(images) >= 10
+    assert all(complete and width > 100 and height > 50 and alt for complete, width, height, alt in images), images
+    assert "Scorecards: reduces or emerges?" in headings and "Where these numbers come from" in headings
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[0] > 2000 and pixels.std() > 0.05  # a long page with content, not a blank one
