@@ -199,7 +199,7 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
 
     spec = {**ABLATION_DEFAULTS, **spec}
     out.mkdir(parents=True, exist_ok=True)
-    lm = lm or load(spec["model"], revision=revision, trust_remote_code=trust_remote_code)
+    lm = lm or load(spec["model"], revision=revision, trust_remote_code=trust_remote_code, device=spec.get("device"))
     behaviour = make_behaviour(lm, spec["behaviour"], data=spec["data"], n=spec["n"], seed=spec["seed"])
     record = {"spec": spec, "seed": spec["seed"], "environment": environment(), "model": lm.describe()}
     write_json(out / "run.json", record)

@@ -84,12 +84,13 @@ class Suite:
     batch_size: int = 32
     n_boot: int = 1000
     ablations: list[dict] = field(default_factory=list)
+    device: str | None = None  # "cuda", "cuda:1" ...: where the models run (default: where they load, the CPU)
 
 
 _TYPES = {"name": str, "models": list, "tasks": list, "site": str, "layers": (str, list), "probes": list,
           "controls": list, "seed": int, "n_examples": int, "test_fraction": (float, int), "lexical_split": bool,
           "pool": str, "sentence_pool": str, "Cs": list, "cv": int, "mdl_C": (float, int), "max_length": int,
-          "batch_size": int, "n_boot": int, "ablations": list}
+          "batch_size": int, "n_boot": int, "ablations": list, "device": str}
 _ABLATION_TYPES = {"model": str, "behaviour": str, "data": str, "n": int, "kind": str, "components": (str, list),
                    "top_k": int, "permutations": int, "interaction_samples": int, "seed": int,
                    "erase": str, "erase_layers": list, "erase_n": int, "erase_random": int}
@@ -333,7 +334,8 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
     def model(name: str) -> LoadedModel:
         """Each model loaded once per run (on first use) and recorded in run.json."""
         if name not in models:
-            models[name] = load(name)
+            source, revision = model_reference(name)
+            models[name] = load(source, revision=revision, device=suite.device)
             record["models"][name] = models[name].describe()
             write_json(out / "run.json", record)
         return models[name]
@@ -377,6 +379,15 @@ def run_suite(suite: Suite | str | os.PathLike, out: str | os.PathLike, *, progr
         write_results(table, results)
         done.add(key)
     return read_results(results)
+
+
+def model_reference(name: str) -> tuple[str, str | None]:
+    """A suite's model entry: an alias, a folder or a hub id, optionally ``id@revision`` (e.g. Pythia's
+    ``EleutherAI/pythia-160m@step1000``; hub ids cannot contain '@')."""
+    if "@" in name and not Path(name).exists():
+        model, revision = name.rsplit("@", 1)
+        return model, revision
+    return name, None
 
 
 def _unit(control: str, probe: str, feats, lm, cache: dict, suite: Suite, out: Path) -> list[dict]:

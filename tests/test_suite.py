@@ -18,6 +18,16 @@ def tiny_suite(folder, **overrides) -> Suite:
     return validate(config)
 
 
+def test_model_entries_may_name_a_revision(tmp_path):
+    from probes.suite import model_reference
+
+    assert model_reference("EleutherAI/pythia-160m@step1000") == ("EleutherAI/pythia-160m", "step1000")
+    assert model_reference("minilm") == ("minilm", None)
+    folder = tmp_path / "model@v2"
+    folder.mkdir()
+    assert model_reference(str(folder)) == (str(folder), None)  # a folder's own name is kept whole
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [
@@ -52,7 +62,7 @@ def test_ready_suites_validate(tmp_path):
 
 
 def test_run_writes_tidy_results_and_provenance(tiny_folders, tmp_path):
-    suite = tiny_suite(tiny_folders["bert"])
+    suite = tiny_suite(tiny_folders["bert"], device="cpu")
     results = run_suite(suite, tmp_path, progress=False)
     assert {"model", "task", "site", "layer", "probe", "control", "metric", "value", "ci_low", "ci_high"} <= set(results.columns)
     acc = results[(results["metric"] == "accuracy") & results["control"].isna()]
@@ -63,6 +73,7 @@ def test_run_writes_tidy_results_and_provenance(tiny_folders, tmp_path):
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["seed"] == 0 and record["suite"]["n_examples"] == 60
     assert record["models"][str(tiny_folders["bert"])]["weights_sha256_16"]
+    assert record["models"][str(tiny_folders["bert"])]["device"] == "cpu" and record["suite"]["device"] == "cpu"
     assert record["environment"]["packages"]["scikit-learn"]
     table = profile_table(results)
     assert len(table) == 4 and table["best_layer"].between(0, 2).all()
