@@ -575,9 +575,10 @@ def render_markdown(sections: list[Section], title: str, figures_dir: Path, link
 
 
 def build_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, fmt: str | None = None,
-                 title: str = "emergence-probes report") -> Path:
+                 title: str = "emergence-probes report", figures_dir: str | os.PathLike | None = None) -> Path:
     """Read the result folders at or below ``paths`` and write the report to ``out`` (``.html`` or ``.md``;
-    ``fmt`` overrides the suffix). Returns the path written."""
+    ``fmt`` overrides the suffix); with ``figures_dir``, every figure also as a PNG named after its title.
+    Returns the path written."""
     out = Path(out)
     fmt = fmt or ("md" if out.suffix.lower() in (".md", ".markdown") else "html")
     if fmt not in ("html", "md"):
@@ -593,7 +594,22 @@ def build_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out)
+    if figures_dir is not None:
+        save_figures(sections, figures_dir)
     return out
+
+
+def save_figures(sections: Iterable[Section], folder: str | os.PathLike) -> list[Path]:
+    """Every figure as ``folder/<title as a file name>.png`` (for papers, slides, a README)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fig in iter_figures(sections):
+        slug = re.sub(r"[^a-z0-9]+", "-", fig.title.lower()).strip("-")[:80] or "figure"
+        path = folder / f"{slug}.png"
+        path.write_bytes(fig.png)
+        written.append(path)
+    return written
 
 
 def iter_figures(sections: Iterable[Section]) -> Iterable[Figure]:

@@ -130,7 +130,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     spec = {"model": args.model, "behaviour": args.behaviour, "data": args.data, "n": args.n, "kind": args.kind,
             "components": " ".join(args.components), "top_k": args.top_k, "permutations": args.permutations,
             "interaction_samples": args.interaction_samples, "seed": args.seed, "erase": args.erase,
-            "erase_layers": args.erase_layers}
+            "erase_layers": args.erase_layers, "device": args.device}
     study = run_ablation(spec, Path(args.out), revision=args.revision, trust_remote_code=args.trust_remote_code)
     print()
     print(study.summary())
@@ -269,7 +269,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.format and out.suffix.lower() not in (f".{args.format}", ".markdown" if args.format == "md" else ".htm"):
         out = out.with_suffix(f".{args.format}")
-    path = build_report(args.results, out, fmt=args.format, title=args.title)
+    path = build_report(args.results, out, fmt=args.format, title=args.title, figures_dir=args.figures)
     extra = f" (figures in {path.with_name(path.stem + '_files')})" if path.suffix != ".html" else ""
     print(f"report: {path.resolve()}{extra}")
     return 0
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--erase", metavar="CONCEPT", help="amnesic probing too: erase a grammar concept (e.g. subject_number) "
                                                        "with LEACE and compare with random subspaces of equal rank")
     p.add_argument("--erase-layers", type=int, nargs="+", help="layers to erase at (default: 1/4, 1/2, 3/4 of the depth)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: where the model loads)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (results.csv, run.json, stages/)")
     _add_model_options(p)
@@ -403,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "md"], help="html (one self-contained file) or md (figures beside "
                                                             "it); default: from the --out suffix")
     p.add_argument("--title", default="emergence-probes report", help="the report's title")
+    p.add_argument("--figures", metavar="DIR", help="also write every figure as a PNG named after its title")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job on the embedded models, ending in an HTML report",

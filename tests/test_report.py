@@ -150,8 +150,11 @@ def test_markdown_report_writes_its_figures_beside_it(runs, tmp_path):
 
 
 def test_cli_report_and_errors(runs, tmp_path, capsys):
-    assert main(["report", str(runs / "scale"), "--out", str(tmp_path / "r"), "--format", "md"]) == 0
+    assert main(["report", str(runs / "scale"), "--out", str(tmp_path / "r"), "--format", "md", "--figures",
+                 str(tmp_path / "figs")]) == 0
     assert (tmp_path / "r.md").exists() and "report:" in capsys.readouterr().out
+    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    assert "fam-img-src-x-onerror-alert-1-q-arith-capability-vs-size.png" in names
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty), "--out", str(tmp_path / "x.html")]) == 2
