@@ -512,7 +512,7 @@ def render_html(sections: list[Section], title: str, sources: list[Source]) -> s
 
     env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(default=True))
     template = env.get_template("report.html.j2")
-    return template.render(title=title, sections=sections, sources=sources, Figure=Figure, Table=Table, Card=Card,
+    return template.render(title=title, sections=sections, sources=sources,
                            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            is_figure=lambda b: isinstance(b, Figure), is_table=lambda b: isinstance(b, Table),
                            is_card=lambda b: isinstance(b, Card), is_details=lambda b: isinstance(b, tuple))

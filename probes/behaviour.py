@@ -525,6 +525,11 @@ def _to(values: dict, device) -> dict:
 BEHAVIOURS = ("agreement", "pairs", "loss", "probe:<task>", "cosine")
 
 
+def default_behaviour(lm: LoadedModel) -> str:
+    """Agreement minimal pairs for language models; a subject-number probe for encoders without an LM head."""
+    return "agreement" if lm.adapter.causal else "probe:subject_number"
+
+
 def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None = None, n: int = 64,
                    seed: int = 0) -> Behaviour:
     """A behaviour from its short name (CLI and suite files).
@@ -541,7 +546,7 @@ def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None
     from .datasets.grammar import TASKS, agreement_pairs, generate
     from .datasets.loaders import load_blimp
 
-    name = name or ("agreement" if lm.adapter.causal else "probe:subject_number")
+    name = name or default_behaviour(lm)
     if name == "agreement":
         return MinimalPairs(agreement_pairs(n, seed=seed))
     if name == "pairs":

@@ -204,9 +204,9 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 DEMO_SETTINGS = {
     "full": {"suite": "default",
              "ablation": {"model": "smollm2-135m", "behaviour": "agreement", "n": 24, "kind": "mean",
-                          "components": "heads+mlps", "top_k": 5, "permutations": 16, "interaction_samples": 4,
+                          "components": "heads+mlps", "top_k": 5, "permutations": 12, "interaction_samples": 2,
                           "erase": "subject_number", "erase_n": 200, "erase_random": 3},
-             "ladder": "demo", "ladder_n": 200},
+             "ladder": "demo", "ladder_n": 150},
     "quick": {"suite": "quick",
               "ablation": {"model": "smollm2-135m", "behaviour": "agreement", "n": 8, "kind": "mean",
                            "components": "L0H0 L1H1 L3.mlp L8H2 L14H4 L20.mlp", "top_k": 3, "permutations": 4,

@@ -193,7 +193,7 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
     """
     from analysis.results import tidy, write_results
 
-    from .behaviour import make_behaviour
+    from .behaviour import default_behaviour, make_behaviour
     from .models import load
     from .provenance import content_hash, environment
 
@@ -211,9 +211,10 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
         erase = {k: spec[k] for k in ("erase", "erase_layers", "erase_n", "erase_random", "seed")}
         amnesic = _Stages(out, study.config).frame(f"amnesic-{content_hash(erase)}",  # its own settings, its own file
                                                     lambda: _amnesic(lm, behaviour, spec, progress))
-        rows += amnesic_rows(amnesic, study.behaviour["behaviour"])
+        rows += amnesic_rows(amnesic, study.behaviour["behaviour"])  # task: relabelled below
+    label = spec["behaviour"] or default_behaviour(lm)  # the user's name for it ("agreement"), not the class's
     for row in rows:
-        row["model"] = spec["model"]
+        row.update(model=spec["model"], task=label)
     write_results(tidy(rows), out / "results.csv")
     return study
 

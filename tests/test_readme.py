@@ -26,3 +26,10 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
 def test_readme_names_the_two_commands_first():
     first_screen = README.read_text().split("---")[0]
     assert "make demo" in first_screen and "make test" in first_screen
+
+
+def test_readme_figures_exist():
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert images, "the README shows the report's figures"
+    for image in images:
+        assert (README.parent / image).is_file(), f"README shows {image}, which is not in the repository"
