@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test test-fast bench bench-deps clean
+.PHONY: install browser demo test test-fast test-gpu bench bench-deps clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test: $(STAMP) browser
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration"
+
+# On a machine with a GPU: every model the unit tests load runs there (probes.load reads PROBES_DEVICE).
+test-gpu: $(STAMP) browser
+	PROBES_DEVICE=cuda $(PY) -m pytest -m "not integration"
 
 bench-deps: $(STAMP)
 	$(PIP) install --quiet -e '.[bench]'

@@ -267,7 +267,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
     out = Path(args.out)
-    if args.format and out.suffix.lower() not in (f".{args.format}", ".markdown" if args.format == "md" else ".htm"):
+    suffixes = {"html": (".html", ".htm"), "md": (".md", ".markdown")}
+    if args.format and out.suffix.lower() not in suffixes[args.format]:
         out = out.with_suffix(f".{args.format}")
     path = build_report(args.results, out, fmt=args.format, title=args.title, figures_dir=args.figures)
     extra = f" (figures in {path.with_name(path.stem + '_files')})" if path.suffix != ".html" else ""

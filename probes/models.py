@@ -191,7 +191,8 @@ def load(
     ``name_or_path`` is a built-in alias (see ``probes models``), a local folder
     with HF files, or a Hugging Face id already in the local cache. ``revision``
     picks a branch, tag or commit (e.g. Pythia's ``step1000``). Remote code runs
-    only with ``trust_remote_code=True``.
+    only with ``trust_remote_code=True``. ``device`` defaults to the environment's
+    ``PROBES_DEVICE`` if set, else the CPU where transformers loads.
     """
     name = str(name_or_path)
     info: dict[str, Any] = {}
@@ -219,6 +220,7 @@ def load(
         kwargs["attn_implementation"] = attn_implementation
     model = auto.from_pretrained(source, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    device = device or os.environ.get("PROBES_DEVICE")  # e.g. PROBES_DEVICE=cuda runs every command, test too, there
     if device is not None:
         model.to(device)
     model.eval()

@@ -12,7 +12,7 @@ def prompt_ids(lm, prompt: str) -> list[int]:
 
 def hf_greedy_tokens(lm, prompt: str, n_new: int) -> list[str]:
     """The next ``n_new`` tokens of HF's greedy ``generate``, as token strings."""
-    ids = torch.tensor([prompt_ids(lm, prompt)])
+    ids = torch.tensor([prompt_ids(lm, prompt)], device=lm.device)
     with torch.no_grad():
         out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new, do_sample=False,
                                 pad_token_id=lm.tokenizer.pad_token_id)
@@ -23,7 +23,7 @@ def hf_continuation_logprob(lm, prompt: str, continuation: str) -> float:
     """Sum of the continuation's token log-probs from HF's own mean loss over those tokens."""
     start = prompt_ids(lm, prompt)
     cont = lm.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-    full = torch.tensor([start + cont])
+    full = torch.tensor([start + cont], device=lm.device)
     labels = full.clone()
     labels[0, : len(start)] = -100
     with torch.no_grad():

@@ -107,7 +107,7 @@ def test_direction_ablation_removes_only_that_component(tiny):
             _out(tiny, batch)
         finally:
             handle.remove()
-    unit = v / v.norm()
+    unit = (v / v.norm()).to(seen["after"].device)
     assert (seen["after"] @ unit).abs().max() < 1e-4
 
 
@@ -166,7 +166,7 @@ def test_reference_statistics_do_not_depend_on_the_padding_side(tiny_folders):
     lengths = right["attention_mask"].sum(1)
     T = right["input_ids"].shape[1]
     left = {k: torch.stack([torch.roll(v[r], int(T - lengths[r])) for r in range(len(v))]) for k, v in right.items()}
-    positions = (torch.arange(T) - (T - lengths)[:, None]).clamp(min=0)
+    positions = (torch.arange(T, device=lengths.device) - (T - lengths)[:, None]).clamp(min=0)
     left["position_ids"] = positions  # what a left-padding user passes so positions start at each text's first token
     site = "blocks.1.hook_mlp_out"
     a = Reference.from_batches(lm, [right], [site])
@@ -202,7 +202,7 @@ def test_minimal_pair_score_equals_full_sentence_log_probabilities(tiny):
     for row in pairs:  # independent: the model's own loss over each whole sentence
         sums = []
         for key in ("sentence_good", "sentence_bad"):
-            ids = torch.tensor([[tiny.tokenizer.bos_token_id] + tiny.tokenizer(row[key])["input_ids"]])
+            ids = torch.tensor([[tiny.tokenizer.bos_token_id] + tiny.tokenizer(row[key])["input_ids"]], device=tiny.device)
             with torch.inference_mode():
                 loss = tiny.model(input_ids=ids, labels=ids).loss
             sums.append(-float(loss) * (ids.shape[1] - 1))
@@ -218,7 +218,7 @@ def test_minimal_pair_score_equals_full_sentence_log_probabilities(tiny):
 def test_next_token_loss_equals_hf_loss(tiny):
     ev = Evaluator(tiny, NextTokenLoss(TEXTS, batch_size=2))
     for text, got in zip(TEXTS, ev.clean):
-        ids = tiny.tokenizer(text, return_tensors="pt")["input_ids"]
+        ids = tiny.tokenizer(text, return_tensors="pt")["input_ids"].to(tiny.device)
         with torch.inference_mode():
             assert got == pytest.approx(float(tiny.model(input_ids=ids, labels=ids).loss), abs=1e-5)
 
@@ -233,7 +233,7 @@ def test_logit_diff_equals_the_logits(tiny):
     ans = behaviour.answer_ids(tiny)
     for i, seq in enumerate(ids):
         with torch.inference_mode():
-            logits = tiny.model(input_ids=torch.tensor([seq])).logits[0, -1]
+            logits = tiny.model(input_ids=torch.tensor([seq], device=tiny.device)).logits[0, -1]
         assert ev.clean[i] == pytest.approx(float(logits[ans[i, 0]] - logits[ans[i, 1]]), abs=1e-4)
 
 
@@ -246,9 +246,9 @@ def test_embedding_cosine_equals_mean_pooled_hidden_states(tiny_folders):
     for (a, b), got in zip(pairs, ev.clean):
         embs = []
         for text in (a, b):
-            enc = lm.tokenizer(text, return_tensors="pt")
+            enc = lm.tokenizer(text, return_tensors="pt").to(lm.device)
             with torch.inference_mode():
-                embs.append(lm.model(**enc).last_hidden_state[0].mean(0))
+                embs.append(lm.model(**enc).last_hidden_state[0].mean(0).cpu())
         assert got == pytest.approx(float(torch.cosine_similarity(*embs, dim=0)), abs=1e-5)
 
 
@@ -331,7 +331,7 @@ def test_probe_accuracy_behaviour_falls_when_the_read_layer_is_ablated(tiny_fold
     test = [i for i, s in enumerate(behaviour.dataset.split) if s == "test"]
     enc = encode(lm.tokenizer, [ds.words[i] for i in test])
     with torch.inference_mode():
-        hidden = lm.model(**enc.model_inputs(), output_hidden_states=True).hidden_states[2]
+        hidden = lm.model(**enc.model_inputs(lm.device), output_hidden_states=True).hidden_states[2].cpu()
     mask = enc.word_index >= 0
     example = torch.arange(len(test))[:, None].expand_as(enc.word_index)[mask].numpy()
     pooled, keys = pool_words(hidden[mask], example, enc.word_index[mask].numpy())

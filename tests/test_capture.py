@@ -30,6 +30,9 @@ def all_sites(lm: LoadedModel, batch):
 
 
 def assert_close(a, b, **kw):
+    """Values equal wherever the model runs (PROBES_DEVICE=cuda puts it on a GPU; expectations are made on the CPU)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        a, b = a.cpu(), b.cpu()
     torch.testing.assert_close(a, b, rtol=kw.get("rtol", 1e-5), atol=kw.get("atol", 1e-5))
 
 
@@ -155,10 +158,17 @@ def test_hooks_removed_after_capture_and_after_errors(tiny):
             assert hook_count(tiny) > before
             raise RuntimeError("boom")
     assert hook_count(tiny) == before
-    bad = dict(batch, input_ids=batch["input_ids"] + 10_000)  # out of vocabulary: the forward raises
-    with pytest.raises(IndexError):
-        with torch.inference_mode(), capture(tiny, "*"):
-            tiny.model(**bad)
+    def explode(*_):  # a forward that raises midway (not a bad token id: on a GPU that is a device-side assert)
+        raise IndexError("inside the forward")
+
+    block = tiny.base.get_submodule(tiny.adapter.blocks)[0]
+    handle = block.register_forward_hook(explode)
+    try:
+        with pytest.raises(IndexError, match="inside the forward"):
+            with torch.inference_mode(), capture(tiny, "*"):
+                tiny.model(**batch)
+    finally:
+        handle.remove()
     assert hook_count(tiny) == before
     assert tiny.model.config._attn_implementation == impl  # eager switched back too
 

@@ -37,9 +37,9 @@ def test_head_statistics_match_the_models_own_attentions(arch, tiny_folders):
     entropy, prev = np.zeros((L, H)), np.zeros((L, H))
     tokens = 0
     for text in texts:
-        enc = lm.tokenizer([text], return_tensors="pt")
+        enc = lm.tokenizer([text], return_tensors="pt").to(lm.device)
         with torch.no_grad():
-            att = lm.model(**enc, output_attentions=True).attentions
+            att = [a.cpu() for a in lm.model(**enc, output_attentions=True).attentions]
         T = enc["input_ids"].shape[1]
         for layer in range(L):
             p = att[layer][0].double()  # (heads, q, k)
@@ -48,7 +48,7 @@ def test_head_statistics_match_the_models_own_attentions(arch, tiny_folders):
         tokens += T
     np.testing.assert_allclose(head_map(frame, "entropy"), entropy / tokens, atol=1e-5)
     np.testing.assert_allclose(head_map(frame, "prev_token"), prev / tokens, atol=1e-5)
-    ids = induction_batch(lm, 3, 5, seed=0)
+    ids = induction_batch(lm, 3, 5, seed=0).to(lm.device)
     with torch.no_grad():
         att = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True).attentions
     offset = ids.shape[1] - 10

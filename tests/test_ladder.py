@@ -178,7 +178,7 @@ def test_the_toolkit_instruments_work_on_ladder_models(tiny_ladder):
     prompts = [ex["prompt"] for ex in make_task("addition", 4, seed=3)]
     clean, cache = run_with_cache(lm, prompts, "blocks.*.hook_resid_post")
     assert len(cache) == lm.shape.n_layers
-    ids = lm.tokenizer(prompts, return_tensors="pt")["input_ids"]
+    ids = lm.tokenizer(prompts, return_tensors="pt")["input_ids"].to(lm.device)
     with torch.no_grad():
         plain = lm.model(input_ids=ids).logits
         with ablate(lm, parse_component("L0.mlp", lm.shape), "zero"):

@@ -165,7 +165,7 @@ def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
     (tmp_path / "stages" / "additivity.json").unlink()
     again = ablation_study(lm, MinimalPairs(agreement_pairs(8)), **args)
     pd.testing.assert_frame_equal(again.singles, study.singles, check_dtype=False)
-    assert again.additivity.r2 == pytest.approx(study.additivity.r2)
+    assert again.additivity.r2 == pytest.approx(study.additivity.r2, rel=1e-4)  # float32 sums on a GPU may reorder
     with pytest.raises(ValueError, match="different configuration"):
         ablation_study(lm, MinimalPairs(agreement_pairs(8)), **{**args, "top_k": 4})
 
