@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.text
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt
@@ -172,7 +173,17 @@ class Section:
     blocks: list[Any] = field(default_factory=list)  # str (a paragraph), Table, Figure, Card, or ("details", title, text)
 
 
+def _literal_text(fig: plt.Figure) -> None:
+    """Titles, labels, legends and notes as typed: a '$' in a model or task name is not mathtext. Tick labels
+    keep it (log axes label their ticks with it); token tick labels are literal already."""
+    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) for t in axis.get_ticklabels(which="both")}
+    for text in fig.findobj(matplotlib.text.Text):
+        if id(text) not in ticks:
+            text.set_parse_math(False)
+
+
 def figure(fig: plt.Figure, title: str, caption: str = "") -> Figure:
+    _literal_text(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -298,25 +309,33 @@ def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
     return Card(f"{family} · {task}", evidence, overall_reading([e.lean for e in evidence]))
 
 
+FLOOR = -1.0  # the card's axis starts here; an R^2 far below it (the sum of singles misses badly) is marked, not drawn
+
+
 def card_figure(card: Card) -> Figure | None:
     """The card's measures that live on [0, 1], with their 95% intervals and baselines, coloured by the side
-    they speak for."""
-    points = [e for e in card.evidence if e.point is not None and all(np.isfinite(e.point[:1]))]
+    they speak for. Values below ``FLOOR`` are drawn at the floor with their number beside them."""
+    points = [e for e in card.evidence if e.point is not None and np.isfinite(e.point[0])]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.5 * len(points)))
     for i, e in enumerate(points):
         value, low, high = (v if np.isfinite(v) else e.point[0] for v in e.point)
         low, high = min(low, value), max(high, value)  # a percentile interval need not hold the point estimate
+        shown, low, high = (max(v, FLOOR) for v in (value, low, high))
         color = "tab:green" if e.side == "reductionist" else "tab:orange"
-        ax.errorbar([value], [i], xerr=[[value - low], [high - value]], fmt="o", color=color, capsize=4, ms=7)
+        ax.errorbar([shown], [i], xerr=[[shown - low], [high - shown]], fmt="<" if value < FLOOR else "o",
+                    color=color, capsize=4, ms=7)
+        if value < FLOOR:
+            ax.annotate(f"{value:.1f}, off the scale", (shown, i), textcoords="offset points", xytext=(8, 6),
+                        fontsize=7, color=color)
         for (name, mark), symbol in zip(e.marks.items(), ("|", "x", "+")):
             ax.plot([mark], [i], symbol, color="black", ms=12, mew=1.5)
             ax.annotate(name, (mark, i), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
     ax.set_yticks(range(len(points)), [e.measure.split(" (")[0] for e in points], fontsize=8)
     ax.set_ylim(-0.6, len(points) - 0.3)
-    finite = [v for e in points for v in e.point if np.isfinite(v)]
-    ax.set_xlim(min(-0.05, min(finite) - 0.05), 1.05)  # an R^2 can be far below 0: show its interval whole
+    lowest = min(max(v, FLOOR) for e in points for v in e.point if np.isfinite(v))
+    ax.set_xlim(min(-0.05, lowest - 0.05), 1.05)  # an R^2 below 0 shows whole, down to the floor
     ax.set_xlabel("value (fraction of 1; bars: 95% interval)")
     ax.set_title(f"{card.title}: green speaks for separable parts, orange for interaction", fontsize=9)
     fig.tight_layout()
@@ -498,9 +517,8 @@ def provenance_section(inputs: Inputs) -> Section:
 
 
 def build_sections(inputs: Inputs) -> list[Section]:
-    with plt.rc_context({"text.parse_math": False}):  # user text in figures ('$', '_') is shown as typed
-        sections = [scorecard_section(inputs), probe_section(inputs), ablation_section(inputs),
-                    amnesic_section(inputs), scale_section(inputs), attention_section(inputs), provenance_section(inputs)]
+    sections = [scorecard_section(inputs), probe_section(inputs), ablation_section(inputs),
+                amnesic_section(inputs), scale_section(inputs), attention_section(inputs), provenance_section(inputs)]
     return [s for s in sections if s is not None]
 
 

@@ -198,3 +198,22 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 2000 and pixels.std() > 0.05  # a long page with content, not a blank one
+
+
+def test_user_text_in_figures_is_literal_but_log_ticks_keep_their_mathtext():
+    import matplotlib.pyplot as plt
+
+    from analysis.report import _literal_text
+
+    fig, ax = plt.subplots()
+    ax.plot([1e3, 1e5], [0, 1], label="model $x$")
+    ax.set_xscale("log")
+    ax.set_title("task $\\frac{a}{b}$")
+    ax.legend()
+    fig.canvas.draw()
+    _literal_text(fig)
+    fig.canvas.draw()  # a bad '$' in a title would raise here if it were parsed
+    assert not ax.title.get_parse_math() and not ax.get_legend().get_texts()[0].get_parse_math()
+    labels = [t for t in ax.xaxis.get_ticklabels() if t.get_text()]
+    assert labels and all(t.get_parse_math() and t.get_text().startswith("$") for t in labels)
+    plt.close(fig)
