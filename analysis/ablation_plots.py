@@ -46,12 +46,8 @@ def effect_map(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure
 
 def interaction_map(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
     """The top components' pairwise interactions (joint effect minus the two single effects) as a matrix."""
-    rows = tidy(results)
-    rows = rows[rows["metric"] == "interaction"]
-    if model is not None:
-        rows = rows[rows["model"] == model]
-    if rows.empty:
-        raise ValueError("no interaction rows in the results (run an ablation study with --top-k >= 2)")
+    rows = _select(results, model, "no interaction rows in the results (run an ablation study with --top-k >= 2)",
+                   metric="interaction")
     pairs = [str(c).split("|") for c in rows["component"]]  # "L0H1|L0.mlp", as the study writes them
     names = list(dict.fromkeys(n for pair in pairs for n in pair))
     matrix = np.zeros((len(names), len(names)))
@@ -70,21 +66,26 @@ def interaction_map(results: pd.DataFrame, *, model: str | None = None) -> plt.F
     return fig
 
 
-def _effects(results: pd.DataFrame, model: str | None) -> pd.DataFrame:
+def _select(results: pd.DataFrame, model: str | None, missing: str | None = None, **where) -> pd.DataFrame:
+    """The rows of the tidy table with these column values (and this model); ``missing``: the error if none."""
     rows = tidy(results)
-    rows = rows[rows["metric"] == "effect"]
-    return rows[rows["model"] == model] if model is not None else rows
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    if rows.empty and missing:
+        raise ValueError(missing)
+    return rows
+
+
+def _effects(results: pd.DataFrame, model: str | None) -> pd.DataFrame:
+    return _select(results, model, metric="effect")
 
 
 def shapley_bars(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
     """Shapley values of the top components with 95% CIs, beside their single-ablation effects."""
-    rows = tidy(results)
-    if model is not None:
-        rows = rows[rows["model"] == model]
-    shap = rows[rows["metric"] == "shapley"]
-    if shap.empty:
-        raise ValueError("no shapley rows in the results (run an ablation study)")
-    single = rows[rows["metric"] == "effect"].set_index("component")["value"]
+    shap = _select(results, model, "no shapley rows in the results (run an ablation study)", metric="shapley")
+    single = _effects(results, model).set_index("component")["value"]
     names = [str(c) for c in shap["component"]]
     y = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.38 * len(names)))
@@ -105,12 +106,8 @@ def shapley_bars(results: pd.DataFrame, *, model: str | None = None) -> plt.Figu
 def amnesic_plot(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
     """Amnesic probing by layer: the behaviour change after erasing the concept (LEACE) against random subspaces
     of the same rank (mean, 95% range of the draws), and the concept probe's accuracy before and after."""
-    rows = tidy(results)
-    rows = rows[rows["probe"] == "amnesic:leace"]
-    if model is not None:
-        rows = rows[rows["model"] == model]
-    if rows.empty:
-        raise ValueError("no amnesic rows in the results (run an ablation study with --erase CONCEPT)")
+    rows = _select(results, model, "no amnesic rows in the results (run an ablation study with --erase CONCEPT)",
+                   probe="amnesic:leace")
     pick = lambda metric: rows[rows["metric"] == metric].sort_values("layer")
     concept = ", ".join(sorted(rows["concept"].astype(str).unique())) if "concept" in rows else "the concept"
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.5))
