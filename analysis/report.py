@@ -492,27 +492,45 @@ def attention_section(inputs: Inputs) -> Section | None:
     return section
 
 
+def _recorded_models(record: dict) -> dict[str, dict]:
+    """name -> what a run.json says of each model (suites: "models"; studies and head statistics: "model";
+    evaluations: a list of models and checkpoints)."""
+    models = record.get("models")
+    if isinstance(models, dict):
+        return models
+    if isinstance(models, list):
+        return {str(m.get("name")) + (f" step {m['step']}" if m.get("step") is not None else ""): m
+                for m in models if isinstance(m, dict)}
+    model = record.get("model")
+    return {model.get("name", "model"): model} if isinstance(model, dict) else {}
+
+
 def provenance_section(inputs: Inputs) -> Section:
     section = Section("provenance", "Where these numbers come from")
     section.blocks.append("Every result folder this report read, with the models (weights hash, revision), seed, "
                           "package versions and the exact configuration it recorded.")
-    rows = []
+    rows, details = [], []
     for s in inputs.sources:
-        record = s.record
-        models = record.get("models") or ({record["model"]["name"]: record["model"]} if isinstance(record.get("model"), dict) else {})
+        record = dict(s.record)
+        for folder in record.get("inputs", []) if s.kind == "scale" else []:  # the evaluations it analysed
+            if (Path(folder) / "run.json").is_file():
+                record.setdefault("evaluations", {})[str(folder)] = json.loads((Path(folder) / "run.json").read_text())
+        models = _recorded_models(record)
+        for evaluation in record.get("evaluations", {}).values():
+            models.update(_recorded_models(evaluation))
         env = record.get("environment") or {}
         packages = env.get("packages") or record.get("versions") or {}
         rows.append({"folder": str(s.path), "kind": s.kind,
-                     "models (weights sha256/16)": "; ".join(f"{n} ({m.get('weights_sha256_16', '-')}"
+                     "models (weights sha256/16)": "; ".join(f"{n} ({m.get('weights_sha256_16') or '-'}"
                                                               + (f", revision {m['revision']}" if m.get("revision") else "")
                                                               + ")" for n, m in models.items()) or "-",
                      "seed": record.get("seed", "-"),
                      "versions": ", ".join(f"{k} {v}" for k, v in packages.items() if v) or "-",
                      "created": env.get("created", "-")})
+        if record:
+            details.append(("details", f"configuration of {s.path}", json.dumps(record, indent=1, default=str)))
     section.blocks.append(_table(pd.DataFrame(rows), "result folders"))
-    for s in inputs.sources:
-        if s.record:
-            section.blocks.append(("details", f"configuration of {s.path}", json.dumps(s.record, indent=1, default=str)))
+    section.blocks += details
     return section
 
 

@@ -154,7 +154,7 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
     (out / "outputs").mkdir(parents=True, exist_ok=True)
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     tasks_key = content_hash([(t.name, t.examples) for t in tasks])[:10]  # other tasks or examples: other files
-    frames = []
+    frames, spec_fingerprints = [], []
     for spec in tqdm(specs, desc="models", unit="model", disable=not progress):
         path = out / "outputs" / f"{spec.slug}-{tasks_key}.jsonl"
         if not path.exists():
@@ -169,6 +169,7 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
             with atomic_path(path) as tmp:
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         frames.append(pd.read_json(path, lines=True, dtype=False))
+        spec_fingerprints.append(str(frames[-1]["fingerprint"].iloc[0]) if "fingerprint" in frames[-1] else None)
     outputs = pd.concat(frames, ignore_index=True)
     scored = score_examples(outputs)
     chance = {task.name: task_chance(task, outputs) for task in tasks}
@@ -176,7 +177,8 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
     table.to_csv(out / "scale.csv", index=False)
     scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore").to_csv(out / "examples.csv",
                                                                                            index=False)
-    write_json(out / "run.json", {"family": family, "models": [vars(s) for s in specs],
+    models_run = [{**vars(s), "weights_sha256_16": f} for s, f in zip(specs, spec_fingerprints)]
+    write_json(out / "run.json", {"family": family, "models": models_run,
                                   "tasks": {t.name: {"n": len(t.examples), "alphabet": t.alphabet} for t in tasks},
                                   "environment": environment()})
     return table, scored

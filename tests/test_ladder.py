@@ -165,6 +165,15 @@ def test_evaluate_ladder_and_analyse(tiny_ladder):
     verdicts = analyse(table, examples=scored, n_boot=20)
     assert len(verdicts) == 12 and set(verdicts["n_sizes"]) == {5}
     assert verdicts["verdict"].isin(["smooth", "jump", "mirage"]).all()
+    # the evaluation records each model's weights hash, and the report shows it beside the scaling analysis
+    from analysis.report import build_report
+    from analysis.scale_run import run_scale
+
+    record = json.loads((out / "eval" / "run.json").read_text())
+    assert [m["weights_sha256_16"] for m in record["models"]] == [load(m["source"]).fingerprint for m in record["models"]]
+    run_scale([out / "eval"], out / "scale-report", n_boot=10)
+    text = build_report([out / "scale-report"], out / "report.html").read_text()
+    assert record["models"][-1]["weights_sha256_16"] in text and "configuration of" in text
 
 
 def test_the_toolkit_instruments_work_on_ladder_models(tiny_ladder):
