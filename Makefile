@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 browser:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get install -y -q chromium >/dev/null || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
+	  APT="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	  $$APT install -y -q chromium >/dev/null || { $$APT update -q && $$APT install -y -q chromium; }; }
 	@chromium --version
 
 demo: $(STAMP)
