@@ -114,11 +114,12 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
         inputs.scale = pd.concat([pd.read_csv(s.path / "scale.csv") for s in by_kind("scale")], ignore_index=True)
         inputs.verdicts = pd.concat([pd.read_csv(s.path / "verdicts.csv") for s in by_kind("scale")], ignore_index=True)
     if by_kind("heads"):
-        inputs.heads = pd.concat([pd.read_csv(s.path / "heads.csv") for s in by_kind("heads")], ignore_index=True)
+        frames = {s.path: pd.read_csv(s.path / "heads.csv") for s in by_kind("heads")}  # each file read once
+        inputs.heads = pd.concat(frames.values(), ignore_index=True)
         for s in by_kind("heads"):
             if (s.path / "pattern.npz").exists():
                 with np.load(s.path / "pattern.npz", allow_pickle=False) as npz:
-                    model = str(pd.read_csv(s.path / "heads.csv", nrows=1)["model"].iloc[0])
+                    model = str(frames[s.path]["model"].iloc[0])
                     inputs.patterns[model] = ([str(t) for t in npz["tokens"]], npz["patterns"], s.record.get("example", ""))
     return inputs
 
