@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from probes import load
-from probes.behaviour import MinimalPairs, context_token
-from probes.components import all_heads
-from probes.datasets.grammar import agreement_pairs
-from probes.sweep import Evaluator, single_effects
+from probes.causal.behaviour import MinimalPairs, context_token
+from probes.causal.components import all_heads
+from probes.probing.datasets.grammar import agreement_pairs
+from probes.causal.evaluator import Evaluator, single_effects
 
 
 def naive_inputs(lm, pairs):

@@ -38,8 +38,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from probes import capture, load
-from probes.align import encode
-from probes.data import builtin_texts
+from probes.core.align import encode
+from probes.core.data import builtin_texts
 
 BATCH, SEQ = 4, 128
 
@@ -161,7 +161,7 @@ def peak_mib():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 from probes import ActivationStore, load
-from probes.data import builtin_texts
+from probes.core.data import builtin_texts
 lm = load(sys.argv[1])
 texts = builtin_texts("demo") * int(sys.argv[2])
 store = ActivationStore.build(lm, texts, ["blocks.*.hook_resid_post", "blocks.*.attn.hook_pattern"], sys.argv[3],

@@ -29,9 +29,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from probes import load
-from probes.datasets import generate
-from probes.linear import fit_layers
-from probes.suite import extract, validate
+from probes.probing.datasets import generate
+from probes.probing.linear import fit_layers
+from probes.pipelines.suite import extract, validate
 
 
 def main() -> None:

@@ -5,10 +5,10 @@
     out, cache = run_with_cache(lm, ["The cat sat."], "blocks.*.hook_resid_post")
 """
 
-from .align import encode, pool_words
-from .hooks import capture, intervene, run_with_cache
-from .models import LoadedModel, load, wrap
-from .store import ActivationStore
+from probes.core.align import encode, pool_words
+from probes.core.hooks import capture, intervene, run_with_cache
+from probes.core.models import LoadedModel, load, wrap
+from probes.core.store import ActivationStore
 
 __version__ = "0.1.0"
 __all__ = ["ActivationStore", "LoadedModel", "capture", "encode", "intervene", "load", "pool_words", "run_with_cache", "wrap"]

@@ -29,7 +29,7 @@ DEMO_SITES = ["blocks.*.hook_resid_post", "blocks.*.attn.hook_pattern"]
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import ALIASES, DEFAULT_MODEL, installed_aliases
+    from probes.core.models import ALIASES, DEFAULT_MODEL, installed_aliases
 
     installed = installed_aliases()
     print(f"{'alias':<14} {'installed':<10} {'package':<22} description")
@@ -45,8 +45,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_sites(args: argparse.Namespace) -> int:
-    from .models import load
-    from .sites import BLOCK_SITES
+    from probes.core.models import load
+    from probes.core.sites import BLOCK_SITES
 
     lm = load(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code)
     s = lm.shape
@@ -66,9 +66,9 @@ def _cmd_sites(args: argparse.Namespace) -> int:
 def _capture(model: str, texts: list[str], sites: list[str], out: Path, args: argparse.Namespace) -> int:
     from analysis.results import layer_table, write_results
 
-    from .models import load
-    from .store import ActivationStore
-    from .summary import layer_summary
+    from probes.core.models import load
+    from probes.core.store import ActivationStore
+    from probes.core.summary import layer_summary
 
     lm = load(model, revision=args.revision, trust_remote_code=args.trust_remote_code, device=args.device)
     store = ActivationStore.build(
@@ -87,14 +87,14 @@ def _capture(model: str, texts: list[str], sites: list[str], out: Path, args: ar
 
 
 def _cmd_capture(args: argparse.Namespace) -> int:
-    from .data import builtin_texts, read_texts
+    from probes.core.data import builtin_texts, read_texts
 
     texts = read_texts(args.texts) if args.texts else builtin_texts("demo")
     return _capture(args.model, texts, args.sites, Path(args.out), args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .suite import load_suite, run_suite
+    from probes.pipelines.suite import load_suite, run_suite
 
     suite = load_suite(args.suite)
     run_suite(suite, args.out)
@@ -125,7 +125,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from .reducibility import run_ablation
+    from probes.pipelines.ablation_study import run_ablation
 
     spec = {"model": args.model, "behaviour": args.behaviour, "data": args.data, "n": args.n, "kind": args.kind,
             "components": " ".join(args.components), "top_k": args.top_k, "permutations": args.permutations,
@@ -139,9 +139,9 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_heads(args: argparse.Namespace) -> int:
-    from .data import builtin_texts, read_texts
-    from .head_stats import EXAMPLE, write_head_statistics
-    from .models import load
+    from probes.core.data import builtin_texts, read_texts
+    from probes.causal.head_stats import EXAMPLE, write_head_statistics
+    from probes.core.models import load
 
     lm = load(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code, device=args.device)
     texts = read_texts(args.texts) if args.texts else builtin_texts("demo")
@@ -156,7 +156,7 @@ def _cmd_heads(args: argparse.Namespace) -> int:
 
 
 def _cmd_ladder_train(args: argparse.Namespace) -> int:
-    from .ladder import LadderConfig, train_ladder
+    from probes.scale.ladder import LadderConfig, train_ladder
 
     config = LadderConfig.tiny() if args.tiny else LadderConfig()
     if args.steps:
@@ -169,7 +169,7 @@ def _cmd_ladder_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_ladder_eval(args: argparse.Namespace) -> int:
-    from .ladder import evaluate_ladder
+    from probes.scale.ladder import evaluate_ladder
 
     evaluate_ladder(args.out, n=args.n)
     args.results, args.out = [str(Path(args.out) / "eval")], str(Path(args.out) / "scale")
@@ -222,12 +222,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from analysis.report import build_report
     from analysis.scale_run import run_scale
 
-    from .data import builtin_texts
-    from .head_stats import write_head_statistics
-    from .ladder import LadderConfig, evaluate_ladder, train_ladder
-    from .models import DEFAULT_MODEL, load
-    from .reducibility import run_ablation
-    from .suite import load_suite, run_suite
+    from probes.core.data import builtin_texts
+    from probes.causal.head_stats import write_head_statistics
+    from probes.scale.ladder import LadderConfig, evaluate_ladder, train_ladder
+    from probes.core.models import DEFAULT_MODEL, load
+    from probes.pipelines.ablation_study import run_ablation
+    from probes.pipelines.suite import load_suite, run_suite
 
     settings = DEMO_SETTINGS["quick" if args.quick else "full"]
     out, start = Path(args.out or ("runs/demo-quick" if args.quick else "runs/demo")), time.perf_counter()

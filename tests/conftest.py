@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from probes import models as models_mod
+from probes.core import models as models_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TEXTS = (ROOT / "data" / "texts" / "demo.txt").read_text().splitlines()

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from probes.ablation import AblationError, Reference, ablate
-from probes.align import encode
-from probes.behaviour import BehaviourError, LogitDiff, MinimalPairs, NextTokenLoss, ProbeAccuracy, EmbeddingCosine
-from probes.components import (Attn, ComponentError, Direction, Edit, Head, MLP, Neurons, Resid, all_heads, all_mlps,
+from probes.causal.ablation import AblationError, Reference, ablate
+from probes.core.align import encode
+from probes.causal.behaviour import BehaviourError, LogitDiff, MinimalPairs, NextTokenLoss, ProbeAccuracy, EmbeddingCosine
+from probes.causal.components import (Attn, ComponentError, Direction, Edit, Head, MLP, Neurons, Resid, all_heads, all_mlps,
                                components_from, parse_component)
-from probes.datasets import agreement_pairs, agreement_prompts, generate
-from probes.patching import patch_effects
-from probes.sweep import Evaluator, interaction_matrix, single_effects
+from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
+from probes.causal.patching import patch_effects
+from probes.causal.evaluator import Evaluator, interaction_matrix, single_effects
 
 TEXTS = ["the dog near the cars sleeps .", "some teachers that the cat likes run quickly .", "a tall dog sees the book ."]
 CAUSAL = ("gpt2", "llama", "gpt_neox")
@@ -141,7 +141,7 @@ def test_mean_is_per_position_and_resample_draws_real_reference_values(tiny_fold
     batch = _batch(lm)
     site = "blocks.0.hook_mlp_out"
     ref = Reference.from_batches(lm, [batch], [site], seed=3)
-    from probes.hooks import capture
+    from probes.core.hooks import capture
 
     with torch.inference_mode(), capture(lm, site) as cache:
         lm.model(**batch)
@@ -326,7 +326,7 @@ def test_probe_accuracy_behaviour_falls_when_the_read_layer_is_ablated(tiny_fold
     assert ev.clean.mean() > 0.5  # word identity alone gives POS away, even in a random model
     assert set(np.unique(ev.clean)) <= {0.0, 1.0}
     # independent: the fitted probe on mean-pooled word features captured with a plain HF forward
-    from probes.align import pool_words
+    from probes.core.align import pool_words
 
     test = [i for i, s in enumerate(behaviour.dataset.split) if s == "test"]
     enc = encode(lm.tokenizer, [ds.words[i] for i in test])
@@ -424,7 +424,7 @@ def test_patching_the_whole_residual_at_the_differing_positions_restores_everyth
 
 
 def _source(lm, prompts, answers):
-    from probes.hooks import capture
+    from probes.core.hooks import capture
 
     out = []
     with torch.inference_mode(), capture(lm, "blocks.0.hook_resid_pre") as cache:

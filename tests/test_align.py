@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes.align import EmptyInputError, encode, pool_words, token_word_index, word_spans
+from probes.core.align import EmptyInputError, encode, pool_words, token_word_index, word_spans
 
 from conftest import _byte_bpe, _wordpiece
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from probes import capture, intervene, run_with_cache
-from probes.align import encode
-from probes.models import LoadedModel
+from probes.core.align import encode
+from probes.core.models import LoadedModel
 
 TEXTS = ["The cat sat on the mat.", "Unbelievably, the tortoise overtook the hare near the river."]
 
@@ -131,7 +131,7 @@ def test_z_is_pattern_times_values_by_hand(tiny):
 
 
 def test_capture_switches_to_eager_only_while_needed(arch, tiny_folders):
-    from probes.models import load
+    from probes.core.models import load
 
     lm = load(tiny_folders[arch], attn_implementation="sdpa")
     batch = batch_for(lm)

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from probes.datasets import TASKS, DatasetError, ProbingDataset, agreement_pairs, generate
-from probes.datasets.grammar import CONTENT, lexicon
-from probes.datasets.loaders import load_blimp, load_conllu, load_table, write_blimp
+from probes.probing.datasets import TASKS, DatasetError, ProbingDataset, agreement_pairs, generate
+from probes.probing.datasets.grammar import CONTENT, lexicon
+from probes.probing.datasets.loaders import load_blimp, load_conllu, load_table, write_blimp
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from probes import load
-from probes.head_stats import head_map, head_statistics, induction_batch, induction_scores, pattern_statistics
+from probes.causal.head_stats import head_map, head_statistics, induction_batch, induction_scores, pattern_statistics
 
 
 def test_pattern_statistics_by_hand():
@@ -76,7 +76,7 @@ def test_head_maps_figure_is_labelled(tiny_folders):
 
 @pytest.mark.integration
 def test_smollm_has_induction_heads_and_an_attention_sink(smollm):
-    from probes.data import builtin_texts
+    from probes.core.data import builtin_texts
 
     frame = head_statistics(smollm, builtin_texts("demo")[:32])
     assert (head_map(frame, "induction") > 0.5).sum() >= 2  # e.g. L18H6 near 0.85
@@ -85,7 +85,7 @@ def test_smollm_has_induction_heads_and_an_attention_sink(smollm):
 
 @pytest.mark.integration
 def test_minilm_has_a_previous_token_head(minilm):
-    from probes.data import builtin_texts
+    from probes.core.data import builtin_texts
 
     frame = head_statistics(minilm, builtin_texts("demo")[:32])
     assert head_map(frame, "prev_token").max() > 0.9  # L0H2

@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from probes import ActivationStore, capture
-from probes.align import encode
-from probes.models import ALIASES, alias_folder, cache_root, file_sha256
+from probes.core.align import encode
+from probes.core.models import ALIASES, alias_folder, cache_root, file_sha256
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes.behaviour import MinimalPairs, ProbeAccuracy
-from probes.components import Head, MLP, Neurons, Resid
-from probes.datasets import agreement_pairs, agreement_prompts, generate
-from probes.erasure import LeaceEraser, token_features
-from probes.linear import fit_layers
-from probes.patching import patch_effects
-from probes.sweep import Evaluator
+from probes.causal.behaviour import MinimalPairs, ProbeAccuracy
+from probes.causal.components import Head, MLP, Neurons, Resid
+from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
+from probes.causal.erasure import LeaceEraser, token_features
+from probes.probing.linear import fit_layers
+from probes.causal.patching import patch_effects
+from probes.causal.evaluator import Evaluator
 
 pytestmark = pytest.mark.integration
 

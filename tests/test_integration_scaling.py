@@ -7,9 +7,9 @@ import pytest
 
 from analysis.mirage import score_examples
 from hf_reference import hf_continuation_logprob, hf_greedy_tokens
-from probes.datasets.synthetic import make_task
-from probes.models import parameter_counts
-from probes.scale_eval import GenerationTask, evaluate_task
+from probes.probing.datasets.synthetic import make_task
+from probes.core.models import parameter_counts
+from probes.scale.evaluate import GenerationTask, evaluate_task
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from transformers import AutoModelForCausalLM
 
 from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from probes import load
-from probes.datasets.base import DatasetError
-from probes.datasets.synthetic import addition, make_task, recall
-from probes.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer, evaluate_ladder, train_ladder
-from probes.models import parameter_counts
-from probes.scale_eval import GenerationTask, ModelSpec, evaluate_family, evaluate_task
+from probes.probing.datasets.base import DatasetError
+from probes.probing.datasets.synthetic import addition, make_task, recall
+from probes.scale.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer, evaluate_ladder, train_ladder
+from probes.core.models import parameter_counts
+from probes.scale.evaluate import GenerationTask, ModelSpec, evaluate_family, evaluate_task
 
 
 # --- synthetic tasks ---------------------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_ladder_saves_hf_folders_with_checkpoints(tiny_ladder):
 
 
 def test_default_ladder_spans_thirty_times_in_parameters():
-    from probes.ladder import make_model
+    from probes.scale.ladder import make_model
 
     config = LadderConfig()
     sizes = [make_model(r, len(char_tokenizer())).num_parameters() for r in config.rungs]
@@ -179,8 +179,8 @@ def test_evaluate_ladder_and_analyse(tiny_ladder):
 def test_the_toolkit_instruments_work_on_ladder_models(tiny_ladder):
     """Hooks, captures and ablations see a ladder model like any other GPT-2."""
     from probes import run_with_cache
-    from probes.ablation import ablate
-    from probes.components import parse_component
+    from probes.causal.ablation import ablate
+    from probes.causal.components import parse_component
 
     out, config, folders = tiny_ladder
     lm = load(folders[-1])

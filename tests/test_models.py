@@ -7,11 +7,11 @@ import json
 import pytest
 from transformers import OPTConfig
 
-from probes import models as models_mod
-from probes.adapters import UnsupportedArchitectureError, adapter_for
-from probes.align import SequenceTooLongError
-from probes.models import ModelNotFoundError, load
-from probes.sites import UnknownSiteError
+from probes.core import models as models_mod
+from probes.core.adapters import UnsupportedArchitectureError, adapter_for
+from probes.core.align import SequenceTooLongError
+from probes.core.models import ModelNotFoundError, load
+from probes.core.sites import UnknownSiteError
 
 
 def test_load_local_folder_gives_model_tokenizer_adapter(tiny, arch):

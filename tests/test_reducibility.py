@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from analysis.results import read_results
-from probes.behaviour import MinimalPairs, make_behaviour
+from probes.causal.behaviour import MinimalPairs, make_behaviour
 from probes.cli import main
-from probes.components import Head, MLP
-from probes.datasets import agreement_pairs, generate
-from probes.erasure import LeaceEraser, amnesic_study, random_subspace_edit, token_features
-from probes.linear import fit_layers
-from probes.reducibility import ablation_study
-from probes.shapley import (additivity, exact_interaction_index, exact_shapley, interaction_indices,
+from probes.causal.components import Head, MLP
+from probes.probing.datasets import agreement_pairs, generate
+from probes.causal.erasure import LeaceEraser, amnesic_study, random_subspace_edit, token_features
+from probes.probing.linear import fit_layers
+from probes.pipelines.ablation_study import ablation_study
+from probes.causal.shapley import (additivity, exact_interaction_index, exact_shapley, interaction_indices,
                             shapley_values)
-from probes.suite import SuiteError, validate
+from probes.pipelines.suite import SuiteError, validate
 
 
 def game(weights: dict, pair_bonus: dict | None = None, n_examples: int = 3):
@@ -243,7 +243,7 @@ def test_suite_ablation_entries_are_validated(tmp_path):
 
 
 def test_suite_runs_an_ablation_entry_and_resumes(tiny_folders, tmp_path):
-    from probes.suite import run_suite
+    from probes.pipelines.suite import run_suite
 
     suite = validate({"models": [str(tiny_folders["bert"])], "tasks": [], "ablations": [
         {"model": str(tiny_folders["llama"]), "n": 8, "kind": "zero", "components": "heads", "top_k": 3,

@@ -30,8 +30,8 @@ def runs(tiny_folders, tmp_path_factory) -> Path:
     """Result folders as the CLI writes them: a probe suite, an ablation study with erasure, head statistics
     (all on tiny models, one of them in a folder with a hostile name) and a scaling analysis."""
     from probes import load
-    from probes.head_stats import write_head_statistics
-    from probes.suite import run_suite, validate
+    from probes.causal.head_stats import write_head_statistics
+    from probes.pipelines.suite import run_suite, validate
 
     root = tmp_path_factory.mktemp("runs")
     model = root / f"gpt2-{EVIL}"

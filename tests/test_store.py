@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from probes import ActivationStore, run_with_cache
-from probes.align import EmptyInputError
-from probes.models import load
-from probes.store import StoreError
+from probes.core.align import EmptyInputError
+from probes.core.models import load
+from probes.core.store import StoreError
 
 from conftest import DEMO_TEXTS
 
@@ -90,7 +90,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from probes import ActivationStore
-    from probes.models import load
+    from probes.core.models import load
     lm = load(sys.argv[1])
     lm.model.register_forward_hook(lambda *a: time.sleep(0.3))  # slow enough to be killed mid-run
     texts = [l for l in open(sys.argv[3]).read().splitlines()]
@@ -180,6 +180,6 @@ def test_bad_requests(tiny, tmp_path, monkeypatch):
         store.read("blocks.1.hook_resid_post")
     with pytest.raises(StoreError, match="not an activation store"):
         ActivationStore(tmp_path)
-    monkeypatch.setattr("probes.store._free_bytes", lambda path: 1024)
+    monkeypatch.setattr("probes.core.store._free_bytes", lambda path: 1024)
     with pytest.raises(StoreError, match="disk full ahead"):
         ActivationStore.build(tiny, DEMO_TEXTS[:6], SITES, tmp_path / "full", batch_size=2, progress=False)

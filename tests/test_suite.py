@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-import probes.suite as suite_mod
+import probes.pipelines.suite as suite_mod
 from probes.cli import main
-from probes.suite import Suite, SuiteError, load_suite, profile_table, ready_suites, run_suite, validate
+from probes.pipelines.suite import Suite, SuiteError, load_suite, profile_table, ready_suites, run_suite, validate
 
 
 def tiny_suite(folder, **overrides) -> Suite:
@@ -19,7 +19,7 @@ def tiny_suite(folder, **overrides) -> Suite:
 
 
 def test_model_entries_may_name_a_revision(tmp_path):
-    from probes.suite import model_reference
+    from probes.pipelines.suite import model_reference
 
     assert model_reference("EleutherAI/pythia-160m@step1000") == ("EleutherAI/pythia-160m", "step1000")
     assert model_reference("minilm") == ("minilm", None)

@@ -89,7 +89,7 @@ def load_table(
 
 def load_blimp(path: str | os.PathLike) -> list[dict]:
     """Minimal pairs from a BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``, optional fields kept)."""
-    from ..data import iter_jsonl  # probes.data imports this package: import at call time
+    from probes.core.data import iter_jsonl  # probes.data imports this package: import at call time
 
     path = _existing(path)
     rows = []

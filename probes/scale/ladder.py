@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import write_json
-from .models import parameter_counts
-from .datasets.synthetic import ALPHABET
-from .provenance import content_hash, environment
+from probes.core.files import write_json
+from probes.core.models import parameter_counts
+from probes.probing.datasets.synthetic import ALPHABET
+from probes.core.provenance import content_hash, environment
 
 PAD, BOS = "<pad>", "<bos>"
 
@@ -299,7 +299,7 @@ def train_ladder(out: str | Path, config: LadderConfig | None = None, *, progres
 
 def ladder_models(out: str | Path) -> list:
     """Every model of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
-    from .scale_eval import ModelSpec
+    from probes.scale.evaluate import ModelSpec
 
     out = Path(out)
     if not (out / "ladder.json").exists():
@@ -319,8 +319,8 @@ def evaluate_ladder(out: str | Path, *, n: int = 500, progress: bool = True):
     Writes ``out/eval/`` (see ``probes.scale_eval.evaluate_family``); the test examples come
     from a different seed than training's, which draws its examples from a torch generator.
     """
-    from .datasets.synthetic import ANSWER_SYMBOLS, make_task
-    from .scale_eval import GenerationTask, evaluate_family
+    from probes.probing.datasets.synthetic import ANSWER_SYMBOLS, make_task
+    from probes.scale.evaluate import GenerationTask, evaluate_family
 
     specs = ladder_models(out)
     config = json.loads((Path(out) / "ladder.json").read_text())["config"]

@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .adapters import Adapter, Shape
+from probes.core.adapters import Adapter, Shape
 
 Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "unembed"]
 

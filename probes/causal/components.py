@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .adapters import Shape
+from probes.core.adapters import Shape
 
 
 class ComponentError(ValueError):

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .ablation import token_positions
-from .align import encode, ensure_pad_token
-from .datasets.base import DatasetError, ProbingDataset
-from .linear import LayerProbes, fit_layers
-from .models import LoadedModel
+from probes.causal.ablation import token_positions
+from probes.core.align import encode, ensure_pad_token
+from probes.probing.datasets.base import DatasetError, ProbingDataset
+from probes.probing.linear import LayerProbes, fit_layers
+from probes.core.models import LoadedModel
 
 
 class BehaviourError(ValueError):
@@ -458,7 +458,7 @@ class ProbeAccuracy(_PooledReadout):
         return batches
 
     def prepare(self, lm: LoadedModel) -> list[Batch]:
-        from .hooks import capture
+        from probes.core.hooks import capture
 
         site = self.readout(lm)
         feats, labels = [], []
@@ -542,9 +542,9 @@ def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None
     cosine         sentence-embedding cosine on the agreement pairs (good vs bad sentence), or on
                    ``data``, a JSONL file with text_a / text_b
     """
-    from .data import builtin_texts, iter_jsonl, read_texts
-    from .datasets.grammar import TASKS, agreement_pairs, generate
-    from .datasets.loaders import load_blimp
+    from probes.core.data import builtin_texts, iter_jsonl, read_texts
+    from probes.probing.datasets.grammar import TASKS, agreement_pairs, generate
+    from probes.probing.datasets.loaders import load_blimp
 
     name = name or default_behaviour(lm)
     if name == "agreement":

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .behaviour import BehaviourError, LogitDiff, first_token, scored_ids
-from .components import Component, Resid
-from .hooks import capture
-from .models import LoadedModel
-from .sweep import Evaluator
+from probes.causal.behaviour import BehaviourError, LogitDiff, first_token, scored_ids
+from probes.causal.components import Component, Resid
+from probes.core.hooks import capture
+from probes.core.models import LoadedModel
+from probes.causal.evaluator import Evaluator
 
 
 @dataclass

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 from analysis.mirage import aggregate, chance_levels, score_examples
 from analysis.scale_table import scale_table
 
-from .atomic import atomic_path, write_json
-from .behaviour import pad_right, scored_ids
-from .models import LoadedModel, load, parameter_counts
-from .provenance import content_hash, environment
+from probes.core.files import atomic_path, write_json
+from probes.causal.behaviour import pad_right, scored_ids
+from probes.core.models import LoadedModel, load, parameter_counts
+from probes.core.provenance import content_hash, environment
 
 
 @dataclass

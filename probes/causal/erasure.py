@@ -27,11 +27,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .behaviour import Behaviour
-from .components import Component, Edit
-from .datasets.base import DatasetError, ProbingDataset
-from .models import LoadedModel
-from .sweep import Evaluator
+from probes.causal.behaviour import Behaviour
+from probes.causal.components import Component, Edit
+from probes.probing.datasets.base import DatasetError, ProbingDataset
+from probes.core.models import LoadedModel
+from probes.causal.evaluator import Evaluator
 
 
 @dataclass
@@ -98,8 +98,8 @@ def token_features(lm: LoadedModel, dataset: ProbingDataset, layer: int, *, batc
 def layer_token_features(lm: LoadedModel, dataset: ProbingDataset, layers: Sequence[int], *, batch_size: int = 32,
                          split: str | None = None) -> tuple[dict[int, Tensor], np.ndarray]:
     """``token_features`` for several layers from one pass over the data."""
-    from .align import encode
-    from .hooks import capture
+    from probes.core.align import encode
+    from probes.core.hooks import capture
 
     sites = {layer: f"blocks.{layer}.hook_resid_post" for layer in layers}
     chosen = [i for i in range(len(dataset)) if split is None or dataset.split[i] == split]
@@ -134,7 +134,7 @@ def amnesic_study(
     Also reports how well a fresh logistic probe reads the concept from the erased
     features (held-out split), which LEACE guarantees to be no better than chance.
     """
-    from .linear import fit_layers
+    from probes.probing.linear import fit_layers
 
     concept = concept.with_split(seed=seed)
     ev = Evaluator(lm, behaviour, kind="zero", progress=progress)

@@ -41,18 +41,18 @@ from tqdm.auto import tqdm
 from analysis.results import read_results, tidy, write_results
 from analysis.tables import PROBES, ablation_table, profile_table  # noqa: F401  (re-exported: probes.suite's API)
 
-from .align import pool_words
-from .atomic import write_json
-from .controls import bootstrap_ci, control_labels, layer_profile, online_codelength, random_weights
-from .data import DATA_DIR
-from .datasets import TASKS, ProbingDataset, generate
-from .datasets.loaders import load_conllu, load_table
-from .linear import RidgeProbe, fit_layers
-from .models import LoadedModel, load
-from .provenance import environment
-from .reducibility import run_ablation
-from .sites import BLOCK_SITES
-from .store import ActivationStore
+from probes.core.align import pool_words
+from probes.core.files import write_json
+from probes.probing.controls import bootstrap_ci, control_labels, layer_profile, online_codelength, random_weights
+from probes.core.data import DATA_DIR
+from probes.probing.datasets import TASKS, ProbingDataset, generate
+from probes.probing.datasets.loaders import load_conllu, load_table
+from probes.probing.linear import RidgeProbe, fit_layers
+from probes.core.models import LoadedModel, load
+from probes.core.provenance import environment
+from probes.pipelines.ablation_study import run_ablation
+from probes.core.sites import BLOCK_SITES
+from probes.core.store import ActivationStore
 
 CONTROLS = ("control_task", "random_weights", "mdl")
 SUITES_DIR = DATA_DIR / "suites"

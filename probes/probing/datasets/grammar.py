@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .base import ProbingDataset
 
-LEXICON_PATH = Path(__file__).resolve().parents[2] / "data" / "grammar" / "lexicon.json"
+LEXICON_PATH = Path(__file__).resolve().parents[3] / "data" / "grammar" / "lexicon.json"
 TASKS = ("pos", "subject_number", "tense", "length", "bigram_shift", "depth")
 LENGTH_BUCKETS = ((0, 6, "<=6"), (7, 9, "7-9"), (10, 13, "10-13"), (14, 10_000, ">=14"))
 CONTENT = ("nouns", "objects", "transitive", "intransitive", "saying", "adjectives")

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
-from .align import encode
-from .models import LoadedModel
-from .sites import Site
+from probes.core.align import encode
+from probes.core.models import LoadedModel
+from probes.core.sites import Site
 
 SiteFn = Callable[[Tensor], Tensor | None]  # sees the site's value; returns a replacement or None
 

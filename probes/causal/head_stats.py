@@ -24,10 +24,10 @@ import torch
 
 from analysis.results import tidy
 
-from .behaviour import pad_right
-from .hooks import run_with_cache
-from .models import LoadedModel
-from .summary import attention_rows
+from probes.causal.behaviour import pad_right
+from probes.core.hooks import run_with_cache
+from probes.core.models import LoadedModel
+from probes.core.summary import attention_rows
 
 TEXT_METRICS = ("entropy", "distance", "prev_token", "first_token")
 
@@ -116,8 +116,8 @@ def write_head_statistics(lm: LoadedModel, out: str | Path, texts: Sequence[str]
                           seed: int = 0) -> pd.DataFrame:
     """``head_statistics`` into ``out/heads.csv``, the patterns of every head on ``example`` into
     ``out/pattern.npz`` (for the report's heatmaps), and what they came from into ``out/run.json``."""
-    from .atomic import atomic_path, write_json
-    from .provenance import content_hash, environment
+    from probes.core.files import atomic_path, write_json
+    from probes.core.provenance import content_hash, environment
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,11 +33,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .ablation import Reference, RowPlan, check_kind
-from .behaviour import Batch, Behaviour
-from .components import Component, check
-from .hooks import hooked
-from .models import LoadedModel
+from probes.causal.ablation import Reference, RowPlan, check_kind
+from probes.causal.behaviour import Batch, Behaviour
+from probes.causal.components import Component, check
+from probes.core.hooks import hooked
+from probes.core.models import LoadedModel
 
 Subset = frozenset  # a set of components ablated together
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .align import encode
-from .components import Component, check
-from .hooks import capture, hooked
-from .models import LoadedModel
+from probes.core.align import encode
+from probes.causal.components import Component, check
+from probes.core.hooks import capture, hooked
+from probes.core.models import LoadedModel
 
 KINDS = ("zero", "mean", "resample")
 

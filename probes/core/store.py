@@ -36,12 +36,12 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .align import EmptyInputError, Encoded, Pooling, encode, pool_words
-from .atomic import atomic_path, write_json
-from .hooks import capture
-from .models import LoadedModel
-from .provenance import content_hash, environment
-from .sites import Site
+from probes.core.align import EmptyInputError, Encoded, Pooling, encode, pool_words
+from probes.core.files import atomic_path, write_json
+from probes.core.hooks import capture
+from probes.core.models import LoadedModel
+from probes.core.provenance import content_hash, environment
+from probes.core.sites import Site
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 META_COLUMNS = ("example_id", "position", "token_id", "word_index")

@@ -23,8 +23,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from . import sites as sites_mod
-from .adapters import Adapter, Shape, adapter_for, model_shape
-from .align import SequenceTooLongError, ensure_pad_token
+from probes.core.adapters import Adapter, Shape, adapter_for, model_shape
+from probes.core.align import SequenceTooLongError, ensure_pad_token
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_MAX_LENGTH = 512  # tokens; longer texts are truncated and reported

@@ -20,7 +20,7 @@ import torch
 
 from analysis.results import tidy
 
-from .store import ActivationStore
+from probes.core.store import ActivationStore
 
 _LAYER = re.compile(r"^blocks\.(\d+)\.(.+)$")
 

@@ -25,12 +25,12 @@ import pandas as pd
 
 from analysis.readings import additivity_reading
 
-from .atomic import atomic_path, write_json
-from .behaviour import Behaviour
-from .components import Component, components_from
-from .models import LoadedModel
-from .shapley import Additivity, additivity, interaction_indices, shapley_values
-from .sweep import Evaluator, effect_map, interaction_matrix, single_effects, top_components
+from probes.core.files import atomic_path, write_json
+from probes.causal.behaviour import Behaviour
+from probes.causal.components import Component, components_from
+from probes.core.models import LoadedModel
+from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
+from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 
 
 @dataclass
@@ -193,9 +193,9 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
     """
     from analysis.results import tidy, write_results
 
-    from .behaviour import default_behaviour, make_behaviour
-    from .models import load
-    from .provenance import content_hash, environment
+    from probes.causal.behaviour import default_behaviour, make_behaviour
+    from probes.core.models import load
+    from probes.core.provenance import content_hash, environment
 
     spec = {**ABLATION_DEFAULTS, **spec}
     out.mkdir(parents=True, exist_ok=True)
@@ -220,8 +220,8 @@ def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revisi
 
 
 def _amnesic(lm: LoadedModel, behaviour: Behaviour, spec: dict, progress: bool) -> pd.DataFrame:
-    from .datasets import generate
-    from .erasure import amnesic_study
+    from probes.probing.datasets import generate
+    from probes.causal.erasure import amnesic_study
 
     n_layers = lm.shape.n_layers
     layers = spec["erase_layers"] or sorted({round(f * (n_layers - 1)) for f in (0.25, 0.5, 0.75)})

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .datasets.base import DatasetError
+from probes.probing.datasets.base import DatasetError
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
