@@ -39,11 +39,12 @@ from .readings import (additivity_lean, additivity_reading, decodability_reading
                        non_additive_share, overall_reading, scale_reading)
 from .results import read_results, tidy
 from .tables import ablation_table, profile_table
+from .errors import ProbesError
 
 SKIP = {"activations", "stages", "checkpoints", "outputs", "figures", ".git"}  # never hold a result folder
 
 
-class ReportError(ValueError):
+class ReportError(ProbesError, ValueError):
     """Inputs the report cannot use."""
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from .errors import ProbesError
 
 COLUMNS = ("model", "task", "site", "layer", "probe", "control", "metric", "value", "ci_low", "ci_high", "n")
 REQUIRED = ("model", "metric", "value")
 
 
-class ResultsError(ValueError):
+class ResultsError(ProbesError, ValueError):
     """A table that does not have the results layout."""
 
 

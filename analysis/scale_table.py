@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from .errors import ProbesError
 
 SCALE_COLUMNS = ("model", "family", "parameters", "non_embedding_parameters", "tokens", "step", "task", "metric",
                  "value", "stderr", "n", "chance")
@@ -27,7 +28,7 @@ REQUIRED = ("model", "task", "metric", "value")
 MIN_SIZES = 3
 
 
-class ScaleTableError(ValueError):
+class ScaleTableError(ProbesError, ValueError):
     """A scale table that cannot be analysed as given."""
 
 

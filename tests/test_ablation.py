@@ -100,9 +100,13 @@ def test_direction_ablation_removes_only_that_component(tiny):
     batch = _batch(tiny)
     v = torch.randn(tiny.shape.d_model, generator=torch.Generator().manual_seed(0))
     seen = {}
-    block = tiny.base.get_submodule(tiny.adapter.block(0))
-    with ablate(tiny, Direction(0, v)):  # the observer is registered after the ablation, so it sees its result
-        handle = block.register_forward_hook(lambda _m, _a, out: seen.__setitem__("after", out.detach().clone()))
+    block = tiny.base.get_submodule(tiny.adapter.block(1))
+
+    def observe(_m, args, kwargs):
+        seen["after"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+    with ablate(tiny, Direction(1, v)):  # the residual entering block 1; the observer, registered after the
+        handle = block.register_forward_pre_hook(observe, with_kwargs=True)  # ablation, sees its result
         try:
             _out(tiny, batch)
         finally:
@@ -321,7 +325,7 @@ def test_probe_accuracy_behaviour_falls_when_the_read_layer_is_ablated(tiny_fold
 
     lm = load(tiny_folders["bert"])
     ds = generate("pos", 60, seed=0)
-    behaviour = ProbeAccuracy(ds, layer=1)
+    behaviour = ProbeAccuracy(ds, layer=2)
     ev = Evaluator(lm, behaviour, kind="zero")
     assert ev.clean.mean() > 0.5  # word identity alone gives POS away, even in a random model
     assert set(np.unique(ev.clean)) <= {0.0, 1.0}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
 from probes.probing.datasets import TASKS, DatasetError, ProbingDataset, agreement_pairs, generate
 from probes.probing.datasets.grammar import CONTENT, lexicon
-from probes.probing.datasets.loaders import load_blimp, load_conllu, load_table, write_blimp
+from probes.probing.datasets.loaders import load_blimp, load_conllu, load_table
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -116,3 +118,8 @@ def test_table_loaders_and_their_errors(tmp_path):
         load_table(tmp_path / "missing.csv")
     with pytest.raises(DatasetError, match="is empty"):
         ProbingDataset("e", "sentence", [], [])
+
+
+def write_blimp(rows: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

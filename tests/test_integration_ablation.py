@@ -39,9 +39,9 @@ def test_smollm_patching_the_subject_position_restores_the_clean_answer(smollm):
 
 def test_minilm_probe_behaviour_and_leace(minilm):
     ds = generate("subject_number", 160, seed=0)
-    ev = Evaluator(minilm, ProbeAccuracy(ds, layer=3), kind="zero")
+    ev = Evaluator(minilm, ProbeAccuracy(ds, layer=4), kind="zero")
     assert ev.clean.mean() > 0.75
-    X, y = token_features(minilm, ds, layer=3)
+    X, y = token_features(minilm, ds, layer=4)
     erased = LeaceEraser.fit(X, y)(X.double()).float()
     majority = pd.Series(y).value_counts(normalize=True).iloc[0]
     assert fit_layers(X[None], y, Cs=[1.0]).accuracy(X[None], y)[0] > 0.9
@@ -51,7 +51,7 @@ def test_minilm_probe_behaviour_and_leace(minilm):
 def test_leace_erases_subject_number_from_smollms_ill_conditioned_residual(smollm):
     """smollm's residual stream has massive activations (covariance condition number ~1e9)."""
     ds = generate("subject_number", 120, seed=0)
-    X, y = token_features(smollm, ds, layer=14)
+    X, y = token_features(smollm, ds, layer=15)
     erased = LeaceEraser.fit(X, y)(X.double()).float()
     majority = pd.Series(y).value_counts(normalize=True).iloc[0]
     assert fit_layers(X[None], y).accuracy(X[None], y)[0] > 0.8

@@ -120,7 +120,7 @@ def test_leace_leaves_no_linear_signal_and_moves_the_least():
     assert after.accuracy(erased.float()[None], y.astype(str))[0] <= majority + 0.02
     # among erasers with that guarantee, LEACE moves the data least: a random-rank-2 erasure does not even erase
     rand = random_subspace_edit(d, 2, torch.tensor(X.mean(0)), 0, seed=0)
-    m, mu = rand.edit
+    m, mu = rand.matrix, rand.mean
     X_rand = torch.tensor(X) - (torch.tensor(X) - mu.double()) @ m.double().T
     assert fit_layers(X_rand.float()[None], y.astype(str), Cs=[1.0]).accuracy(X_rand.float()[None], y.astype(str))[0] > 0.8
 
@@ -130,7 +130,7 @@ def test_leace_on_a_models_tokens_leaves_the_probe_at_chance(tiny_folders):
 
     lm = load(tiny_folders["bert"])
     ds = generate("subject_number", 80, seed=0)
-    X, y = token_features(lm, ds, layer=1)
+    X, y = token_features(lm, ds, layer=2)
     eraser = LeaceEraser.fit(X, y)
     erased = eraser(X.double()).float()
     majority = pd.Series(y).value_counts(normalize=True).iloc[0]

@@ -64,8 +64,9 @@ def report(runs) -> Path:
 def test_every_result_folder_is_found_below_the_given_one(runs):
     kinds = {s.path.name: s.kind for s in find_sources([runs])}
     assert kinds == {"probes": "results", "ablation": "results", "heads": "heads", "scale": "scale"}
+    (runs / "probes" / "notes").mkdir(exist_ok=True)  # a folder that holds no results
     with pytest.raises(ReportError, match="no results in"):
-        find_sources([runs / "heads" / ".."/ "probes" / "activations"])
+        find_sources([runs / "heads" / ".." / "probes" / "notes"])
 
 
 def test_html_is_self_contained_and_escapes_user_text(report):

@@ -24,7 +24,7 @@ own set of ablated components, so many ablation conditions share one forward.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -32,14 +32,15 @@ import torch
 from torch import Tensor
 
 from probes.core.align import encode
-from probes.causal.components import Component, check
+from probes.causal.components import Component, ResidualEdit, Slice, check
 from probes.core.hooks import capture, hooked
 from probes.core.models import LoadedModel
+from analysis.errors import ProbesError
 
 KINDS = ("zero", "mean", "resample")
 
 
-class AblationError(ValueError):
+class AblationError(ProbesError, ValueError):
     """An ablation that cannot be carried out as asked."""
 
 
@@ -202,7 +203,7 @@ class RowPlan:
     reference: Reference | None = None
     source: dict[str, Tensor] | None = None
 
-    def hooks(self, lm: LoadedModel) -> dict[str, callable]:
+    def hooks(self, lm: LoadedModel) -> dict[str, Callable[[Tensor], Tensor]]:
         if self.kind == "patch":
             if self.source is None:
                 raise AblationError("patching needs source values (the other run's activations)")
@@ -238,10 +239,10 @@ class RowPlan:
 
     def _site_hook(self, site: str, by_component: dict[Component, list[int]]):
         n_rows = len(self.rows)
-        sliced = {c: r for c, r in by_component.items() if c.kind not in ("direction", "edit")}
-        affine = {c: r for c, r in by_component.items() if c.kind in ("direction", "edit")}
-        # one replacement per call, shared by every sliced component and every non-zero direction ablation
-        needs_replacement = bool(sliced) or (self.kind != "zero" and any(c.kind == "direction" for c in affine))
+        sliced = {c: r for c, r in by_component.items() if isinstance(c, Slice)}
+        edits = {c: r for c, r in by_component.items() if isinstance(c, ResidualEdit)}
+        # one replacement per call, shared by every sliced component and every edit that sets a value
+        needs_replacement = bool(sliced) or (self.kind != "zero" and any(c.needs_reference for c in edits))
 
         def hook(value: Tensor) -> Tensor:
             if value.shape[0] != n_rows:
@@ -251,24 +252,10 @@ class RowPlan:
             if sliced:
                 mask = torch.zeros(value.shape, dtype=torch.bool, device=value.device)
                 for c, rows in sliced.items():
-                    tokens = self._tokens(c, rows, value)
-                    if c.kind == "head":
-                        mask[:, :, c.index[0]] |= tokens[..., None]
-                    elif c.kind == "neurons":
-                        mask[:, :, list(c.index)] |= tokens[..., None]
-                    else:
-                        mask |= tokens.reshape(*tokens.shape, *([1] * (value.ndim - 2)))
+                    c.select(mask, self._tokens(c, rows, value))
                 new = torch.where(mask, replacement, new)
-            for c, rows in affine.items():
-                tokens = self._tokens(c, rows, value)[..., None].to(value.dtype)
-                if c.kind == "edit":
-                    matrix, mean = (t.to(value.device, value.dtype) for t in c.edit)
-                    delta = -(new - mean) @ matrix.T
-                else:
-                    v = c.vector.to(value.device, value.dtype)[:, None]
-                    goal = 0.0 if self.kind == "zero" else replacement @ v
-                    delta = (goal - new @ v) * v.T  # only the component along v changes
-                new = new + tokens * delta
+            for c, rows in edits.items():
+                new = c.apply(new, replacement, self._tokens(c, rows, value), self.kind)
             return new
 
         return hook

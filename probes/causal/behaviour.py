@@ -21,9 +21,9 @@ site's value to per-example numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -32,25 +32,82 @@ from torch import Tensor
 from probes.causal.ablation import token_positions
 from probes.core.align import encode, ensure_pad_token
 from probes.probing.datasets.base import DatasetError, ProbingDataset
+from probes.probing.features import extract_features, mean_pooling, probe_sites
 from probes.probing.linear import LayerProbes, fit_layers
 from probes.core.models import LoadedModel
+from analysis.errors import ProbesError
 
 
-class BehaviourError(ValueError):
+class BehaviourError(ProbesError, ValueError):
     """A behaviour that cannot be measured on this model or data."""
 
 
+class Payload:
+    """What a behaviour's ``score`` needs of one batch besides the readout value; each behaviour has its own."""
+
+    def to(self, device: torch.device | str) -> Payload:
+        """The same payload with every tensor on ``device``."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)  # type: ignore[arg-type]
+                                if isinstance(getattr(self, f.name), Tensor)})
+
+
+P = TypeVar("P", bound=Payload)
+
+
 @dataclass
-class Batch:
+class Batch(Generic[P]):
     inputs: dict[str, Tensor]  # what the model is called with
     positions: Tensor  # (rows, T) position of each token in its text (mean / resample ablation)
     example_ids: Tensor  # (rows,) or (rows, T): the example of each row or token (resample draws are keyed on it)
     n_examples: int  # per-example scores this batch yields
-    extra: dict[str, Any] = field(default_factory=dict)
+    payload: P
 
     @property
     def rows(self) -> int:
         return self.positions.shape[0]
+
+
+@dataclass
+class PairPayload(Payload):
+    """Minimal pairs: which flat positions are unembedded, and for each sentence's scored tokens which
+    unembedded row predicts them (``*_idx``), the token (``*_tok``) and the pair it belongs to (``*_row``)."""
+
+    unembed_at: Tensor
+    good_idx: Tensor
+    good_tok: Tensor
+    good_row: Tensor
+    bad_idx: Tensor
+    bad_tok: Tensor
+    bad_row: Tensor
+
+    @classmethod
+    def of(cls, lists: dict[str, list[int]]) -> PairPayload:
+        return cls(**{k: torch.as_tensor(v, dtype=torch.long) for k, v in lists.items()})
+
+
+@dataclass
+class LastTokenPayload(Payload):
+    """Logit difference: each prompt's last flat position and its (right, wrong) answer tokens."""
+
+    last: Tensor  # (n,)
+    answers: Tensor  # (n, 2)
+
+
+@dataclass
+class TokenLossPayload(Payload):
+    """Next-token loss: the flat position predicting each scored token, the token, and its text."""
+
+    at: Tensor
+    tok: Tensor
+    row: Tensor
+
+
+@dataclass
+class PooledPayload(Payload):
+    """Encoder behaviours: a pooling matrix (units, rows * T) over the readout's tokens, and unit labels."""
+
+    pool: Tensor
+    labels: np.ndarray | None = None
 
 
 class Behaviour:
@@ -236,9 +293,9 @@ class MinimalPairs(Behaviour):
         allowed |= torch.eye(T, dtype=torch.bool) & (owner[:, :, None] < 0)  # padding sees itself: no empty softmax row
         mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill(~allowed, torch.finfo(lm.dtype).min)[:, None]
         inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
-        extra = {"unembed_at": unembed_at, "good_idx": good_idx, "good_tok": good_tok, "good_row": good_row,
-                 "bad_idx": bad_idx, "bad_tok": bad_tok, "bad_row": bad_row}
-        return Batch(_to(inputs, lm.device), positions, owner.clamp(min=0), len(chunk), _to(extra, lm.device))
+        payload = PairPayload.of({"unembed_at": unembed_at, "good_idx": good_idx, "good_tok": good_tok,
+                                  "good_row": good_row, "bad_idx": bad_idx, "bad_tok": bad_tok, "bad_row": bad_row})
+        return Batch(_to(inputs, lm.device), positions, owner.clamp(min=0), len(chunk), payload.to(lm.device))
 
     def reference_inputs(self, lm: LoadedModel, batches: list[Batch]) -> list[dict[str, Tensor]]:
         tokens = self.tokenise(lm)
@@ -248,27 +305,27 @@ class MinimalPairs(Behaviour):
     def _unpacked(self, lm: LoadedModel, chunk, ids: Tensor) -> Batch:
         input_ids, attention = pad_right([s for g, b, _ in chunk for s in (g, b)], lm.tokenizer.pad_token_id)
         T = input_ids.shape[1]
-        extra: dict[str, list] = {"unembed_at": [], "good_idx": [], "good_tok": [], "good_row": [], "bad_idx": [],
+        lists: dict[str, list] = {"unembed_at": [], "good_idx": [], "good_tok": [], "good_row": [], "bad_idx": [],
                                   "bad_tok": [], "bad_row": []}
         for p, (g, b, d) in enumerate(chunk):
             for which, seq, r in (("good", g, 2 * p), ("bad", b, 2 * p + 1)):
-                first = len(extra["unembed_at"])
-                extra["unembed_at"] += [r * T + t - 1 for t in range(d, len(seq))]
-                extra[f"{which}_idx"] += list(range(first, first + len(seq) - d))
-                extra[f"{which}_tok"] += seq[d:]
-                extra[f"{which}_row"] += [p] * (len(seq) - d)
+                first = len(lists["unembed_at"])
+                lists["unembed_at"] += [r * T + t - 1 for t in range(d, len(seq))]
+                lists[f"{which}_idx"] += list(range(first, first + len(seq) - d))
+                lists[f"{which}_tok"] += seq[d:]
+                lists[f"{which}_row"] += [p] * (len(seq) - d)
         inputs = {"input_ids": input_ids, "attention_mask": attention}
         return Batch(_to(inputs, lm.device), token_positions(attention), ids.repeat_interleave(2), len(chunk),
-                     _to(extra, lm.device))
+                     PairPayload.of(lists).to(lm.device))
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
         flat = value.reshape(-1, value.shape[-1])
-        e = batch.extra
-        logp = torch.log_softmax(lm.model.get_output_embeddings()(flat[e["unembed_at"]]).float(), -1)
+        p: PairPayload = batch.payload
+        logp = torch.log_softmax(lm.model.get_output_embeddings()(flat[p.unembed_at]).float(), -1)
         sums = []
-        for which in ("good", "bad"):
-            lp = logp[e[f"{which}_idx"], e[f"{which}_tok"]]
-            sums.append(torch.zeros(batch.n_examples, dtype=lp.dtype, device=lp.device).index_add(0, e[f"{which}_row"], lp))
+        for idx, tok, row in ((p.good_idx, p.good_tok, p.good_row), (p.bad_idx, p.bad_tok, p.bad_row)):
+            lp = logp[idx, tok]
+            sums.append(torch.zeros(batch.n_examples, dtype=lp.dtype, device=lp.device).index_add(0, row, lp))
         diff = sums[0] - sums[1]
         return (diff > 0).to(diff.dtype) if self.metric == "accuracy" else diff
 
@@ -335,15 +392,16 @@ class LogitDiff(Behaviour):
             ids, mask = pad_right(chunk, lm.tokenizer.pad_token_id)
             T = ids.shape[1]
             last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
-            extra = {"last": last, "answers": answers[lo : lo + len(chunk)]}
+            payload = LastTokenPayload(last, answers[lo : lo + len(chunk)])
             batches.append(Batch(_to({"input_ids": ids, "attention_mask": mask}, lm.device), token_positions(mask),
-                                 torch.arange(lo, lo + len(chunk)), len(chunk), _to(extra, lm.device)))
+                                 torch.arange(lo, lo + len(chunk)), len(chunk), payload.to(lm.device)))
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
-        hidden = value.reshape(-1, value.shape[-1])[batch.extra["last"]]
+        p: LastTokenPayload = batch.payload
+        hidden = value.reshape(-1, value.shape[-1])[p.last]
         unembed = lm.model.get_output_embeddings()
-        right, wrong = batch.extra["answers"][:, 0], batch.extra["answers"][:, 1]
+        right, wrong = p.answers[:, 0], p.answers[:, 1]
         direction = unembed.weight[right] - unembed.weight[wrong]  # (n, d)
         diff = (hidden * direction).sum(-1).float()
         if getattr(unembed, "bias", None) is not None:
@@ -384,42 +442,31 @@ class NextTokenLoss(Behaviour):
             scored[torch.arange(len(mask)), mask.float().argmax(1)] = 0  # the first token is never predicted
             T = mask.shape[1]
             rows, cols = scored[:, :].nonzero(as_tuple=True)
-            extra = {"at": rows * T + cols - 1, "tok": enc.inputs["input_ids"][rows, cols], "row": rows}
+            payload = TokenLossPayload(rows * T + cols - 1, enc.inputs["input_ids"][rows, cols], rows)
             ids = torch.arange(lo, lo + len(mask))
-            batches.append(Batch(enc.model_inputs(lm.device), token_positions(mask), ids, len(mask), _to(extra, lm.device)))
+            batches.append(Batch(enc.model_inputs(lm.device), token_positions(mask), ids, len(mask), payload.to(lm.device)))
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
         flat = value.reshape(-1, value.shape[-1])
-        lp = _log_probs(lm, flat[batch.extra["at"]], batch.extra["tok"])
+        p: TokenLossPayload = batch.payload
+        lp = _log_probs(lm, flat[p.at], p.tok)
         n = batch.n_examples
-        total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, batch.extra["row"], -lp)
-        count = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, batch.extra["row"], torch.ones_like(lp))
+        total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, -lp)
+        count = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, torch.ones_like(lp))
         return total / count
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "n_texts": len(self.texts)}
 
 
-class _PooledReadout(Behaviour):
-    """Shared by the encoder behaviours: mean-pool a site's tokens into units with a fixed matrix per batch."""
+class ProbeAccuracy(Behaviour):
+    """Accuracy of a linear probe fitted once on the clean model, read from the residual stream at depth
+    ``layer`` (as probes count layers: 0 = embeddings; default: the last block's output).
 
-    def _pooling(self, word_index: Tensor, units: list[tuple[int, int]], level: str) -> Tensor:
-        rows, T = word_index.shape
-        pool = torch.zeros(len(units), rows * T)
-        for u, (r, w) in enumerate(units):
-            hit = (word_index[r] >= 0) if level == "sentence" else (word_index[r] == w)
-            cols = hit.nonzero().squeeze(1) + r * T
-            pool[u, cols] = 1.0 / max(len(cols), 1)
-        return pool
-
-
-class ProbeAccuracy(_PooledReadout):
-    """Accuracy of a linear probe fitted once on the clean model, read at ``layer`` (default: the last).
-
-    The probe is trained on the dataset's train split; the examples are the test
-    split's units (words for word-level tasks, sentences otherwise, mean-pooled
-    over their tokens). Ablating what the probe reads drives the score to chance.
+    The probe is trained on the dataset's train split (``probes.probing.extract_features``); the examples
+    are the test split's units (words for word-level tasks, sentences otherwise), mean-pooled over their
+    tokens by the same rule. Ablating what the probe reads drives the score to chance.
     """
 
     name = "probe_accuracy"
@@ -437,52 +484,41 @@ class ProbeAccuracy(_PooledReadout):
         self.probe: LayerProbes | None = None
 
     def _layer(self, lm: LoadedModel) -> int:
-        return lm.shape.n_layers - 1 if self.layer is None else self.layer
+        return lm.shape.n_layers if self.layer is None else self.layer
 
     def readout(self, lm: LoadedModel) -> str:
-        return f"blocks.{self._layer(lm)}.hook_resid_post"
+        return probe_sites(lm, "resid", [self._layer(lm)])[1][0]
 
-    def _batches(self, lm: LoadedModel, which: str) -> list[Batch]:
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        train = extract_features(lm, self.dataset, [self._layer(lm)], pool="mean", sentence_pool="mean",
+                                 batch_size=self.batch_size, split="train")
+        if len(np.unique(train.y)) < 2:
+            raise DatasetError(f"dataset {self.dataset.name!r}: the train split has a single class")
+        self.probe = fit_layers(train.X, train.y, Cs=self.Cs, seed=self.seed)
         ds = self.dataset
-        chosen = [i for i, s in enumerate(ds.split) if s == which]
+        chosen = [i for i, s in enumerate(ds.split) if s == "test"]
         batches = []
         for lo in range(0, len(chosen), self.batch_size):
             idx = chosen[lo : lo + self.batch_size]
             enc = encode(lm.tokenizer, [ds.words[i] for i in idx], lm.max_length(None))
-            units = [(r, w) for r, i in enumerate(idx) for w in (range(len(ds.words[i])) if ds.level == "word" else [0])]
-            labels = [str(ds.labels[idx[r]][w] if ds.level == "word" else ds.labels[idx[r]]) for r, w in units]
-            pool = self._pooling(enc.word_index, units, ds.level)
-            extra = {"pool": pool.to(lm.device, lm.dtype), "labels": np.asarray(labels)}
-            batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask),
-                                 torch.tensor(idx), len(units), extra))
+            pool, keys = mean_pooling(enc.word_index, enc.attention_mask, ds.level)
+            labels = np.asarray([str(ds.labels[idx[r]][u] if ds.level == "word" else ds.labels[idx[r]]) for r, u in keys])
+            batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask), torch.tensor(idx),
+                                 len(keys), PooledPayload(pool.to(lm.device, lm.dtype), labels)))
         return batches
 
-    def prepare(self, lm: LoadedModel) -> list[Batch]:
-        from probes.core.hooks import capture
-
-        site = self.readout(lm)
-        feats, labels = [], []
-        with torch.inference_mode(), capture(lm, site) as cache:
-            for batch in self._batches(lm, "train"):
-                lm.model(**batch.inputs)
-                feats.append(batch.extra["pool"] @ cache[site].reshape(-1, cache[site].shape[-1]))
-                labels.append(batch.extra["labels"])
-        X, y = torch.cat(feats).float()[None], np.concatenate(labels)
-        if len(np.unique(y)) < 2:
-            raise DatasetError(f"dataset {self.dataset.name!r}: the train split has a single class")
-        self.probe = fit_layers(X, y, Cs=self.Cs, seed=self.seed)
-        return self._batches(lm, "test")
-
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
-        pooled = batch.extra["pool"] @ value.reshape(-1, value.shape[-1]).to(batch.extra["pool"].dtype)
+        p: PooledPayload = batch.payload
+        assert self.probe is not None and p.labels is not None  # prepare fitted it
+        pooled = p.pool @ value.reshape(-1, value.shape[-1]).to(p.pool.dtype)
         predicted = self.probe.predict(pooled.float()[None].cpu())[0]
-        return torch.as_tensor(predicted == batch.extra["labels"], dtype=torch.float32, device=value.device)
+        return torch.as_tensor(predicted == p.labels, dtype=torch.float32, device=value.device)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "task": self.dataset.name, "layer": self.layer}
 
 
-class EmbeddingCosine(_PooledReadout):
+class EmbeddingCosine(Behaviour):
     """Cosine similarity of mean-pooled sentence embeddings (the last block's output) per sentence pair."""
 
     name = "embedding_cosine"
@@ -506,20 +542,20 @@ class EmbeddingCosine(_PooledReadout):
             pool = torch.block_diag(*[(m / m.sum())[None] for m in mask])  # mean over all real tokens, as sentence-transformers
             ids = torch.arange(lo, lo + len(chunk)).repeat_interleave(2)
             batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask), ids, len(chunk),
-                                 {"pool": pool.to(lm.device, lm.dtype)}))
+                                 PooledPayload(pool.to(lm.device, lm.dtype))))
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
-        emb = (batch.extra["pool"] @ value.reshape(-1, value.shape[-1]).to(batch.extra["pool"].dtype)).float()
+        p: PooledPayload = batch.payload
+        emb = (p.pool @ value.reshape(-1, value.shape[-1]).to(p.pool.dtype)).float()
         return torch.nn.functional.cosine_similarity(emb[0::2], emb[1::2], dim=-1)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "n_pairs": len(self.pairs)}
 
 
-def _to(values: dict, device) -> dict:
-    return {k: (v.to(device) if isinstance(v, Tensor) else torch.as_tensor(v, device=device) if isinstance(v, list) else v)
-            for k, v in values.items()}
+def _to(values: dict[str, Tensor], device: torch.device | str) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in values.items()}
 
 
 BEHAVIOURS = ("agreement", "pairs", "loss", "probe:<task>", "cosine")

@@ -1,121 +1,286 @@
-"""Components a behaviour can be taken apart into: heads, attention layers, MLPs, neurons, directions.
+"""Components a behaviour can be taken apart into: heads, attention layers, MLPs, neurons, residual edits.
 
-Each component names the site its value lives at and the slice of that site it
-owns, so every intervention (ablation, patching, erasure) reaches it through the
-same hooks::
+Each component is a type that names the site its value lives at and owns the rule for changing it,
+so every intervention (ablation, patching, erasure) reaches it through the same hooks::
 
-    L3H5            head 5 of block 3            blocks.3.attn.hook_z[..., 5, :]
-    L3.attn         block 3's whole attention    blocks.3.hook_attn_out
-    L3.mlp          block 3's MLP                blocks.3.hook_mlp_out
-    L3.mlp[7,12]    two MLP neurons              blocks.3.mlp.hook_post[..., [7, 12]]
-    L3.resid        the residual stream entering block 3   blocks.3.hook_resid_pre
-    L3H5@7          head 5 of block 3 at token position 7 only (any kind takes @position)
-    Direction(3, v) a residual direction         blocks.3.hook_resid_post, component along v
-    Edit(3, M, mu)  an affine edit x - M (x - mu) of block 3's output (concept erasure)
+    Head(3, 5)          L3H5            head 5 of block 3            blocks.3.attn.hook_z[..., 5, :]
+    Attn(3)             L3.attn         block 3's whole attention    blocks.3.hook_attn_out
+    MLP(3)              L3.mlp          block 3's MLP                blocks.3.hook_mlp_out
+    Neurons(3, [7, 12]) L3.mlp[7,12]    two MLP neurons              blocks.3.mlp.hook_post[..., [7, 12]]
+    Resid(3)            L3.resid        the residual stream entering block 3     blocks.3.hook_resid_pre
+    Head(3, 5, at=7)    L3H5@7          head 5 of block 3 at token position 7 only (any kind takes at=)
+    Direction(3, v)     L3.resid[v]     the residual entering block 3, along direction v only
+    Edit(3, M, mu)      L3.resid[edit]  an affine edit x - M (x - mu) of that residual (concept erasure)
 
+A residual component's layer l is the depth of the residual stream, as Hugging Face's
+``hidden_states[l]`` and the probes' layers count it: 0 is the embeddings, l the output of block l - 1
+(the input of block l). The other components' layer is their block.
+
+Two families: a ``Slice`` replaces the part of its site it owns with a replacement value (zero, a
+mean, a resampled or patched value); a ``ResidualEdit`` changes the residual by an affine map.
 ``parse_component`` reads the string forms (CLI and suite files use them).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
+from torch import Tensor
 
+from analysis.errors import ProbesError
 from probes.core.adapters import Shape
 
 
-class ComponentError(ValueError):
+class ComponentError(ProbesError, ValueError):
     """A component name that does not parse or does not exist in this model."""
 
 
 @dataclass(frozen=True)
 class Component:
-    """One separable part of the model.
+    """One separable part of the model; subclasses say where it lives and how it is changed.
 
-    kind: "head", "attn", "mlp", "neurons", "resid", "direction" or "edit".
-    index: the head (for "head") or the neurons (for "neurons").
-    at: a token position (within each text) to restrict the component to; None: every position.
-    vector: for "direction", the (d_model,) direction in block ``layer``'s output residual stream.
-    edit: for "edit", (M, mu): the residual x becomes x - M (x - mu); ablation kinds do not apply.
+    ``layer`` is the block whose site holds it (what prefix reuse and model order go by); ``at`` a token
+    position (within each text) to restrict it to, None for every position.
     """
 
-    kind: str
     layer: int
-    index: tuple[int, ...] = ()
-    vector: torch.Tensor | None = field(default=None, compare=False, hash=False)
-    label: str | None = None  # a name for a direction or an edit
-    at: int | None = None
-    edit: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False, hash=False)
+    at: int | None = field(default=None, kw_only=True)
 
-    @property
-    def name(self) -> str:
-        where = f"@{self.at}" if self.at is not None else ""
-        if self.kind == "head":
-            return f"L{self.layer}H{self.index[0]}{where}"
-        if self.kind == "neurons":
-            return f"L{self.layer}.mlp[{','.join(map(str, self.index))}]{where}"
-        if self.kind in ("direction", "edit"):
-            return f"L{self.layer}.resid_post[{self.label or self.kind}]{where}"
-        return f"L{self.layer}.{self.kind}{where}"
-
-    def at_position(self, position: int) -> Component:
-        """The same component restricted to one token position."""
-        return Component(self.kind, self.layer, self.index, self.vector, self.label, int(position), self.edit)
+    kind: ClassVar[str] = "component"  # the name tables give it
+    rank: ClassVar[float] = 0.0  # order within a block: the residual entering it, heads, attention, neurons, MLP
 
     @property
     def site(self) -> str:
-        """The site whose value this component owns (a slice of)."""
-        return f"blocks.{self.layer}.{_SITE_OF[self.kind]}"
+        raise NotImplementedError
+
+    @property
+    def label_text(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return self.label_text + (f"@{self.at}" if self.at is not None else "")
+
+    @property
+    def head(self) -> int:
+        """The head index for tables (-1 for anything that is not a head)."""
+        return -1
+
+    def at_position(self, position: int) -> Component:
+        """The same component restricted to one token position."""
+        return replace(self, at=int(position))
+
+    def check(self, shape: Shape) -> Component:
+        if not 0 <= self.layer < shape.n_layers:
+            raise ComponentError(f"component {self.name}: the model has layers 0..{shape.n_layers - 1}")
+        if self.at is not None and self.at < 0:
+            raise ComponentError(f"component {self.name}: positions count from 0")
+        return self
+
+    def _order(self) -> tuple:
+        return (self.layer, self.rank, self.label_text, -1 if self.at is None else self.at)
+
+    def __lt__(self, other: Component) -> bool:  # model order: by block, then as the block computes them
+        return self._order() < other._order()
 
     def __str__(self) -> str:
         return self.name
 
     def __repr__(self) -> str:
-        return f"Component({self.name})"
-
-    def __lt__(self, other: Component) -> bool:  # model order: by layer, attention before MLP
-        return _order(self) < _order(other)
+        return f"{type(self).__name__}({self.name})"
 
 
-_SITE_OF = {"resid": "hook_resid_pre", "head": "attn.hook_z", "attn": "hook_attn_out", "mlp": "hook_mlp_out",
-            "neurons": "mlp.hook_post", "direction": "hook_resid_post", "edit": "hook_resid_post"}
-_RANK = {"resid": 0, "head": 1, "attn": 2, "neurons": 3, "mlp": 4, "direction": 5, "edit": 6}
+class Slice(Component):
+    """A component that owns a slice of its site's value; ablating it replaces that slice."""
+
+    needs_reference: ClassVar[bool] = True  # mean and resample ablation read statistics of its site
+
+    def select(self, mask: Tensor, tokens: Tensor) -> None:
+        """Mark in ``mask`` (the site's shape, bool) the elements this component owns at ``tokens`` (rows, T)."""
+        mask |= tokens.reshape(*tokens.shape, *([1] * (mask.ndim - 2)))
 
 
-def _order(c: Component) -> tuple:
-    return (c.layer, _RANK[c.kind], c.index, c.label or "", -1 if c.at is None else c.at)
+@dataclass(frozen=True, repr=False)
+class Head(Slice):
+    head_index: int = 0
+    kind: ClassVar[str] = "head"
+    rank: ClassVar[float] = 1
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.attn.hook_z"
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}H{self.head_index}"
+
+    @property
+    def head(self) -> int:
+        return self.head_index
+
+    def select(self, mask: Tensor, tokens: Tensor) -> None:
+        mask[:, :, self.head_index] |= tokens[..., None]
+
+    def check(self, shape: Shape) -> Component:
+        super().check(shape)
+        if not 0 <= self.head_index < shape.n_heads:
+            raise ComponentError(f"component {self.name}: the model has heads 0..{shape.n_heads - 1} per layer")
+        return self
+
+    def _order(self) -> tuple:
+        return (self.layer, self.rank, self.head_index, -1 if self.at is None else self.at)
 
 
-def Head(layer: int, head: int) -> Component:  # noqa: N802 - reads like a type at call sites
-    return Component("head", layer, (head,))
+@dataclass(frozen=True, repr=False)
+class Attn(Slice):
+    kind: ClassVar[str] = "attn"
+    rank: ClassVar[float] = 2
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.hook_attn_out"
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}.attn"
 
 
-def Attn(layer: int) -> Component:  # noqa: N802
-    return Component("attn", layer)
+@dataclass(frozen=True, repr=False)
+class Neurons(Slice):
+    neurons: tuple[int, ...] = ()
+    kind: ClassVar[str] = "neurons"
+    rank: ClassVar[float] = 3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "neurons", tuple(sorted(int(n) for n in self.neurons)))
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.mlp.hook_post"
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}.mlp[{','.join(map(str, self.neurons))}]"
+
+    def select(self, mask: Tensor, tokens: Tensor) -> None:
+        mask[:, :, list(self.neurons)] |= tokens[..., None]
+
+    def check(self, shape: Shape) -> Component:
+        super().check(shape)
+        if not self.neurons or max(self.neurons) >= shape.d_mlp or min(self.neurons) < 0:
+            raise ComponentError(f"component {self.name}: MLP neurons run 0..{shape.d_mlp - 1}")
+        return self
 
 
-def MLP(layer: int) -> Component:  # noqa: N802
-    return Component("mlp", layer)
+@dataclass(frozen=True, repr=False)
+class MLP(Slice):
+    kind: ClassVar[str] = "mlp"
+    rank: ClassVar[float] = 4
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.hook_mlp_out"
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}.mlp"
 
 
-def Neurons(layer: int, neurons: list[int] | tuple[int, ...]) -> Component:  # noqa: N802
-    return Component("neurons", layer, tuple(sorted(int(n) for n in neurons)))
+class _Residual(Component):
+    """A component of the residual stream at depth ``layer``: the input of block ``layer`` (0 = embeddings)."""
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.hook_resid_pre"
+
+    @property
+    def depth(self) -> int:
+        return self.layer
 
 
-def Resid(layer: int, at: int | None = None) -> Component:  # noqa: N802
-    return Component("resid", layer, at=at)
+@dataclass(frozen=True, repr=False)
+class Resid(Slice, _Residual):
+    """The residual stream entering block ``layer``, at every position (or at ``at``)."""
+
+    kind: ClassVar[str] = "resid"
+    rank: ClassVar[float] = 0
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}.resid"
 
 
-def Direction(layer: int, vector: torch.Tensor, label: str = "direction") -> Component:  # noqa: N802
-    vector = torch.as_tensor(vector).flatten()
-    return Component("direction", layer, (), vector / vector.norm(), label)
+class ResidualEdit(_Residual):
+    """An affine change of the residual stream entering block ``layer``."""
+
+    label: str
+    needs_reference: ClassVar[bool] = False
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}.resid[{self.label}]"
+
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+        """``value`` with the edit applied at ``tokens`` (rows, T)."""
+        raise NotImplementedError
 
 
-def Edit(layer: int, matrix: torch.Tensor, mean: torch.Tensor, label: str = "edit") -> Component:  # noqa: N802
-    """x -> x - matrix @ (x - mean) on block ``layer``'s output residual (e.g. a LEACE eraser)."""
-    return Component("edit", layer, (), None, label, None, (torch.as_tensor(matrix), torch.as_tensor(mean).flatten()))
+@dataclass(frozen=True, repr=False)
+class Direction(ResidualEdit):
+    """The residual along one unit direction: ablation sets that coordinate (to 0, a mean, a resample), the
+    rest of the residual keeps its value."""
+
+    vector: Tensor = field(default=None, compare=False, hash=False)  # type: ignore[assignment]
+    label: str = "direction"
+    kind: ClassVar[str] = "direction"
+    rank: ClassVar[float] = 0.5
+
+    def __post_init__(self) -> None:
+        vector = torch.as_tensor(self.vector).flatten()
+        object.__setattr__(self, "vector", vector / vector.norm())
+
+    @property
+    def needs_reference(self) -> bool:  # type: ignore[override]
+        return True  # mean and resample set the coordinate to the reference's
+
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+        v = self.vector.to(value.device, value.dtype)[:, None]
+        goal = 0.0 if kind == "zero" or replacement is None else replacement @ v
+        return value + tokens[..., None].to(value.dtype) * ((goal - value @ v) * v.T)
+
+    def check(self, shape: Shape) -> Component:
+        super().check(shape)
+        if self.vector.numel() != shape.d_model:
+            raise ComponentError(f"component {self.name}: a direction needs {shape.d_model} entries (d_model)")
+        return self
+
+
+@dataclass(frozen=True, repr=False)
+class Edit(ResidualEdit):
+    """x -> x - matrix @ (x - mean) of the residual (a LEACE eraser, a projection); ablation kinds do not apply."""
+
+    matrix: Tensor = field(default=None, compare=False, hash=False)  # type: ignore[assignment]
+    mean: Tensor = field(default=None, compare=False, hash=False)  # type: ignore[assignment]
+    label: str = "edit"
+    kind: ClassVar[str] = "edit"
+    rank: ClassVar[float] = 0.6
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matrix", torch.as_tensor(self.matrix))
+        object.__setattr__(self, "mean", torch.as_tensor(self.mean).flatten())
+
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+        matrix, mean = self.matrix.to(value.device, value.dtype), self.mean.to(value.device, value.dtype)
+        return value - tokens[..., None].to(value.dtype) * ((value - mean) @ matrix.T)
+
+    def check(self, shape: Shape) -> Component:
+        super().check(shape)
+        if tuple(self.matrix.shape) != (shape.d_model, shape.d_model):
+            raise ComponentError(f"component {self.name}: an edit needs a ({shape.d_model}, {shape.d_model}) matrix")
+        return self
 
 
 _PATTERN = re.compile(r"^L(\d+)(?:H(\d+)|\.(attn|mlp|resid)(?:\[([\d,\s]+)\])?)(?:@(\d+))?$")
@@ -130,35 +295,23 @@ def parse_component(text: str, shape: Shape | None = None) -> Component:
             "L<layer>.mlp[<neuron>,...] or L<layer>.resid, optionally @<position> (L3H5@7)"
         )
     layer, head, part, neurons, at = match.groups()
+    component: Component
     if head is not None:
         component = Head(int(layer), int(head))
     elif neurons is not None:
         if part != "mlp":
             raise ComponentError(f"component {text!r}: only MLP neurons can be listed, as L{layer}.mlp[7,12]")
-        component = Neurons(int(layer), [int(n) for n in neurons.split(",") if n.strip()])
+        component = Neurons(int(layer), tuple(int(n) for n in neurons.split(",") if n.strip()))
     else:
         component = {"attn": Attn, "mlp": MLP, "resid": Resid}[part](int(layer))
     if at is not None:
         component = component.at_position(int(at))
-    if shape is not None:
-        check(component, shape)
-    return component
+    return component.check(shape) if shape is not None else component
 
 
 def check(component: Component, shape: Shape) -> Component:
-    if not 0 <= component.layer < shape.n_layers:
-        raise ComponentError(f"component {component.name}: the model has layers 0..{shape.n_layers - 1}")
-    if component.kind == "head" and not 0 <= component.index[0] < shape.n_heads:
-        raise ComponentError(f"component {component.name}: the model has heads 0..{shape.n_heads - 1} per layer")
-    if component.kind == "neurons" and (not component.index or max(component.index) >= shape.d_mlp):
-        raise ComponentError(f"component {component.name}: MLP neurons run 0..{shape.d_mlp - 1}")
-    if component.kind == "direction" and component.vector.numel() != shape.d_model:
-        raise ComponentError(f"component {component.name}: a direction needs {shape.d_model} entries (d_model)")
-    if component.kind == "edit" and tuple(component.edit[0].shape) != (shape.d_model, shape.d_model):
-        raise ComponentError(f"component {component.name}: an edit needs a ({shape.d_model}, {shape.d_model}) matrix")
-    if component.at is not None and component.at < 0:
-        raise ComponentError(f"component {component.name}: positions count from 0")
-    return component
+    """``component`` if it exists in a model of this shape; else a one-line error."""
+    return component.check(shape)
 
 
 def all_heads(shape: Shape, layers: list[int] | None = None) -> list[Component]:
@@ -167,6 +320,9 @@ def all_heads(shape: Shape, layers: list[int] | None = None) -> list[Component]:
 
 def all_mlps(shape: Shape, layers: list[int] | None = None) -> list[Component]:
     return [MLP(l) for l in (layers if layers is not None else range(shape.n_layers))]
+
+
+COMPONENT_SETS = ("heads", "mlps", "heads+mlps", "layers")
 
 
 def components_from(spec: str | list, shape: Shape) -> list[Component]:
@@ -181,7 +337,9 @@ def components_from(spec: str | list, shape: Shape) -> list[Component]:
         if spec in sets:
             return sets[spec]()
         spec = [s for s in spec.split() if s]
+    if len(spec) == 1 and isinstance(spec[0], str) and spec[0] in COMPONENT_SETS:
+        return components_from(spec[0], shape)
     out = [c if isinstance(c, Component) else parse_component(str(c), shape) for c in spec]
     if not out:
         raise ComponentError("no components given: name some (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers)")
-    return [check(c, shape) for c in out]
+    return [c.check(shape) for c in out]

@@ -11,7 +11,7 @@ with W = Sigma_XX^(-1/2) (whitening), W+ its pseudo-inverse, and P the orthogona
 projection onto the column space of W Sigma_XZ (Z: one-hot labels). The edit
 has rank at most (classes - 1).
 
-``amnesic_study`` applies the eraser to a block's output during the forward pass
+``amnesic_study`` applies the eraser to the residual stream entering a block during the forward pass
 and compares the behaviour change with erasing random subspaces of the same
 rank (x - Q Q^T (x - mu), Q orthonormal): if erasing the concept hurts far more
 than erasing random directions, the behaviour uses the concept.
@@ -29,6 +29,7 @@ from torch import Tensor
 
 from probes.causal.behaviour import Behaviour
 from probes.causal.components import Component, Edit
+from probes.probing.features import extract_features
 from probes.probing.datasets.base import DatasetError, ProbingDataset
 from probes.core.models import LoadedModel
 from probes.causal.evaluator import Evaluator
@@ -77,12 +78,13 @@ class LeaceEraser:
         return X - (X - mu) @ m.T
 
     def component(self, layer: int, label: str = "leace") -> Component:
-        """The eraser as an edit of block ``layer``'s output, for ``Evaluator`` and ``ablate``."""
+        """The eraser as an edit of the residual stream entering block ``layer`` (its depth), for ``Evaluator``
+        and ``ablate``."""
         return Edit(layer, self.matrix.float(), self.mean.float(), label)
 
 
 def random_subspace_edit(d: int, rank: int, mean: Tensor, layer: int, seed: int) -> Component:
-    """Erase a random ``rank``-dimensional subspace (orthogonal projection around the mean)."""
+    """Erase a random ``rank``-dimensional subspace (orthogonal projection around the mean) at depth ``layer``."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(d, rank, generator=g, dtype=torch.float64))
     return Edit(layer, (q @ q.T).float(), mean.float(), f"random{rank}-{seed}")
@@ -90,33 +92,10 @@ def random_subspace_edit(d: int, rank: int, mean: Tensor, layer: int, seed: int)
 
 def token_features(lm: LoadedModel, dataset: ProbingDataset, layer: int, *, batch_size: int = 32,
                    split: str | None = None) -> tuple[Tensor, np.ndarray]:
-    """Block ``layer``'s output at every word token, labelled with its word's (or sentence's) label."""
-    by_layer, labels = layer_token_features(lm, dataset, [layer], batch_size=batch_size, split=split)
-    return by_layer[layer], labels
-
-
-def layer_token_features(lm: LoadedModel, dataset: ProbingDataset, layers: Sequence[int], *, batch_size: int = 32,
-                         split: str | None = None) -> tuple[dict[int, Tensor], np.ndarray]:
-    """``token_features`` for several layers from one pass over the data."""
-    from probes.core.align import encode
-    from probes.core.hooks import capture
-
-    sites = {layer: f"blocks.{layer}.hook_resid_post" for layer in layers}
-    chosen = [i for i in range(len(dataset)) if split is None or dataset.split[i] == split]
-    feats: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-    labels = []
-    with torch.inference_mode(), capture(lm, list(sites.values())) as cache:
-        for lo in range(0, len(chosen), batch_size):
-            idx = chosen[lo : lo + batch_size]
-            enc = encode(lm.tokenizer, [dataset.words[i] for i in idx], lm.max_length(None))
-            lm.model(**enc.model_inputs(lm.device))
-            rows, cols = (enc.word_index >= 0).nonzero(as_tuple=True)
-            for layer, site in sites.items():
-                feats[layer].append(cache[site][rows.to(lm.device), cols.to(lm.device)].float().cpu())
-            for r, c in zip(rows.tolist(), cols.tolist()):
-                label = dataset.labels[idx[r]]
-                labels.append(str(label[int(enc.word_index[r, c])] if dataset.level == "word" else label))
-    return {layer: torch.cat(parts) for layer, parts in feats.items()}, np.asarray(labels)
+    """The residual stream at depth ``layer`` at every word token, labelled with its word's (or sentence's) label."""
+    feats = extract_features(lm, dataset, [layer], pool="token", sentence_pool="token", batch_size=batch_size,
+                             split=split)
+    return feats.X[0], feats.y
 
 
 def amnesic_study(
@@ -129,7 +108,8 @@ def amnesic_study(
     seed: int = 0,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Per layer: the behaviour after erasing ``concept`` (LEACE) against erasing random subspaces of equal rank.
+    """Per layer (the residual's depth, as probes count it): the behaviour after erasing ``concept`` (LEACE)
+    against erasing random subspaces of equal rank.
 
     Also reports how well a fresh logistic probe reads the concept from the erased
     features (held-out split), which LEACE guarantees to be no better than chance.
@@ -138,11 +118,16 @@ def amnesic_study(
 
     concept = concept.with_split(seed=seed)
     ev = Evaluator(lm, behaviour, kind="zero", progress=progress)
-    train, y_tr = layer_token_features(lm, concept, layers, split="train")
-    test, y_te = layer_token_features(lm, concept, layers, split="test")
+    bad = [layer for layer in layers if not 0 <= layer < lm.shape.n_layers]
+    if bad:
+        raise DatasetError(f"erase layers {bad}: the residual stream can be edited at depths 0..{lm.shape.n_layers - 1} "
+                           "(0 = embeddings, l = the output of block l - 1)")
+    train = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="train")
+    test = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="test")
+    y_tr, y_te = train.y, test.y
     rows = []
-    for layer in layers:
-        X_tr, X_te = train[layer], test[layer]
+    for i, layer in enumerate(layers):
+        X_tr, X_te = train.X[i], test.X[i]
         eraser = LeaceEraser.fit(X_tr, y_tr)
         randoms = [random_subspace_edit(X_tr.shape[1], eraser.rank, eraser.mean, layer, seed + k) for k in range(n_random)]
         leace = eraser.component(layer, f"leace-{concept.name}")

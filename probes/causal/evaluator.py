@@ -182,8 +182,7 @@ class Evaluator:
             if s not in self._cache and min(c.layer for c in s) > self._readout_layer:
                 self._cache[s] = self.clean  # everything ablated lies after the readout: nothing changes
         todo = sorted({s for s in subsets if s not in self._cache}, key=lambda s: (min(c.layer for c in s), sorted(s)))
-        self._cover_sites({c.site for s in todo for c in s if c.kind not in ("direction", "edit")} |
-                          {c.site for s in todo for c in s if c.kind == "direction" and self.kind != "zero"})
+        self._cover_sites({c.site for s in todo for c in s if c.needs_reference and self.kind in ("mean", "resample")})
         groups: dict[int, list[Subset]] = defaultdict(list)
         for s in todo:
             groups[min(c.layer for c in s) if self.reuse_prefix else 0].append(s)
@@ -244,7 +243,7 @@ def single_effects(ev: Evaluator, components: Sequence[Component]) -> pd.DataFra
         "component": [c.name for c in components],
         "layer": [c.layer for c in components],
         "kind": [c.kind for c in components],
-        "head": [c.index[0] if c.kind == "head" else -1 for c in components],
+        "head": [c.head for c in components],
         "effect": effects.mean(1),
         "stderr": effects.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.nan,
         "value": values.mean(1),

@@ -116,7 +116,7 @@ def patch_effects(
     frame = pd.DataFrame({
         "component": [c.name for c in components],
         "layer": [c.layer for c in components],
-        "head": [c.index[0] if c.kind == "head" else -1 for c in components],
+        "head": [c.head for c in components],
         "position": [-1 if c.at is None else c.at for c in components],
         "patched": values,
         "effect": values - baseline,

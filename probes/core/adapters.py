@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import nn
+from analysis.errors import ProbesError
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ ADAPTERS: tuple[Adapter, ...] = (
 )
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(ProbesError, ValueError):
     """The model's architecture has no entry in ``ADAPTERS``."""
 
 

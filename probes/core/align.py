@@ -19,15 +19,17 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from analysis.errors import ProbesError
+
 Pooling = Literal["first", "last", "mean"]
 _WORD = re.compile(r"\S+")
 
 
-class EmptyInputError(ValueError):
+class EmptyInputError(ProbesError, ValueError):
     """No text to run."""
 
 
-class SequenceTooLongError(ValueError):
+class SequenceTooLongError(ProbesError, ValueError):
     """A maximum length beyond what the model can attend over."""
 
 

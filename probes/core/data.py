@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -9,14 +10,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from probes.probing.datasets.base import DatasetError
+from analysis.errors import ProbesError
+
+class DatasetError(ProbesError, ValueError):
+    """A dataset or text file that cannot be used as given."""
+
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
+def read_utf8(path: str | os.PathLike) -> str:
+    """A text file's content; one that is not UTF-8 is named with the line of its first bad byte."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8") from None
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
     """(line number, parsed value) for each non-empty line; a bad line names itself in the error."""
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -43,7 +59,7 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
         raise DatasetError(f"text file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(io.StringIO(read_utf8(path)))
         if column not in frame.columns:
             raise DatasetError(f"{path}: no column {column!r}; it has {', '.join(map(str, frame.columns))}")
         texts = frame[column].dropna().astype(str).tolist()
@@ -56,7 +72,7 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
                 item = item[column]
             texts.append(str(item))
     else:
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
     if not texts:
         raise DatasetError(f"{path} holds no texts")
     return texts

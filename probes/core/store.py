@@ -19,37 +19,43 @@ Layout of ``<root>/<model>-<key>/``::
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from filelock import FileLock
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.core.align import EmptyInputError, Encoded, Pooling, encode, pool_words
-from probes.core.files import atomic_path, write_json
+from probes.core.files import DiskFullError, atomic_path, write_bytes, write_json
 from probes.core.hooks import capture
 from probes.core.models import LoadedModel
 from probes.core.provenance import content_hash, environment
-from probes.core.sites import Site
+from probes.core.sites import Site, UnknownSiteError
+from analysis.errors import ProbesError
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 META_COLUMNS = ("example_id", "position", "token_id", "word_index")
 FORMAT_VERSION = 1
 
 
-class StoreError(RuntimeError):
+class StoreError(ProbesError, RuntimeError):
     """A store that cannot be written or read as asked."""
+
+
+class StoreRequestError(StoreError, ValueError):
+    """A store request with a bad setting (dtype, batch size)."""
 
 
 def token_rows(value: Tensor, site: Site, mask: Tensor) -> Tensor:
@@ -87,9 +93,9 @@ class ActivationStore:
         if len(texts) == 0:
             raise EmptyInputError("empty text list: give at least one text")
         if dtype not in DTYPES:
-            raise ValueError(f"unknown store dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+            raise StoreRequestError(f"unknown store dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise StoreRequestError(f"batch_size must be at least 1, got {batch_size}")
         resolved = lm.resolve(sites)
         max_length = lm.max_length(max_length)
         texts = [t if isinstance(t, str) else list(t) for t in texts]
@@ -102,9 +108,11 @@ class ActivationStore:
             "max_length": max_length,
         }
         path = Path(root) / f"{_slug(lm.name)}-{content_hash(request)}"
-        store = cls._open_or_create(path, lm, texts, request, batch_size)
-        if not store.manifest["complete"]:
-            store._fill(lm, texts, resolved, progress)
+        path.mkdir(parents=True, exist_ok=True)
+        with FileLock(path / ".lock"):  # a second builder of the same store waits, then finds it complete
+            store = cls._open_or_create(path, lm, texts, request, batch_size)
+            if not store.manifest["complete"]:
+                store._fill(lm, texts, resolved, progress)
         return store
 
     @classmethod
@@ -113,7 +121,6 @@ class ActivationStore:
     ) -> ActivationStore:
         if (path / "manifest.json").exists():
             return cls(path)  # resume with the batch size it started with: shard i is batch i
-        path.mkdir(parents=True, exist_ok=True)
         manifest = {
             "format": FORMAT_VERSION,
             "request": request,
@@ -166,16 +173,13 @@ class ActivationStore:
             "seq_len": str(seq),
         }
         target = self._shard_path(index)
-        try:
-            with atomic_path(target) as tmp:
-                save_file(tensors, str(tmp), metadata=header)
-        except OSError as err:
-            if err.errno == errno.ENOSPC:
-                raise StoreError(
-                    f"disk full writing {target.name} in {self.path}: free space or pass another root; "
-                    f"re-running resumes at shard {index}"
-                ) from None
-            raise
+        try:  # serialised in memory (one batch), so a full disk is an OSError of the write, not a SafetensorError
+            write_bytes(target, save(tensors, metadata=header))
+        except DiskFullError:
+            raise StoreError(
+                f"disk full writing {target.name} in {self.path}: free space or pass another root; "
+                f"re-running resumes at shard {index}"
+            ) from None
         if index == 0:
             self._check_room(target.stat().st_size)
 
@@ -222,8 +226,18 @@ class ActivationStore:
         return self.path / f"shard_{index:05d}.safetensors"
 
     def _shard_meta(self, index: int) -> dict[str, str]:
-        with safe_open(self._shard_path(index), framework="pt") as fh:
+        with self._open_shard(self._shard_path(index)) as fh:
             return fh.metadata()
+
+    @contextmanager
+    def _open_shard(self, shard: Path) -> Iterator[Any]:
+        """A shard to read; a corrupt or truncated one is named, with the fix."""
+        try:
+            with safe_open(shard, framework="pt") as fh:
+                yield fh
+        except SafetensorError as err:
+            raise StoreError(f"{shard} is corrupt or truncated ({err}); delete it and run the same capture again "
+                             "to recompute that shard") from None
 
     def _shards(self) -> Iterator[Path]:
         if not self.complete:
@@ -235,7 +249,7 @@ class ActivationStore:
         """One row per stored token: example_id, position, token_id, token, word_index."""
         frames = []
         for shard in self._shards():
-            with safe_open(shard, framework="pt") as fh:
+            with self._open_shard(shard) as fh:
                 cols = {name: fh.get_tensor(name).numpy() for name in META_COLUMNS}
                 cols["token"] = json.loads(fh.metadata()["tokens"])
             frames.append(pd.DataFrame(cols))
@@ -245,7 +259,7 @@ class ActivationStore:
         """The site's rows shard by shard, for datasets larger than memory."""
         self._check_site(site)
         for shard in self._shards():
-            with safe_open(shard, framework="pt") as fh:
+            with self._open_shard(shard) as fh:
                 yield fh.get_tensor(site)
 
     def read(self, site: str) -> np.ndarray:
@@ -264,7 +278,7 @@ class ActivationStore:
 
     def _check_site(self, site: str) -> None:
         if site not in self.sites:
-            raise KeyError(f"site {site!r} is not in this store; it holds {', '.join(self.sites)}")
+            raise UnknownSiteError(f"site {site!r} is not in this store; it holds {', '.join(self.sites)}")
 
     def __repr__(self) -> str:
         m = self.manifest

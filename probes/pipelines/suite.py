@@ -47,18 +47,20 @@ from probes.probing.controls import bootstrap_ci, control_labels, layer_profile,
 from probes.core.data import DATA_DIR
 from probes.probing.datasets import TASKS, ProbingDataset, generate
 from probes.probing.datasets.loaders import load_conllu, load_table
+from probes.probing.features import Features, extract_features
 from probes.probing.linear import RidgeProbe, fit_layers
 from probes.core.models import LoadedModel, load
 from probes.core.provenance import environment
 from probes.pipelines.ablation_study import run_ablation
 from probes.core.sites import BLOCK_SITES
 from probes.core.store import ActivationStore
+from analysis.errors import ProbesError
 
 CONTROLS = ("control_task", "random_weights", "mdl")
 SUITES_DIR = DATA_DIR / "suites"
 
 
-class SuiteError(ValueError):
+class SuiteError(ProbesError, ValueError):
     """A suite file that does not validate."""
 
 
@@ -191,60 +193,9 @@ def _validate_ablation(entry: Any, where: str) -> None:
         raise SuiteError(f"{where}: key 'top_k': at least 3 (additivity compares several subsets of two or more)")
 
 
-# ------------------------------------------------------------------- features
-@dataclass
-class Features:
-    X: torch.Tensor  # (L, N, d) float32
-    y: np.ndarray  # (N,) labels as strings
-    groups: np.ndarray  # (N,) sentence id, for the bootstrap
-    types: np.ndarray | None  # (N,) word forms (word-level tasks), for control tasks
-    test: np.ndarray  # (N,) bool
-    layers: list[int]
-    sites: list[str]
-
-
-def probe_sites(lm: LoadedModel, suite: Suite) -> tuple[list[int], list[str]]:
-    n = lm.shape.n_layers
-    if suite.site == "resid":  # layer 0 = embeddings (resid_pre of block 0), layer l = output of block l-1
-        all_layers = list(range(n + 1))
-        name = lambda l: "blocks.0.hook_resid_pre" if l == 0 else f"blocks.{l - 1}.hook_resid_post"
-    else:
-        all_layers = list(range(n))
-        name = lambda l: f"blocks.{l}.{suite.site}"
-    layers = all_layers if suite.layers == "all" else list(suite.layers)
-    bad = [l for l in layers if l not in all_layers]
-    if bad:
-        raise SuiteError(f"key 'layers': {bad} out of range for {lm.name}, which has layers {all_layers[0]}..{all_layers[-1]}")
-    return layers, [name(l) for l in layers]
-
-
 def extract(lm: LoadedModel, ds: ProbingDataset, suite: Suite, root: Path) -> Features:
-    layers, sites = probe_sites(lm, suite)
-    store = ActivationStore.build(lm, ds.words, sites, root, dtype="float32", batch_size=suite.batch_size,
-                                  max_length=suite.max_length, progress=False)
-    tokens = store.tokens()
-    example, word = tokens["example_id"].to_numpy(), tokens["word_index"].to_numpy()
-    if ds.level == "sentence":
-        if suite.sentence_pool == "mean":
-            word = np.where(word >= 0, 0, -1)  # every word token of a sentence pools into one row
-            how = "mean"
-        else:
-            word = np.zeros_like(word)
-            how = suite.sentence_pool
-    else:
-        how = suite.pool
-    parts, keys = [], None
-    for site in sites:
-        pooled, keys = pool_words(store.read(site), example, word, how)
-        parts.append(torch.from_numpy(np.ascontiguousarray(pooled, dtype=np.float32)))
-    ex, wi = keys[:, 0], keys[:, 1]
-    if ds.level == "word":
-        y = np.asarray([str(ds.labels[e][w]) for e, w in zip(ex, wi)])
-        types = np.asarray([ds.words[e][w] for e, w in zip(ex, wi)])
-    else:
-        y, types = np.asarray([str(ds.labels[e]) for e in ex]), None
-    test = np.asarray([ds.split[e] == "test" for e in ex])
-    return Features(torch.stack(parts), y, ex, types, test, layers, sites)
+    return extract_features(lm, ds, suite.layers, site=suite.site, pool=suite.pool, sentence_pool=suite.sentence_pool,
+                            batch_size=suite.batch_size, max_length=suite.max_length)
 
 
 # ------------------------------------------------------------------- probing

@@ -7,12 +7,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from probes.core.data import DatasetError
 
 Level = Literal["sentence", "word"]
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be probed as given."""
 
 
 @dataclass

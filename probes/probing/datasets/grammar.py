@@ -23,11 +23,12 @@ import json
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+
+from probes.core.data import DATA_DIR, DatasetError
 
 from .base import ProbingDataset
 
-LEXICON_PATH = Path(__file__).resolve().parents[3] / "data" / "grammar" / "lexicon.json"
+LEXICON_PATH = DATA_DIR / "grammar" / "lexicon.json"
 TASKS = ("pos", "subject_number", "tense", "length", "bigram_shift", "depth")
 LENGTH_BUCKETS = ((0, 6, "<=6"), (7, 9, "7-9"), (10, 13, "10-13"), (14, 10_000, ">=14"))
 CONTENT = ("nouns", "objects", "transitive", "intransitive", "saying", "adjectives")
@@ -141,9 +142,9 @@ def generate(
 ) -> ProbingDataset:
     """``n`` examples of ``task``, with a train/test split (by sentence, or by word when ``lexical_split``)."""
     if task not in TASKS:
-        raise ValueError(f"unknown grammar task {task!r}: choose from {', '.join(TASKS)}")
+        raise DatasetError(f"unknown grammar task {task!r}: choose from {', '.join(TASKS)}")
     if n < 4:
-        raise ValueError(f"n must be at least 4 to have train and test examples of two classes, got {n}")
+        raise DatasetError(f"n must be at least 4 to have train and test examples of two classes, got {n}")
     rng = random.Random(f"{task}-{seed}")
     n_test = max(2, round(n * test_fraction))
     parts = ["test"] * n_test + ["train"] * (n - n_test)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 
 import pandas as pd
+
+from probes.core.data import iter_jsonl, read_utf8
 
 from .base import DatasetError, ProbingDataset
 
@@ -23,7 +26,7 @@ def load_conllu(path: str | os.PathLike, label: str = "upos", name: str | None =
         raise DatasetError(f"unknown CoNLL-U label {label!r}: use upos, xpos or deprel")
     path = _existing(path)
     sentences, labels, words, tags = [], [], [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_utf8(path).splitlines(), 1):
         line = line.rstrip("\n")
         if not line.strip():
             if words:
@@ -63,10 +66,10 @@ def load_table(
     """
     path = _existing(path)
     if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(io.StringIO(read_utf8(path)))
     elif path.suffix.lower() in (".jsonl", ".json"):
         try:
-            frame = pd.read_json(path, lines=True)
+            frame = pd.read_json(io.StringIO(read_utf8(path)), lines=True)
         except ValueError as err:
             raise DatasetError(f"{path}: not JSON lines ({err})") from None
     else:
@@ -89,8 +92,6 @@ def load_table(
 
 def load_blimp(path: str | os.PathLike) -> list[dict]:
     """Minimal pairs from a BLiMP-format JSONL file (``sentence_good``, ``sentence_bad``, optional fields kept)."""
-    from probes.core.data import iter_jsonl  # probes.data imports this package: import at call time
-
     path = _existing(path)
     rows = []
     for number, row in iter_jsonl(path):
@@ -103,13 +104,6 @@ def load_blimp(path: str | os.PathLike) -> list[dict]:
     if not rows:
         raise DatasetError(f"{path} holds no minimal pairs")
     return rows
-
-
-def write_blimp(rows: list[dict], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def _as_list(value) -> list[str]:
