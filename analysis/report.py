@@ -1,7 +1,10 @@
 """A comparison report from result folders: one self-contained HTML file, or Markdown beside its figures.
 
-    build_report(["runs/demo"], "report.html")              # every result folder found under runs/demo
-    build_report(["runs/a", "runs/b"], "report.md")         # Markdown; figures in report_files/
+    rendered = render_report(["runs/demo"])                 # every result folder found under runs/demo
+    rendered.text                                           # one self-contained HTML page
+    render_report(["runs/a", "runs/b"], fmt="md").files     # Markdown's figures, to write beside it
+
+(``probes report`` and ``probes.pipelines.report.write_report`` write it.)
 
 A result folder is anything the toolkit writes: a probe suite or ablation study (``results.csv``
 and ``run.json``), a scaling analysis (``scale.csv`` and ``verdicts.csv``), per-head attention
@@ -35,13 +38,14 @@ import numpy as np
 import pandas as pd
 
 from . import ablation_plots, head_plots, probe_plots, scale_plots
-from .readings import (additivity_lean, additivity_reading, decodability_reading, erasure_reading, interaction_reading,
-                       non_additive_share, overall_reading, scale_reading)
+from .readings import (additivity_lean, additivity_reading, compression_reading, concept_readable, decodability_reading,
+                       erasure_reading, interaction_reading, non_additive_share, overall_reading, scale_reading,
+                       selectivity_reading)
 from .results import read_results, tidy
-from .tables import ablation_table, profile_table
+from .tables import ablation_table, for_display, profile_table
 from .errors import ProbesError
 
-SKIP = {"activations", "stages", "checkpoints", "outputs", "figures", ".git"}  # never hold a result folder
+SKIP = {"activations", "stages", "units", "checkpoints", "outputs", "figures", ".git"}  # never hold a result folder
 
 
 class ReportError(ProbesError, ValueError):
@@ -104,24 +108,71 @@ def find_sources(paths: Sequence[str | os.PathLike], max_depth: int = 4) -> list
     return found
 
 
+def source_labels(sources: Sequence[Source]) -> dict[Path, str]:
+    """A short, distinct name per result folder: its path below the folders' common parent."""
+    resolved = [s.path.resolve() for s in sources]
+    if len(resolved) == 1:
+        return {sources[0].path: sources[0].path.resolve().name}
+    common = Path(os.path.commonpath(resolved))
+    return {s.path: str(r.relative_to(common)) or r.name for s, r in zip(sources, resolved)}
+
+
+def _side_by_side(frames: dict[Path, pd.DataFrame], column: str, labels: dict[Path, str]) -> pd.DataFrame:
+    """One table from several folders' tables; a model (or family) that two folders hold is named with its folder
+    in each, so runs of one model with different settings stay apart instead of mixing."""
+    holders: dict[str, set[Path]] = {}
+    for path, frame in frames.items():
+        for name in frame[column].dropna().astype(str).unique():
+            holders.setdefault(name, set()).add(path)
+    parts = []
+    for path, frame in frames.items():
+        frame = frame.copy()
+        shared = frame[column].astype(str).map(lambda n: len(holders.get(n, ())) > 1)
+        frame.loc[shared, column] = frame.loc[shared, column].astype(str) + f" ({labels[path]})"
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _read(path: Path, read: Any) -> Any:
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError) as err:
+        if isinstance(err, ProbesError):
+            raise
+        raise ReportError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
+                          "re-run the command that wrote it") from None
+
+
 def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
     sources = find_sources(paths)
-    by_kind = lambda kind: [s for s in sources if s.kind == kind]
-    tables = [read_results(s.path / "results.csv") for s in by_kind("results")]
-    results = tidy(pd.concat(tables, ignore_index=True)) if tables else tidy(pd.DataFrame(columns=["model", "metric", "value"]))
-    results = results.drop_duplicates(ignore_index=True)  # a suite's table repeats its ablation folders' rows
+    labels = source_labels(sources)
+    by_kind = lambda kind: [s for s in sources if s.kind == kind]  # noqa: E731
+    tables = {s.path: _read(s.path / "results.csv", read_results) for s in by_kind("results")}
+    results = (tidy(_side_by_side(tables, "model", labels)) if tables
+               else tidy(pd.DataFrame(columns=["model", "metric", "value"])))
     inputs = Inputs(sources, results)
     if by_kind("scale"):
-        inputs.scale = pd.concat([pd.read_csv(s.path / "scale.csv") for s in by_kind("scale")], ignore_index=True)
-        inputs.verdicts = pd.concat([pd.read_csv(s.path / "verdicts.csv") for s in by_kind("scale")], ignore_index=True)
+        scales = {s.path: _read(s.path / "scale.csv", pd.read_csv) for s in by_kind("scale")}
+        verdicts = {s.path: _read(s.path / "verdicts.csv", pd.read_csv) for s in by_kind("scale")}
+        for path, frame in verdicts.items():
+            missing = {"family", "task", "metric", "verdict"} - set(frame.columns)
+            if missing:
+                raise ReportError(f"{path / 'verdicts.csv'} lacks column(s) {', '.join(sorted(missing))}: "
+                                  "not written by probes scale; re-run it")
+        inputs.scale = _side_by_side(scales, "family", labels)
+        inputs.verdicts = _side_by_side(verdicts, "family", labels)
     if by_kind("heads"):
-        frames = {s.path: pd.read_csv(s.path / "heads.csv") for s in by_kind("heads")}  # each file read once
-        inputs.heads = pd.concat(frames.values(), ignore_index=True)
+        frames = {s.path: _read(s.path / "heads.csv", pd.read_csv) for s in by_kind("heads")}  # each file read once
+        named = _side_by_side(frames, "model", labels)
+        inputs.heads = named
+        offset = 0
         for s in by_kind("heads"):
+            model = str(named["model"].iloc[offset]) if len(frames[s.path]) else ""
+            offset += len(frames[s.path])
             if (s.path / "pattern.npz").exists():
                 with np.load(s.path / "pattern.npz", allow_pickle=False) as npz:
-                    model = str(frames[s.path]["model"].iloc[0])
-                    inputs.patterns[model] = ([str(t) for t in npz["tokens"]], npz["patterns"], s.record.get("example", ""))
+                    example = (s.record.get("spec") or {}).get("example", "")
+                    inputs.patterns[model] = ([str(t) for t in npz["tokens"]], npz["patterns"], example)
     return inputs
 
 
@@ -235,7 +286,7 @@ def _scalar(rows: pd.DataFrame, metric: str) -> pd.Series | None:
 
 
 def probe_card(model: str, row: pd.Series) -> Card:
-    acc, (low, high) = row["accuracy"], _parse_ci(row["ci"])
+    acc, low, high = row["accuracy"], row["ci_low"], row["ci_high"]
     text, lean = decodability_reading(acc, low, row["majority"], row.get("random_init"), row.get("selectivity"))
     marks = {"majority class": row["majority"], "random weights": row.get("random_init")}
     evidence = [Evidence("reductionist", f"linear decodability (best layer {row['best_layer']})",
@@ -244,18 +295,11 @@ def probe_card(model: str, row: pd.Series) -> Card:
                          {k: float(v) for k, v in marks.items() if v is not None and pd.notna(v)})]
     if pd.notna(row.get("selectivity")):
         evidence.append(Evidence("reductionist", "selectivity (task - control task)", _fmt(row["selectivity"]),
-                                 "high: the probe reads the representation, not word identity" if row["selectivity"] > 0.1
-                                 else "low: a probe this flexible could learn the labels from word identity", None))
+                                 selectivity_reading(row["selectivity"]), None))
     if pd.notna(row.get("compression")):
         evidence.append(Evidence("reductionist", "MDL compression (uniform / online code)", f"{row['compression']:.2f}x",
-                                 "the labels are cheap to transmit given the features" if row["compression"] > 1.5
-                                 else "the features barely help compress the labels", None))
+                                 compression_reading(row["compression"]), None))
     return Card(f"{model} · {row['task']}", evidence, overall_reading([e.lean for e in evidence]))
-
-
-def _parse_ci(text: Any) -> tuple[float, float]:
-    numbers = re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", str(text))
-    return (float(numbers[0]), float(numbers[1])) if len(numbers) == 2 else (np.nan, np.nan)
 
 
 def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFrame) -> Card:
@@ -287,7 +331,7 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
         before = amnesic[(amnesic["metric"] == "concept_probe_before") & (amnesic["layer"] == layer)]["value"]
         majority = amnesic[(amnesic["metric"] == "concept_majority") & (amnesic["layer"] == layer)]["value"]
         if len(before) and len(majority):
-            readable = before.iloc[0] > majority.iloc[0] + 0.05
+            readable = concept_readable(before.iloc[0], majority.iloc[0])
             evidence.append(Evidence("reductionist", f"{concept} linearly readable at layer {layer}",
                                      f"{before.iloc[0]:.3f} (majority {majority.iloc[0]:.3f})",
                                      "readable by a linear probe (context for the erasure: what there was to erase)"
@@ -387,7 +431,7 @@ def probe_section(inputs: Inputs) -> Section | None:
         "baselines: the same probe on a control task that assigns each word type a random label (Hewitt & Liang), the "
         "same probe on the randomly initialised model, and the majority class. Selectivity is task minus control "
         "accuracy; MDL compression is the uniform code length over the online code length (Voita & Titov).")
-    section.blocks.append(_table(profile_table(probing), "best layer per model and task"))
+    section.blocks.append(_table(for_display(profile_table(probing)), "best layer per model and task"))
     for task in dict.fromkeys(probing["task"].astype(str)):
         for probe in dict.fromkeys(probing[probing["task"] == task]["probe"].astype(str)):
             section.blocks.append(figure(probe_plots.layer_profile(probing, task, probe=probe),
@@ -410,7 +454,7 @@ def ablation_section(inputs: Inputs) -> Section | None:
         "top components together: the pairwise interaction (joint effect minus the two single effects), Shapley values "
         "over sampled orders, and the additivity R^2 of 'joint effect = sum of single effects' over sampled subsets "
         "(1: separable parts; low: the behaviour lives in their interaction).")
-    section.blocks.append(_table(ablation_table(abl), "one row per model, behaviour and ablation kind"))
+    section.blocks.append(_table(for_display(ablation_table(abl)), "one row per model, behaviour and ablation kind"))
     for (model, task), rows in abl.groupby(["model", "task"], sort=False):
         model, task = str(model), str(task)
         section.blocks.append(f"{model} · {task}")
@@ -495,16 +539,9 @@ def attention_section(inputs: Inputs) -> Section | None:
 
 
 def _recorded_models(record: dict) -> dict[str, dict]:
-    """name -> what a run.json says of each model (suites: "models"; studies and head statistics: "model";
-    evaluations: a list of models and checkpoints)."""
+    """name -> what a run.json records of each model it used (weights hash, source, revision, step)."""
     models = record.get("models")
-    if isinstance(models, dict):
-        return models
-    if isinstance(models, list):
-        return {str(m.get("name")) + (f" step {m['step']}" if m.get("step") is not None else ""): m
-                for m in models if isinstance(m, dict)}
-    model = record.get("model")
-    return {model.get("name", "model"): model} if isinstance(model, dict) else {}
+    return {str(k): v for k, v in models.items() if isinstance(v, dict)} if isinstance(models, dict) else {}
 
 
 def provenance_section(inputs: Inputs) -> Section:
@@ -514,14 +551,15 @@ def provenance_section(inputs: Inputs) -> Section:
     rows, details = [], []
     for s in inputs.sources:
         record = dict(s.record)
-        for folder in record.get("inputs", []) if s.kind == "scale" else []:  # the evaluations it analysed
+        inputs_read = (record.get("details") or {}).get("inputs", []) if s.kind == "scale" else []
+        for folder in inputs_read:  # the evaluations it analysed
             if (Path(folder) / "run.json").is_file():
                 record.setdefault("evaluations", {})[str(folder)] = json.loads((Path(folder) / "run.json").read_text())
         models = _recorded_models(record)
         for evaluation in record.get("evaluations", {}).values():
             models.update(_recorded_models(evaluation))
         env = record.get("environment") or {}
-        packages = env.get("packages") or record.get("versions") or {}
+        packages = env.get("packages") or {}
         rows.append({"folder": str(s.path), "kind": s.kind,
                      "models (weights sha256/16)": "; ".join(f"{n} ({m.get('weights_sha256_16') or '-'}"
                                                               + (f", revision {m['revision']}" if m.get("revision") else "")
@@ -564,17 +602,14 @@ def md_escape(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
-def render_markdown(sections: list[Section], title: str, figures_dir: Path, link_base: str) -> str:
-    """Markdown, figures written as PNG files into ``figures_dir`` (linked as ``link_base/<name>``)."""
-    figures_dir.mkdir(parents=True, exist_ok=True)
+def render_markdown(sections: list[Section], title: str, link_base: str) -> tuple[str, dict[str, bytes]]:
+    """Markdown, and its figures as PNG files (name -> bytes) to be written into a folder it links as ``link_base``."""
     lines = [f"# {md_escape(title)}", ""]
-    counter = 0
+    files: dict[str, bytes] = {}
 
     def fig_lines(fig: Figure) -> list[str]:
-        nonlocal counter
-        counter += 1
-        name = f"figure-{counter:02d}.png"
-        (figures_dir / name).write_bytes(fig.png)
+        name = f"figure-{len(files) + 1:02d}.png"
+        files[name] = fig.png
         out = [f"![{md_escape(fig.title)}]({link_base}/{name})", "", f"*{md_escape(fig.title)}*"]
         return out + ([f" {md_escape(fig.caption)}"] if fig.caption else []) + [""]
 
@@ -609,45 +644,42 @@ def render_markdown(sections: list[Section], title: str, figures_dir: Path, link
                           "</pre>", "</details>", ""]
             else:
                 lines += [md_escape(block), ""]
-    return "\n".join(lines)
+    return "\n".join(lines), files
 
 
-def build_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, fmt: str | None = None,
-                 title: str = "emergence-probes report", figures_dir: str | os.PathLike | None = None) -> Path:
-    """Read the result folders at or below ``paths`` and write the report to ``out`` (``.html`` or ``.md``;
-    ``fmt`` overrides the suffix); with ``figures_dir``, every figure also as a PNG named after its title.
-    Returns the path written."""
-    out = Path(out)
-    fmt = fmt or ("md" if out.suffix.lower() in (".md", ".markdown") else "html")
-    if fmt not in ("html", "md"):
+FORMATS = {"html": (".html", ".htm"), "md": (".md", ".markdown")}
+
+
+@dataclass
+class Rendered:
+    """A report ready to write: its text, the files beside it (Markdown's figures), and every figure."""
+
+    text: str
+    files: dict[str, bytes]
+    figures: list[Figure]
+
+
+def render_report(paths: Sequence[str | os.PathLike], *, fmt: str = "html", title: str = "emergence-probes report",
+                  link_base: str = "report_files") -> Rendered:
+    """Read the result folders at or below ``paths`` and render the report (``fmt`` "html" or "md"; Markdown links
+    its figures under ``link_base``). ``probes.pipelines.report.write_report`` writes it to disk."""
+    if fmt not in FORMATS:
         raise ReportError(f"unknown report format {fmt!r}: use html or md")
     inputs = read_inputs(paths)
     sections = build_sections(inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
-        text = render_html(sections, title, inputs.sources)
-    else:
-        files = out.with_name(f"{out.stem}_files")
-        text = render_markdown(sections, title, files, files.name)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    if figures_dir is not None:
-        save_figures(sections, figures_dir)
-    return out
+        return Rendered(render_html(sections, title, inputs.sources), {}, list(iter_figures(sections)))
+    text, files = render_markdown(sections, title, link_base)
+    return Rendered(text, files, list(iter_figures(sections)))
 
 
-def save_figures(sections: Iterable[Section], folder: str | os.PathLike) -> list[Path]:
-    """Every figure as ``folder/<title as a file name>.png`` (for papers, slides, a README)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fig in iter_figures(sections):
+def figure_files(figures: Iterable[Figure]) -> dict[str, bytes]:
+    """Every figure as ``<title as a file name>.png`` (for papers, slides, a README)."""
+    files = {}
+    for fig in figures:
         slug = re.sub(r"[^a-z0-9]+", "-", fig.title.lower()).strip("-")[:80] or "figure"
-        path = folder / f"{slug}.png"
-        path.write_bytes(fig.png)
-        written.append(path)
-    return written
+        files[f"{slug}.png"] = fig.png
+    return files
 
 
 def iter_figures(sections: Iterable[Section]) -> Iterable[Figure]:

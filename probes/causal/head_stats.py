@@ -16,7 +16,6 @@ table with a ``head`` column, so ``head_map`` turns a metric into a layer x head
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,27 +109,6 @@ def attention_example(lm: LoadedModel, text: str) -> tuple[list[str], np.ndarray
 
 
 EXAMPLE = "The keys to the old cabinet near the door were on the table, and the keys to the old cabinet were lost."
-
-
-def write_head_statistics(lm: LoadedModel, out: str | Path, texts: Sequence[str], *, example: str = EXAMPLE,
-                          seed: int = 0) -> pd.DataFrame:
-    """``head_statistics`` into ``out/heads.csv``, the patterns of every head on ``example`` into
-    ``out/pattern.npz`` (for the report's heatmaps), and what they came from into ``out/run.json``."""
-    from probes.core.files import atomic_path, write_json
-    from probes.core.provenance import content_hash, environment
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    frame = head_statistics(lm, texts, seed=seed)
-    tokens, patterns = attention_example(lm, example)
-    with atomic_path(out / "pattern.npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, patterns=patterns.astype(np.float32), tokens=np.array(tokens, dtype=str))
-    with atomic_path(out / "heads.csv") as tmp:
-        frame.to_csv(tmp, index=False)
-    write_json(out / "run.json", {"kind": "head_statistics", "model": lm.describe(), "seed": seed,
-                                  "n_texts": len(texts), "texts_sha256_16": content_hash(list(texts)),
-                                  "example": example, "environment": environment()})
-    return frame
 
 
 def head_map(frame: pd.DataFrame, metric: str) -> np.ndarray:

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("emergence-probes", "torch", "transformers", "safetensors", "numpy", "pandas", "scikit-learn", "tokenizers")
+PACKAGES = ("emergence-probes", "torch", "transformers", "safetensors", "tokenizers", "numpy", "pandas", "scikit-learn",
+            "scipy", "matplotlib", "pydantic")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -1,6 +1,6 @@
-"""From ablations to one reducibility measure per model and behaviour.
+"""The ablation study: from ablations to one reducibility measure per model and behaviour.
 
-    study = ablation_study(lm, MinimalPairs(agreement_pairs(64)), kind="mean", top_k=6)
+    study = ablation_study(lm, MinimalPairs(agreement_pairs(64)), StudySpec(kind="mean", top_k=6))
     study.singles        # effect of ablating each head / MLP alone
     study.interactions   # joint effect of each top-k pair minus the sum of the two single effects
     study.shapley        # Shapley values of the top-k with standard errors
@@ -8,29 +8,33 @@
 
 Stages: single effects of every component -> the top-k by |effect| -> pairwise
 interaction matrix -> Shapley values (sampled permutations) and Shapley
-interaction indices -> additivity over every sampled subset. With ``out``, each
-finished stage is written there and a re-run picks up from the first missing one.
+interaction indices -> additivity over every sampled subset; with ``erase``, amnesic probing.
+``run_ablation(spec, out)`` keeps each finished stage in its run folder (``out/stages/``), so a
+re-run picks up from the first missing one.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.readings import additivity_reading
-
-from probes.core.files import atomic_path, write_json
-from probes.causal.behaviour import Behaviour
+from analysis.results import tidy
+from probes.causal.ablation import AblationError
+from probes.causal.behaviour import Behaviour, default_behaviour, make_behaviour
 from probes.causal.components import Component, components_from
-from probes.core.models import LoadedModel
-from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
+from probes.causal.erasure import amnesic_study
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
+from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
+from probes.core.models import LoadedModel, load, resolve
+from probes.pipelines.run import RunFolder
+from probes.pipelines.specs import AblationSpec, StudySpec
+from probes.probing.datasets import generate
 
 
 @dataclass
@@ -93,45 +97,46 @@ class AblationStudy:
         return "\n".join(lines)
 
 
-def ablation_study(
-    lm: LoadedModel,
-    behaviour: Behaviour,
-    *,
-    kind: str = "mean",
-    components: str | Sequence = "heads+mlps",
-    top_k: int = 6,
-    n_permutations: int = 32,
-    interaction_samples: int = 8,
-    n_boot: int = 200,
-    seed: int = 0,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> AblationStudy:
-    """Single effects of every component, then interactions, Shapley values and additivity of the top ``top_k``."""
-    comps = components_from(components, lm.shape)
-    if top_k < 3 or len(comps) < 3:
-        raise ValueError("an ablation study needs top_k >= 3 and at least 3 components: additivity compares the "
-                         "joint effects of several subsets of two or more")
-    config = {"kind": kind, "components": components if isinstance(components, str) else [str(c) for c in comps],
-              "top_k": top_k, "n_permutations": n_permutations, "interaction_samples": interaction_samples,
-              "n_boot": n_boot, "seed": seed, "behaviour": behaviour.describe()}
-    stages = _Stages(Path(out) if out is not None else None, config)
-    ev = Evaluator(lm, behaviour, kind=kind, components=comps, seed=seed, progress=progress)
+class InMemory:
+    """Stages computed and kept nowhere: what ``ablation_study`` uses without a run folder."""
 
-    singles = stages.frame("singles", lambda: _with_sites(single_effects(ev, comps), comps))
-    top = top_components(singles, comps, min(top_k, len(comps)))
+    def frame(self, name: str, compute: Callable[[], pd.DataFrame], *, index: bool = False,
+              may_be_nan: tuple[str, ...] = ()) -> pd.DataFrame:
+        return compute()
+
+    def json(self, name: str, compute: Callable[[], Any]) -> Any:
+        return compute()
+
+
+def ablation_study(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec | None = None, *,
+                   stages: InMemory | RunFolder | None = None, progress: bool = True) -> AblationStudy:
+    """Single effects of every component, then interactions, Shapley values and additivity of the top ``top_k``.
+
+    ``spec`` holds the settings (``StudySpec()``: mean ablation of every head and MLP, top 6); ``stages`` keeps
+    each finished stage (``run_ablation`` passes its run folder, so a re-run resumes at the first missing one).
+    """
+    spec = spec or StudySpec()
+    stages = stages or InMemory()
+    comps = components_from(spec.components, lm.shape)
+    if len(comps) < 3:
+        raise AblationError(f"an ablation study needs at least 3 components, got {len(comps)} ({spec.components}): "
+                            "additivity compares the joint effects of several subsets of two or more")
+    ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed, progress=progress)
+    singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(ev, comps), comps))
+    top = top_components(singles, comps, min(spec.top_k, len(comps)))
     by_name = {c.name: c for c in comps}
-    interactions = stages.frame("interactions", lambda: interaction_matrix(ev, top), index=True)
-    shap = stages.get("shapley", lambda: _shapley_payload(shapley_values(ev.values, top, n_permutations=n_permutations,
-                                                                          seed=seed)))
+    interactions = stages.frame("stages/interactions.csv", lambda: interaction_matrix(ev, top), index=True)
+    shap = stages.json("stages/shapley.json", lambda: _shapley_payload(
+        shapley_values(ev.values, top, n_permutations=spec.permutations, seed=spec.seed)))
     shapley = pd.DataFrame(shap["frame"])
-    index = stages.frame("interaction_index",
-                         lambda: interaction_indices(ev.values, top, n_samples=interaction_samples, seed=seed), index=True)
+    index = stages.frame("stages/interaction_index.csv", lambda: interaction_indices(
+        ev.values, top, n_samples=spec.interaction_samples, seed=spec.seed), index=True)
     subsets = [frozenset(by_name[n] for n in s) for s in shap["subsets"]]
     subsets += [frozenset({a, b}) for i, a in enumerate(top) for b in top[i + 1 :]]
-    add = stages.get("additivity", lambda: asdict(additivity(ev.values, top, subsets, n_boot=n_boot, seed=seed)))
-    return AblationStudy(behaviour.describe(), kind, float(ev.clean.mean()), singles, [c.name for c in top],
-                         interactions, shapley, index, Additivity(**add), ev.n_examples, config)
+    add = stages.json("stages/additivity.json", lambda: asdict(additivity(ev.values, top, subsets, n_boot=spec.n_boot,
+                                                                          seed=spec.seed)))
+    return AblationStudy(behaviour.describe(), spec.kind, float(ev.clean.mean()), singles, [c.name for c in top],
+                         interactions, shapley, index, Additivity(**add), ev.n_examples, spec.record())
 
 
 def _with_sites(frame: pd.DataFrame, comps: list[Component]) -> pd.DataFrame:
@@ -144,93 +149,47 @@ def _shapley_payload(result) -> dict:
             "subsets": [sorted(str(p) for p in s) for s in result.subsets]}
 
 
-class _Stages:
-    """Finished stages of a study on disk (``out/stages/*``), so an interrupted study resumes."""
-
-    def __init__(self, out: Path | None, config: dict):
-        self.root = out / "stages" if out is not None else None
-        if self.root is not None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            stamp = self.root / "config.json"
-            if stamp.exists() and json.loads(stamp.read_text()) != json.loads(json.dumps(config, default=str)):
-                raise ValueError(f"{out} holds a study with a different configuration; use another --out")
-            write_json(stamp, config)
-
-    def frame(self, name: str, compute, index: bool = False) -> pd.DataFrame:
-        if self.root is None:
-            return compute()
-        path = self.root / f"{name}.csv"
-        if path.exists():
-            return pd.read_csv(path, index_col=0 if index else None)
-        frame = compute()
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=index)
-        return frame
-
-    def get(self, name: str, compute) -> dict:
-        if self.root is None:
-            return compute()
-        path = self.root / f"{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        value = compute()
-        write_json(path, value)
-        return value
+def erase_layers(spec: AblationSpec, n_layers: int) -> list[int]:
+    """The residual depths an amnesic study erases at: the spec's, or 1/4, 1/2 and 3/4 of the model's depth."""
+    layers = spec.erase_layers or sorted({round(f * (n_layers - 1)) + 1 for f in (0.25, 0.5, 0.75)})
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise AblationError(f"erase_layers {bad}: the residual stream can be edited at depths 0..{n_layers - 1} "
+                            "(0 = embeddings, l = block l-1's output)")
+    return layers
 
 
-ABLATION_DEFAULTS = {"behaviour": None, "data": None, "n": 64, "kind": "mean", "components": "heads+mlps", "top_k": 6,
-                     "permutations": 32, "interaction_samples": 8, "seed": 0,
-                     # amnesic probing: erase this grammar concept (LEACE) at these layers, against random subspaces
-                     "erase": None, "erase_layers": None, "erase_n": 200, "erase_random": 5}
+def run_ablation(spec: AblationSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None,
+                 progress: bool = True) -> AblationStudy:
+    """Run one ablation study (``probes ablate`` or a suite's ``[[ablations]]`` entry) into the run folder ``out``.
 
-
-def run_ablation(spec: dict, out: Path, *, lm: LoadedModel | None = None, revision: str | None = None,
-                 trust_remote_code: bool = False, progress: bool = True) -> AblationStudy:
-    """Run one ablation study from a spec (CLI options or a suite's ``[[ablations]]`` entry) into ``out``.
-
-    ``out`` gets ``results.csv`` (tidy rows, model column filled), ``run.json`` (spec, seed,
-    package versions, model hash) and ``stages/`` (what a re-run resumes from).
+    ``out`` gets ``results.csv`` (tidy rows, model column filled), ``run.json`` (spec, seed, package versions,
+    model hash) and ``stages/`` (what a re-run resumes from). ``lm``: the model, already loaded.
     """
-    from analysis.results import tidy, write_results
-
-    from probes.causal.behaviour import default_behaviour, make_behaviour
-    from probes.core.models import load
-    from probes.core.provenance import content_hash, environment
-
-    spec = {**ABLATION_DEFAULTS, **spec}
-    out.mkdir(parents=True, exist_ok=True)
-    lm = lm or load(spec["model"], revision=revision, trust_remote_code=trust_remote_code, device=spec.get("device"))
-    behaviour = make_behaviour(lm, spec["behaviour"], data=spec["data"], n=spec["n"], seed=spec["seed"])
-    record = {"spec": spec, "seed": spec["seed"], "environment": environment(), "model": lm.describe()}
-    write_json(out / "run.json", record)
-    study = ablation_study(lm, behaviour, kind=spec["kind"], components=spec["components"], top_k=spec["top_k"],
-                           n_permutations=spec["permutations"], interaction_samples=spec["interaction_samples"],
-                           seed=spec["seed"], out=out, progress=progress)
-    rows = study.rows()
-    if spec["erase"]:
-        erase = {k: spec[k] for k in ("erase", "erase_layers", "erase_n", "erase_random", "seed")}
-        amnesic = _Stages(out, study.config).frame(f"amnesic-{content_hash(erase)}",  # its own settings, its own file
-                                                    lambda: _amnesic(lm, behaviour, spec, progress))
-        rows += amnesic_rows(amnesic, study.behaviour["behaviour"])  # task: relabelled below
-    label = spec["behaviour"] or default_behaviour(lm)  # the user's name for it ("agreement"), not the class's
-    for row in rows:
-        row.update(model=spec["model"], task=label)
-    write_results(tidy(rows), out / "results.csv")
+    source = resolve(spec.model, spec.revision)
+    lm = lm or load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
+    behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
+    components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
+    layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
+    with RunFolder.open(out, command="ablate", spec=spec.record(), seed=spec.seed,
+                        models={spec.model: source.identity()}) as run:
+        study = ablation_study(lm, behaviour, spec.settings(), stages=run, progress=progress)
+        rows = study.rows()
+        if spec.erase:
+            amnesic = run.frame("stages/amnesic.csv", lambda: _amnesic(lm, behaviour, spec, layers, progress))
+            rows += amnesic_rows(amnesic, study.behaviour["behaviour"])  # task: relabelled below
+        label = spec.behaviour or default_behaviour(lm)  # the user's name for it ("agreement"), not the class's
+        for row in rows:
+            row.update(model=spec.model, task=label)
+        run.write_frame("results.csv", tidy(rows))
     return study
 
 
-def _amnesic(lm: LoadedModel, behaviour: Behaviour, spec: dict, progress: bool) -> pd.DataFrame:
-    from probes.probing.datasets import generate
-    from probes.causal.erasure import amnesic_study
-
-    n_layers = lm.shape.n_layers
-    layers = spec["erase_layers"] or sorted({round(f * (n_layers - 1)) for f in (0.25, 0.5, 0.75)})
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise ValueError(f"erase_layers {bad} outside the model's layers 0..{n_layers - 1}")
-    concept = generate(spec["erase"], spec["erase_n"], seed=spec["seed"])
-    return amnesic_study(lm, behaviour, concept, layers, n_random=spec["erase_random"], seed=spec["seed"],
-                         progress=progress)
+def _amnesic(lm: LoadedModel, behaviour: Behaviour, spec: AblationSpec, layers: list[int],
+             progress: bool) -> pd.DataFrame:
+    assert spec.erase is not None
+    concept = generate(spec.erase, spec.erase_n, seed=spec.seed)
+    return amnesic_study(lm, behaviour, concept, layers, n_random=spec.erase_random, seed=spec.seed, progress=progress)
 
 
 def amnesic_rows(frame: pd.DataFrame, task: str) -> list[dict]:
@@ -240,7 +199,7 @@ def amnesic_rows(frame: pd.DataFrame, task: str) -> list[dict]:
     rows = []
     for r in frame.itertuples():
         base = {"task": task, "probe": "amnesic:leace", "layer": int(r.layer), "concept": r.concept,
-                "site": f"blocks.{int(r.layer)}.hook_resid_post"}
+                "site": f"blocks.{int(r.layer)}.hook_resid_pre"}
         sd = r.random_change_sd if np.isfinite(r.random_change_sd) else 0.0
         rows += [{**base, "metric": "erasure_change", "value": r.leace_change},
                  {**base, "metric": "random_erasure_change", "value": r.random_change_mean,

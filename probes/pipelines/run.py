@@ -97,8 +97,12 @@ class RunFolder:
     @classmethod
     @contextmanager
     def open(cls, path: str | os.PathLike, *, command: str, spec: Mapping[str, Any], seed: int | None = None,
-             models: Mapping[str, Any] | None = None) -> Iterator[RunFolder]:
-        """Lock ``path`` (created if missing), check its ``run.json`` against this run, write it if new."""
+             models: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None) -> Iterator[RunFolder]:
+        """Lock ``path`` (created if missing), check its ``run.json`` against this run, write it if new.
+
+        ``spec`` and ``models`` (name -> weights hash, source, revision) must equal a resumed run's; ``details``
+        are recorded beside them (where the inputs were found) and not compared.
+        """
         path = Path(path)
         _check_target(path)
         created = not path.exists()
@@ -117,7 +121,8 @@ class RunFolder:
             _write_owner(path, command)
             remove_temporaries(path)  # what killed writes left; safe now that the lock is ours
             record = {"format": FORMAT, "command": command, "spec": _canonical(dict(spec)), "seed": seed,
-                      "models": _canonical(dict(models or {})), "environment": environment()}
+                      "models": _canonical(dict(models or {})), "details": _canonical(dict(details or {})),
+                      "environment": environment()}
             existing = path / RECORD
             if existing.exists():
                 record = _check_same_run(path, record)
@@ -128,10 +133,9 @@ class RunFolder:
                 write_json(existing, record)
             run = cls(path, record)
             yield run
-        except BaseException:
+        except ProbesError:
             if created and (run is None or run.committed == 0):
-                shutil.rmtree(path, ignore_errors=True)  # a first attempt that finished nothing leaves nothing
-                created = False
+                shutil.rmtree(path, ignore_errors=True)  # a first attempt refused for its input leaves nothing
             raise
         finally:
             if path.exists():
@@ -205,11 +209,16 @@ class RunFolder:
         frames = [read_results(self.path / n) for n in names if self.done(n)]
         return tidy(pd.concat(frames, ignore_index=True)) if frames else tidy(pd.DataFrame(columns=["model", "metric", "value"]))
 
+    @contextmanager
+    def writing(self, name: str) -> Iterator[Path]:
+        """A temporary path to write the file ``name`` to; it replaces ``name`` when the block ends without error."""
+        with atomic_path(self._target(name)) as tmp:
+            yield tmp
+
     def write_frame(self, name: str, frame: pd.DataFrame, *, index: bool = False) -> Path:
-        target = self._target(name)
-        with atomic_path(target) as tmp:
+        with self.writing(name) as tmp:
             frame.to_csv(tmp, index=index)
-        return target
+        return self.path / name
 
     def write_text(self, name: str, text: str) -> Path:
         return write_text(self._target(name), text)
@@ -218,10 +227,9 @@ class RunFolder:
         return write_bytes(self._target(name), data)
 
     def write_npz(self, name: str, **arrays: np.ndarray) -> Path:
-        target = self._target(name)
-        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        with self.writing(name) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-        return target
+        return self.path / name
 
 
 def _write_owner(path: Path, command: str) -> None:

@@ -2,16 +2,15 @@
 
 For each example the model generates greedily as many tokens as the target has,
 and scores the target and every option by teacher-forced log-probability. These
-per-example outputs (``outputs/<model>-<tasks>.jsonl``) are what ``analysis.mirage`` scores
-under all-or-nothing and partial-credit metrics, and what the jump analysis
-resamples. Models are any list of aliases, local folders or cached hub ids,
-including checkpoints of one model (``revision="step1000"``); a model already
-evaluated is skipped when a run is repeated.
+per-example outputs are what ``analysis.mirage`` scores under all-or-nothing and
+partial-credit metrics, and what the jump analysis resamples. Models are any list of
+aliases, local folders or cached hub ids, including checkpoints of one model
+(``revision="step1000"``). ``probes.pipelines.scale.evaluate_family`` runs a family into a
+run folder, one unit per model.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,15 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from analysis.mirage import aggregate, chance_levels, score_examples
 from analysis.scale_table import scale_table
-
-from probes.core.files import atomic_path, write_json
-from probes.causal.behaviour import pad_right, scored_ids
-from probes.core.models import LoadedModel, load, parameter_counts
-from probes.core.provenance import content_hash, environment
+from probes.causal.behaviour import BehaviourError, pad_right, scored_ids
+from probes.core.models import LoadedModel, parameter_counts
 
 
 @dataclass
@@ -41,12 +36,12 @@ class GenerationTask:
 
     def __post_init__(self) -> None:
         if not self.examples:
-            raise ValueError(f"task {self.name!r} has no examples")
+            raise BehaviourError(f"task {self.name!r} has no examples")
         for i, ex in enumerate(self.examples):
             if not ex.get("target"):
-                raise ValueError(f"task {self.name!r} example {i} has no target")
+                raise BehaviourError(f"task {self.name!r} example {i} has no target")
             if "options" in ex and ex["options"][ex["answer_index"]] != ex["target"]:
-                raise ValueError(f"task {self.name!r} example {i}: options[answer_index] is not the target")
+                raise BehaviourError(f"task {self.name!r} example {i}: options[answer_index] is not the target")
 
 
 @dataclass
@@ -141,44 +136,20 @@ def task_chance(task: GenerationTask, outputs: pd.DataFrame) -> dict[str, float]
     return chance_levels(len(first["target"]), task.alphabet, n_options)
 
 
-def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[GenerationTask], out: str | Path, *,
-                    family: str = "family", batch_size: int = 256, progress: bool = True,
-                    trust_remote_code: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every model on every task; returns (scale table, per-example scores) and writes them under ``out``.
+def model_rows(lm: LoadedModel, spec: ModelSpec, tasks: Sequence[GenerationTask], *, family: str = "family",
+               batch_size: int = 256) -> list[dict]:
+    """Per-example outputs of one model on every task, each row carrying the model's place on the scale axes."""
+    if not lm.adapter.causal:
+        raise BehaviourError(f"{spec.source} is an encoder ({lm.adapter.name}); generation tasks need a causal LM")
+    total, non_embedding = parameter_counts(lm.model)
+    ident = {"model": spec.label, "family": family, "parameters": total, "non_embedding_parameters": non_embedding,
+             "step": spec.step, "tokens": spec.tokens, "revision": spec.revision, "fingerprint": lm.fingerprint,
+             **spec.extra}
+    return [{**ident, "task": task.name, **r} for task in tasks for r in evaluate_task(lm, task, batch_size=batch_size)]
 
-    ``out/outputs/<model>-<tasks hash>.jsonl`` holds each model's per-example outputs as soon
-    as it is done (a repeated run with the same tasks skips it), ``out/scale.csv`` the scale table, ``out/examples.csv``
-    the per-example scores, ``out/run.json`` the models, tasks and versions.
-    """
-    out = Path(out)
-    (out / "outputs").mkdir(parents=True, exist_ok=True)
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
-    tasks_key = content_hash([(t.name, t.examples) for t in tasks])[:10]  # other tasks or examples: other files
-    frames, spec_fingerprints = [], []
-    for spec in tqdm(specs, desc="models", unit="model", disable=not progress):
-        path = out / "outputs" / f"{spec.slug}-{tasks_key}.jsonl"
-        if not path.exists():
-            lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
-            if not lm.adapter.causal:
-                raise ValueError(f"{spec.source} is an encoder ({lm.adapter.name}); generation tasks need a causal LM")
-            total, non_embedding = parameter_counts(lm.model)
-            ident = {"model": spec.label, "family": family, "parameters": total,
-                     "non_embedding_parameters": non_embedding, "step": spec.step, "tokens": spec.tokens,
-                     "revision": spec.revision, "fingerprint": lm.fingerprint, **spec.extra}
-            rows = [{**ident, "task": task.name, **r} for task in tasks for r in evaluate_task(lm, task, batch_size=batch_size)]
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        frames.append(pd.read_json(path, lines=True, dtype=False))
-        spec_fingerprints.append(str(frames[-1]["fingerprint"].iloc[0]) if "fingerprint" in frames[-1] else None)
-    outputs = pd.concat(frames, ignore_index=True)
+
+def family_tables(outputs: pd.DataFrame, tasks: Sequence[GenerationTask]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model's per-example outputs -> (scale table, per-example scores under every metric)."""
     scored = score_examples(outputs)
     chance = {task.name: task_chance(task, outputs) for task in tasks}
-    table = scale_table(aggregate(scored, chance))
-    table.to_csv(out / "scale.csv", index=False)
-    scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore").to_csv(out / "examples.csv",
-                                                                                           index=False)
-    models_run = [{**vars(s), "weights_sha256_16": f} for s, f in zip(specs, spec_fingerprints)]
-    write_json(out / "run.json", {"family": family, "models": models_run,
-                                  "tasks": {t.name: {"n": len(t.examples), "alphabet": t.alphabet} for t in tasks},
-                                  "environment": environment()})
-    return table, scored
+    return scale_table(aggregate(scored, chance)), scored

@@ -1,34 +1,28 @@
 """A scale ladder that trains here: GPT-2-style models of several sizes on synthetic tasks.
 
-``train_ladder(out)`` trains every rung on a mixture of multi-digit addition and
-in-context associative recall (``probes.datasets.synthetic``), fresh examples
-every step, loss on the answer tokens only. Each rung is saved as a Hugging Face
-folder (config, safetensors weights, a one-character-per-token tokenizer), with
-checkpoints along training in ``<rung>/checkpoints/step-<k>``, so every
-instrument of the toolkit loads it like any other model (``probes.load(folder)``).
-Finished rungs are kept when a run is repeated with the same settings.
-
-``evaluate_ladder(out)`` scores every rung and checkpoint on held-out examples
-into the scale table (``probes.scale_eval``).
+``train_rung(rung, config)`` trains one model on a mixture of multi-digit addition and in-context
+associative recall (``probes.probing.datasets.synthetic``), fresh examples every step, loss on the
+answer tokens only, and hands each checkpoint to a callback. ``probes.pipelines.scale.train_ladder``
+saves every rung as a Hugging Face folder (config, safetensors weights, a one-character-per-token
+tokenizer) with checkpoints in ``<rung>/checkpoints/step-<k>``, so every instrument loads it like
+any other model; ``evaluate_ladder`` scores them on ``ladder_tasks``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
-import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from probes.core.files import write_json
 from probes.core.models import parameter_counts
+from probes.core.provenance import content_hash
 from probes.probing.datasets.synthetic import ALPHABET
-from probes.core.provenance import content_hash, environment
 
 PAD, BOS = "<pad>", "<bos>"
 
@@ -186,28 +180,16 @@ def _lr(step: int, c: LadderConfig, width: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _save(model, tokenizer, folder: Path, meta: dict) -> None:
-    """Write the folder under a temporary name and rename it, so a half-written rung is never taken as done."""
-    from transformers.utils import logging as hf_logging
-
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint drowns the ladder's own
-    try:
-        model.save_pretrained(tmp)
-    finally:
-        hf_logging.enable_progress_bar()
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / "ladder.json", meta)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+def rung_seed(rung: Rung, config: LadderConfig, replicate: int) -> int:
+    return config.seed * 1000 + 10 * config.rungs.index(rung) + replicate
 
 
-def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, replicate: int = 0,
-               bar: tqdm | None = None) -> Path:
-    """Train one model of one size; save checkpoints along the way and the final model in ``folder``."""
+def train_rung(rung: Rung, config: LadderConfig, *, replicate: int = 0, bar: tqdm | None = None,
+               checkpoint: Callable[[Any, Any, dict], None] | None = None) -> tuple[Any, Any, dict]:
+    """Train one model of one size: (model, tokenizer, what it is). ``checkpoint(model, tokenizer, meta)`` is
+    called at each of the config's checkpoint steps (the pipeline saves them; nothing here touches disk)."""
     tokenizer = char_tokenizer()
-    seed = config.seed * 1000 + 10 * config.rungs.index(rung) + replicate
+    seed = rung_seed(rung, config, replicate)
     model = make_model(rung, len(tokenizer), seed=seed)
     model.train()
     stream = TrainingStream(config, torch.Generator().manual_seed(seed))
@@ -232,23 +214,12 @@ def train_rung(rung: Rung, config: LadderConfig, folder: Path, *, replicate: int
                 bar.update(1)
                 if step % 50 == 0:
                     bar.set_postfix(rung=rung.name, loss=f"{loss.item():.3f}")
-            if step in config.checkpoints:
+            if step in config.checkpoints and checkpoint is not None:
                 model.eval()
-                _save(model, tokenizer, folder / "checkpoints" / f"step-{step}",
-                      {**meta, "step": step, "tokens": tokens})
+                checkpoint(model, tokenizer, {**meta, "step": step, "tokens": tokens})
                 model.train()
     model.eval()
-    final = {**meta, "step": config.steps, "tokens": tokens, "environment": environment()}
-    checkpoints = folder / "checkpoints"
-    # The final model goes into the rung folder itself; its checkpoints move in alongside.
-    tmp_ckpt = folder.with_name(f".{folder.name}.checkpoints")
-    if checkpoints.exists():
-        shutil.rmtree(tmp_ckpt, ignore_errors=True)
-        checkpoints.rename(tmp_ckpt)
-    _save(model, tokenizer, folder, final)
-    if tmp_ckpt.exists():
-        tmp_ckpt.rename(checkpoints)
-    return folder
+    return model, tokenizer, {**meta, "step": config.steps, "tokens": tokens}
 
 
 @contextmanager
@@ -266,69 +237,16 @@ def _quiet_padding_warning():
         hf_logging.set_verbosity(level)
 
 
-def rung_done(folder: Path, config: LadderConfig) -> bool:
-    meta = folder / "ladder.json"
-    return meta.exists() and json.loads(meta.read_text()).get("config_hash") == content_hash(config.to_dict())
-
-
-def train_ladder(out: str | Path, config: LadderConfig | None = None, *, progress: bool = True) -> list[Path]:
-    """Train (or reuse) every model under ``out``; returns their folders, smallest first."""
-    config = config or LadderConfig()
-    if len(config.rungs) < 1 or config.steps < 1 or config.replicates < 1:
-        raise ValueError("a ladder needs at least one rung, one replicate and one training step")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    members = [(rung, r, out / name) for rung, r, name in config.members()]
-    todo = [m for m in members if not rung_done(m[2], config)]
-    start = time.perf_counter()
-    try:
-        with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
-            for rung, replicate, folder in todo:
-                train_rung(rung, config, folder, replicate=replicate, bar=bar)
-    finally:
-        torch.set_num_threads(threads)
-    folders = [folder for _, _, folder in members]
-    write_json(out / "ladder.json", {"config": config.to_dict(), "models": [f.name for f in folders],
-                                     "trained_now": [f.name for _, _, f in todo],
-                                     "seconds": round(time.perf_counter() - start, 1)})
-    return folders
-
-
-def ladder_models(out: str | Path) -> list:
-    """Every model of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
-    from probes.scale.evaluate import ModelSpec
-
-    out = Path(out)
-    if not (out / "ladder.json").exists():
-        raise FileNotFoundError(f"no trained ladder in {out} (train one with: probes ladder train --out {out})")
-    specs = []
-    for name in json.loads((out / "ladder.json").read_text())["models"]:
-        folders = sorted((out / name / "checkpoints").glob("step-*"), key=lambda f: int(f.name[5:]))
-        for folder in [*folders, out / name]:
-            meta = json.loads((folder / "ladder.json").read_text())
-            specs.append(ModelSpec(str(folder), name=name, step=meta["step"], tokens=meta["tokens"]))
-    return specs
-
-
-def evaluate_ladder(out: str | Path, *, n: int = 500, progress: bool = True):
-    """Score every rung and checkpoint on ``n`` held-out examples per task: (scale table, per-example scores).
-
-    Writes ``out/eval/`` (see ``probes.scale_eval.evaluate_family``); the test examples come
-    from a different seed than training's, which draws its examples from a torch generator.
-    """
+def ladder_tasks(config: dict[str, Any], n: int) -> list:
+    """The held-out test tasks of a ladder trained with ``config``: addition and recall, from another seed than
+    training's (which draws its examples from a torch generator)."""
     from probes.probing.datasets.synthetic import ANSWER_SYMBOLS, make_task
-    from probes.scale.evaluate import GenerationTask, evaluate_family
+    from probes.scale.evaluate import GenerationTask
 
-    specs = ladder_models(out)
-    config = json.loads((Path(out) / "ladder.json").read_text())["config"]
     test_seed = 10_000 + config["seed"]
-    tasks = [GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed),
-                            ANSWER_SYMBOLS),
-             GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), ANSWER_SYMBOLS)]
-    return evaluate_family(specs, tasks, Path(out) / "eval", family="ladder", progress=progress)
+    return [GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed),
+                           ANSWER_SYMBOLS),
+            GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), ANSWER_SYMBOLS)]
 
 
-__all__ = ["LadderConfig", "Rung", "char_tokenizer", "evaluate_ladder", "ladder_models", "train_ladder", "train_rung"]
+__all__ = ["LadderConfig", "Rung", "char_tokenizer", "ladder_tasks", "train_rung"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,52 +12,14 @@ import pandas as pd
 import pytest
 
 from analysis.readings import non_additive_share, overall_reading, scale_reading
-from analysis.report import (Card, ReportError, build_report, build_sections, find_sources, iter_figures, md_escape,
-                             read_inputs)
+from analysis.report import Card, ReportError, build_sections, find_sources, iter_figures, md_escape, read_inputs
 from analysis.results import read_results
-from analysis.scale_run import run_scale
 from analysis.tables import profile_table
 from probes.cli import main
+from probes.pipelines.report import write_report
+from probes.pipelines.specs import ReportSpec
 
-# Text a user controls (folder names, family names, titles) that would run as HTML if not escaped.
-EVIL = '<img src=x onerror=alert(1)>&"q"'
-TITLE = '<script>alert("title")</script> report'
-
-
-@pytest.fixture(scope="module")
-def runs(tiny_folders, tmp_path_factory) -> Path:
-    """Result folders as the CLI writes them: a probe suite, an ablation study with erasure, head statistics
-    (all on tiny models, one of them in a folder with a hostile name) and a scaling analysis."""
-    from probes import load
-    from probes.causal.head_stats import write_head_statistics
-    from probes.pipelines.suite import run_suite, validate
-
-    root = tmp_path_factory.mktemp("runs")
-    model = root / f"gpt2-{EVIL}"
-    shutil.copytree(tiny_folders["gpt2"], model)
-    suite = validate(dict(name="tiny", models=[str(model)], tasks=["pos", "subject_number"], probes=["logistic"],
-                          controls=["control_task", "random_weights", "mdl"], n_examples=60, Cs=[1.0], n_boot=100))
-    run_suite(suite, root / "probes", progress=False)
-    argv = ["ablate", str(tiny_folders["llama"]), "--n", "8", "--kind", "zero", "--components", "heads", "--top-k", "3",
-            "--permutations", "4", "--interaction-samples", "2", "--erase", "subject_number", "--erase-layers", "0",
-            "1", "--out", str(root / "ablation")]
-    assert main(argv) == 0
-    write_head_statistics(load(model), root / "heads", ["the keys to the cabinet are here", "a dog runs"],
-                          example="the keys to the cabinet are on the table")
-    sizes = np.logspace(4, 8, 8)
-    per_token = 1 - 0.9 * (sizes / 1e4) ** -0.35
-    rows = [{"model": f"m{i}", "parameters": s, "task": "arith", "metric": metric, "value": v,
-             "stderr": float(np.sqrt(max(v * (1 - v), 1e-4) / 1000)), "n": 1000}
-            for metric, values in (("token_accuracy", per_token), ("exact_match", per_token**8))
-            for i, (s, v) in enumerate(zip(sizes, values))]
-    pd.DataFrame(rows).to_csv(root / "scale.csv", index=False)
-    run_scale([root / "scale.csv"], root / "scale", family=f"fam{EVIL}", n_boot=20)
-    return root
-
-
-@pytest.fixture(scope="module")
-def report(runs) -> Path:
-    return build_report([runs], runs / "report.html", title=TITLE)
+from conftest import EVIL, TITLE
 
 
 def test_every_result_folder_is_found_below_the_given_one(runs):
@@ -83,7 +44,7 @@ def test_report_states_where_its_numbers_came_from(runs, report):
     text = report.read_text()
     suite_run = json.loads((runs / "probes" / "run.json").read_text())
     ablation_run = json.loads((runs / "ablation" / "run.json").read_text())
-    for record in (*suite_run["models"].values(), ablation_run["model"]):
+    for record in (*suite_run["models"].values(), *ablation_run["models"].values()):
         assert record["weights_sha256_16"] in text
     assert f"torch {suite_run['environment']['packages']['torch']}" in text
     assert "&#34;n_boot&#34;: 100" in text or "&quot;n_boot&quot;: 100" in text  # the suite's exact config
@@ -142,7 +103,7 @@ def test_readings_by_hand():
 
 
 def test_markdown_report_writes_its_figures_beside_it(runs, tmp_path):
-    path = build_report([runs], tmp_path / "r.md", title=TITLE)
+    path = write_report(ReportSpec(results=[str(runs)], title=TITLE), tmp_path / "r.md")
     text = path.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= 10 and all((tmp_path / link).exists() for link in links)
@@ -165,42 +126,6 @@ def test_cli_report_and_errors(runs, tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
-# --- in a real browser --------------------------------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]  # no calls home on a machine without internet
-
-
-def test_report_renders_in_headless_chromium(report, tmp_path):
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run `make browser` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-        page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith(("file:", "data:")) else None)
-        page.goto(report.as_uri(), wait_until="load")
-        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])")
-        headings = page.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
-        shot = tmp_path / "report.png"
-        page.screenshot(path=str(shot), full_page=True)
-        browser.close()
-    assert problems == []
-    assert len(images) >= 10
-    assert all(complete and width > 100 and height > 50 and alt for complete, width, height, alt in images), images
-    assert "Scorecards: reduces or emerges?" in headings and "Where these numbers come from" in headings
-    import matplotlib.image
-
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.shape[0] > 2000 and pixels.std() > 0.05  # a long page with content, not a blank one
-
-
 def test_user_text_in_figures_is_literal_but_log_ticks_keep_their_mathtext():
     import matplotlib.pyplot as plt
 
@@ -218,3 +143,13 @@ def test_user_text_in_figures_is_literal_but_log_ticks_keep_their_mathtext():
     labels = [t for t in ax.xaxis.get_ticklabels() if t.get_text()]
     assert labels and all(t.get_parse_math() and t.get_text().startswith("$") for t in labels)
     plt.close(fig)
+
+
+@pytest.fixture
+def runs(report_runs):
+    return report_runs
+
+
+@pytest.fixture
+def report(report_html):
+    return report_html

@@ -13,9 +13,10 @@ from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from probes import load
 from probes.probing.datasets.base import DatasetError
 from probes.probing.datasets.synthetic import addition, make_task, recall
-from probes.scale.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer, evaluate_ladder, train_ladder
 from probes.core.models import parameter_counts
-from probes.scale.evaluate import GenerationTask, ModelSpec, evaluate_family, evaluate_task
+from probes.pipelines.scale import evaluate_family, evaluate_ladder, train_ladder
+from probes.scale.evaluate import GenerationTask, ModelSpec, evaluate_task
+from probes.scale.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer
 
 
 # --- synthetic tasks ---------------------------------------------------------------------------------------------------
@@ -166,14 +167,16 @@ def test_evaluate_ladder_and_analyse(tiny_ladder):
     assert len(verdicts) == 12 and set(verdicts["n_sizes"]) == {5}
     assert verdicts["verdict"].isin(["smooth", "jump", "mirage"]).all()
     # the evaluation records each model's weights hash, and the report shows it beside the scaling analysis
-    from analysis.report import build_report
-    from analysis.scale_run import run_scale
+    from probes.pipelines.report import write_report
+    from probes.pipelines.scale import run_scale
+    from probes.pipelines.specs import ReportSpec, ScaleSpec
 
     record = json.loads((out / "eval" / "run.json").read_text())
-    assert [m["weights_sha256_16"] for m in record["models"]] == [load(m["source"]).fingerprint for m in record["models"]]
-    run_scale([out / "eval"], out / "scale-report", n_boot=10)
-    text = build_report([out / "scale-report"], out / "report.html").read_text()
-    assert record["models"][-1]["weights_sha256_16"] in text and "configuration of" in text
+    models = list(record["models"].values())
+    assert [m["weights_sha256_16"] for m in models] == [load(m["source"]).fingerprint for m in models]
+    run_scale(ScaleSpec(results=[str(out / "eval")], n_boot=10), out / "scale-report")
+    text = write_report(ReportSpec(results=[str(out / "scale-report")]), out / "report.html").read_text()
+    assert models[-1]["weights_sha256_16"] in text and "configuration of" in text
 
 
 def test_the_toolkit_instruments_work_on_ladder_models(tiny_ladder):

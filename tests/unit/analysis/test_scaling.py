@@ -10,25 +10,11 @@ import pandas as pd
 import pytest
 
 from analysis.mirage import aggregate, brier, chance_levels, edit_distance, score_examples, token_accuracy
-from analysis.scale_run import run_scale
+from helpers import SIZES, curve_rows, lm_eval_file, per_token
 from analysis.scale_table import ScaleTableError, read_lm_eval, read_scale_csv, scale_table
 from analysis.scaling import Curve, analyse, bigbench_measures, normalise, predict_largest
 
-SIZES = np.logspace(4, 8, 8)  # 10k to 100M parameters, two per decade
 X = np.log10(SIZES)
-
-
-def curve_rows(task: str, metric: str, values, *, n: int = 1000, stderr=None, chance=None) -> list[dict]:
-    values = np.asarray(values, dtype=float)
-    if stderr is None:
-        stderr = np.sqrt(np.clip(values * (1 - values), 1e-4, None) / n)
-    return [{"model": f"m{i}", "parameters": s, "task": task, "metric": metric, "value": v, "stderr": e, "n": n,
-             "chance": chance} for i, (s, v, e) in enumerate(zip(SIZES, values, np.broadcast_to(stderr, values.shape)))]
-
-
-def per_token(sizes=SIZES):
-    """A smooth per-token accuracy: a power law in size, 0.1 at 10k parameters to 0.96 at 100M."""
-    return 1 - 0.9 * (sizes / 1e4) ** -0.35
 
 
 def sigmoid(x, lo, hi, x0, w):
@@ -156,24 +142,6 @@ def test_scale_table_errors_name_the_problem():
         scale_table([{"model": "a"}])
 
 
-def lm_eval_file(path, model: str, revision: str | None, acc: float, params: int | None, old: bool = False):
-    """A results file as lm-evaluation-harness v0.4 writes it (``old``: the pre-0.4 key names)."""
-    if old:
-        results = {"arc_easy": {"acc": acc, "acc_stderr": 0.01, "acc_norm": acc - 0.01, "acc_norm_stderr": 0.012}}
-    else:
-        results = {"arc_easy": {"alias": "arc_easy", "acc,none": acc, "acc_stderr,none": 0.01,
-                                "acc_norm,none": acc - 0.01, "acc_norm_stderr,none": "N/A"},
-                   "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": acc / 2,
-                             "exact_match_stderr,strict-match": 0.005}}
-    args = f"pretrained={model}" + (f",revision={revision}" if revision else "") + ",dtype=float32"
-    blob = {"results": results, "n-samples": {"arc_easy": {"original": 2376, "effective": 2376}},
-            "config": {"model": "hf", "model_args": args, "batch_size": 8,
-                       **({"model_num_parameters": params} if params else {})},
-            "versions": {"arc_easy": 1.0}}
-    path.write_text(json.dumps(blob))
-    return path
-
-
 def test_lm_eval_reader(tmp_path):
     sizes = {"EleutherAI/pythia-70m": 70e6, "EleutherAI/pythia-160m": 160e6, "EleutherAI/pythia-410m": 410e6}
     files = [lm_eval_file(tmp_path / f"r{i}.json", m, None, 0.4 + 0.05 * i, int(s)) for i, (m, s) in enumerate(sizes.items())]
@@ -267,31 +235,6 @@ def test_score_examples_and_aggregate():
     assert rows.loc["brier", "chance"] == pytest.approx(0.5)
 
 
-# --- one call, files out -------------------------------------------------------------------------------------------------
-
-
-def test_run_scale_writes_tables_and_labelled_figures(tmp_path):
-    import matplotlib.pyplot as plt
-
-    from analysis.scale_plots import capability_vs_size
-
-    p = per_token()
-    rows = curve_rows("arith", "token_accuracy", p) + curve_rows("arith", "exact_match", p**8)
-    pd.DataFrame(rows).to_csv(tmp_path / "in.csv", index=False)
-    table, verdicts = run_scale([tmp_path / "in.csv"], tmp_path / "out", n_boot=20)
-    assert (tmp_path / "out" / "verdicts.csv").exists() and (tmp_path / "out" / "scale.csv").exists()
-    record = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert record["seed"] == 0 and record["n_boot"] == 20 and record["thresholds"]["evidence"] == 2.0
-    assert record["versions"]["scipy"] and record["inputs"][0].endswith("in.csv")
-    assert (tmp_path / "out" / "figures" / "family_arith_size.png").stat().st_size > 10_000
-    fig = capability_vs_size(table, verdicts, "arith")
-    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles == ["exact_match: mirage", "token_accuracy: smooth"]
-    for ax in fig.axes:
-        assert ax.get_xlabel().startswith("parameters") and ax.get_ylabel()
-    plt.close(fig)
-
-
 def test_a_curve_that_falls_with_size_beyond_its_errors_is_irregular():
     # one seed per size, some sizes learned the task and some stalled: no curve shape to call
     values = [0.13, 0.0, 0.18, 0.10, 1.0, 0.13, 1.0, 1.0]
@@ -319,7 +262,7 @@ def test_the_analysis_package_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, analysis.scaling, analysis.scale_run, analysis.scale_plots, analysis.mirage; "
+    code = ("import sys, analysis.scaling, analysis.scale_table, analysis.scale_plots, analysis.report, analysis.mirage; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

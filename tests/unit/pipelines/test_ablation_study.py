@@ -17,10 +17,15 @@ from probes.causal.components import Head, MLP
 from probes.probing.datasets import agreement_pairs, generate
 from probes.causal.erasure import LeaceEraser, amnesic_study, random_subspace_edit, token_features
 from probes.probing.linear import fit_layers
-from probes.pipelines.ablation_study import ablation_study
+from probes.pipelines.ablation_study import ablation_study, run_ablation
+from probes.pipelines.run import RunError
+from probes.pipelines.specs import AblationSpec, SpecError, StudySpec, SuiteSpec, make
 from probes.causal.shapley import (additivity, exact_interaction_index, exact_shapley, interaction_indices,
                             shapley_values)
-from probes.pipelines.suite import SuiteError, validate
+
+
+def validate(raw: dict, where: str = "suite") -> SuiteSpec:
+    return make(SuiteSpec, raw, where)
 
 
 def game(weights: dict, pair_bonus: dict | None = None, n_examples: int = 3):
@@ -156,18 +161,20 @@ def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
     from probes import load
 
     lm = load(tiny_folders["llama"])
-    args = dict(kind="zero", components=[Head(0, 1), Head(1, 2), MLP(0), MLP(1)], top_k=3, n_permutations=4,
-                interaction_samples=2, n_boot=10, out=tmp_path, progress=False)
-    study = ablation_study(lm, MinimalPairs(agreement_pairs(8)), **args)
+    spec = AblationSpec(model=str(tiny_folders["llama"]), n=8, kind="zero", components=["L0H1", "L1H2", "L0.mlp", "L1.mlp"],
+                        top_k=3, permutations=4, interaction_samples=2, n_boot=10)
+    study = run_ablation(spec, tmp_path, lm=lm, progress=False)
     assert study.shapley["shapley"].sum() == pytest.approx(study.additivity.full_effect, abs=1e-9)
     assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == [
-        "additivity.json", "config.json", "interaction_index.csv", "interactions.csv", "shapley.json", "singles.csv"]
+        "additivity.json", "interaction_index.csv", "interactions.csv", "shapley.json", "singles.csv"]
     (tmp_path / "stages" / "additivity.json").unlink()
-    again = ablation_study(lm, MinimalPairs(agreement_pairs(8)), **args)
+    again = run_ablation(spec, tmp_path, lm=lm, progress=False)
     pd.testing.assert_frame_equal(again.singles, study.singles, check_dtype=False)
     assert again.additivity.r2 == pytest.approx(study.additivity.r2, rel=1e-4)  # float32 sums on a GPU may reorder
-    with pytest.raises(ValueError, match="different configuration"):
-        ablation_study(lm, MinimalPairs(agreement_pairs(8)), **{**args, "top_k": 4})
+    in_memory = ablation_study(lm, MinimalPairs(agreement_pairs(8)), spec.settings(), progress=False)
+    pd.testing.assert_frame_equal(in_memory.singles, study.singles, check_dtype=False)
+    with pytest.raises(RunError, match="other settings"):
+        run_ablation(spec.model_copy(update={"top_k": 4}), tmp_path, lm=lm, progress=False)
 
 
 def test_probes_ablate_writes_the_tidy_table_and_provenance(tiny_folders, tmp_path, capsys):
@@ -181,7 +188,8 @@ def test_probes_ablate_writes_the_tidy_table_and_provenance(tiny_folders, tmp_pa
     assert (results["metric"] == "effect").sum() == 2 * 4  # every head of the tiny model
     assert {"shapley", "interaction", "shapley_interaction", "additivity_r2"} <= set(results["metric"])
     run = json.loads((out / "run.json").read_text())
-    assert run["seed"] == 0 and run["model"]["weights_sha256_16"] and run["environment"]["packages"]["torch"]
+    assert run["seed"] == 0 and run["models"][str(tiny_folders["gpt2"])]["weights_sha256_16"]
+    assert run["environment"]["packages"]["torch"] and run["spec"]["top_k"] == 3 and run["command"] == "ablate"
     assert main(["show", str(out)]) == 0
     assert "additivity" in capsys.readouterr().out
 
@@ -204,7 +212,7 @@ def test_probes_ablate_erase_adds_the_amnesic_study_as_rows(tiny_folders, tmp_pa
     got = amnesic[amnesic["metric"] == "erasure_change"].sort_values("layer")["value"].to_numpy()
     np.testing.assert_allclose(got, direct["leace_change"].to_numpy(), atol=1e-9)
     assert main(argv) == 0  # a re-run reads the finished stage
-    assert len(list((out / "stages").glob("amnesic-*.csv"))) == 1
+    assert len(list((out / "stages").glob("amnesic*.csv"))) == 1
 
 
 def test_probes_ablate_errors_are_one_line(tiny_folders, tmp_path, capsys):
@@ -229,17 +237,17 @@ def test_behaviour_names(tiny_folders):
 
 
 def test_suite_ablation_entries_are_validated(tmp_path):
-    with pytest.raises(SuiteError, match=r"ablations\[0\]: unknown key 'topk' \(did you mean 'top_k'\?\)"):
+    with pytest.raises(SpecError, match=r"ablations\[0\]: unknown key 'topk' \(did you mean 'top_k'\?\)"):
         validate({"ablations": [{"model": "m", "topk": 3}]})
-    with pytest.raises(SuiteError, match="name the model"):
+    with pytest.raises(SpecError, match="name the model"):
         validate({"ablations": [{"kind": "mean"}]})
-    with pytest.raises(SuiteError, match="zero, mean or resample"):
+    with pytest.raises(SpecError, match="zero, mean or resample"):
         validate({"ablations": [{"model": "m", "kind": "noise"}]})
-    with pytest.raises(SuiteError, match="at least 3"):
+    with pytest.raises(SpecError, match="at least 3"):
         validate({"ablations": [{"model": "m", "top_k": 2}]})
-    with pytest.raises(SuiteError, match="should be a whole number"):
+    with pytest.raises(SpecError, match="should be a whole number"):
         validate({"ablations": [{"model": "m", "top_k": "six"}]})
-    assert validate({"tasks": [], "ablations": [{"model": "m"}]}).ablations == [{"model": "m"}]
+    assert validate({"tasks": [], "ablations": [{"model": "m"}]}).ablations == [AblationSpec(model="m")]
 
 
 def test_suite_runs_an_ablation_entry_and_resumes(tiny_folders, tmp_path):
@@ -250,6 +258,6 @@ def test_suite_runs_an_ablation_entry_and_resumes(tiny_folders, tmp_path):
          "permutations": 2, "interaction_samples": 2}]})
     results = run_suite(suite, tmp_path, progress=False)
     assert (results["probe"] == "ablation:zero").all() and "additivity_r2" in set(results["metric"])
-    assert json.loads((tmp_path / "done.json").read_text()) == [f"ablation|0|{tiny_folders['llama']}"]
+    assert len(list((tmp_path / "units").iterdir())) == 1  # the study is the suite's one unit
     again = run_suite(suite, tmp_path, progress=False)
     pd.testing.assert_frame_equal(again, results)

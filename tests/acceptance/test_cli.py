@@ -89,7 +89,7 @@ def test_bad_input_gives_one_line_errors(args, message, tiny_folders, tmp_path):
 def test_ladder_train_eval_and_scale(tmp_path, capsys):
     """The tiny ladder end to end as a user runs it: train, evaluate, and the verdict table printed."""
     out = tmp_path / "ladder"
-    assert main(["ladder", "train", "--tiny", "--out", str(out)]) == 0
+    assert main(["ladder", "train", "--setting", "tiny", "--out", str(out)]) == 0
     assert "probes ladder eval" in capsys.readouterr().out
     assert main(["ladder", "eval", str(out), "--n", "30"]) == 0
     printed = capsys.readouterr().out
@@ -107,7 +107,7 @@ def test_ladder_train_eval_and_scale(tmp_path, capsys):
 def test_scale_reads_lm_eval_files_with_sizes(tmp_path, capsys):
     import json
 
-    from test_scaling import lm_eval_file
+    from helpers import lm_eval_file
 
     sizes = {"org/m-1": 1e6, "org/m-2": 4e6, "org/m-3": 16e6, "org/m-4": 64e6, "org/m-5": 256e6}
     files = [str(lm_eval_file(tmp_path / f"{i}.json", m, None, 0.3 + 0.1 * i, None)) for i, m in enumerate(sizes)]

@@ -7,15 +7,26 @@ import json
 import pytest
 
 import probes.pipelines.suite as suite_mod
+from analysis.tables import profile_table
 from probes.cli import main
-from probes.pipelines.suite import Suite, SuiteError, load_suite, profile_table, ready_suites, run_suite, validate
+from probes.pipelines.run import RunError
+from probes.pipelines.specs import SpecError, SuiteSpec, load_suite, make, ready_suites
+from probes.pipelines.suite import run_suite
 
 
-def tiny_suite(folder, **overrides) -> Suite:
+def validate(raw: dict, where: str = "suite") -> SuiteSpec:
+    return make(SuiteSpec, raw, where)
+
+
+def tiny_suite(folder, **overrides) -> SuiteSpec:
     config = dict(name="tiny", models=[str(folder)], tasks=["pos", "subject_number"], probes=["logistic", "ridge"],
                   controls=["control_task", "random_weights", "mdl"], n_examples=60, Cs=[1.0], n_boot=200, batch_size=16)
     config.update(overrides)
     return validate(config)
+
+
+def done_units(folder) -> int:
+    return len(list((folder / "units").glob("*.csv")))
 
 
 def test_model_entries_may_name_a_revision(tmp_path):
@@ -46,7 +57,7 @@ def test_model_entries_may_name_a_revision(tmp_path):
     ],
 )
 def test_validation_names_the_key_and_the_fix(raw, message):
-    with pytest.raises(SuiteError) as info:
+    with pytest.raises(SpecError) as info:
         validate(raw, "s.toml")
     assert message in str(info.value) and str(info.value).startswith("s.toml")
 
@@ -57,7 +68,7 @@ def test_ready_suites_validate(tmp_path):
         load_suite(name)
     bad = tmp_path / "bad.toml"
     bad.write_text("tasks = [pos")
-    with pytest.raises(SuiteError, match="not valid TOML"):
+    with pytest.raises(SpecError, match="not valid TOML"):
         load_suite(bad)
 
 
@@ -71,9 +82,9 @@ def test_run_writes_tidy_results_and_provenance(tiny_folders, tmp_path):
     assert set(results["control"].dropna()) == {"control_task", "random_weights", "mdl"}
     assert (results[results["metric"] == "compression"]["value"] > 0).all()
     record = json.loads((tmp_path / "run.json").read_text())
-    assert record["seed"] == 0 and record["suite"]["n_examples"] == 60
+    assert record["seed"] == 0 and record["spec"]["n_examples"] == 60 and record["command"] == "run"
     assert record["models"][str(tiny_folders["bert"])]["weights_sha256_16"]
-    assert record["models"][str(tiny_folders["bert"])]["device"] == "cpu" and record["suite"]["device"] == "cpu"
+    assert record["spec"]["device"] == "cpu"
     assert record["environment"]["packages"]["scikit-learn"]
     table = profile_table(results)
     assert len(table) == 4 and table["best_layer"].between(0, 2).all()
@@ -81,29 +92,29 @@ def test_run_writes_tidy_results_and_provenance(tiny_folders, tmp_path):
 
 def test_resume_skips_finished_units(tiny_folders, tmp_path, monkeypatch):
     suite = tiny_suite(tiny_folders["gpt2"], probes=["logistic"], controls=["control_task"])
-    real_unit = suite_mod._unit
+    real_rows = suite_mod._Task.rows
     calls = []
 
-    def failing_unit(*args, **kwargs):
-        calls.append(args[0])
+    def failing_rows(self, probe, control):
+        calls.append(control)
         if len(calls) == 3:
             raise KeyboardInterrupt  # the user stops the run
-        return real_unit(*args, **kwargs)
+        return real_rows(self, probe, control)
 
-    monkeypatch.setattr(suite_mod, "_unit", failing_unit)
+    monkeypatch.setattr(suite_mod._Task, "rows", failing_rows)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, tmp_path, progress=False)
-    assert len(json.loads((tmp_path / "done.json").read_text())) == 2
+    assert done_units(tmp_path) == 2
     calls.clear()
-    monkeypatch.setattr(suite_mod, "_unit", lambda *a, **k: calls.append(a[0]) or real_unit(*a, **k))
+    monkeypatch.setattr(suite_mod._Task, "rows", lambda self, p, c: calls.append(c) or real_rows(self, p, c))
     results = run_suite(suite, tmp_path, progress=False)
     assert len(calls) == 2  # only the two unfinished units ran
-    assert len(json.loads((tmp_path / "done.json").read_text())) == 4
+    assert done_units(tmp_path) == 4
     assert results.groupby(["task", "control"], dropna=False).size().shape[0] == 4
     calls.clear()
     run_suite(suite, tmp_path, progress=False)
     assert calls == []
-    with pytest.raises(SuiteError, match="different suite"):
+    with pytest.raises(RunError, match="other settings"):
         run_suite(tiny_suite(tiny_folders["gpt2"], seed=1), tmp_path, progress=False)
 
 
@@ -116,7 +127,7 @@ def test_user_data_task_from_conllu(tiny_folders, tmp_path):
     conllu.write_text("\n".join(lines))
     suite = tiny_suite(tiny_folders["llama"], tasks=[{"name": "ud", "path": str(conllu), "label": "upos"}],
                        probes=["logistic"], controls=[])
-    results = run_suite(suite, tmp_path, progress=False)
+    results = run_suite(suite, tmp_path / "out", progress=False)
     assert set(results["task"]) == {"ud"}
 
 

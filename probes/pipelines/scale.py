@@ -1,0 +1,221 @@
+"""Scale pipelines: train the toy ladder, evaluate a family of models, analyse capability against scale.
+
+    folders = train_ladder("runs/ladder", LadderSpec(setting="tiny"))     # or a LadderConfig
+    table, per_example = evaluate_ladder("runs/ladder", n=500)           # writes runs/ladder/eval/
+    table, verdicts = run_scale(ScaleSpec(results=["runs/ladder/eval"]), "runs/ladder/scale")
+
+Each writes a run folder (``probes.pipelines.run``): the ladder's units are its models (one folder
+per model and seed, with its checkpoints), an evaluation's are each model's per-example outputs,
+so a killed run resumes with what was finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from filelock import FileLock, Timeout
+from tqdm.auto import tqdm
+
+from analysis.readings import THRESHOLDS
+from analysis.scale_plots import scale_figures
+from analysis.scale_table import ScaleTableError, read_scale_inputs
+from analysis.scaling import analyse
+from probes.core.data import read_utf8
+from probes.core.files import write_json
+from probes.core.models import load, resolve
+from probes.core.provenance import content_hash
+from probes.pipelines.run import LOCK, RunError, RunFolder, unit_file
+from probes.pipelines.specs import LadderSpec, ScaleSpec
+from probes.scale.evaluate import GenerationTask, ModelSpec, family_tables, model_rows
+from probes.scale.ladder import LadderConfig, ladder_tasks, train_rung
+
+SETTINGS = {"default": LadderConfig, "demo": LadderConfig.demo, "tiny": LadderConfig.tiny}
+
+
+def ladder_config(spec: LadderSpec) -> LadderConfig:
+    config = SETTINGS[spec.setting]()
+    return replace(config, seed=spec.seed, **({"steps": spec.steps} if spec.steps else {}))
+
+
+def _save(model: Any, tokenizer: Any, folder: Path, meta: dict) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint drowns the ladder's own
+    try:
+        model.save_pretrained(folder)
+    finally:
+        hf_logging.enable_progress_bar()
+    tokenizer.save_pretrained(folder)
+    write_json(folder / "ladder.json", meta)
+
+
+def train_ladder(out: str | os.PathLike, config: LadderConfig | LadderSpec | None = None, *,
+                 progress: bool = True) -> list[Path]:
+    """Train (or keep) every model of the ladder in the run folder ``out``; returns their folders, smallest first.
+
+    A model's folder (final weights, ``ladder.json``, ``checkpoints/step-<k>``) appears whole when it finishes.
+    """
+    config = ladder_config(config) if isinstance(config, LadderSpec) else config or LadderConfig()
+    if len(config.rungs) < 1 or config.steps < 1 or config.replicates < 1:
+        raise RunError("a ladder needs at least one rung, one replicate and one training step")
+    out = Path(out)
+    members = config.members()
+    with RunFolder.open(out, command="ladder train", spec=config.to_dict(), seed=config.seed) as run:
+        todo = [m for m in members if not run.done(m[2])]
+        threads = torch.get_num_threads()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        start = time.perf_counter()
+        try:
+            with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
+                for rung, replicate, name in todo:
+                    def fill(folder: Path, rung=rung, replicate=replicate) -> None:
+                        def checkpoint(model: Any, tokenizer: Any, meta: dict) -> None:
+                            _save(model, tokenizer, folder / "checkpoints" / f"step-{meta['step']}", meta)
+
+                        model, tokenizer, meta = train_rung(rung, config, replicate=replicate, bar=bar,
+                                                            checkpoint=checkpoint)
+                        _save(model, tokenizer, folder, meta)
+
+                    run.commit_dir(name, fill)
+        finally:
+            torch.set_num_threads(threads)
+        run.write_text("ladder.json", json.dumps({"config": config.to_dict(), "models": [m[2] for m in members],
+                                                  "trained_now": [m[2] for m in todo],
+                                                  "seconds": round(time.perf_counter() - start, 1)}, indent=1))
+    return [out / name for _, _, name in members]
+
+
+def ladder_models(out: str | os.PathLike) -> list[ModelSpec]:
+    """Every model of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
+    out = Path(out)
+    if not (out / "ladder.json").exists():
+        raise RunError(f"no trained ladder in {out} (train one with: probes ladder train --out {out})")
+    specs = []
+    for name in json.loads((out / "ladder.json").read_text())["models"]:
+        folders = sorted((out / name / "checkpoints").glob("step-*"), key=lambda f: int(f.name[5:]))
+        for folder in [*folders, out / name]:
+            meta = json.loads((folder / "ladder.json").read_text())
+            specs.append(ModelSpec(str(folder), name=name, step=meta["step"], tokens=meta["tokens"]))
+    return specs
+
+
+@contextmanager
+def _not_being_written(folder: Path):
+    """Hold ``folder``'s run lock while reading it, so a run still writing it is not read half-done."""
+    lock = FileLock(folder / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"{folder} is still being written by another probes process; wait for it to finish") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def evaluate_ladder(out: str | os.PathLike, *, n: int = 500, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every model and checkpoint of the ladder in ``out`` on ``n`` held-out examples per task, into
+    ``out/eval``: (scale table, per-example scores)."""
+    out = Path(out)
+    with _not_being_written(out):
+        specs = ladder_models(out)
+        config = json.loads((out / "ladder.json").read_text())["config"]
+        return evaluate_family(specs, ladder_tasks(config, n), out / "eval", family="ladder", progress=progress)
+
+
+def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[GenerationTask], out: str | os.PathLike, *,
+                    family: str = "family", batch_size: int = 256, progress: bool = True,
+                    trust_remote_code: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate every model on every task into the run folder ``out``: (scale table, per-example scores).
+
+    Each model's per-example outputs are a unit (``outputs/``), kept as soon as it is done; ``scale.csv`` is the
+    scale table, ``examples.csv`` the per-example scores, ``run.json`` the models (weights hashes), tasks and
+    versions.
+    """
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    slugs = [s.slug for s in specs]
+    if len(set(slugs)) < len(slugs):
+        twice = next(s for s in slugs if slugs.count(s) > 1)
+        raise RunError(f"two models of the family are both called {twice!r} (same name, revision and step): give "
+                       "each its own name")
+    identities = {s.slug: {**resolve(s.source, s.revision).identity(), "name": s.label, "step": s.step,
+                           "tokens": s.tokens} for s in specs}
+    record = {"family": family, "batch_size": batch_size,
+              "tasks": {t.name: {"n": len(t.examples), "alphabet": t.alphabet,
+                                 "sha256_16": content_hash([t.name, t.examples])} for t in tasks}}
+    with RunFolder.open(out, command="evaluate", spec=record, models=identities) as run:
+        frames = []
+        for spec in tqdm(specs, desc="models", unit="model", disable=not progress):
+            name = unit_file(spec.slug, ".json", "outputs")
+            if not run.done(name):
+                lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
+                run.commit_json(name, model_rows(lm, spec, tasks, family=family, batch_size=batch_size))
+            frames.append(pd.DataFrame(run.read_json(name)))
+        table, scored = family_tables(pd.concat(frames, ignore_index=True), tasks)
+        run.write_frame("scale.csv", table)
+        run.write_frame("examples.csv", scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore"))
+    return table, scored
+
+
+def _sizes(path: str | None) -> dict[str, float] | None:
+    if path is None:
+        return None
+    try:
+        sizes = json.loads(read_utf8(path))
+    except FileNotFoundError:
+        raise ScaleTableError(f"--sizes {path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise ScaleTableError(f"--sizes {path}:{err.lineno}: not valid JSON ({err.msg}); write "
+                              '{"org/model-160m": 162000000, ...}') from None
+    if not isinstance(sizes, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in sizes.values()):
+        raise ScaleTableError(f"--sizes {path}: expected one JSON object of model name -> number of parameters, "
+                              'e.g. {"org/model-160m": 162000000}')
+    return {str(k): float(v) for k, v in sizes.items()}
+
+
+def run_scale(spec: ScaleSpec, out: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the spec's results, analyse them, and (with ``out``) write ``scale.csv``, ``verdicts.csv``,
+    ``figures/*.png`` and ``run.json`` into that run folder: (scale table, verdicts)."""
+    table, examples = read_scale_inputs(spec.results, sizes=_sizes(spec.sizes), family=spec.family, size=spec.size)
+    verdicts = analyse(table, examples=examples, size=spec.size, n_boot=spec.n_boot, seed=spec.seed)
+    if out is None:
+        return table, verdicts
+    details = {"inputs": [str(Path(p).resolve()) for p in spec.results], "thresholds": asdict(THRESHOLDS)}
+    with RunFolder.open(out, command="scale", spec=spec.record(), seed=spec.seed, details=details) as run:
+        run.write_frame("scale.csv", table)
+        run.write_frame("verdicts.csv", verdicts)
+        import matplotlib.pyplot as plt
+
+        for name, fig in scale_figures(table, verdicts, size=spec.size).items():
+            with run.writing(f"figures/{name}") as path:
+                fig.savefig(path, dpi=110, format="png")
+            plt.close(fig)
+    return table, verdicts
+
+
+def describe(table: pd.DataFrame, verdicts: pd.DataFrame, out: str | os.PathLike | None = None) -> str:
+    """What ``probes scale`` and ``probes ladder eval`` print: the verdict table and each verdict's reading."""
+    shown = ["family", "task", "metric", "n_sizes", "I", "breakthroughness", "linearity", "delta_bic",
+             "jump_location", "jump_low", "jump_high", "prediction_error", "verdict"]
+    lines = [f"\n{len(table)} scores of {table['model'].nunique()} models; verdicts per task and metric "
+             "(scores normalised: 0 = chance, 1 = best):\n"]
+    with pd.option_context("display.width", 220, "display.max_columns", 20, "display.max_colwidth", 200):
+        lines.append(verdicts[[c for c in shown if c in verdicts.columns]].to_string(
+            index=False, float_format="{:.3g}".format))
+    lines.append("")
+    lines += [f"{row['task']} / {row['metric']}: {row['reading']}" for _, row in verdicts.iterrows()]
+    if out is not None:
+        out = Path(out)
+        lines.append(f"\nwritten: {out / 'scale.csv'}, {out / 'verdicts.csv'}, {out / 'figures'}, {out / 'run.json'}")
+    return "\n".join(lines)

@@ -1,0 +1,441 @@
+"""One typed, documented spec per study: each default is written here once.
+
+    spec = AblationSpec(model="smollm2-135m", n=128, erase="subject_number")     # Python
+    spec = load_suite("my.toml")                                                # a TOML file (a SuiteSpec)
+    probes ablate smollm2-135m --n 128 --erase subject_number                   # the CLI: flags made from the spec
+
+The three take the same names and the same checks: the CLI's flags are generated from these fields
+(``probes.cli``), a suite's ``[[ablations]]`` entries are ``AblationSpec`` s, and the pipelines take
+a spec and nothing else. A bad value is one line that names the key (``my.toml: ablations[0]: key
+'top_k'``) or the flag (``--top-k``) and says what would be right.
+
+Field metadata used by the CLI (``json_schema_extra``): ``positional`` (an argument, not a flag),
+``cli`` (False: not offered as a flag), ``metavar``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from analysis.errors import ProbesError
+from probes.core.data import DATA_DIR
+from probes.probing.datasets import TASKS
+
+SUITES_DIR = DATA_DIR / "suites"
+CONTROLS = ("control_task", "random_weights", "mdl")
+PROBE_KINDS = ("logistic", "ridge")
+ABLATION_KINDS = ("zero", "mean", "resample")
+DEMO_SITES = ["blocks.*.hook_resid_post", "blocks.*.attn.hook_pattern"]
+
+
+class SpecError(ProbesError, ValueError):
+    """A spec (TOML file, CLI flags or Python arguments) that does not validate."""
+
+
+def _meta(help: str, **extra: Any) -> dict[str, Any]:
+    return {"description": help, "json_schema_extra": extra} if extra else {"description": help}
+
+
+class Spec(BaseModel):
+    """Base of every spec: unknown keys are errors, types are strict (a string is not a number), frozen once made."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` records: every setting, defaults included."""
+        return self.model_dump(mode="json")
+
+
+S = TypeVar("S", bound=Spec)
+
+
+# --- the parts several specs share ----------------------------------------------------------------------------
+
+
+class ModelOptions(Spec):
+    model: str = Field(**_meta("alias, local folder or cached hub id", positional=True, missing="name the model "
+                                "(an alias such as minilm, a folder, or a hub id)"))
+    revision: str | None = Field(None, **_meta("branch, tag or commit of a hub model (e.g. Pythia's step1000)"))
+    trust_remote_code: bool = Field(False, **_meta("allow the model's own Python code to run"))
+    device: str | None = Field(None, **_meta("cpu, cuda, cuda:1 ... (default: where the model loads)"))
+
+
+class CaptureSpec(ModelOptions):
+    """``probes capture``: sites over a text set into an activation store, and a per-layer summary."""
+
+    texts: str | None = Field(None, **_meta(".txt (one per line), .jsonl or .csv with a 'text' column "
+                                            "(default: built-in demo texts)"))
+    sites: list[str] = Field(default_factory=lambda: list(DEMO_SITES), **_meta("site names or patterns"))
+    dtype: Literal["float16", "float32", "bfloat16"] = Field("float16", **_meta("stored precision"))
+    batch_size: int = Field(16, ge=1, **_meta("texts per forward pass (bounds memory)"))
+    max_length: int | None = Field(None, ge=1, **_meta("tokens per text; longer texts are truncated and reported"))
+
+
+class HeadsSpec(ModelOptions):
+    """``probes heads``: per-head attention statistics and every head's pattern on one input."""
+
+    texts: str | None = Field(None, **_meta(".txt (one per line), .jsonl or .csv with a 'text' column "
+                                            "(default: built-in demo texts)"))
+    example: str | None = Field(None, **_meta("the input whose attention patterns the report shows"))
+    seed: int = Field(0, **_meta("seed of the induction set's random tokens"))
+
+
+class StudySpec(Spec):
+    """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
+
+    kind: Literal["zero", "mean", "resample"] = Field("mean", **_meta("ablation"))
+    components: str | list[str] = Field("heads+mlps", **_meta(
+        "heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp", nargs="+"))
+    top_k: int = Field(6, ge=3, **_meta("components studied jointly", why="additivity compares several subsets of "
+                                                                          "two or more"))
+    permutations: int = Field(32, ge=2, **_meta("sampled orders for Shapley values (antithetic pairs)"))
+    interaction_samples: int = Field(8, ge=1, **_meta("sampled subsets per pair for the Shapley interaction index"))
+    n_boot: int = Field(200, ge=10, **_meta("bootstrap resamples of the additivity R^2's CI"))
+    seed: int = Field(0, **_meta("seed of the sampled orders, subsets and bootstrap"))
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, value: str | list[str]) -> str | list[str]:
+        names = value.split() if isinstance(value, str) else value
+        if not names:
+            raise ValueError("name some components (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers)")
+        return value
+
+    def settings(self) -> StudySpec:
+        """Only the study's own settings (what ``ablation_study`` takes)."""
+        return StudySpec(**{k: getattr(self, k) for k in StudySpec.model_fields})
+
+
+class AblationSpec(StudySpec, ModelOptions):
+    """``probes ablate`` and a suite's ``[[ablations]]`` entry: a behaviour of one model, taken apart."""
+
+    behaviour: str | None = Field(None, **_meta("agreement (default for causal LMs), pairs, loss, probe:TASK "
+                                                "(default for encoders: probe:subject_number), cosine"))
+    data: str | None = Field(None, **_meta("file for the behaviour: BLiMP JSONL (pairs), texts (loss), "
+                                           "text_a/text_b JSONL (cosine)"))
+    n: int = Field(64, ge=1, **_meta("generated examples"))
+    erase: str | None = Field(None, **_meta("amnesic probing too: erase a grammar concept (e.g. subject_number) with "
+                                            "LEACE and compare with random subspaces of equal rank",
+                                            metavar="CONCEPT"))
+    erase_layers: list[int] | None = Field(None, **_meta(
+        "residual-stream layers to erase at (0 = embeddings, l = block l-1's output; default: 1/4, 1/2, 3/4 of "
+        "the depth)"))
+    erase_n: int = Field(200, ge=20, **_meta("sentences the concept's eraser and probes are fitted on"))
+    erase_random: int = Field(5, ge=1, **_meta("random subspaces of equal rank to compare with"))
+
+    @field_validator("erase")
+    @classmethod
+    def _erase(cls, value: str | None) -> str | None:
+        if value is not None and value not in TASKS:
+            raise ValueError(f"unknown concept {value!r}{_hint(value, TASKS)}; built-in concepts are {', '.join(TASKS)}")
+        return value
+
+    @field_validator("erase_layers")
+    @classmethod
+    def _erase_layers(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(layer < 0 for layer in value)):
+            raise ValueError("layer numbers are whole numbers >= 0 (0 = embeddings)")
+        return value
+
+
+class TaskFile(Spec):
+    """A probing task from the user's file: CoNLL-U (``label``: upos, xpos, deprel), CSV or JSONL."""
+
+    name: str
+    path: str
+    label: str | None = None
+
+
+class ProbingSpec(Spec):
+    """How probes read a model (``probes.pipelines.suite.probe_layers`` takes this alone)."""
+
+    site: str = Field("resid", **_meta("residual stream (layer 0 = embeddings), or a block site such as hook_mlp_out"))
+    layers: Literal["all"] | list[int] = Field("all", **_meta("all, or layer numbers", hint='use "all" or a list of '
+                                                              'layer numbers'))
+    pool: Literal["first", "last", "mean"] = Field("mean", **_meta("subwords -> word, for word-level tasks"))
+    sentence_pool: Literal["first", "last", "mean"] = Field("mean", **_meta(
+        "tokens -> sentence: mean over word tokens, or the first / last token"))
+    Cs: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0], **_meta(
+        "inverse L2 strengths the logistic probe chooses from by cross-validation"))
+    cv: int = Field(3, ge=0, **_meta("cross-validation folds (0: no CV, the middle C)"))
+    mdl_C: float = Field(0.1, gt=0, **_meta("the MDL probe's inverse L2 strength"))
+    max_length: int = Field(128, ge=1, **_meta("tokens per sentence"))
+    batch_size: int = Field(32, ge=1, **_meta("sentences per forward pass"))
+    n_boot: int = Field(1000, ge=10, **_meta("bootstrap resamples (sentences) of each accuracy's CI"))
+    seed: int = Field(0, **_meta("seed of splits, folds, control labels, random weights and the bootstrap"))
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        from probes.core.sites import BLOCK_SITES  # torch-free import of the CLI: only when a site is checked
+
+        if value != "resid" and (value not in BLOCK_SITES or BLOCK_SITES[value].needs_eager):
+            usable = ["resid"] + [s for s, k in BLOCK_SITES.items() if not k.needs_eager]
+            raise ValueError(f"{value!r} is not probeable; use one of {', '.join(usable)}")
+        return value
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: str | list[int]) -> str | list[int]:
+        if isinstance(value, list) and (not value or any(layer < 0 for layer in value)):
+            raise ValueError("layer numbers are whole numbers >= 0")
+        return value
+
+    @field_validator("Cs")
+    @classmethod
+    def _cs(cls, value: list[float]) -> list[float]:
+        if not value or any(c <= 0 for c in value):
+            raise ValueError("list positive inverse regularisation strengths, e.g. [0.01, 0.1, 1.0]")
+        return value
+
+
+class SuiteSpec(ProbingSpec):
+    """``probes run``: a TOML file of probing tasks (and ablation studies) over one or more models."""
+
+    name: str = Field("suite", **_meta("the suite's name"))
+    models: list[str] = Field(default_factory=lambda: ["minilm"], **_meta(
+        "aliases, folders, hub ids, or id@revision (Pythia checkpoints)"))
+    tasks: list[str | TaskFile] = Field(default_factory=lambda: list(TASKS), **_meta(
+        "built-in task names, or tables {name, path, label} (CoNLL-U, CSV, JSONL)", cli=False))
+    probes: list[Literal["logistic", "ridge"]] = Field(default_factory=lambda: ["logistic"], **_meta("probe kinds"))
+    controls: list[Literal["control_task", "random_weights", "mdl"]] = Field(
+        default_factory=lambda: list(CONTROLS), **_meta("controls beside each probe"))
+    n_examples: int = Field(600, ge=20, **_meta("sentences per generated task",
+                                                why="so train and test both hold every class"))
+    test_fraction: float = Field(0.25, gt=0, lt=1, **_meta("share of sentences held out for testing"))
+    lexical_split: bool = Field(True, **_meta("test sentences use content words never seen in training"))
+    ablations: list[AblationSpec] = Field(default_factory=list, **_meta("ablation studies ([[ablations]])", cli=False))
+    device: str | None = Field(None, **_meta("where the models run: cpu, cuda, cuda:1 ... (default: where they load)"))
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one model (an alias such as 'minilm', a folder or a hub id)")
+        return value
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value  # the type check says what is wrong
+        for task in value:
+            if isinstance(task, str) and task not in TASKS:
+                raise ValueError(f"unknown task {task!r}{_hint(task, TASKS)}; built-in tasks are {', '.join(TASKS)}, "
+                                 "or a table {name, path, label}")
+            if isinstance(task, dict) and not {"name", "path"} <= set(task):
+                raise ValueError(f"a data task needs 'name' and 'path' (and 'label'), got {task}")
+            if not isinstance(task, (str, dict, TaskFile)):
+                raise ValueError(f"each task is a built-in name or a table {{name, path, label}}, got {task!r}")
+        names = [t if isinstance(t, str) else t["name"] if isinstance(t, dict) else t.name for t in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"task name {twice[0]!r} is used twice: results are keyed by task name, so give each "
+                             "task a name of its own")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> SuiteSpec:
+        if not self.tasks and not self.ablations:
+            raise ValueError(f"key 'tasks': list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]] entry")
+        return self
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t if isinstance(t, str) else t.name for t in self.tasks]
+
+    def probing(self) -> ProbingSpec:
+        return ProbingSpec(**{k: getattr(self, k) for k in ProbingSpec.model_fields})
+
+
+class LadderSpec(Spec):
+    """``probes ladder train``: the toy scale ladder (``probes.scale.ladder.LadderConfig`` holds its sizes)."""
+
+    setting: Literal["default", "demo", "tiny"] = Field("default", **_meta(
+        "default: seven sizes x two seeds, 2,500 steps (about 8.5 minutes); demo: six sizes, 2,000 steps; "
+        "tiny: seconds, for trying things out"))
+    steps: int | None = Field(None, ge=1, **_meta("training steps per model (default: the setting's)"))
+    seed: int = Field(0, **_meta("seed of initialisation and training data"))
+
+
+class LadderEvalSpec(Spec):
+    """``probes ladder eval``: score the ladder's models and checkpoints, then the scaling analysis."""
+
+    n: int = Field(500, ge=10, **_meta("test examples per task"))
+
+
+class ScaleSpec(Spec):
+    """``probes scale``: the scale table and a verdict (smooth, jump, mirage) per task and metric."""
+
+    results: list[str] = Field(**_meta("lm-eval .json files, .csv scale tables or evaluation folders",
+                                       positional=True, missing="name lm-eval .json files, scale .csv files or "
+                                                                 "evaluation folders"))
+    sizes: str | None = Field(None, **_meta("JSON file {model: parameters} for results that do not state their size"))
+    family: str | None = Field(None, **_meta("family name for all rows (default: the model id, or 'family')"))
+    size: Literal["parameters", "non_embedding_parameters", "tokens", "step"] = Field("parameters", **_meta(
+        "the scale axis; 'step' reads each model's checkpoints as its own curve"))
+    n_boot: int = Field(200, ge=10, **_meta("bootstrap resamples of the jump's location"))
+    seed: int = Field(0, **_meta("seed of the bootstrap"))
+
+
+class ReportSpec(Spec):
+    """``probes report``: one self-contained HTML (or Markdown) report from result folders."""
+
+    results: list[str] = Field(**_meta("result folders (or folders that hold them)", positional=True,
+                                       missing="name the result folders to report"))
+    format: Literal["html", "md"] | None = Field(None, **_meta(
+        "html (one self-contained file) or md (figures beside it); default: from the --out suffix"))
+    title: str = Field("emergence-probes report", **_meta("the report's title"))
+    figures: str | None = Field(None, **_meta("also write every figure as a PNG named after its title into DIR",
+                                              metavar="DIR"))
+
+
+class DemoSpec(Spec):
+    """``probes demo``: the main job on the two embedded models, ending in the report."""
+
+    quick: bool = Field(False, **_meta("small settings everywhere (about a minute): the pipeline, not conclusions"))
+    device: str | None = Field(None, **_meta("where the models run: cpu, cuda ... (the ladder trains on the CPU)"))
+
+
+# --- reading and checking -------------------------------------------------------------------------------------
+
+
+def _hint(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
+               dict: "a table", type(None): "empty"}
+
+
+def _kinds(annotation: Any) -> list[str]:
+    """Plain-language names of what a field takes, from its annotation."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return ["a string"]
+    if origin is None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return ["a table"]
+        return [_KIND_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))]
+    if origin is list:
+        return ["a list"]
+    names: list[str] = []
+    for arg in get_args(annotation):
+        for name in _kinds(arg):
+            if name not in names and name != "empty":
+                names.append(name)
+    return names
+
+
+def _field_of(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel], str | None, list[str]]:
+    """The model and field an error location points at, and the readable path to it (ablations[0])."""
+    path: list[str] = []
+    current: type[BaseModel] = model
+    name: str | None = None
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        if isinstance(part, str) and part in current.model_fields:
+            name = part
+            annotation = current.model_fields[part].annotation
+            nested = [a for a in ([annotation] + list(get_args(annotation)) +
+                                  [b for a in get_args(annotation) for b in get_args(a)])
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+            if i + 2 < len(loc) and isinstance(loc[i + 1], int) and nested and get_origin(annotation) is list:
+                members = {a.__name__ for a in nested}
+                if len(get_args(get_args(annotation)[0])) > 1 and loc[i + 2] not in members:
+                    break  # an error of the union's other member (a string where a table was possible)
+                path.append(f"{part}[{loc[i + 1]}]")
+                current, name = nested[0], None
+                i += 2
+                if i < len(loc) and loc[i] in members:
+                    i += 1  # pydantic's name of the union member
+                continue
+        i += 1
+    return current, name, path
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def describe_error(err: ValidationError, model: type[BaseModel], where: str, style: str = "file") -> str:
+    """One line for a pydantic error: where, which key (or flag), what is wrong and what would be right."""
+    first = max(err.errors(), key=lambda e: len(e["loc"]))  # the most specific (a union's member over the union)
+    owner, name, path = _field_of(model, tuple(first["loc"]))
+    prefix = ": ".join([where, *path]) if where else ": ".join(path)
+    prefix = prefix + ": " if prefix else ""
+    kind, value = first["type"], first.get("input")
+    if kind == "extra_forbidden":
+        unknown = str(first["loc"][-1])
+        keys = [k for k in owner.model_fields]
+        if style == "cli":
+            return f"{prefix}unknown option {_flag(unknown)}"
+        return f"{prefix}unknown key {unknown!r}{_hint(unknown, keys)}; keys are {', '.join(keys)}"
+    if name is None:
+        return f"{prefix}{str(first['msg']).removeprefix('Value error, ')}"
+    field = owner.model_fields[name]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    key = _flag(name) if style == "cli" else f"key {name!r}"
+    if style == "cli" and extra.get("positional"):
+        key = name.upper()
+    if kind == "missing":
+        return f"{prefix}{extra.get('missing') or f'{key} is required'}"
+    if kind == "value_error":
+        return f"{prefix}{key}: {str(first['msg']).removeprefix('Value error, ')}"
+    if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
+        bound = first["ctx"].get("ge", first["ctx"].get("gt", first["ctx"].get("lt", first["ctx"].get("le"))))
+        word = {"greater_than_equal": "at least", "greater_than": "above", "less_than": "below",
+                "less_than_equal": "at most"}[kind]
+        why = f" ({extra['why']})" if extra.get("why") else ""
+        if name == "test_fraction":
+            return f"{prefix}{key}: must be between 0 and 1, got {value}"
+        return f"{prefix}{key} must be {word} {bound}{why}, got {value}"
+    if kind == "literal_error" and len(first["loc"]) and isinstance(first["loc"][-1], int):
+        item = name[:-1] if name.endswith("s") else name
+        choices = [str(c) for c in get_args(get_args(field.annotation)[0])]
+        return f"{prefix}{key}: unknown {item} {value!r}{_hint(value, choices)}; choose from {', '.join(choices)}"
+    if kind == "literal_error" and get_origin(field.annotation) is Literal:
+        choices = [str(c) for c in get_args(field.annotation)]
+        return f"{prefix}{key}: use {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}"
+    errors_here = [e for e in err.errors() if _field_of(model, tuple(e["loc"]))[1] == name]
+    kinds = _kinds(field.annotation)
+    wrong_type = all(e["type"].endswith("_type") or e["type"] == "literal_error" and not isinstance(value, str)
+                     for e in errors_here)
+    if extra.get("hint") and not wrong_type:
+        return f"{prefix}{key}: {extra['hint']}, got {value!r}"
+    return f"{prefix}{key} should be {' or '.join(kinds)}, got {value!r}"
+
+
+def make(model: type[S], raw: dict[str, Any], where: str = "", style: str = "file") -> S:
+    """A spec from raw values (TOML, CLI, keyword arguments); a bad one raises one line (``SpecError``)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(describe_error(err, model, where, style)) from None
+
+
+def ready_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(path: str | Path) -> SuiteSpec:
+    """A suite from a TOML path, or the name of a ready suite (see ``ready_suites()``)."""
+    from probes.core.data import read_utf8
+
+    path = Path(path)
+    if not path.exists() and (SUITES_DIR / f"{path.name}.toml").exists():
+        path = SUITES_DIR / f"{path.name}.toml"
+    if not path.exists():
+        raise SpecError(f"no suite file {path}; ready suites: {', '.join(ready_suites())}")
+    try:
+        raw = tomllib.loads(read_utf8(path))
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML ({err})") from None
+    return make(SuiteSpec, raw, str(path))

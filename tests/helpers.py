@@ -1,0 +1,41 @@
+"""Helpers the tests of several tiers share (``pythonpath = tests`` in pyproject)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def lm_eval_file(path, model: str, revision: str | None, acc: float, params: int | None, old: bool = False):
+    """A results file as lm-evaluation-harness v0.4 writes it (``old``: the pre-0.4 key names)."""
+    if old:
+        results = {"arc_easy": {"acc": acc, "acc_stderr": 0.01, "acc_norm": acc - 0.01, "acc_norm_stderr": 0.012}}
+    else:
+        results = {"arc_easy": {"alias": "arc_easy", "acc,none": acc, "acc_stderr,none": 0.01,
+                                "acc_norm,none": acc - 0.01, "acc_norm_stderr,none": "N/A"},
+                   "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": acc / 2,
+                             "exact_match_stderr,strict-match": 0.005}}
+    args = f"pretrained={model}" + (f",revision={revision}" if revision else "") + ",dtype=float32"
+    blob = {"results": results, "n-samples": {"arc_easy": {"original": 2376, "effective": 2376}},
+            "config": {"model": "hf", "model_args": args, "batch_size": 8,
+                       **({"model_num_parameters": params} if params else {})},
+            "versions": {"arc_easy": 1.0}}
+    path.write_text(json.dumps(blob))
+    return path
+
+
+SIZES = np.logspace(4, 8, 8)  # 10k to 100M parameters, two per decade
+
+
+def curve_rows(task: str, metric: str, values, *, n: int = 1000, stderr=None, chance=None) -> list[dict]:
+    values = np.asarray(values, dtype=float)
+    if stderr is None:
+        stderr = np.sqrt(np.clip(values * (1 - values), 1e-4, None) / n)
+    return [{"model": f"m{i}", "parameters": s, "task": task, "metric": metric, "value": v, "stderr": e, "n": n,
+             "chance": chance} for i, (s, v, e) in enumerate(zip(SIZES, values, np.broadcast_to(stderr, values.shape)))]
+
+
+def per_token(sizes=SIZES):
+    """A smooth per-token accuracy: a power law in size, 0.1 at 10k parameters to 0.96 at 100M."""
+    return 1 - 0.9 * (sizes / 1e4) ** -0.35
