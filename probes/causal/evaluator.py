@@ -186,15 +186,14 @@ class Evaluator:
         groups: dict[int, list[Subset]] = defaultdict(list)
         for s in todo:
             groups[min(c.layer for c in s) if self.reuse_prefix else 0].append(s)
-        bar = tqdm(total=len(todo), desc="ablations", unit="cond", disable=not self.progress or not todo)
-        with torch.inference_mode():
+        with torch.inference_mode(), tqdm(total=len(todo), desc="ablations", unit="cond",
+                                          disable=not self.progress or not todo) as bar:
             for first_layer, group in groups.items():
                 for chunk in self._chunks(group):
                     per_batch = [self._scores(i, chunk, first_layer) for i in range(len(self.batches))]
                     for i, s in enumerate(chunk):
                         self._cache[s] = np.concatenate([p[i] for p in per_batch])
                     bar.update(len(chunk))
-        bar.close()
         return np.stack([self._cache[s] for s in subsets]) if subsets else np.zeros((0, self.n_examples))
 
     def _cover_sites(self, sites: set[str]) -> None:

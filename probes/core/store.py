@@ -140,17 +140,17 @@ class ActivationStore:
     def _fill(self, lm: LoadedModel, texts: list, sites: list[Site], progress: bool) -> None:
         n_shards, batch_size = self.manifest["n_shards"], self.manifest["batch_size"]
         todo = [i for i in range(n_shards) if not self._shard_path(i).exists()]
-        bar = tqdm(total=n_shards, initial=n_shards - len(todo), desc=f"capture {lm.name}", unit="batch", disable=not progress)
         names = [s.name for s in sites]
-        for i in todo:
-            chunk = texts[i * batch_size : (i + 1) * batch_size]
-            enc = encode(lm.tokenizer, chunk, self.manifest["request"]["max_length"])
-            with torch.inference_mode(), capture(lm, names) as cache:
-                lm.model(**enc.model_inputs(lm.device))
-            self._write_shard(i, lm, enc, sites, cache, first_example=i * batch_size)
-            del cache
-            bar.update(1)
-        bar.close()
+        with tqdm(total=n_shards, initial=n_shards - len(todo), desc=f"capture {lm.name}", unit="batch",
+                  disable=not progress) as bar:  # closed on an error too, so the error starts a line of its own
+            for i in todo:
+                chunk = texts[i * batch_size : (i + 1) * batch_size]
+                enc = encode(lm.tokenizer, chunk, self.manifest["request"]["max_length"])
+                with torch.inference_mode(), capture(lm, names) as cache:
+                    lm.model(**enc.model_inputs(lm.device))
+                self._write_shard(i, lm, enc, sites, cache, first_example=i * batch_size)
+                del cache
+                bar.update(1)
         self._finish()
 
     def _write_shard(

@@ -155,12 +155,13 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
                                  "sha256_16": content_hash([t.name, t.examples])} for t in tasks}}
     with RunFolder.open(out, command="evaluate", spec=record, models=identities) as run:
         frames = []
-        for spec in tqdm(specs, desc="models", unit="model", disable=not progress):
-            name = unit_file(spec.slug, ".json", "outputs")
-            if not run.done(name):
-                lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
-                run.commit_json(name, model_rows(lm, spec, tasks, family=family, batch_size=batch_size))
-            frames.append(pd.DataFrame(run.read_json(name)))
+        with tqdm(specs, desc="models", unit="model", disable=not progress) as bar:
+            for spec in bar:
+                name = unit_file(spec.slug, ".json", "outputs")
+                if not run.done(name):
+                    lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
+                    run.commit_json(name, model_rows(lm, spec, tasks, family=family, batch_size=batch_size))
+                frames.append(pd.DataFrame(run.read_json(name)))
         table, scored = family_tables(pd.concat(frames, ignore_index=True), tasks)
         run.write_frame("scale.csv", table)
         run.write_frame("examples.csv", scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore"))

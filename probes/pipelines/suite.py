@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from analysis.results import read_results, tidy
 from probes.core.data import DatasetError
 from probes.core.models import LoadedModel, load, resolve
-from probes.pipelines.run import RunFolder, unit_file
+from probes.pipelines.run import RunError, RunFolder, unit_file
 from probes.pipelines.specs import ProbingSpec, SuiteSpec, TaskFile, load_suite
 from probes.probing.controls import random_weights
 from probes.probing.datasets import ProbingDataset, generate
@@ -157,7 +157,8 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
             source, revision = model_reference(name)
             loaded[name] = load(source, revision=revision, device=spec.device)
             if loaded[name].fingerprint != models[name]["weights_sha256_16"]:
-                raise DatasetError(f"the weights of {name} changed while the run started; run it again")
+                raise RunError(f"the weights of {name} changed as the run started (now {loaded[name].fingerprint}); "
+                               "run it again")
         return loaded[name]
 
     with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models) as run:
@@ -165,20 +166,19 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
         names = [unit_file("|".join(u)) for u in plan]
         tasks: dict[tuple[str, str], _Task] = {}
         by_name = dict(zip(spec.task_names, spec.tasks))
-        bar = tqdm(total=len(plan), desc=f"suite {spec.name}", unit="unit", disable=not progress)
-        for (model_name, task_name, probe, control), name in zip(plan, names):
-            bar.set_postfix_str(f"{model_name}|{task_name}|{probe}|{control}")
-            if not run.done(name):
-                key = (model_name, task_name)
-                if key not in tasks:
-                    tasks = {key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)}  # one task in memory
-                rows = [{**row, "model": model_name, "task": task_name, "probe": probe,
-                         "control": None if control == "none" else control}
-                        for row in tasks[key].rows(probe, control)]
-                run.commit_frame(name, tidy(rows))
-                run.write_frame("results.csv", run.collect(names))
-            bar.update(1)
-        bar.close()
+        with tqdm(total=len(plan), desc=f"suite {spec.name}", unit="unit", disable=not progress) as bar:
+            for (model_name, task_name, probe, control), name in zip(plan, names):
+                bar.set_postfix_str(f"{model_name}|{task_name}|{probe}|{control}")
+                if not run.done(name):
+                    key = (model_name, task_name)
+                    if key not in tasks:
+                        tasks = {key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)}  # one task in memory
+                    rows = [{**row, "model": model_name, "task": task_name, "probe": probe,
+                             "control": None if control == "none" else control}
+                            for row in tasks[key].rows(probe, control)]
+                    run.commit_frame(name, tidy(rows))
+                    run.write_frame("results.csv", run.collect(names))
+                bar.update(1)
         for i, entry in enumerate(spec.ablations):
             name = unit_file(f"ablation|{i}|{entry.model}")
             names.append(name)
@@ -189,9 +189,8 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
                              progress=progress)
                 run.commit_frame(name, read_results(out / "ablations" / str(i) / "results.csv"),
                                  may_be_nan=("additivity_r2",))
-        table = run.collect(names)
-        run.write_frame("results.csv", table)
-    return table
+        run.write_frame("results.csv", run.collect(names))
+    return read_results(out / "results.csv")
 
 
 def describe(results: pd.DataFrame, where: str | os.PathLike | None = None) -> str:
