@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test test-fast test-gpu bench bench-deps clean
+.PHONY: install browser demo lint test test-fast test-gpu bench bench-deps clean
 
 install: $(STAMP)
 
@@ -31,7 +31,13 @@ browser:
 demo: $(STAMP)
 	$(VENV)/bin/probes demo --out runs/demo
 
-test: $(STAMP) browser
+# ruff (lint and format) and mypy on the two packages; `make test` runs them first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
+
+test: $(STAMP) browser lint
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -19,8 +19,11 @@ _HEAD = re.compile(r"^L(\d+)H(\d+)$")
 def head_effect_grid(results: pd.DataFrame, *, model: str | None = None) -> np.ndarray:
     """Single-head ``effect`` rows (components ``L{l}H{h}``) as a (layers, heads) array; NaN where not ablated."""
     rows = _effects(results, model)
-    heads = [(int(m.group(1)), int(m.group(2)), v) for c, v in zip(rows["component"], rows["value"])
-             if (m := _HEAD.match(str(c)))]
+    heads = [
+        (int(m.group(1)), int(m.group(2)), v)
+        for c, v in zip(rows["component"], rows["value"])
+        if (m := _HEAD.match(str(c)))
+    ]
     if not heads:
         raise ValueError("no single-head effects (components like L3H5) in the results")
     grid = np.full((max(h[0] for h in heads) + 1, max(h[1] for h in heads) + 1), np.nan)
@@ -46,8 +49,12 @@ def effect_map(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure
 
 def interaction_map(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
     """The top components' pairwise interactions (joint effect minus the two single effects) as a matrix."""
-    rows = _select(results, model, "no interaction rows in the results (run an ablation study with --top-k >= 2)",
-                   metric="interaction")
+    rows = _select(
+        results,
+        model,
+        "no interaction rows in the results (run an ablation study with --top-k >= 2)",
+        metric="interaction",
+    )
     pairs = [str(c).split("|") for c in rows["component"]]  # "L0H1|L0.mlp", as the study writes them
     names = list(dict.fromkeys(n for pair in pairs for n in pair))
     matrix = np.zeros((len(names), len(names)))
@@ -91,8 +98,9 @@ def shapley_bars(results: pd.DataFrame, *, model: str | None = None) -> plt.Figu
     fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.38 * len(names)))
     err = np.vstack([shap["value"] - shap["ci_low"], shap["ci_high"] - shap["value"]]).astype(float)
     ax.barh(y + 0.2, shap["value"], height=0.38, xerr=err, capsize=2, color="tab:blue", label="Shapley value (95% CI)")
-    ax.barh(y - 0.2, [single.get(n, np.nan) for n in names], height=0.38, color="tab:gray", alpha=0.7,
-            label="ablated alone")
+    ax.barh(
+        y - 0.2, [single.get(n, np.nan) for n in names], height=0.38, color="tab:gray", alpha=0.7, label="ablated alone"
+    )
     ax.set_yticks(y, names, fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("effect on the behaviour (its units)")
@@ -106,22 +114,36 @@ def shapley_bars(results: pd.DataFrame, *, model: str | None = None) -> plt.Figu
 def amnesic_plot(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:
     """Amnesic probing by layer: the behaviour change after erasing the concept (LEACE) against random subspaces
     of the same rank (mean, 95% range of the draws), and the concept probe's accuracy before and after."""
-    rows = _select(results, model, "no amnesic rows in the results (run an ablation study with --erase CONCEPT)",
-                   probe="amnesic:leace")
+    rows = _select(
+        results,
+        model,
+        "no amnesic rows in the results (run an ablation study with --erase CONCEPT)",
+        probe="amnesic:leace",
+    )
     pick = lambda metric: rows[rows["metric"] == metric].sort_values("layer")
     concept = ", ".join(sorted(rows["concept"].astype(str).unique())) if "concept" in rows else "the concept"
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.5))
     erased, rand = pick("erasure_change"), pick("random_erasure_change")
     left.plot(erased["layer"], erased["value"], "o-", color="tab:red", label=f"erase {concept} (LEACE)")
-    left.errorbar(rand["layer"], rand["value"], yerr=[rand["value"] - rand["ci_low"], rand["ci_high"] - rand["value"]],
-                  fmt="s--", color="tab:gray", capsize=3, label="erase a random subspace (95% range)")
+    left.errorbar(
+        rand["layer"],
+        rand["value"],
+        yerr=[rand["value"] - rand["ci_low"], rand["ci_high"] - rand["value"]],
+        fmt="s--",
+        color="tab:gray",
+        capsize=3,
+        label="erase a random subspace (95% range)",
+    )
     left.axhline(0, color="black", lw=0.8)
     left.set_xlabel("layer erased (residual stream after the block)")
     left.set_ylabel("change in the behaviour (its units)")
     left.set_title("behaviour after erasure", fontsize=10)
     left.legend(fontsize=7)
-    for metric, style, label in (("concept_probe_before", "o-", "before erasure"), ("concept_probe_after", "o--", "after"),
-                                 ("concept_majority", ":", "majority class")):
+    for metric, style, label in (
+        ("concept_probe_before", "o-", "before erasure"),
+        ("concept_probe_after", "o--", "after"),
+        ("concept_majority", ":", "majority class"),
+    ):
         part = pick(metric)
         right.plot(part["layer"], part["value"], style, label=label)
     right.set_ylim(0, 1.02)

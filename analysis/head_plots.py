@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-UNITS = {"entropy": "nats", "distance": "tokens", "prev_token": "attention weight", "first_token": "attention weight",
-         "induction": "attention weight"}
+UNITS = {
+    "entropy": "nats",
+    "distance": "tokens",
+    "prev_token": "attention weight",
+    "first_token": "attention weight",
+    "induction": "attention weight",
+}
 
 
 def head_maps(frame: pd.DataFrame, metrics: list[str] | None = None, *, model: str | None = None) -> plt.Figure:
@@ -39,8 +44,12 @@ def head_maps(frame: pd.DataFrame, metrics: list[str] | None = None, *, model: s
 
 
 # A head is named for a job only above these scores (weights on [0, 1]; distance in tokens has no bar).
-NAMED = (("prev_token", "previous-token", 0.4), ("induction", "induction", 0.3), ("first_token", "first-token sink", 0.5),
-         ("distance", "longest-range", 0.0))
+NAMED = (
+    ("prev_token", "previous-token", 0.4),
+    ("induction", "induction", 0.3),
+    ("first_token", "first-token sink", 0.5),
+    ("distance", "longest-range", 0.0),
+)
 
 
 def notable_heads(frame: pd.DataFrame) -> list[tuple[int, int, str]]:
@@ -56,8 +65,9 @@ def notable_heads(frame: pd.DataFrame) -> list[tuple[int, int, str]]:
     return chosen
 
 
-def pattern_heatmaps(tokens: list[str], patterns: np.ndarray, heads: list[tuple[int, int, str]], *,
-                     model: str = "") -> plt.Figure:
+def pattern_heatmaps(
+    tokens: list[str], patterns: np.ndarray, heads: list[tuple[int, int, str]], *, model: str = ""
+) -> plt.Figure:
     """Attention patterns (queries down, keys across) of chosen heads on one input; ``patterns`` is
     (layers, heads, queries, keys) as ``probes.head_stats.attention_example`` returns it."""
     if not heads:
@@ -67,7 +77,7 @@ def pattern_heatmaps(tokens: list[str], patterns: np.ndarray, heads: list[tuple[
     cols = min(2, len(heads))
     rows = -(-len(heads) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 1.2, (size + 0.4) * rows), squeeze=False)
-    for ax in list(axes.flat)[len(heads):]:
+    for ax in list(axes.flat)[len(heads) :]:
         ax.set_visible(False)
     labels = [t.replace("\u0120", "_").replace("\u2581", "_") for t in tokens]  # BPE space markers, readably
     for ax, (layer, head, why) in zip(axes.flat, heads):

@@ -14,7 +14,8 @@ strings or ids.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,15 +59,19 @@ def score_examples(outputs: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"per-example outputs lack column(s) {', '.join(missing)}")
     frame = outputs.copy()
-    frame["exact_match"] = [float(list(g[: len(t)]) == list(t) and len(g) >= len(t))
-                            for g, t in zip(frame["generated"], frame["target"])]
+    frame["exact_match"] = [
+        float(list(g[: len(t)]) == list(t) and len(g) >= len(t)) for g, t in zip(frame["generated"], frame["target"])
+    ]
     frame["token_accuracy"] = [token_accuracy(g, t) for g, t in zip(frame["generated"], frame["target"])]
-    frame["token_edit_distance"] = [float(edit_distance(list(g[: len(t)]), list(t)))
-                                    for g, t in zip(frame["generated"], frame["target"])]
+    frame["token_edit_distance"] = [
+        float(edit_distance(list(g[: len(t)]), list(t))) for g, t in zip(frame["generated"], frame["target"])
+    ]
     if "target_logprob" not in frame.columns:
         frame["target_logprob"] = np.nan
     has_options = "option_logprobs" in frame.columns and "answer_index" in frame.columns
-    options = zip(frame["option_logprobs"], frame["answer_index"]) if has_options else [(None, None)] * len(frame)
+    options: Iterable[tuple[Any, Any]] = (
+        zip(frame["option_logprobs"], frame["answer_index"]) if has_options else [(None, None)] * len(frame)
+    )
     mc, brier_scores = [], []
     for logprobs, answer in options:
         known = _has(logprobs)
@@ -82,9 +87,12 @@ def _has(options) -> bool:
 
 def chance_levels(target_length: int, alphabet: int, n_options: int | None = None) -> dict[str, float]:
     """Expected score of uniform guessing: each answer token from ``alphabet`` symbols, one of ``n_options``."""
-    levels = {"exact_match": alphabet ** -target_length, "token_accuracy": 1 / alphabet,
-              "token_edit_distance": target_length * (1 - 1 / alphabet),  # substitutions only: an upper bound
-              "target_logprob": -target_length * math.log(alphabet)}
+    levels = {
+        "exact_match": alphabet**-target_length,
+        "token_accuracy": 1 / alphabet,
+        "token_edit_distance": target_length * (1 - 1 / alphabet),  # substitutions only: an upper bound
+        "target_logprob": -target_length * math.log(alphabet),
+    }
     if n_options:
         levels.update(mc_accuracy=1 / n_options, brier=1 - 1 / n_options)
     return levels
@@ -104,6 +112,14 @@ def aggregate(scored: pd.DataFrame, chance: dict[str, dict[str, float]] | None =
             if not len(values):
                 continue
             stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-            rows.append({**ident, "metric": metric, "value": float(values.mean()), "stderr": stderr,
-                         "n": len(values), "chance": (chance or {}).get(ident.get("task"), {}).get(metric)})
+            rows.append(
+                {
+                    **ident,
+                    "metric": metric,
+                    "value": float(values.mean()),
+                    "stderr": stderr,
+                    "n": len(values),
+                    "chance": (chance or {}).get(str(ident.get("task")), {}).get(metric),
+                }
+            )
     return pd.DataFrame(rows)

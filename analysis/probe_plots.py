@@ -23,18 +23,29 @@ def layer_profile(results: pd.DataFrame, task: str, *, model: str | None = None,
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name, group in rows.groupby("model", sort=False):
         acc = group[(group["metric"] == "accuracy") & group["control"].isna()].sort_values("layer")
-        line, = ax.plot(acc["layer"], acc["value"], "o-", label=f"{name}: probe")
-        ax.fill_between(acc["layer"].astype(float), acc["ci_low"].astype(float), acc["ci_high"].astype(float),
-                        color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(acc["layer"], acc["value"], "o-", label=f"{name}: probe")
+        ax.fill_between(
+            acc["layer"].astype(float),
+            acc["ci_low"].astype(float),
+            acc["ci_high"].astype(float),
+            color=line.get_color(),
+            alpha=0.2,
+        )
         for control, style in (("control_task", "--"), ("random_weights", ":")):
             base = group[(group["metric"] == "accuracy") & (group["control"] == control)].sort_values("layer")
             if len(base):
-                ax.plot(base["layer"], base["value"], style, color=line.get_color(),
-                        label=f"{name}: {control.replace('_', ' ')}")
+                ax.plot(
+                    base["layer"],
+                    base["value"],
+                    style,
+                    color=line.get_color(),
+                    label=f"{name}: {control.replace('_', ' ')}",
+                )
         majority = group[group["metric"] == "majority_baseline"]["value"]
         if len(majority):
-            ax.axhline(float(majority.iloc[0]), color=line.get_color(), lw=0.8, alpha=0.6,
-                       label=f"{name}: majority class")
+            ax.axhline(
+                float(majority.iloc[0]), color=line.get_color(), lw=0.8, alpha=0.6, label=f"{name}: majority class"
+            )
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel("held-out accuracy")
     ax.set_title(f"{task}: {probe} probe accuracy by layer", fontsize=10)
@@ -48,17 +59,24 @@ def selectivity_and_compression(results: pd.DataFrame, model: str, *, probe: str
     and MDL compression (uniform code length / online code length) by layer."""
     rows = tidy(results)
     rows = rows[(rows["model"] == model) & (rows["probe"] == probe)]
-    panels = [("selectivity", "control_task", "selectivity (accuracy points)", "task - control task accuracy"),
-              ("compression", "mdl", "MDL compression (x)", "uniform / online code length")]
+    panels = [
+        ("selectivity", "control_task", "selectivity (accuracy points)", "task - control task accuracy"),
+        ("compression", "mdl", "MDL compression (x)", "uniform / online code length"),
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for ax, (metric, control, ylabel, title) in zip(axes, panels):
         part = rows[(rows["metric"] == metric) & (rows["control"] == control)]
         for task, group in part.groupby("task", sort=False):
             group = group.sort_values("layer")
-            line, = ax.plot(group["layer"], group["value"], "o-", ms=3, label=str(task))
+            (line,) = ax.plot(group["layer"], group["value"], "o-", ms=3, label=str(task))
             if group["ci_low"].notna().any():
-                ax.fill_between(group["layer"].astype(float), group["ci_low"].astype(float),
-                                group["ci_high"].astype(float), color=line.get_color(), alpha=0.15)
+                ax.fill_between(
+                    group["layer"].astype(float),
+                    group["ci_low"].astype(float),
+                    group["ci_high"].astype(float),
+                    color=line.get_color(),
+                    alpha=0.15,
+                )
         ax.axhline(0 if metric == "selectivity" else 1, color="gray", lw=0.8)
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel(ylabel)

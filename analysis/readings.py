@@ -47,13 +47,19 @@ THRESHOLDS = Thresholds()
 
 
 def selectivity_reading(selectivity: float, t: Thresholds = THRESHOLDS) -> str:
-    return ("high: the probe reads the representation, not word identity" if selectivity > t.selective
-            else "low: a probe this flexible could learn the labels from word identity")
+    return (
+        "high: the probe reads the representation, not word identity"
+        if selectivity > t.selective
+        else "low: a probe this flexible could learn the labels from word identity"
+    )
 
 
 def compression_reading(compression: float, t: Thresholds = THRESHOLDS) -> str:
-    return ("the labels are cheap to transmit given the features" if compression > t.mdl_compresses
-            else "the features barely help compress the labels")
+    return (
+        "the labels are cheap to transmit given the features"
+        if compression > t.mdl_compresses
+        else "the features barely help compress the labels"
+    )
 
 
 def concept_readable(accuracy: float, majority: float, t: Thresholds = THRESHOLDS) -> bool:
@@ -64,8 +70,9 @@ def _finite(*xs: float | None) -> bool:
     return all(x is not None and math.isfinite(x) for x in xs)
 
 
-def additivity_reading(r2: float, ci_low: float = math.nan, ci_high: float = math.nan,
-                       t: Thresholds = THRESHOLDS) -> str:
+def additivity_reading(
+    r2: float, ci_low: float = math.nan, ci_high: float = math.nan, t: Thresholds = THRESHOLDS
+) -> str:
     """An additivity R^2 (joint effects of subsets vs the sum of their single effects) and its CI."""
     if not _finite(r2):
         return "undefined: the sampled subsets' joint effects do not vary"
@@ -78,8 +85,9 @@ def additivity_reading(r2: float, ci_low: float = math.nan, ci_high: float = mat
     return "the behaviour lives in the parts' interaction"
 
 
-def additivity_lean(r2: float, ci_low: float = math.nan, ci_high: float = math.nan,
-                    t: Thresholds = THRESHOLDS) -> str | None:
+def additivity_lean(
+    r2: float, ci_low: float = math.nan, ci_high: float = math.nan, t: Thresholds = THRESHOLDS
+) -> str | None:
     text = additivity_reading(r2, ci_low, ci_high, t)
     if text.startswith(("undefined", "inconclusive")):
         return None
@@ -104,39 +112,57 @@ def interaction_reading(share: float, t: Thresholds = THRESHOLDS) -> tuple[str, 
     return f"the single effects miss {share:.0%} of the joint effect: it lives in interaction", "emergent"
 
 
-def decodability_reading(accuracy: float, ci_low: float, majority: float, random_init: float | None,
-                         selectivity: float | None, t: Thresholds = THRESHOLDS) -> tuple[str, str | None]:
+def decodability_reading(
+    accuracy: float,
+    ci_low: float,
+    majority: float,
+    random_init: float | None,
+    selectivity: float | None,
+    t: Thresholds = THRESHOLDS,
+) -> tuple[str, str | None]:
     """Best-layer probe accuracy against the majority class, the random-weights model and the control task."""
     if not _finite(accuracy, majority):
         return "no probe accuracy", None
     above = _finite(ci_low) and ci_low > majority + t.above_majority
     if not above:
         return f"not linearly readable beyond the majority class ({accuracy:.2f} vs {majority:.2f})", None
-    learned = not _finite(random_init) or accuracy - random_init > t.beyond_random_init
-    selective = not _finite(selectivity) or selectivity > t.selective
+    learned = random_init is None or not _finite(random_init) or accuracy - random_init > t.beyond_random_init
+    selective = selectivity is None or not _finite(selectivity) or selectivity > t.selective
     if learned and selective:
-        return (f"linearly readable ({accuracy:.2f}, majority {majority:.2f})"
-                + (f", beyond the random-weights model ({random_init:.2f})" if _finite(random_init) else "")
-                + (f", selective ({selectivity:+.2f} over the control task)" if _finite(selectivity) else "")), "reducible"
+        return (
+            f"linearly readable ({accuracy:.2f}, majority {majority:.2f})"
+            + (f", beyond the random-weights model ({random_init:.2f})" if _finite(random_init) else "")
+            + (f", selective ({selectivity:+.2f} over the control task)" if _finite(selectivity) else "")
+        ), "reducible"
     if not learned:
-        return (f"readable ({accuracy:.2f}) but about as well from random weights ({random_init:.2f}): "
-                "the probe reads the input, not what training put there"), None
-    return f"readable ({accuracy:.2f}) but barely selective ({selectivity:+.2f}): the probe may memorise word types", None
+        return (
+            f"readable ({accuracy:.2f}) but about as well from random weights ({random_init:.2f}): "
+            "the probe reads the input, not what training put there"
+        ), None
+    return (
+        f"readable ({accuracy:.2f}) but barely selective ({selectivity:+.2f}): the probe may memorise word types",
+        None,
+    )
 
 
-def erasure_reading(change: float, random_mean: float, random_sd: float,
-                    t: Thresholds = THRESHOLDS) -> tuple[str, str | None]:
+def erasure_reading(
+    change: float, random_mean: float, random_sd: float, t: Thresholds = THRESHOLDS
+) -> tuple[str, str | None]:
     """Behaviour change after erasing a concept (LEACE) against erasing random subspaces of the same rank."""
     if not _finite(change, random_mean):
         return "no erasure result", None
     spread = random_sd if _finite(random_sd) and random_sd > 0 else abs(random_mean) or 1e-12
     z = (change - random_mean) / spread
     if abs(z) >= t.erasure_sds:
-        return (f"erasing the concept changes the behaviour by {change:+.3f} against {random_mean:+.3f} for random "
-                "subspaces: the behaviour uses the linearly readable feature"), "reducible"
+        return (
+            f"erasing the concept changes the behaviour by {change:+.3f} against {random_mean:+.3f} for random "
+            "subspaces: the behaviour uses the linearly readable feature"
+        ), "reducible"
     # Not evidence of emergence: the behaviour may rest on another readable feature, or on a nonlinear one.
-    return (f"erasing the concept changes the behaviour by {change:+.3f}, like random subspaces ({random_mean:+.3f}): "
-            "the behaviour does not rest on that linear feature"), None
+    return (
+        f"erasing the concept changes the behaviour by {change:+.3f}, like random subspaces ({random_mean:+.3f}): "
+        "the behaviour does not rest on that linear feature"
+    ), None
 
 
 def scale_reading(verdicts: list[tuple[str, str, bool]]) -> tuple[str, str | None]:
@@ -144,14 +170,17 @@ def scale_reading(verdicts: list[tuple[str, str, bool]]) -> tuple[str, str | Non
     partial-credit metrics (per-token accuracy, edit distance, log-probability, Brier)?"""
     if verdicts and all(at_chance for _, _, at_chance in verdicts):
         return "stays at chance at every size: no capability here to scale", None
-    named = lambda kind, partial=None: [m for m, v, _ in verdicts if v == kind
-                                        and (partial is None or partial != all_or_nothing(m))]
+    named = lambda kind, partial=None: [
+        m for m, v, _ in verdicts if v == kind and (partial is None or partial != all_or_nothing(m))
+    ]
     unclear = [f"{m} ({v})" for m, v, _ in verdicts if v in ("irregular", "not enough sizes")]
     note = f"; inconclusive under {', '.join(unclear)}" if unclear else ""
     jumps, smooth = named("jump", partial=True), named("smooth", partial=True)
     if named("mirage"):
-        return (f"a mirage: {', '.join(named('mirage'))} jumps, but {', '.join(smooth) or 'a partial-credit metric'} "
-                f"of the same outputs grows smoothly{note}"), "reducible"
+        return (
+            f"a mirage: {', '.join(named('mirage'))} jumps, but {', '.join(smooth) or 'a partial-credit metric'} "
+            f"of the same outputs grows smoothly{note}"
+        ), "reducible"
     if jumps and not smooth:
         return f"a jump that survives the partial-credit metrics ({', '.join(jumps)}){note}", "emergent"
     if jumps:
@@ -159,8 +188,9 @@ def scale_reading(verdicts: list[tuple[str, str, bool]]) -> tuple[str, str | Non
     if smooth and not named("jump"):
         return f"grows smoothly with scale under {', '.join(smooth)}{note}", "reducible"
     if named("jump"):
-        return (f"jumps under {', '.join(named('jump'))} (all or nothing), which no partial-credit metric "
-                f"confirms{note}"), None
+        return (
+            f"jumps under {', '.join(named('jump'))} (all or nothing), which no partial-credit metric confirms{note}"
+        ), None
     return "no verdict that speaks either way: " + ", ".join(f"{m} {v}" for m, v, _ in verdicts), None
 
 

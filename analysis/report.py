@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,22 @@ import numpy as np
 import pandas as pd
 
 from . import ablation_plots, head_plots, probe_plots, scale_plots
-from .readings import (additivity_lean, additivity_reading, compression_reading, concept_readable, decodability_reading,
-                       erasure_reading, interaction_reading, non_additive_share, overall_reading, scale_reading,
-                       selectivity_reading)
+from .errors import ProbesError
+from .readings import (
+    additivity_lean,
+    additivity_reading,
+    compression_reading,
+    concept_readable,
+    decodability_reading,
+    erasure_reading,
+    interaction_reading,
+    non_additive_share,
+    overall_reading,
+    scale_reading,
+    selectivity_reading,
+)
 from .results import read_results, tidy
 from .tables import ablation_table, for_display, profile_table
-from .errors import ProbesError
 
 SKIP = {"activations", "stages", "units", "checkpoints", "outputs", "figures", ".git"}  # never hold a result folder
 
@@ -103,8 +113,10 @@ def find_sources(paths: Sequence[str | os.PathLike], max_depth: int = 4) -> list
         before = len(found)
         visit(path, 0)
         if len(found) == before:
-            raise ReportError(f"no results in {path}: expected results.csv, verdicts.csv or heads.csv "
-                              "(written by probes run, ablate, scale / ladder eval, heads or demo)")
+            raise ReportError(
+                f"no results in {path}: expected results.csv, verdicts.csv or heads.csv "
+                "(written by probes run, ablate, scale / ladder eval, heads or demo)"
+            )
     return found
 
 
@@ -139,17 +151,22 @@ def _read(path: Path, read: Any) -> Any:
     except (OSError, ValueError, KeyError) as err:
         if isinstance(err, ProbesError):
             raise
-        raise ReportError(f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
-                          "re-run the command that wrote it") from None
+        raise ReportError(
+            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
+            "re-run the command that wrote it"
+        ) from None
 
 
 def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
     sources = find_sources(paths)
     labels = source_labels(sources)
-    by_kind = lambda kind: [s for s in sources if s.kind == kind]  # noqa: E731
+    by_kind = lambda kind: [s for s in sources if s.kind == kind]
     tables = {s.path: _read(s.path / "results.csv", read_results) for s in by_kind("results")}
-    results = (tidy(_side_by_side(tables, "model", labels)) if tables
-               else tidy(pd.DataFrame(columns=["model", "metric", "value"])))
+    results = (
+        tidy(_side_by_side(tables, "model", labels))
+        if tables
+        else tidy(pd.DataFrame(columns=["model", "metric", "value"]))
+    )
     inputs = Inputs(sources, results)
     if by_kind("scale"):
         scales = {s.path: _read(s.path / "scale.csv", pd.read_csv) for s in by_kind("scale")}
@@ -157,8 +174,10 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
         for path, frame in verdicts.items():
             missing = {"family", "task", "metric", "verdict"} - set(frame.columns)
             if missing:
-                raise ReportError(f"{path / 'verdicts.csv'} lacks column(s) {', '.join(sorted(missing))}: "
-                                  "not written by probes scale; re-run it")
+                raise ReportError(
+                    f"{path / 'verdicts.csv'} lacks column(s) {', '.join(sorted(missing))}: "
+                    "not written by probes scale; re-run it"
+                )
         inputs.scale = _side_by_side(scales, "family", labels)
         inputs.verdicts = _side_by_side(verdicts, "family", labels)
     if by_kind("heads"):
@@ -223,7 +242,9 @@ class Card:
 class Section:
     id: str
     title: str
-    blocks: list[Any] = field(default_factory=list)  # str (a paragraph), Table, Figure, Card, or ("details", title, text)
+    blocks: list[Any] = field(
+        default_factory=list
+    )  # str (a paragraph), Table, Figure, Card, or ("details", title, text)
 
 
 def _literal_text(fig: plt.Figure) -> None:
@@ -247,6 +268,7 @@ def _fmt(x: Any, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)) or x is pd.NA:
         return "-"
     if isinstance(x, (float, np.floating)):
+        x = float(x)
         if abs(x) >= 1000:
             return f"{x:,.0f}"
         return f"{x:.{digits}g}" if x != 0 and abs(x) < 1e-3 else f"{x:.{digits}f}"
@@ -254,8 +276,11 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 
 def _table(frame: pd.DataFrame, caption: str = "", digits: int = 3) -> Table:
-    return Table([str(c) for c in frame.columns], [[_fmt(v, digits) for v in row] for row in frame.itertuples(index=False)],
-                 caption)
+    return Table(
+        [str(c) for c in frame.columns],
+        [[_fmt(v, digits) for v in row] for row in frame.itertuples(index=False)],
+        caption,
+    )
 
 
 def _ci(value: float, low: float, high: float) -> str:
@@ -289,16 +314,37 @@ def probe_card(model: str, row: pd.Series) -> Card:
     acc, low, high = row["accuracy"], row["ci_low"], row["ci_high"]
     text, lean = decodability_reading(acc, low, row["majority"], row.get("random_init"), row.get("selectivity"))
     marks = {"majority class": row["majority"], "random weights": row.get("random_init")}
-    evidence = [Evidence("reductionist", f"linear decodability (best layer {row['best_layer']})",
-                         f"{_ci(acc, low, high)}; majority {_fmt(row['majority'])}, random weights "
-                         f"{_fmt(row.get('random_init'))}", text, lean, (acc, low, high),
-                         {k: float(v) for k, v in marks.items() if v is not None and pd.notna(v)})]
+    evidence = [
+        Evidence(
+            "reductionist",
+            f"linear decodability (best layer {row['best_layer']})",
+            f"{_ci(acc, low, high)}; majority {_fmt(row['majority'])}, random weights {_fmt(row.get('random_init'))}",
+            text,
+            lean,
+            (acc, low, high),
+            {k: float(v) for k, v in marks.items() if v is not None and pd.notna(v)},
+        )
+    ]
     if pd.notna(row.get("selectivity")):
-        evidence.append(Evidence("reductionist", "selectivity (task - control task)", _fmt(row["selectivity"]),
-                                 selectivity_reading(row["selectivity"]), None))
+        evidence.append(
+            Evidence(
+                "reductionist",
+                "selectivity (task - control task)",
+                _fmt(row["selectivity"]),
+                selectivity_reading(row["selectivity"]),
+                None,
+            )
+        )
     if pd.notna(row.get("compression")):
-        evidence.append(Evidence("reductionist", "MDL compression (uniform / online code)", f"{row['compression']:.2f}x",
-                                 compression_reading(row["compression"]), None))
+        evidence.append(
+            Evidence(
+                "reductionist",
+                "MDL compression (uniform / online code)",
+                f"{row['compression']:.2f}x",
+                compression_reading(row["compression"]),
+                None,
+            )
+        )
     return Card(f"{model} · {row['task']}", evidence, overall_reading([e.lean for e in evidence]))
 
 
@@ -306,18 +352,30 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
     evidence = []
     r2 = _scalar(rows, "additivity_r2")
     if r2 is not None:
-        evidence.append(Evidence("reductionist", "additivity R^2 of the top components",
-                                 _ci(r2["value"], r2["ci_low"], r2["ci_high"]),
-                                 additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"]),
-                                 additivity_lean(r2["value"], r2["ci_low"], r2["ci_high"]),
-                                 (r2["value"], r2["ci_low"], r2["ci_high"])))
+        evidence.append(
+            Evidence(
+                "reductionist",
+                "additivity R^2 of the top components",
+                _ci(r2["value"], r2["ci_low"], r2["ci_high"]),
+                additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"]),
+                additivity_lean(r2["value"], r2["ci_low"], r2["ci_high"]),
+                (r2["value"], r2["ci_low"], r2["ci_high"]),
+            )
+        )
     joint, singles = _scalar(rows, "joint_effect_top_k"), _scalar(rows, "sum_of_single_effects")
     if joint is not None and singles is not None:
         share = non_additive_share(joint["value"], singles["value"])
         text, lean = interaction_reading(share)
-        evidence.append(Evidence("emergent", "interaction share of the top-k joint effect",
-                                 f"{_fmt(share)} (joint {joint['value']:+.3f}, sum of singles {singles['value']:+.3f})",
-                                 text, lean, (share, share, share) if np.isfinite(share) else None))
+        evidence.append(
+            Evidence(
+                "emergent",
+                "interaction share of the top-k joint effect",
+                f"{_fmt(share)} (joint {joint['value']:+.3f}, sum of singles {singles['value']:+.3f})",
+                text,
+                lean,
+                (share, share, share) if np.isfinite(share) else None,
+            )
+        )
     if len(amnesic):
         change = amnesic[amnesic["metric"] == "erasure_change"].set_index("layer")["value"]
         rand = amnesic[amnesic["metric"] == "random_erasure_change"].set_index("layer")
@@ -325,33 +383,62 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
         sd = (rand.loc[layer, "ci_high"] - rand.loc[layer, "value"]) / 1.96
         text, lean = erasure_reading(change[layer], rand.loc[layer, "value"], sd)
         concept = str(amnesic["concept"].iloc[0]) if "concept" in amnesic else "the concept"
-        evidence.append(Evidence("reductionist", f"amnesic probing: erase {concept} at layer {layer}",
-                                 f"{change[layer]:+.3f} vs random {rand.loc[layer, 'value']:+.3f} (sd {_fmt(sd)})",
-                                 text, lean))
+        evidence.append(
+            Evidence(
+                "reductionist",
+                f"amnesic probing: erase {concept} at layer {layer}",
+                f"{change[layer]:+.3f} vs random {rand.loc[layer, 'value']:+.3f} (sd {_fmt(sd)})",
+                text,
+                lean,
+            )
+        )
         before = amnesic[(amnesic["metric"] == "concept_probe_before") & (amnesic["layer"] == layer)]["value"]
         majority = amnesic[(amnesic["metric"] == "concept_majority") & (amnesic["layer"] == layer)]["value"]
         if len(before) and len(majority):
             readable = concept_readable(before.iloc[0], majority.iloc[0])
-            evidence.append(Evidence("reductionist", f"{concept} linearly readable at layer {layer}",
-                                     f"{before.iloc[0]:.3f} (majority {majority.iloc[0]:.3f})",
-                                     "readable by a linear probe (context for the erasure: what there was to erase)"
-                                     if readable else "not readable beyond the majority class",
-                                     None, (before.iloc[0],) * 3,
-                                     {"majority class": float(majority.iloc[0])}))
+            evidence.append(
+                Evidence(
+                    "reductionist",
+                    f"{concept} linearly readable at layer {layer}",
+                    f"{before.iloc[0]:.3f} (majority {majority.iloc[0]:.3f})",
+                    "readable by a linear probe (context for the erasure: what there was to erase)"
+                    if readable
+                    else "not readable beyond the majority class",
+                    None,
+                    (before.iloc[0],) * 3,
+                    {"majority class": float(majority.iloc[0])},
+                )
+            )
     return Card(f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence]))
 
 
 def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
     at_chance = verdicts["at_chance"] if "at_chance" in verdicts else pd.Series(False, index=verdicts.index)
     text, lean = scale_reading(list(zip(verdicts["metric"], verdicts["verdict"], at_chance.astype(bool))))
-    evidence = [Evidence("emergent", "capability vs scale, under every metric",
-                         ", ".join(f"{m}: {v}" for m, v in zip(verdicts["metric"], verdicts["verdict"])), text, lean)]
-    jumps = [f"{row.metric} {row.jump_location:,.0f} [{row.jump_low:,.0f}, {row.jump_high:,.0f}]"
-             for row in verdicts.itertuples() if row.verdict == "jump" and pd.notna(getattr(row, "jump_location", np.nan))]
+    evidence = [
+        Evidence(
+            "emergent",
+            "capability vs scale, under every metric",
+            ", ".join(f"{m}: {v}" for m, v in zip(verdicts["metric"], verdicts["verdict"])),
+            text,
+            lean,
+        )
+    ]
+    jumps = [
+        f"{row.metric} {row.jump_location:,.0f} [{row.jump_low:,.0f}, {row.jump_high:,.0f}]"
+        for row in verdicts.itertuples()
+        if row.verdict == "jump" and pd.notna(getattr(row, "jump_location", np.nan))
+    ]
     if jumps:
-        evidence.append(Evidence("emergent", "where it jumps (size at the sigmoid's midpoint)", "; ".join(jumps),
-                                 "95% bootstrap intervals; the same place under every metric means one transition",
-                                 None))
+        evidence.append(
+            Evidence(
+                "emergent",
+                "where it jumps (size at the sigmoid's midpoint)",
+                "; ".join(jumps),
+                "95% bootstrap intervals; the same place under every metric means one transition",
+                None,
+            )
+        )
     return Card(f"{family} · {task}", evidence, overall_reading([e.lean for e in evidence]))
 
 
@@ -361,26 +448,39 @@ FLOOR = -1.0  # the card's axis starts here; an R^2 far below it (the sum of sin
 def card_figure(card: Card) -> Figure | None:
     """The card's measures that live on [0, 1], with their 95% intervals and baselines, coloured by the side
     they speak for. Values below ``FLOOR`` are drawn at the floor with their number beside them."""
-    points = [e for e in card.evidence if e.point is not None and np.isfinite(e.point[0])]
+    points = [(e, e.point) for e in card.evidence if e.point is not None and np.isfinite(e.point[0])]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.5 * len(points)))
-    for i, e in enumerate(points):
-        value, low, high = (v if np.isfinite(v) else e.point[0] for v in e.point)
+    for i, (e, point) in enumerate(points):
+        value, low, high = (v if np.isfinite(v) else point[0] for v in point)
         low, high = min(low, value), max(high, value)  # a percentile interval need not hold the point estimate
         shown, low, high = (max(v, FLOOR) for v in (value, low, high))
         color = "tab:green" if e.side == "reductionist" else "tab:orange"
-        ax.errorbar([shown], [i], xerr=[[shown - low], [high - shown]], fmt="<" if value < FLOOR else "o",
-                    color=color, capsize=4, ms=7)
+        ax.errorbar(
+            [shown],
+            [i],
+            xerr=[[shown - low], [high - shown]],
+            fmt="<" if value < FLOOR else "o",
+            color=color,
+            capsize=4,
+            ms=7,
+        )
         if value < FLOOR:
-            ax.annotate(f"{value:.1f}, off the scale", (shown, i), textcoords="offset points", xytext=(8, 6),
-                        fontsize=7, color=color)
+            ax.annotate(
+                f"{value:.1f}, off the scale",
+                (shown, i),
+                textcoords="offset points",
+                xytext=(8, 6),
+                fontsize=7,
+                color=color,
+            )
         for (name, mark), symbol in zip(e.marks.items(), ("|", "x", "+")):
             ax.plot([mark], [i], symbol, color="black", ms=12, mew=1.5)
             ax.annotate(name, (mark, i), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
-    ax.set_yticks(range(len(points)), [e.measure.split(" (")[0] for e in points], fontsize=8)
+    ax.set_yticks(range(len(points)), [e.measure.split(" (")[0] for e, _ in points], fontsize=8)
     ax.set_ylim(-0.6, len(points) - 0.3)
-    lowest = min(max(v, FLOOR) for e in points for v in e.point if np.isfinite(v))
+    lowest = min(max(v, FLOOR) for _, point in points for v in point if np.isfinite(v))
     ax.set_xlim(min(-0.05, lowest - 0.05), 1.05)  # an R^2 below 0 shows whole, down to the floor
     ax.set_xlabel("value (fraction of 1; bars: 95% interval)")
     ax.set_title(f"{card.title}: green speaks for separable parts, orange for interaction", fontsize=9)
@@ -396,8 +496,9 @@ def scorecards(inputs: Inputs) -> list[Card]:
             cards.append(probe_card(str(row["model"]), pd.Series(row)))
     abl, amnesic = _ablations(inputs.results), _amnesic(inputs.results)
     for (model, task), rows in abl.groupby(["model", "task"], sort=False):
-        cards.append(ablation_card(str(model), str(task), rows,
-                                   amnesic[(amnesic["model"] == model) & (amnesic["task"] == task)]))
+        cards.append(
+            ablation_card(str(model), str(task), rows, amnesic[(amnesic["model"] == model) & (amnesic["task"] == task)])
+        )
     if inputs.verdicts is not None:
         for (family, task), rows in inputs.verdicts.groupby(["family", "task"], sort=False):
             cards.append(scale_card(str(family), str(task), rows))
@@ -416,7 +517,8 @@ def scorecard_section(inputs: Inputs) -> Section:
         "separable parts (linear decodability beyond baselines, selectivity, additivity of component effects, erasure "
         "that hurts); right, the evidence that it emerges (the share of the joint effect that single effects miss, "
         "jumps with scale that survive continuous metrics). Each number carries its 95% interval where one was "
-        "measured; the bottom line is a vote of the measures that lean one way, the thresholds in analysis/readings.py.")
+        "measured; the bottom line is a vote of the measures that lean one way, the thresholds in analysis/readings.py."
+    )
     section.blocks += scorecards(inputs)
     return section
 
@@ -430,17 +532,26 @@ def probe_section(inputs: Inputs) -> Section | None:
         "Held-out accuracy of a linear probe at every layer (band: 95% bootstrap CI over test sentences), beside three "
         "baselines: the same probe on a control task that assigns each word type a random label (Hewitt & Liang), the "
         "same probe on the randomly initialised model, and the majority class. Selectivity is task minus control "
-        "accuracy; MDL compression is the uniform code length over the online code length (Voita & Titov).")
+        "accuracy; MDL compression is the uniform code length over the online code length (Voita & Titov)."
+    )
     section.blocks.append(_table(for_display(profile_table(probing)), "best layer per model and task"))
     for task in dict.fromkeys(probing["task"].astype(str)):
         for probe in dict.fromkeys(probing[probing["task"] == task]["probe"].astype(str)):
-            section.blocks.append(figure(probe_plots.layer_profile(probing, task, probe=probe),
-                                         f"{task}: {probe} probe accuracy by layer, all models"))
+            section.blocks.append(
+                figure(
+                    probe_plots.layer_profile(probing, task, probe=probe),
+                    f"{task}: {probe} probe accuracy by layer, all models",
+                )
+            )
     for model in dict.fromkeys(probing["model"].astype(str)):
         rows = probing[probing["model"] == model]
         if rows["metric"].isin(["selectivity", "compression"]).any():
-            section.blocks.append(figure(probe_plots.selectivity_and_compression(probing, model),
-                                         f"{model}: selectivity and MDL compression by layer"))
+            section.blocks.append(
+                figure(
+                    probe_plots.selectivity_and_compression(probing, model),
+                    f"{model}: selectivity and MDL compression by layer",
+                )
+            )
     return section
 
 
@@ -453,22 +564,29 @@ def ablation_section(inputs: Inputs) -> Section | None:
         "Every head and MLP ablated on its own (effect: change in the behaviour, 95% CI over examples), then the "
         "top components together: the pairwise interaction (joint effect minus the two single effects), Shapley values "
         "over sampled orders, and the additivity R^2 of 'joint effect = sum of single effects' over sampled subsets "
-        "(1: separable parts; low: the behaviour lives in their interaction).")
+        "(1: separable parts; low: the behaviour lives in their interaction)."
+    )
     section.blocks.append(_table(for_display(ablation_table(abl)), "one row per model, behaviour and ablation kind"))
     for (model, task), rows in abl.groupby(["model", "task"], sort=False):
         model, task = str(model), str(task)
         section.blocks.append(f"{model} · {task}")
         try:
-            section.blocks.append(figure(ablation_plots.effect_map(rows, model=model),
-                                         f"{model}: effect of ablating each head on {task}"))
+            section.blocks.append(
+                figure(ablation_plots.effect_map(rows, model=model), f"{model}: effect of ablating each head on {task}")
+            )
         except ValueError:
             pass  # a study of MLPs or named components only: no head map to draw
         if (rows["metric"] == "interaction").any():
-            section.blocks.append(figure(ablation_plots.interaction_map(rows, model=model),
-                                         f"{model}: interactions of the top components on {task}"))
+            section.blocks.append(
+                figure(
+                    ablation_plots.interaction_map(rows, model=model),
+                    f"{model}: interactions of the top components on {task}",
+                )
+            )
         if (rows["metric"] == "shapley").any():
-            section.blocks.append(figure(ablation_plots.shapley_bars(rows, model=model),
-                                         f"{model}: Shapley values on {task}"))
+            section.blocks.append(
+                figure(ablation_plots.shapley_bars(rows, model=model), f"{model}: Shapley values on {task}")
+            )
     return section
 
 
@@ -480,10 +598,12 @@ def amnesic_section(inputs: Inputs) -> Section | None:
     section.blocks.append(
         "The concept is erased from the residual stream at one layer with LEACE (no linear probe can recover it "
         "afterwards: right panel), and the behaviour is measured again; erasing random subspaces of the same rank "
-        "tells how much any erasure of that size changes it (Elazar et al.; Belrose et al.).")
+        "tells how much any erasure of that size changes it (Elazar et al.; Belrose et al.)."
+    )
     for (model, task), rows in amnesic.groupby(["model", "task"], sort=False):
-        section.blocks.append(figure(ablation_plots.amnesic_plot(rows, model=str(model)),
-                                     f"{model}: amnesic probing of {task}"))
+        section.blocks.append(
+            figure(ablation_plots.amnesic_plot(rows, model=str(model)), f"{model}: amnesic probing of {task}")
+        )
         wide = rows.pivot_table(index="layer", columns="metric", values="value").reset_index()
         section.blocks.append(_table(wide, f"{model} · {task}: per layer"))
     return section
@@ -497,19 +617,38 @@ def scale_section(inputs: Inputs) -> Section | None:
         "Scores normalised to chance (0) and the best possible (1), against model size on a log axis, with the fitted "
         "smooth models (linear, power law) and jump models (sigmoid, broken power law; BIC in the legend) and the "
         "jump's 95% bootstrap interval. A jump under exact match that is smooth under a partial-credit metric is a "
-        "mirage of the metric (Schaeffer et al.); one that survives every metric is a real jump.")
-    shown = ["family", "task", "metric", "n_sizes", "verdict", "jump_location", "jump_low", "jump_high",
-             "breakthroughness", "delta_bic", "reading"]
+        "mirage of the metric (Schaeffer et al.); one that survives every metric is a real jump."
+    )
+    shown = [
+        "family",
+        "task",
+        "metric",
+        "n_sizes",
+        "verdict",
+        "jump_location",
+        "jump_low",
+        "jump_high",
+        "breakthroughness",
+        "delta_bic",
+        "reading",
+    ]
     verdicts = inputs.verdicts
     section.blocks.append(_table(verdicts[[c for c in shown if c in verdicts.columns]], "verdict per task and metric"))
     final = inputs.scale
     for (family, task), _ in verdicts.groupby(["family", "task"], sort=False):
-        section.blocks.append(figure(scale_plots.capability_vs_size(final, verdicts, str(task), family=str(family)),
-                                     f"{family} · {task}: capability vs size"))
+        section.blocks.append(
+            figure(
+                scale_plots.capability_vs_size(final, verdicts, str(task), family=str(family)),
+                f"{family} · {task}: capability vs size",
+            )
+        )
         if "step" in final.columns and final[(final["task"] == task)]["step"].notna().any():
             try:
-                section.blocks.append(figure(scale_plots.capability_vs_step(final, str(task)),
-                                             f"{family} · {task}: capability over training"))
+                section.blocks.append(
+                    figure(
+                        scale_plots.capability_vs_step(final, str(task)), f"{family} · {task}: capability over training"
+                    )
+                )
             except ValueError:
                 pass  # no checkpoints of this task
     return section
@@ -523,18 +662,24 @@ def attention_section(inputs: Inputs) -> Section | None:
         "Per head, over a text set: the entropy of a query's attention (nats), the mean attended distance (tokens), "
         "the weight on the previous token and on the first token (the sink), and on repeated random tokens the "
         "weight on the token after the earlier copy (induction, Olsson et al.). Below each map, the patterns of the "
-        "heads that score highest on each job, on one input.")
+        "heads that score highest on each job, on one input."
+    )
     for model in dict.fromkeys(inputs.heads["model"].astype(str)):
         frame = inputs.heads[inputs.heads["model"] == model]
         section.blocks.append(figure(head_plots.head_maps(frame, model=model), f"{model}: per-head statistics"))
         top = [(layer, head, why) for layer, head, why in head_plots.notable_heads(frame)]
-        section.blocks.append(_table(pd.DataFrame([{"head": f"L{l}H{h}", "why": w} for l, h, w in top]),
-                                     f"{model}: notable heads"))
+        section.blocks.append(
+            _table(pd.DataFrame([{"head": f"L{l}H{h}", "why": w} for l, h, w in top]), f"{model}: notable heads")
+        )
         if model in inputs.patterns:
             tokens, patterns, text = inputs.patterns[model]
-            section.blocks.append(figure(head_plots.pattern_heatmaps(tokens, patterns, top, model=model),
-                                         f"{model}: attention patterns of the notable heads",
-                                         f"input: {text}"))
+            section.blocks.append(
+                figure(
+                    head_plots.pattern_heatmaps(tokens, patterns, top, model=model),
+                    f"{model}: attention patterns of the notable heads",
+                    f"input: {text}",
+                )
+            )
     return section
 
 
@@ -546,8 +691,10 @@ def _recorded_models(record: dict) -> dict[str, dict]:
 
 def provenance_section(inputs: Inputs) -> Section:
     section = Section("provenance", "Where these numbers come from")
-    section.blocks.append("Every result folder this report read, with the models (weights hash, revision), seed, "
-                          "package versions and the exact configuration it recorded.")
+    section.blocks.append(
+        "Every result folder this report read, with the models (weights hash, revision), seed, "
+        "package versions and the exact configuration it recorded."
+    )
     rows, details = [], []
     for s in inputs.sources:
         record = dict(s.record)
@@ -560,13 +707,22 @@ def provenance_section(inputs: Inputs) -> Section:
             models.update(_recorded_models(evaluation))
         env = record.get("environment") or {}
         packages = env.get("packages") or {}
-        rows.append({"folder": str(s.path), "kind": s.kind,
-                     "models (weights sha256/16)": "; ".join(f"{n} ({m.get('weights_sha256_16') or '-'}"
-                                                              + (f", revision {m['revision']}" if m.get("revision") else "")
-                                                              + ")" for n, m in models.items()) or "-",
-                     "seed": record.get("seed", "-"),
-                     "versions": ", ".join(f"{k} {v}" for k, v in packages.items() if v) or "-",
-                     "created": env.get("created", "-")})
+        rows.append(
+            {
+                "folder": str(s.path),
+                "kind": s.kind,
+                "models (weights sha256/16)": "; ".join(
+                    f"{n} ({m.get('weights_sha256_16') or '-'}"
+                    + (f", revision {m['revision']}" if m.get("revision") else "")
+                    + ")"
+                    for n, m in models.items()
+                )
+                or "-",
+                "seed": record.get("seed", "-"),
+                "versions": ", ".join(f"{k} {v}" for k, v in packages.items() if v) or "-",
+                "created": env.get("created", "-"),
+            }
+        )
         if record:
             details.append(("details", f"configuration of {s.path}", json.dumps(record, indent=1, default=str)))
     section.blocks.append(_table(pd.DataFrame(rows), "result folders"))
@@ -575,8 +731,15 @@ def provenance_section(inputs: Inputs) -> Section:
 
 
 def build_sections(inputs: Inputs) -> list[Section]:
-    sections = [scorecard_section(inputs), probe_section(inputs), ablation_section(inputs),
-                amnesic_section(inputs), scale_section(inputs), attention_section(inputs), provenance_section(inputs)]
+    sections = [
+        scorecard_section(inputs),
+        probe_section(inputs),
+        ablation_section(inputs),
+        amnesic_section(inputs),
+        scale_section(inputs),
+        attention_section(inputs),
+        provenance_section(inputs),
+    ]
     return [s for s in sections if s is not None]
 
 
@@ -588,10 +751,16 @@ def render_html(sections: list[Section], title: str, sources: list[Source]) -> s
 
     env = Environment(loader=PackageLoader("analysis", "templates"), autoescape=select_autoescape(default=True))
     template = env.get_template("report.html.j2")
-    return template.render(title=title, sections=sections, sources=sources,
-                           created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           is_figure=lambda b: isinstance(b, Figure), is_table=lambda b: isinstance(b, Table),
-                           is_card=lambda b: isinstance(b, Card), is_details=lambda b: isinstance(b, tuple))
+    return template.render(
+        title=title,
+        sections=sections,
+        sources=sources,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        is_figure=lambda b: isinstance(b, Figure),
+        is_table=lambda b: isinstance(b, Table),
+        is_card=lambda b: isinstance(b, Card),
+        is_details=lambda b: isinstance(b, tuple),
+    )
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
@@ -615,8 +784,7 @@ def render_markdown(sections: list[Section], title: str, link_base: str) -> tupl
 
     def table_lines(table: Table) -> list[str]:
         out = [f"*{md_escape(table.caption)}*", ""] if table.caption else []
-        out += ["| " + " | ".join(md_escape(c) for c in table.columns) + " |",
-                "|" + "---|" * len(table.columns)]
+        out += ["| " + " | ".join(md_escape(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
         out += ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in table.rows]
         return out + [""]
 
@@ -630,18 +798,30 @@ def render_markdown(sections: list[Section], title: str, link_base: str) -> tupl
             elif isinstance(block, Card):
                 lines += [f"### {md_escape(block.title)}", ""]
                 for side in ("reductionist", "emergent"):
-                    label = "Reduces (separable, readable parts)" if side == "reductionist" else "Emerges (interaction, scale)"
+                    label = (
+                        "Reduces (separable, readable parts)"
+                        if side == "reductionist"
+                        else "Emerges (interaction, scale)"
+                    )
                     lines.append(f"**{label}**")
                     items = block.side(side)
-                    lines += [f"- {md_escape(e.measure)}: {md_escape(e.value)}: {md_escape(e.reading)}" for e in items] \
-                        or ["- not measured here"]
+                    lines += [
+                        f"- {md_escape(e.measure)}: {md_escape(e.value)}: {md_escape(e.reading)}" for e in items
+                    ] or ["- not measured here"]
                     lines.append("")
                 lines += [f"**Reading:** {md_escape(block.overall)}", ""]
                 if block.figure:
                     lines += fig_lines(block.figure)
             elif isinstance(block, tuple):
-                lines += [f"<details><summary>{html.escape(block[1])}</summary>", "", "<pre>", html.escape(block[2]),
-                          "</pre>", "</details>", ""]
+                lines += [
+                    f"<details><summary>{html.escape(block[1])}</summary>",
+                    "",
+                    "<pre>",
+                    html.escape(block[2]),
+                    "</pre>",
+                    "</details>",
+                    "",
+                ]
             else:
                 lines += [md_escape(block), ""]
     return "\n".join(lines), files
@@ -659,8 +839,13 @@ class Rendered:
     figures: list[Figure]
 
 
-def render_report(paths: Sequence[str | os.PathLike], *, fmt: str = "html", title: str = "emergence-probes report",
-                  link_base: str = "report_files") -> Rendered:
+def render_report(
+    paths: Sequence[str | os.PathLike],
+    *,
+    fmt: str = "html",
+    title: str = "emergence-probes report",
+    link_base: str = "report_files",
+) -> Rendered:
     """Read the result folders at or below ``paths`` and render the report (``fmt`` "html" or "md"; Markdown links
     its figures under ``link_base``). ``probes.pipelines.report.write_report`` writes it to disk."""
     if fmt not in FORMATS:

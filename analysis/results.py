@@ -6,6 +6,10 @@ One row per measured number::
 
 Only ``model``, ``metric`` and ``value`` are required; the rest are filled
 with missing values, so results from other tools fit the same table.
+
+``layer`` means one thing for every row of the residual stream (probes, amnesic probing): its depth
+as Hugging Face's ``hidden_states`` counts it, 0 the embeddings and l the output of block l - 1
+(``site`` names the hook). A component's row (a head, an MLP) gives the component's block.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from .errors import ProbesError
 
 COLUMNS = ("model", "task", "site", "layer", "probe", "control", "metric", "value", "ci_low", "ci_high", "n")
@@ -40,16 +45,6 @@ def tidy(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     frame["n"] = frame["n"].astype("Int64")
     extra = [c for c in frame.columns if c not in COLUMNS]
     return frame[[*COLUMNS, *extra]].reset_index(drop=True)
-
-
-def write_results(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write (atomically) as CSV; the format other tools and spreadsheets read."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tidy(frame).to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:

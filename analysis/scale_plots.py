@@ -9,17 +9,22 @@ import matplotlib
 matplotlib.use("Agg")  # files and notebooks; no display needed
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullFormatter
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from .scaling import curves, fit_curves, normalise
 
-_STYLE = {"linear": ("tab:gray", ":"), "power_law": ("tab:blue", "--"), "sigmoid": ("tab:red", "-"),
-          "broken_power_law": ("tab:purple", "-.")}
+_STYLE = {
+    "linear": ("tab:gray", ":"),
+    "power_law": ("tab:blue", "--"),
+    "sigmoid": ("tab:red", "-"),
+    "broken_power_law": ("tab:purple", "-."),
+}
 
 
-def capability_vs_size(table: pd.DataFrame, verdicts: pd.DataFrame, task: str, *, family: str | None = None,
-                       size: str = "parameters") -> plt.Figure:
+def capability_vs_size(
+    table: pd.DataFrame, verdicts: pd.DataFrame, task: str, *, family: str | None = None, size: str = "parameters"
+) -> plt.Figure:
     """One panel per metric: normalised score (0 = chance, 1 = best) against size on a log axis,
     the fitted smooth and jump models, and the jump's 95% interval where there is one."""
     chosen = [c for c in curves(table, size=size) if c.task == task and (family is None or c.family == family)]
@@ -34,8 +39,9 @@ def capability_vs_size(table: pd.DataFrame, verdicts: pd.DataFrame, task: str, *
         for name, fit in fit_curves(curve.x, curve.y, curve.sigma).items():
             color, style = _STYLE[name]
             ax.plot(10**grid, fit(grid), style, color=color, lw=1.4, label=f"{name} (BIC {fit.bic:.0f})")
-        verdict = verdicts[(verdicts["family"] == curve.family) & (verdicts["task"] == task)
-                           & (verdicts["metric"] == curve.metric)]
+        verdict = verdicts[
+            (verdicts["family"] == curve.family) & (verdicts["task"] == task) & (verdicts["metric"] == curve.metric)
+        ]
         title = curve.metric
         if len(verdict):
             v = verdict.iloc[0]
@@ -48,7 +54,7 @@ def capability_vs_size(table: pd.DataFrame, verdicts: pd.DataFrame, task: str, *
         ax.set_xlabel(f"{size.replace('_', ' ')} (log scale)")
         ax.set_ylabel("score, 0 = chance, 1 = best")
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(chosen):]:
+    for ax in list(axes.flat)[len(chosen) :]:
         ax.set_visible(False)
     fig.suptitle(f"{task}: capability vs model size" + (f" ({family})" if family else ""), fontsize=11)
     fig.tight_layout()
@@ -62,8 +68,12 @@ def capability_vs_step(table: pd.DataFrame, task: str, metrics: list[str] | None
         raise ValueError(f"no checkpoints (rows with a step) for task {task!r}")
     metrics = metrics or list(dict.fromkeys(rows["metric"]))
     cols = min(3, len(metrics))
-    fig, axes = plt.subplots(math.ceil(len(metrics) / cols), cols, figsize=(4.2 * cols + 2.4,
-                             3.4 * math.ceil(len(metrics) / cols)), squeeze=False)
+    fig, axes = plt.subplots(
+        math.ceil(len(metrics) / cols),
+        cols,
+        figsize=(4.2 * cols + 2.4, 3.4 * math.ceil(len(metrics) / cols)),
+        squeeze=False,
+    )
     sizes = rows.groupby("model")["parameters"].first().sort_values()
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     for ax, metric in zip(axes.flat, metrics):
@@ -76,7 +86,7 @@ def capability_vs_step(table: pd.DataFrame, task: str, metrics: list[str] | None
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("score, 0 = chance, 1 = best")
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7, title="model (parameters)", title_fontsize=7)

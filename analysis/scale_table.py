@@ -17,13 +17,26 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pandas as pd
+
 from .errors import ProbesError
 
-SCALE_COLUMNS = ("model", "family", "parameters", "non_embedding_parameters", "tokens", "step", "task", "metric",
-                 "value", "stderr", "n", "chance")
+SCALE_COLUMNS = (
+    "model",
+    "family",
+    "parameters",
+    "non_embedding_parameters",
+    "tokens",
+    "step",
+    "task",
+    "metric",
+    "value",
+    "stderr",
+    "n",
+    "chance",
+)
 REQUIRED = ("model", "task", "metric", "value")
 MIN_SIZES = 3
 
@@ -84,8 +97,9 @@ def scale_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *, size: str =
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ScaleTableError(f"scale table lacks column(s) {', '.join(missing)}; required are {', '.join(REQUIRED)} "
-                              f"and a size ({size})")
+        raise ScaleTableError(
+            f"scale table lacks column(s) {', '.join(missing)}; required are {', '.join(REQUIRED)} and a size ({size})"
+        )
     for column in SCALE_COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA
@@ -94,13 +108,17 @@ def scale_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *, size: str =
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     if frame[size].isna().any():
         models = sorted(frame.loc[frame[size].isna(), "model"].astype(str).unique())
-        raise ScaleTableError(f"no {size} for model(s) {', '.join(models[:5])}: give sizes, e.g. "
-                              f"sizes={{'{models[0]}': 160e6}} or a '{size}' column")
+        raise ScaleTableError(
+            f"no {size} for model(s) {', '.join(models[:5])}: give sizes, e.g. "
+            f"sizes={{'{models[0]}': 160e6}} or a '{size}' column"
+        )
     bad_size = frame[~(frame[size] > 0)]  # zero, negative and NaN sizes: log size is undefined
     if len(bad_size):
         row = bad_size.iloc[0]
-        raise ScaleTableError(f"model {row['model']!r} has {size} {row[size]}: sizes must be positive numbers "
-                              "(a scaling analysis works on log size)")
+        raise ScaleTableError(
+            f"model {row['model']!r} has {size} {row[size]}: sizes must be positive numbers "
+            "(a scaling analysis works on log size)"
+        )
     _check_duplicates(frame)
     _check_ranges(frame)
     _check_sizes(frame, size)
@@ -115,16 +133,20 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
     dup = frame[frame.duplicated(key, keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        raise ScaleTableError(f"{len(dup)} duplicate rows, e.g. model {first['model']!r} task {first['task']!r} metric "
-                              f"{first['metric']!r}: keep one score per model, checkpoint, task and metric")
+        raise ScaleTableError(
+            f"{len(dup)} duplicate rows, e.g. model {first['model']!r} task {first['task']!r} metric "
+            f"{first['metric']!r}: keep one score per model, checkpoint, task and metric"
+        )
 
 
 def _check_ranges(frame: pd.DataFrame) -> None:
     missing = frame[frame["value"].isna()]
     if len(missing):
         row = missing.iloc[0]
-        raise ScaleTableError(f"metric {row['metric']!r} of model {row['model']!r} on {row['task']!r} has no numeric "
-                              f"value ({len(missing)} such rows): drop those rows or fill them in")
+        raise ScaleTableError(
+            f"metric {row['metric']!r} of model {row['model']!r} on {row['task']!r} has no numeric "
+            f"value ({len(missing)} such rows): drop those rows or fill them in"
+        )
     for metric, group in frame.groupby("metric"):
         info = metric_info(metric)
         if info is None:
@@ -132,8 +154,10 @@ def _check_ranges(frame: pd.DataFrame) -> None:
         bad = group[(group["value"] < info.low) | (group["value"] > info.high) | group["value"].isna()]
         if len(bad):
             row = bad.iloc[0]
-            raise ScaleTableError(f"metric {metric!r} of model {row['model']!r} on {row['task']!r} is {row['value']}, "
-                                  f"outside its range [{info.low}, {info.high}]: is it a percentage or mislabelled?")
+            raise ScaleTableError(
+                f"metric {metric!r} of model {row['model']!r} on {row['task']!r} is {row['value']}, "
+                f"outside its range [{info.low}, {info.high}]: is it a percentage or mislabelled?"
+            )
 
 
 def _check_sizes(frame: pd.DataFrame, size: str) -> None:
@@ -141,15 +165,23 @@ def _check_sizes(frame: pd.DataFrame, size: str) -> None:
         sizes = group[size].nunique()
         if sizes < MIN_SIZES:
             what = "checkpoint(s)" if size == "step" else "size(s)"
-            raise ScaleTableError(f"family {family!r} has {sizes} {what} for {task!r}/{metric!r}: a scaling analysis "
-                                  f"needs at least {MIN_SIZES} (add models or checkpoints, or drop this task)")
+            raise ScaleTableError(
+                f"family {family!r} has {sizes} {what} for {task!r}/{metric!r}: a scaling analysis "
+                f"needs at least {MIN_SIZES} (add models or checkpoints, or drop this task)"
+            )
 
 
 # --- readers -----------------------------------------------------------------------------------------------------
 
 
-def read_scale_csv(path: str | os.PathLike, *, layout: str = "auto", family: str | None = None,
-                   sizes: Mapping[str, float] | None = None, size: str = "parameters") -> pd.DataFrame:
+def read_scale_csv(
+    path: str | os.PathLike,
+    *,
+    layout: str = "auto",
+    family: str | None = None,
+    sizes: Mapping[str, float] | None = None,
+    size: str = "parameters",
+) -> pd.DataFrame:
     """A CSV in the tidy layout (``task``, ``metric``, ``value`` columns) or the wide one.
 
     Wide: one row per model, a ``parameters`` column (or ``sizes``), and one column per
@@ -185,8 +217,10 @@ def _from_wide(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             continue
         metric = next((m for m in names if column.endswith("_" + m)), None)
         if metric is None:
-            raise ScaleTableError(f"{path}: column {column!r} is not task_metric with a known metric "
-                                  f"({', '.join(sorted(METRICS))}); use the tidy layout for other metrics")
+            raise ScaleTableError(
+                f"{path}: column {column!r} is not task_metric with a known metric "
+                f"({', '.join(sorted(METRICS))}); use the tidy layout for other metrics"
+            )
         part = frame[ids].copy()
         part["task"], part["metric"], part["value"] = column[: -len(metric) - 1], metric, frame[column]
         if f"{column}_stderr" in frame.columns:
@@ -204,9 +238,14 @@ def _with_sizes(frame: pd.DataFrame, sizes: Mapping[str, float] | None) -> pd.Da
     return frame
 
 
-def read_lm_eval(paths: Iterable[str | os.PathLike], *, sizes: Mapping[str, float] | None = None,
-                 family: str | None = None, tasks: Iterable[str] | None = None,
-                 size: str = "parameters") -> pd.DataFrame:
+def read_lm_eval(
+    paths: Iterable[str | os.PathLike],
+    *,
+    sizes: Mapping[str, float] | None = None,
+    family: str | None = None,
+    tasks: Iterable[str] | None = None,
+    size: str = "parameters",
+) -> pd.DataFrame:
     """lm-evaluation-harness results files (one per model or checkpoint) -> a scale table.
 
     Reads ``results[task]["metric,filter"]`` and its ``metric_stderr,filter`` (v0.4;
@@ -235,22 +274,28 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
         raise ScaleTableError(f"{path} is not JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("results"), dict):
         raise ScaleTableError(f"{path} has no 'results' dict: not an lm-evaluation-harness results file")
-    config = blob.get("config") if isinstance(blob.get("config"), dict) else {}
+    config: dict[str, Any] = blob["config"] if isinstance(blob.get("config"), dict) else {}
     args = _model_args(config.get("model_args"))
     model = args.get("pretrained") or blob.get("model_name") or config.get("model") or path.stem
     revision = args.get("revision")
     step = re.fullmatch(r"step(\d+)", revision or "")
     # checkpoints of one model share its name and differ by step; any other revision is part of the name
-    ident = {"model": f"{model}@{revision}" if revision and not step else model, "family": model,
-             "parameters": config.get("model_num_parameters"), "step": int(step.group(1)) if step else None}
-    counts = blob.get("n-samples") if isinstance(blob.get("n-samples"), dict) else {}
+    ident = {
+        "model": f"{model}@{revision}" if revision and not step else model,
+        "family": model,
+        "parameters": config.get("model_num_parameters"),
+        "step": int(step.group(1)) if step else None,
+    }
+    counts: dict[str, Any] = blob["n-samples"] if isinstance(blob.get("n-samples"), dict) else {}
     rows = []
     for task, scores in blob["results"].items():
         if tasks is not None and task not in tasks:
             continue
         if not isinstance(scores, dict):
-            raise ScaleTableError(f"{path}: results[{task!r}] is {type(scores).__name__}, not a dict of metrics: not an "
-                                  "lm-evaluation-harness results file (or one of a format this reader does not know)")
+            raise ScaleTableError(
+                f"{path}: results[{task!r}] is {type(scores).__name__}, not a dict of metrics: not an "
+                "lm-evaluation-harness results file (or one of a format this reader does not know)"
+            )
         count = counts.get(task)
         n = (count.get("effective") if isinstance(count, dict) else None) or scores.get("sample_len")
         for key, value in scores.items():
@@ -259,8 +304,16 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
                 continue
             stderr = scores.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
             name = metric if filt in ("", "none") else f"{metric},{filt}"
-            rows.append({**ident, "task": task, "metric": name, "value": float(value),
-                         "stderr": float(stderr) if _is_number(stderr) else None, "n": n})
+            rows.append(
+                {
+                    **ident,
+                    "task": task,
+                    "metric": name,
+                    "value": float(value),
+                    "stderr": float(stderr) if _is_number(stderr) else None,
+                    "n": n,
+                }
+            )
     return rows
 
 
@@ -271,12 +324,17 @@ def _model_args(args: Any) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_scale_inputs(paths: Sequence[str | os.PathLike], *, sizes: Mapping[str, float] | None = None,
-                      family: str | None = None, size: str = "parameters") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def read_scale_inputs(
+    paths: Sequence[str | os.PathLike],
+    *,
+    sizes: Mapping[str, float] | None = None,
+    family: str | None = None,
+    size: str = "parameters",
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(scale table, per-example scores or None) from lm-eval JSON files, CSV files, or folders written by
     ``probes ladder eval`` / ``probes.scale_eval`` (their ``scale.csv`` and ``examples.csv``)."""
     if not paths:

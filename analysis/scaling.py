@@ -68,8 +68,11 @@ def bigbench_measures(y: np.ndarray) -> dict[str, float]:
     I = float(np.sign(np.argmax(y) - np.argmin(y)) * (y.max() - y.min()))
     dy2 = np.diff(y) ** 2
     median, mean = math.sqrt(np.median(dy2)), math.sqrt(np.mean(dy2))
-    return {"I": I, "breakthroughness": I / median if median > 0 else math.copysign(math.inf, I) if I else 0.0,
-            "linearity": I / mean if mean > 0 else 0.0}
+    return {
+        "I": I,
+        "breakthroughness": I / median if median > 0 else math.copysign(math.inf, I) if I else 0.0,
+        "linearity": I / mean if mean > 0 else 0.0,
+    }
 
 
 # --- curve models ---------------------------------------------------------------------------------------------------
@@ -136,8 +139,14 @@ def _power_law_starts(x, y, sigma) -> list[np.ndarray]:
 
 def _broken_power_law_starts(x, y, sigma) -> list[np.ndarray]:
     # with c0 = 0 the error is a + b * basis(c1, x1, f1): closed form in (a, b) over a grid of the rest
-    grid = np.array([(c1, x1, f1) for c1 in (0.3, 1.0, 3.0, 10.0) for f1 in (0.05, 0.3, 1.0)
-                     for x1 in np.linspace(x.min(), x.max(), 12)])
+    grid = np.array(
+        [
+            (c1, x1, f1)
+            for c1 in (0.3, 1.0, 3.0, 10.0)
+            for f1 in (0.05, 0.3, 1.0)
+            for x1 in np.linspace(x.min(), x.max(), 12)
+        ]
+    )
     basis = np.stack([_broken_power_law(x, np.array([0.0, 1.0, 0.0, *g])) for g in grid])  # 1 - basis
     g, a, b = _best_on_grid(x, y, sigma, 1 - basis)  # y = a + b * basis_e, so the error is (1 - a) - b * basis_e
     c1, x1, f1 = grid[g]
@@ -162,17 +171,40 @@ def _span(x):
 
 
 MODELS = (
-    CurveModel("linear", "smooth", _linear,
-               lambda x, y, s: [np.array([y.mean(), 0.0])],
-               lambda x, y: ([-np.inf, -np.inf], [np.inf, np.inf])),
-    CurveModel("power_law", "smooth", _power_law, _power_law_starts,
-               lambda x, y: ([-np.inf, -np.inf, 1e-3], [np.inf, np.inf, 5.0])),
-    CurveModel("sigmoid", "jump", _sigmoid, _sigmoid_starts,
-               lambda x, y: ([-0.5, -0.5, x.min() - 0.5 * _span(x), 1e-3 * _span(x)],
-                             [1.5, 1.5, x.max() + 0.5 * _span(x), 2 * _span(x)])),
-    CurveModel("broken_power_law", "jump", _broken_power_law, _broken_power_law_starts,
-               lambda x, y: ([-0.5, 0.0, -2.0, -10.0, x.min() - 0.5 * _span(x), 1e-2],
-                             [1.5, 100.0, 5.0, 50.0, x.max() + 0.5 * _span(x), 5.0])),
+    CurveModel(
+        "linear",
+        "smooth",
+        _linear,
+        lambda x, y, s: [np.array([y.mean(), 0.0])],
+        lambda x, y: ([-np.inf, -np.inf], [np.inf, np.inf]),
+    ),
+    CurveModel(
+        "power_law",
+        "smooth",
+        _power_law,
+        _power_law_starts,
+        lambda x, y: ([-np.inf, -np.inf, 1e-3], [np.inf, np.inf, 5.0]),
+    ),
+    CurveModel(
+        "sigmoid",
+        "jump",
+        _sigmoid,
+        _sigmoid_starts,
+        lambda x, y: (
+            [-0.5, -0.5, x.min() - 0.5 * _span(x), 1e-3 * _span(x)],
+            [1.5, 1.5, x.max() + 0.5 * _span(x), 2 * _span(x)],
+        ),
+    ),
+    CurveModel(
+        "broken_power_law",
+        "jump",
+        _broken_power_law,
+        _broken_power_law_starts,
+        lambda x, y: (
+            [-0.5, 0.0, -2.0, -10.0, x.min() - 0.5 * _span(x), 1e-2],
+            [1.5, 100.0, 5.0, 50.0, x.max() + 0.5 * _span(x), 5.0],
+        ),
+    ),
 )
 
 
@@ -195,8 +227,9 @@ class Fit:
         return self.model.f(np.asarray(x, dtype=float), self.params)
 
 
-def fit_model(model: CurveModel, x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
-              starts: list[np.ndarray] | None = None) -> Fit | None:
+def fit_model(
+    model: CurveModel, x: np.ndarray, y: np.ndarray, sigma: np.ndarray, starts: list[np.ndarray] | None = None
+) -> Fit | None:
     """Weighted least squares from several starts; None when there are too few points for this model."""
     if len(x) < MIN_FIT_SIZES[model.name]:
         return None
@@ -205,8 +238,9 @@ def fit_model(model: CurveModel, x: np.ndarray, y: np.ndarray, sigma: np.ndarray
     for start in starts if starts is not None else model.starts(x, y, sigma):
         start = np.clip(start, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
         try:
-            result = least_squares(lambda p: (model.f(x, p) - y) / sigma, start, bounds=(lower, upper),
-                                   method="trf", max_nfev=1000)
+            result = least_squares(
+                lambda p: (model.f(x, p) - y) / sigma, start, bounds=(lower, upper), method="trf", max_nfev=1000
+            )
         except (ValueError, FloatingPointError):
             continue
         chi2 = float(np.sum(result.fun**2))
@@ -247,8 +281,9 @@ class Curve:
         self.sigma = np.maximum(np.nan_to_num(np.abs(self.stderr / scale), nan=0.0), SIGMA_FLOOR)
 
 
-def jump_interval(curve: Curve, fit: Fit, *, n_boot: int = 200, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, float]:
+def jump_interval(
+    curve: Curve, fit: Fit, *, n_boot: int = 200, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Bootstrap interval of the sigmoid's midpoint (log10 size): examples resampled where known, else y + sigma*e.
 
     Each resample is refitted from its own best grid start (see ``_best_on_grid``). When no
@@ -292,17 +327,24 @@ def predict_largest(curve: Curve) -> tuple[float, float]:
     if len(curve.x) < MIN_FIT_SIZES["linear"] + 1:
         return math.nan, math.nan
     fit = fit_model(MODELS[0], curve.x[:-1], curve.y[:-1], curve.sigma[:-1])
+    assert fit is not None  # enough sizes for a line, checked above
     return float(fit(curve.x[-1:])[0]), float(curve.y[-1])
 
 
-def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot: int = 200,
-                  seed: int = 0) -> dict:
+def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot: int = 200, seed: int = 0) -> dict:
     """The verdict row of one curve (before the mirage check across metrics)."""
     t = thresholds or THRESHOLDS
-    row: dict = {"family": curve.family, "task": curve.task, "metric": curve.metric, "n_sizes": len(curve.x),
-                 "smallest": float(curve.size[0]), "largest": float(curve.size[-1]),
-                 "first": float(curve.y[0]), "last": float(curve.y[-1]),
-                 "at_chance": bool(max(abs(curve.y)) < t.at_chance)}  # never leaves chance: no capability to scale
+    row: dict = {
+        "family": curve.family,
+        "task": curve.task,
+        "metric": curve.metric,
+        "n_sizes": len(curve.x),
+        "smallest": float(curve.size[0]),
+        "largest": float(curve.size[-1]),
+        "first": float(curve.y[0]),
+        "last": float(curve.y[-1]),
+        "at_chance": bool(max(abs(curve.y)) < t.at_chance),
+    }  # never leaves chance: no capability to scale
     row.update(bigbench_measures(curve.y))
     fits = fit_curves(curve.x, curve.y, curve.sigma)
     smooth = min((f for f in fits.values() if f.model.kind == "smooth"), key=lambda f: f.bic, default=None)
@@ -310,11 +352,19 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
     for name, fit in fits.items():
         row[f"bic_{name}"] = fit.bic
     predicted, actual = predict_largest(curve)
-    row.update(predicted_largest=predicted, actual_largest=actual, prediction_error=predicted - actual,
-               best_smooth=smooth.model.name if smooth else None, best_jump=jump.model.name if jump else None)
+    row.update(
+        predicted_largest=predicted,
+        actual_largest=actual,
+        prediction_error=predicted - actual,
+        best_smooth=smooth.model.name if smooth else None,
+        best_jump=jump.model.name if jump else None,
+    )
     if smooth is None or jump is None:
-        row.update(verdict="not enough sizes", reading=f"{len(curve.x)} sizes: a jump model needs at least "
-                   f"{MIN_FIT_SIZES['sigmoid']} to be told from a smooth one")
+        row.update(
+            verdict="not enough sizes",
+            reading=f"{len(curve.x)} sizes: a jump model needs at least "
+            f"{MIN_FIT_SIZES['sigmoid']} to be told from a smooth one",
+        )
         return row
     drop = _largest_drop(curve, t.irregular_drop_sds)
     best = min(fits.values(), key=lambda f: f.bic)
@@ -322,23 +372,35 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
     row["chi2_per_dof"] = best.chi2 / dof if dof > 0 else math.nan
     if drop is not None and dof > 0 and chi2_distribution.sf(best.chi2, dof) < t.irregular_p:
         (a, ya), (b, yb) = drop
-        row.update(verdict="irregular", reading=f"goes down with size beyond its errors ({ya:.2f} at {a:.3g}, "
-                   f"{yb:.2f} at {b:.3g}) and no curve fits (chi2/dof {row['chi2_per_dof']:.1f}): "
-                   "more seeds per size, or more training, before calling it smooth or a jump")
+        row.update(
+            verdict="irregular",
+            reading=f"goes down with size beyond its errors ({ya:.2f} at {a:.3g}, "
+            f"{yb:.2f} at {b:.3g}) and no curve fits (chi2/dof {row['chi2_per_dof']:.1f}): "
+            "more seeds per size, or more training, before calling it smooth or a jump",
+        )
         return row
     sigmoid = fits["sigmoid"]
     lo, hi, x0, w = sigmoid.params
-    row.update(delta_aic=smooth.aic - jump.aic, delta_bic=smooth.bic - jump.bic, rise=float(hi - lo),
-               width_decades=float(2 * math.log(9) * w), jump_location=float(10**x0))
+    row.update(
+        delta_aic=smooth.aic - jump.aic,
+        delta_bic=smooth.bic - jump.bic,
+        rise=float(hi - lo),
+        width_decades=float(2 * math.log(9) * w),
+        jump_location=float(10**x0),
+    )
     favoured = row["delta_aic"] >= t.jump_evidence and row["delta_bic"] >= t.jump_evidence
     inside = curve.x[0] <= x0 <= curve.x[-1]
     sharp = abs(row["rise"]) >= t.jump_min_rise and row["width_decades"] <= t.jump_max_width_share * _span(curve.x)
     if favoured and inside and sharp:
         low, high = jump_interval(curve, sigmoid, n_boot=n_boot, seed=seed)
-        row.update(jump_low=10**low, jump_high=10**high, verdict="jump",
-                   reading=f"jumps by {row['rise']:+.2f} of the chance-to-best range near {10**x0:.3g} "
-                           f"(95% interval {10**low:.3g} to {10**high:.3g}); the {jump.model.name} model beats "
-                           f"the {smooth.model.name} one by {row['delta_bic']:.1f} BIC")
+        row.update(
+            jump_low=10**low,
+            jump_high=10**high,
+            verdict="jump",
+            reading=f"jumps by {row['rise']:+.2f} of the chance-to-best range near {10**x0:.3g} "
+            f"(95% interval {10**low:.3g} to {10**high:.3g}); the {jump.model.name} model beats "
+            f"the {smooth.model.name} one by {row['delta_bic']:.1f} BIC",
+        )
     else:
         if not favoured:
             why = "no jump model fits better"
@@ -350,8 +412,11 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
             why = f"the rise spreads over {row['width_decades']:.1f} decades, wider than the sizes seen"
         if row["at_chance"]:
             why += f"; it stays within {t.at_chance:g} of chance (best {max(curve.y):+.2f})"
-        row.update(verdict="smooth", reading=f"grows smoothly ({why}); best smooth model {smooth.model.name}, "
-                                             f"error predicting the largest model {row['prediction_error']:+.2f}")
+        row.update(
+            verdict="smooth",
+            reading=f"grows smoothly ({why}); best smooth model {smooth.model.name}, "
+            f"error predicting the largest model {row['prediction_error']:+.2f}",
+        )
     return row
 
 
@@ -380,9 +445,18 @@ def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFr
             per_example = _examples_for(examples, group, metric)
         if replicated:
             group = replicate_means(group, size)
-        out.append(Curve(str(family), str(task), str(metric), group[size].to_numpy(float),
-                         group["value"].to_numpy(float), group["stderr"].to_numpy(float),
-                         float(chance.iloc[0]) if len(chance) else None, per_example))
+        out.append(
+            Curve(
+                str(family),
+                str(task),
+                str(metric),
+                group[size].to_numpy(float),
+                group["value"].to_numpy(float),
+                group["stderr"].to_numpy(float),
+                float(chance.iloc[0]) if len(chance) else None,
+                per_example,
+            )
+        )
     return out
 
 
@@ -394,8 +468,15 @@ def replicate_means(group: pd.DataFrame, size: str) -> pd.DataFrame:
         k = len(same)
         between = same["value"].var(ddof=1) if k > 1 else 0.0
         within = (same["stderr"].fillna(0.0) ** 2).sum() / k**2
-        rows.append({size: value, "value": same["value"].mean(), "stderr": math.sqrt(between / k + within),
-                     "n": same["n"].sum(), "replicates": k})
+        rows.append(
+            {
+                size: value,
+                "value": same["value"].mean(),
+                "stderr": math.sqrt(between / k + within),
+                "n": same["n"].sum(),
+                "replicates": k,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -420,15 +501,24 @@ def _examples_for(examples: pd.DataFrame, group: pd.DataFrame, metric: str) -> l
     return per_model
 
 
-def analyse(table: pd.DataFrame, *, examples: pd.DataFrame | None = None, size: str = "parameters",
-            thresholds: Thresholds | None = None, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+def analyse(
+    table: pd.DataFrame,
+    *,
+    examples: pd.DataFrame | None = None,
+    size: str = "parameters",
+    thresholds: Thresholds | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The verdict table: one row per family, task and metric, with its numbers and a plain-language reading.
 
     ``examples`` (per-example scores with a column per metric, e.g. from
     ``analysis.mirage.score_examples``) makes the jump interval resample examples.
     """
-    rows = [analyse_curve(c, thresholds=thresholds, n_boot=n_boot, seed=seed)
-            for c in curves(table, size=size, examples=examples)]
+    rows = [
+        analyse_curve(c, thresholds=thresholds, n_boot=n_boot, seed=seed)
+        for c in curves(table, size=size, examples=examples)
+    ]
     return _mirage_check(pd.DataFrame(rows))
 
 

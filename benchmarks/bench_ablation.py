@@ -33,14 +33,18 @@ import torch
 from probes import load
 from probes.causal.behaviour import MinimalPairs, context_token
 from probes.causal.components import all_heads
-from probes.probing.datasets.grammar import agreement_pairs
 from probes.causal.evaluator import Evaluator, single_effects
+from probes.probing.datasets.grammar import agreement_pairs
 
 
 def naive_inputs(lm, pairs):
     tok = lm.tokenizer
     start = context_token(tok)
-    seqs = [start + tok(p[k], add_special_tokens=False)["input_ids"] for p in pairs for k in ("sentence_good", "sentence_bad")]
+    seqs = [
+        start + tok(p[k], add_special_tokens=False)["input_ids"]
+        for p in pairs
+        for k in ("sentence_good", "sentence_bad")
+    ]
     T = max(map(len, seqs))
     ids = torch.full((len(seqs), T), tok.pad_token_id or 0)
     mask = torch.zeros((len(seqs), T), dtype=torch.long)
@@ -62,7 +66,9 @@ def naive_sweep(lm, pairs, layers):
     projs = [base.get_submodule(lm.adapter.path("attn_out_proj", l)) for l in range(lm.shape.n_layers)]
     # per-position mean of every head's output over the same sentences (the reference)
     means = {}
-    handles = [p.register_forward_pre_hook(lambda m, a, l=l: means.__setitem__(l, a[0].detach())) for l, p in enumerate(projs)]
+    handles = [
+        p.register_forward_pre_hook(lambda m, a, l=l: means.__setitem__(l, a[0].detach())) for l, p in enumerate(projs)
+    ]
     with torch.inference_mode():
         clean = sentence_logprobs(lm.model(input_ids=ids, attention_mask=mask).logits, ids, mask)
     for h in handles:
@@ -93,7 +99,7 @@ def naive_sweep(lm, pairs, layers):
 def tlens_sweep(lm, pairs, layers):
     try:
         from transformer_lens.model_bridge import TransformerBridge
-    except Exception as err:  # noqa: BLE001 - an optional extra
+    except Exception as err:
         print(f"tlens: skipped ({type(err).__name__}); `make bench-deps` installs TransformerLens")
         return None
     bridge = TransformerBridge.boot_transformers(lm.source, device=str(lm.device))
@@ -111,6 +117,7 @@ def tlens_sweep(lm, pairs, layers):
     effects = []
     for l in layers:
         for h in range(n_heads):
+
             def hook(z, hook, h=h, l=l):
                 z[:, :, h] = means[l][None, : z.shape[1], h]
                 return z
@@ -133,8 +140,10 @@ def main() -> None:
     pairs = agreement_pairs(args.pairs, seed=0)
     layers = list(range(lm.shape.n_layers)) if args.layers == "all" else [int(x) for x in args.layers.split(",")]
     heads = all_heads(lm.shape, layers)
-    print(f"{args.model}: {len(heads)} heads ({len(layers)} layers x {lm.shape.n_heads}), {len(pairs)} pairs, "
-          f"mean ablation, torch {torch.get_num_threads()} threads")
+    print(
+        f"{args.model}: {len(heads)} heads ({len(layers)} layers x {lm.shape.n_heads}), {len(pairs)} pairs, "
+        f"mean ablation, torch {torch.get_num_threads()} threads"
+    )
 
     start = time.perf_counter()
     ev = Evaluator(lm, MinimalPairs(pairs), kind="mean", components=heads)
@@ -150,13 +159,15 @@ def main() -> None:
         start = time.perf_counter()
         try:
             tl = tlens_sweep(lm, pairs, layers)
-        except Exception as err:  # noqa: BLE001 - report and carry on
+        except Exception as err:
             print(f"tlens: could not run ({type(err).__name__}: {str(err)[:160]})")
             tl = None
         if tl is not None:
             rows.append(("tlens", time.perf_counter() - start, tl))
 
-    print(f"\nclean logit difference {ev.clean.mean():.4f}; largest head effect {toolkit[np.abs(toolkit).argmax()]:+.4f}")
+    print(
+        f"\nclean logit difference {ev.clean.mean():.4f}; largest head effect {toolkit[np.abs(toolkit).argmax()]:+.4f}"
+    )
     print(f"{'method':10s} {'seconds':>8s} {'naive / this':>13s} {'max |effect - toolkit|':>24s}")
     for name, seconds, effects in rows:
         print(f"{name:10s} {seconds:8.1f} {t_naive / seconds:13.2f} {np.abs(effects - toolkit).max():24.2e}")

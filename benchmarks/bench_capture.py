@@ -95,7 +95,11 @@ def _transformer_lens(lm, batch) -> dict[str, Callable[[], object]]:
         bridge.eval()
         names = [f"blocks.{l}.hook_resid_pre" for l in range(lm.shape.n_layers)]
         names += [f"blocks.{l}.attn.hook_pattern" for l in range(lm.shape.n_layers)]
-        names += ["ln_final.hook_normalized"] if lm.adapter.final_norm else [f"blocks.{lm.shape.n_layers - 1}.hook_resid_post"]
+        names += (
+            ["ln_final.hook_normalized"]
+            if lm.adapter.final_norm
+            else [f"blocks.{lm.shape.n_layers - 1}.hook_resid_post"]
+        )
         names = set(names)
         ids = batch["input_ids"]
         return {"tlens_same": lambda: bridge.run_with_cache(ids, names_filter=lambda n: n in names)}
@@ -178,8 +182,12 @@ def store_peaks(model: str) -> dict[int, dict]:
         script = Path(tmp) / "peak.py"
         script.write_text(PEAK_SCRIPT)
         for factor in (2, 20):
-            res = subprocess.run([sys.executable, str(script), model, str(factor), str(Path(tmp) / f"s{factor}")],
-                                 capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, str(script), model, str(factor), str(Path(tmp) / f"s{factor}")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             out[factor] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
 
@@ -195,8 +203,11 @@ def time_group(model: str, group: str, repeats: int) -> dict[str, float]:
     third copy of a model into one process changes how the allocator behaves and slowed
     whichever method ran beside them by up to 25% here.
     """
-    res = subprocess.run([sys.executable, __file__, "--models", model, "--repeats", str(repeats), "--group", group],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, __file__, "--models", model, "--repeats", str(repeats), "--group", group],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         print(f"  {group}: failed ({res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode})")
         return {}
@@ -219,8 +230,11 @@ def main() -> None:
         times = time_methods(methods(lm, make_batch(lm), args.group), args.repeats)
         print(json.dumps(times))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x {SEQ}, median of {args.repeats}, "
-          "each tool in its own process, ratios to the HF baseline timed in that process")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH} x {SEQ}, "
+        f"median of {args.repeats}, "
+        "each tool in its own process, ratios to the HF baseline timed in that process"
+    )
     for name in args.models:
         print(f"\n{name}")
         ratios: dict[str, tuple[float, float]] = {}
@@ -239,11 +253,15 @@ def main() -> None:
         peaks = store_peaks(model)
         print(f"\nactivation store peak RSS, {model}, resid_post + patterns of every layer, batch 16, float16:")
         for factor, res in peaks.items():
-            print(f"  {factor:>3} x demo texts: {res['tokens']:>6} tokens, {res['stored_mib']:7.1f} MiB stored, "
-                  f"peak {res['peak_mib']:.0f} MiB")
+            print(
+                f"  {factor:>3} x demo texts: {res['tokens']:>6} tokens, {res['stored_mib']:7.1f} MiB stored, "
+                f"peak {res['peak_mib']:.0f} MiB"
+            )
         small, large = peaks[2], peaks[20]
-        print(f"  10x the data: peak ratio {large['peak_mib'] / small['peak_mib']:.2f}, "
-              f"stored ratio {large['stored_mib'] / small['stored_mib']:.1f}")
+        print(
+            f"  10x the data: peak ratio {large['peak_mib'] / small['peak_mib']:.2f}, "
+            f"stored ratio {large['stored_mib'] / small['stored_mib']:.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -29,9 +27,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from probes import load
+from probes.pipelines.specs import SuiteSpec
+from probes.pipelines.suite import features
 from probes.probing.datasets import generate
 from probes.probing.linear import fit_layers
-from probes.pipelines.suite import extract, validate
 
 
 def main() -> None:
@@ -41,16 +40,17 @@ def main() -> None:
     parser.add_argument("--n-examples", type=int, default=900)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side; the median is reported")
     args = parser.parse_args()
-    suite = validate({"models": [args.model], "tasks": [args.task], "n_examples": args.n_examples})
+    suite = SuiteSpec(models=[args.model], tasks=[args.task], n_examples=args.n_examples)
     lm = load(args.model)
     ds = generate(args.task, args.n_examples, seed=0, lexical_split=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        feats = extract(lm, ds, suite, Path(tmp))
+    feats = features(lm, ds, suite)
     tr, te = ~feats.test, feats.test
     X, y = feats.X, feats.y
-    L, n, d = X.shape
-    print(f"{args.model}, task {args.task}: {L} layers x {int(tr.sum())} training rows x {d} dims, "
-          f"{len(np.unique(y))} classes, {int(te.sum())} test rows; torch {torch.get_num_threads()} threads")
+    L, _, d = X.shape
+    print(
+        f"{args.model}, task {args.task}: {L} layers x {int(tr.sum())} training rows x {d} dims, "
+        f"{len(np.unique(y))} classes, {int(te.sum())} test rows; torch {torch.get_num_threads()} threads"
+    )
 
     def sklearn_side(tol: float):
         def run():
@@ -70,8 +70,12 @@ def main() -> None:
         return fit_layers(X[:, tr], y[tr], Cs=[0.01, 0.1, 1.0], cv=3).accuracy(X[:, te], y[te])
 
     timings, results = {}, {}
-    sides = (("sklearn", sklearn_side(1e-4)), ("sklearn-converged", sklearn_side(1e-8)), ("torch", torch_side),
-             ("torch+cv", torch_cv_side))
+    sides = (
+        ("sklearn", sklearn_side(1e-4)),
+        ("sklearn-converged", sklearn_side(1e-8)),
+        ("torch", torch_side),
+        ("torch+cv", torch_cv_side),
+    )
     for name, fn in sides:
         runs = []
         for _ in range(args.repeats):
@@ -82,15 +86,19 @@ def main() -> None:
     print(f"\n{'layer':>5} {'sklearn':>8} {'sklearn-conv':>13} {'torch':>8} {'torch-conv (pts)':>17} {'torch+cv':>9}")
     for l in range(L):
         diff = 100 * (results["torch"][l] - results["sklearn-converged"][l])
-        print(f"{feats.layers[l]:>5} {results['sklearn'][l]:8.4f} {results['sklearn-converged'][l]:13.4f} "
-              f"{results['torch'][l]:8.4f} {diff:17.2f} {results['torch+cv'][l]:9.4f}")
+        print(
+            f"{feats.layers[l]:>5} {results['sklearn'][l]:8.4f} {results['sklearn-converged'][l]:13.4f} "
+            f"{results['torch'][l]:8.4f} {diff:17.2f} {results['torch+cv'][l]:9.4f}"
+        )
     for name in ("sklearn", "sklearn-converged"):
         worst = 100 * np.abs(results["torch"] - results[name]).max()
         print(f"largest accuracy difference, torch vs {name}: {worst:.2f} points (goal: <= 1)")
     print()
     for name, seconds in timings.items():
-        print(f"{name:<18} {seconds:7.2f} s   sklearn / this = {timings['sklearn'] / seconds:5.2f}   "
-              f"sklearn-converged / this = {timings['sklearn-converged'] / seconds:5.2f}")
+        print(
+            f"{name:<18} {seconds:7.2f} s   sklearn / this = {timings['sklearn'] / seconds:5.2f}   "
+            f"sklearn-converged / this = {timings['sklearn-converged'] / seconds:5.2f}"
+        )
 
 
 if __name__ == "__main__":

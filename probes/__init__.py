@@ -17,5 +17,15 @@ from probes.core.models import LoadedModel, load, wrap
 from probes.core.store import ActivationStore
 
 __version__ = "0.1.0"
-__all__ = ["ActivationStore", "LoadedModel", "ProbesError", "capture", "encode", "intervene", "load", "pool_words",
-           "run_with_cache", "wrap"]
+__all__ = [
+    "ActivationStore",
+    "LoadedModel",
+    "ProbesError",
+    "capture",
+    "encode",
+    "intervene",
+    "load",
+    "pool_words",
+    "run_with_cache",
+    "wrap",
+]

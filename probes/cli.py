@@ -22,18 +22,26 @@ from typing import Any, Literal, get_args, get_origin
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from analysis.errors import ProbesError  # noqa: E402
-from probes.pipelines.commands import COMMANDS, GROUPS, Command  # noqa: E402
+from analysis.errors import ProbesError
+from probes.pipelines.commands import COMMANDS, GROUPS, Command
 
 ISSUES = "https://github.com/emergence-probes/emergence-probes/issues"
-ENVIRONMENT_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
-                      errno.EROFS: "read-only file system", errno.EPERM: "not permitted"}
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EPERM: "not permitted",
+}
 
 
 def _scalar(annotation: Any) -> tuple[type, list[str] | None]:
     """The argparse type and choices of a (non-list) annotation."""
-    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) not in (None, Literal) \
+    args = (
+        [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) not in (None, Literal)
         else [annotation]
+    )
     for arg in args:
         if get_origin(arg) is Literal:
             return str, [str(c) for c in get_args(arg)]
@@ -60,8 +68,9 @@ def add_spec_options(parser: argparse.ArgumentParser, spec: Any) -> None:
             continue
         default = field.get_default(call_default_factory=True)
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        help_text = (field.description or "") + ("" if default is None or field.is_required() else
-                                                 f" (default: {shown})")
+        help_text = (field.description or "") + (
+            "" if default is None or field.is_required() else f" (default: {shown})"
+        )
         is_list, item = _is_list(field.annotation)
         kind, choices = _scalar(item if is_list else field.annotation)
         options: dict[str, Any] = {"help": help_text.replace("%", "%%")}
@@ -142,17 +151,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if debug or err.errno not in ENVIRONMENT_ERRORS:
             traceback.print_exc()
-            print(f"probes {command.name}: this is a bug in emergence-probes: please report it with the traceback "
-                  f"above at {ISSUES}", file=sys.stderr)
+            print(
+                f"probes {command.name}: this is a bug in emergence-probes: please report it with the traceback "
+                f"above at {ISSUES}",
+                file=sys.stderr,
+            )
             return 1
         where = f" writing {err.filename}" if err.filename else ""
-        print(f"probes {command.name}: error: {ENVIRONMENT_ERRORS[err.errno]}{where}: free space, or pass a folder "
-              "you can write to", file=sys.stderr)
+        print(
+            f"probes {command.name}: error: {ENVIRONMENT_ERRORS[err.errno]}{where}: free space, or pass a folder "
+            "you can write to",
+            file=sys.stderr,
+        )
         return 2
-    except Exception:  # noqa: BLE001 - anything else is a bug, shown whole
+    except Exception:
         traceback.print_exc()
-        print(f"probes {command.name}: this is a bug in emergence-probes: please report it with the traceback above "
-              f"at {ISSUES}", file=sys.stderr)
+        print(
+            f"probes {command.name}: this is a bug in emergence-probes: please report it with the traceback above "
+            f"at {ISSUES}",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -61,25 +61,49 @@ def _wordpiece() -> PreTrainedTokenizerFast:
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
 
 
 def tiny_config(arch: str):
     common = dict(vocab_size=VOCAB, initializer_range=0.2)
     if arch == "bert":
-        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                          max_position_embeddings=128, **common)
+        return BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            **common,
+        )
     if arch != "bert":  # the byte-level tokenizer's only special token, <|endoftext|>, is id 0
         common.update(bos_token_id=0, eos_token_id=0)
     if arch == "gpt2":
         return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, **common)
     if arch == "llama":
-        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, max_position_embeddings=128, **common)
+        return LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            **common,
+        )
     if arch == "gpt_neox":
-        return GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                             max_position_embeddings=128, **common)
+        return GPTNeoXConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=128,
+            **common,
+        )
     raise ValueError(arch)
 
 
@@ -144,21 +168,63 @@ def report_runs(tiny_folders, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     model = root / f"gpt2-{EVIL}"
     shutil.copytree(tiny_folders["gpt2"], model)
-    suite = SuiteSpec(**dict(name="tiny", models=[str(model)], tasks=["pos", "subject_number"], probes=["logistic"],
-                          controls=["control_task", "random_weights", "mdl"], n_examples=60, Cs=[1.0], n_boot=100))
+    suite = SuiteSpec(
+        **dict(
+            name="tiny",
+            models=[str(model)],
+            tasks=["pos", "subject_number"],
+            probes=["logistic"],
+            controls=["control_task", "random_weights", "mdl"],
+            n_examples=60,
+            Cs=[1.0],
+            n_boot=100,
+        )
+    )
     run_suite(suite, root / "probes", progress=False)
-    argv = ["ablate", str(tiny_folders["llama"]), "--n", "8", "--kind", "zero", "--components", "heads", "--top-k", "3",
-            "--permutations", "4", "--interaction-samples", "2", "--erase", "subject_number", "--erase-layers", "0",
-            "1", "--out", str(root / "ablation")]
+    argv = [
+        "ablate",
+        str(tiny_folders["llama"]),
+        "--n",
+        "8",
+        "--kind",
+        "zero",
+        "--components",
+        "heads",
+        "--top-k",
+        "3",
+        "--permutations",
+        "4",
+        "--interaction-samples",
+        "2",
+        "--erase",
+        "subject_number",
+        "--erase-layers",
+        "0",
+        "1",
+        "--out",
+        str(root / "ablation"),
+    ]
     assert main(argv) == 0
-    run_heads(HeadsSpec(model=str(model), example="the keys to the cabinet are on the table"), root / "heads",
-              texts=["the keys to the cabinet are here", "a dog runs"])
+    run_heads(
+        HeadsSpec(model=str(model), example="the keys to the cabinet are on the table"),
+        root / "heads",
+        texts=["the keys to the cabinet are here", "a dog runs"],
+    )
     sizes = np.logspace(4, 8, 8)
     per_token = 1 - 0.9 * (sizes / 1e4) ** -0.35
-    rows = [{"model": f"m{i}", "parameters": s, "task": "arith", "metric": metric, "value": v,
-             "stderr": float(np.sqrt(max(v * (1 - v), 1e-4) / 1000)), "n": 1000}
-            for metric, values in (("token_accuracy", per_token), ("exact_match", per_token**8))
-            for i, (s, v) in enumerate(zip(sizes, values))]
+    rows = [
+        {
+            "model": f"m{i}",
+            "parameters": s,
+            "task": "arith",
+            "metric": metric,
+            "value": v,
+            "stderr": float(np.sqrt(max(v * (1 - v), 1e-4) / 1000)),
+            "n": 1000,
+        }
+        for metric, values in (("token_accuracy", per_token), ("exact_match", per_token**8))
+        for i, (s, v) in enumerate(zip(sizes, values))
+    ]
     pd.DataFrame(rows).to_csv(root / "scale.csv", index=False)
     run_scale(ScaleSpec(results=[str(root / "scale.csv")], family=f"fam{EVIL}", n_boot=20), root / "scale")
     return root

@@ -12,15 +12,28 @@ def lm_eval_file(path, model: str, revision: str | None, acc: float, params: int
     if old:
         results = {"arc_easy": {"acc": acc, "acc_stderr": 0.01, "acc_norm": acc - 0.01, "acc_norm_stderr": 0.012}}
     else:
-        results = {"arc_easy": {"alias": "arc_easy", "acc,none": acc, "acc_stderr,none": 0.01,
-                                "acc_norm,none": acc - 0.01, "acc_norm_stderr,none": "N/A"},
-                   "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": acc / 2,
-                             "exact_match_stderr,strict-match": 0.005}}
+        results = {
+            "arc_easy": {
+                "alias": "arc_easy",
+                "acc,none": acc,
+                "acc_stderr,none": 0.01,
+                "acc_norm,none": acc - 0.01,
+                "acc_norm_stderr,none": "N/A",
+            },
+            "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": acc / 2, "exact_match_stderr,strict-match": 0.005},
+        }
     args = f"pretrained={model}" + (f",revision={revision}" if revision else "") + ",dtype=float32"
-    blob = {"results": results, "n-samples": {"arc_easy": {"original": 2376, "effective": 2376}},
-            "config": {"model": "hf", "model_args": args, "batch_size": 8,
-                       **({"model_num_parameters": params} if params else {})},
-            "versions": {"arc_easy": 1.0}}
+    blob = {
+        "results": results,
+        "n-samples": {"arc_easy": {"original": 2376, "effective": 2376}},
+        "config": {
+            "model": "hf",
+            "model_args": args,
+            "batch_size": 8,
+            **({"model_num_parameters": params} if params else {}),
+        },
+        "versions": {"arc_easy": 1.0},
+    }
     path.write_text(json.dumps(blob))
     return path
 
@@ -32,8 +45,19 @@ def curve_rows(task: str, metric: str, values, *, n: int = 1000, stderr=None, ch
     values = np.asarray(values, dtype=float)
     if stderr is None:
         stderr = np.sqrt(np.clip(values * (1 - values), 1e-4, None) / n)
-    return [{"model": f"m{i}", "parameters": s, "task": task, "metric": metric, "value": v, "stderr": e, "n": n,
-             "chance": chance} for i, (s, v, e) in enumerate(zip(SIZES, values, np.broadcast_to(stderr, values.shape)))]
+    return [
+        {
+            "model": f"m{i}",
+            "parameters": s,
+            "task": task,
+            "metric": metric,
+            "value": v,
+            "stderr": e,
+            "n": n,
+            "chance": chance,
+        }
+        for i, (s, v, e) in enumerate(zip(SIZES, values, np.broadcast_to(stderr, values.shape)))
+    ]
 
 
 def per_token(sizes=SIZES):

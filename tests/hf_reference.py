@@ -14,9 +14,14 @@ def hf_greedy_tokens(lm, prompt: str, n_new: int) -> list[str]:
     """The next ``n_new`` tokens of HF's greedy ``generate``, as token strings."""
     ids = torch.tensor([prompt_ids(lm, prompt)], device=lm.device)
     with torch.no_grad():
-        out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new, do_sample=False,
-                                pad_token_id=lm.tokenizer.pad_token_id)
-    return lm.tokenizer.convert_ids_to_tokens(out[0, ids.shape[1]:].tolist())
+        out = lm.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n_new,
+            do_sample=False,
+            pad_token_id=lm.tokenizer.pad_token_id,
+        )
+    return lm.tokenizer.convert_ids_to_tokens(out[0, ids.shape[1] :].tolist())
 
 
 def hf_continuation_logprob(lm, prompt: str, continuation: str) -> float:

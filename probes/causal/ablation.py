@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from probes.core.align import encode
+from analysis.errors import ProbesError
 from probes.causal.components import Component, ResidualEdit, Slice, check
+from probes.core.align import encode
 from probes.core.hooks import capture, hooked
 from probes.core.models import LoadedModel
-from analysis.errors import ProbesError
 
 KINDS = ("zero", "mean", "resample")
 
@@ -48,7 +48,9 @@ def check_kind(kind: str, reference: Reference | None) -> None:
     if kind not in KINDS:
         raise AblationError(f"unknown ablation kind {kind!r}: choose one of {', '.join(KINDS)}")
     if kind != "zero" and reference is None:
-        raise AblationError(f"{kind} ablation needs a reference dataset: pass reference=Reference.from_texts(lm, texts, components)")
+        raise AblationError(
+            f"{kind} ablation needs a reference dataset: pass reference=Reference.from_texts(lm, texts, components)"
+        )
 
 
 def token_positions(attention_mask: Tensor) -> Tensor:
@@ -72,27 +74,35 @@ class Reference:
 
     @classmethod
     def from_batches(
-        cls, lm: LoadedModel, batches: Sequence[Mapping[str, Tensor]], sites: Sequence[str], *, keep_samples: bool = True,
+        cls,
+        lm: LoadedModel,
+        batches: Sequence[Mapping[str, Tensor]],
+        sites: Sequence[str | Component],
+        *,
+        keep_samples: bool = True,
         seed: int = 0,
     ) -> Reference:
         """Statistics of ``sites`` (names, or components' sites) over already tokenised batches."""
-        sites = sorted({s.site if isinstance(s, Component) else s for s in sites})
+        names = sorted({s.site if isinstance(s, Component) else s for s in sites})
         if not batches:
             raise AblationError("the reference dataset is empty: give at least one text")
         values: dict[str, list[Tensor]] = defaultdict(list)
         masks: list[Tensor] = []
-        with torch.inference_mode(), capture(lm, sites) as cache:
+        with torch.inference_mode(), capture(lm, names) as cache:
             for batch in batches:
-                inputs = {k: v.to(lm.device) for k, v in batch.items()
-                          if k in ("input_ids", "attention_mask", "token_type_ids", "position_ids")}
+                inputs = {
+                    k: v.to(lm.device)
+                    for k, v in batch.items()
+                    if k in ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+                }
                 lm.model(**inputs)
                 masks.append(inputs["attention_mask"].bool())
-                for site in sites:
+                for site in names:
                     values[site].append(_to_position_major(cache[site], inputs["attention_mask"]))
         T = max(m.shape[1] for m in masks)
         valid = torch.cat([_pad_to(_to_position_major(m, m), T) for m in masks])  # left-aligned (n, T)
         means, samples = {}, {}
-        for site in sites:
+        for site in names:
             stacked = torch.cat([_pad_to(v, T) for v in values[site]])  # (n, T, *value)
             w = valid.reshape(*valid.shape, *([1] * (stacked.ndim - 2))).to(stacked.dtype)
             per_position = (stacked * w).sum(0) / w.sum(0).clamp(min=1)
@@ -104,14 +114,23 @@ class Reference:
 
     @classmethod
     def from_texts(
-        cls, lm: LoadedModel, texts: Sequence[str], sites: Sequence[str | Component], *, batch_size: int = 32,
-        keep_samples: bool = True, seed: int = 0, max_length: int | None = None,
+        cls,
+        lm: LoadedModel,
+        texts: Sequence[str],
+        sites: Sequence[str | Component],
+        *,
+        batch_size: int = 32,
+        keep_samples: bool = True,
+        seed: int = 0,
+        max_length: int | None = None,
     ) -> Reference:
         texts = list(texts)
         if not texts:
             raise AblationError("the reference dataset is empty: give at least one text")
-        batches = [encode(lm.tokenizer, texts[i : i + batch_size], lm.max_length(max_length)).model_inputs(lm.device)
-                   for i in range(0, len(texts), batch_size)]
+        batches = [
+            encode(lm.tokenizer, texts[i : i + batch_size], lm.max_length(max_length)).model_inputs(lm.device)
+            for i in range(0, len(texts), batch_size)
+        ]
         return cls.from_batches(lm, batches, sites, keep_samples=keep_samples, seed=seed)
 
     @property
@@ -153,7 +172,8 @@ class Reference:
     def _table(self, tables: dict[str, Tensor], site: str, hint: str = "") -> Tensor:
         if site not in tables:
             raise AblationError(
-                f"the reference has no statistics for site {site}: build it with this component among its sites. {hint}".strip()
+                f"the reference has no statistics for site {site}: build it with this component among its sites. "
+                f"{hint}".strip()
             )
         return tables[site]
 
@@ -219,9 +239,10 @@ class RowPlan:
         if self.kind == "zero":
             return torch.zeros_like(value)
         if self.kind == "patch":
-            if site not in self.source:
+            if self.source is None or site not in self.source:
                 raise AblationError(f"no source values for site {site}: capture it in the source run")
             return self.source[site].to(value.device, value.dtype).reshape(value.shape)
+        assert self.reference is not None  # hooks() checked that mean and resample ablation have one
         if self.kind == "mean":
             r = self.reference.mean(site, self.positions)
         else:
@@ -239,8 +260,8 @@ class RowPlan:
 
     def _site_hook(self, site: str, by_component: dict[Component, list[int]]):
         n_rows = len(self.rows)
-        sliced = {c: r for c, r in by_component.items() if isinstance(c, Slice)}
-        edits = {c: r for c, r in by_component.items() if isinstance(c, ResidualEdit)}
+        sliced: dict[Slice, list[int]] = {c: r for c, r in by_component.items() if isinstance(c, Slice)}
+        edits: dict[ResidualEdit, list[int]] = {c: r for c, r in by_component.items() if isinstance(c, ResidualEdit)}
         # one replacement per call, shared by every sliced component and every edit that sets a value
         needs_replacement = bool(sliced) or (self.kind != "zero" and any(c.needs_reference for c in edits))
 
@@ -251,11 +272,12 @@ class RowPlan:
             new = value
             if sliced:
                 mask = torch.zeros(value.shape, dtype=torch.bool, device=value.device)
-                for c, rows in sliced.items():
-                    c.select(mask, self._tokens(c, rows, value))
+                for part, rows in sliced.items():
+                    part.select(mask, self._tokens(part, rows, value))
+                assert replacement is not None
                 new = torch.where(mask, replacement, new)
-            for c, rows in edits.items():
-                new = c.apply(new, replacement, self._tokens(c, rows, value), self.kind)
+            for edit, rows in edits.items():
+                new = edit.apply(new, replacement, self._tokens(edit, rows, value), self.kind)
             return new
 
         return hook

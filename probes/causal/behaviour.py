@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from analysis.errors import ProbesError
 from probes.causal.ablation import token_positions
 from probes.core.align import encode, ensure_pad_token
+from probes.core.models import LoadedModel
 from probes.probing.datasets.base import DatasetError, ProbingDataset
 from probes.probing.features import extract_features, mean_pooling, probe_sites
 from probes.probing.linear import LayerProbes, fit_layers
-from probes.core.models import LoadedModel
-from analysis.errors import ProbesError
 
 
 class BehaviourError(ProbesError, ValueError):
@@ -47,8 +47,14 @@ class Payload:
 
     def to(self, device: torch.device | str) -> Payload:
         """The same payload with every tensor on ``device``."""
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)  # type: ignore[arg-type]
-                                if isinstance(getattr(self, f.name), Tensor)})
+        return replace(  # type: ignore[type-var]  # every payload is a dataclass
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device)
+                for f in fields(self)  # type: ignore[arg-type]
+                if isinstance(getattr(self, f.name), Tensor)
+            },
+        )
 
 
 P = TypeVar("P", bound=Payload)
@@ -194,8 +200,16 @@ class MinimalPairs(Behaviour):
 
     name = "minimal_pairs"
 
-    def __init__(self, pairs: Sequence[dict], metric: str = "logit_diff", *, batch_size: int = 64, packed: bool = True,
-                 row_tokens: int = 128, max_length: int | None = None):
+    def __init__(
+        self,
+        pairs: Sequence[dict],
+        metric: str = "logit_diff",
+        *,
+        batch_size: int = 64,
+        packed: bool = True,
+        row_tokens: int = 128,
+        max_length: int | None = None,
+    ):
         if metric not in ("logit_diff", "accuracy"):
             raise BehaviourError(f"unknown minimal-pair metric {metric!r}: use 'logit_diff' or 'accuracy'")
         if not pairs:
@@ -220,7 +234,9 @@ class MinimalPairs(Behaviour):
         for i, row in enumerate(self.pairs):
             good, bad = scored_ids(lm.tokenizer, row["sentence_good"]), scored_ids(lm.tokenizer, row["sentence_bad"])
             if max(len(good), len(bad)) > limit:
-                raise BehaviourError(f"pair {i} is {max(len(good), len(bad))} tokens, over the model's limit of {limit}")
+                raise BehaviourError(
+                    f"pair {i} is {max(len(good), len(bad))} tokens, over the model's limit of {limit}"
+                )
             shared = 0
             while shared < min(len(good), len(bad)) and good[shared] == bad[shared]:
                 shared += 1
@@ -247,7 +263,8 @@ class MinimalPairs(Behaviour):
         return batches
 
     def _packed(self, lm: LoadedModel, chunk, ids: Tensor) -> Batch:
-        """Pairs laid end to end in rows of up to ``row_tokens`` tokens; the mask keeps every pair (and its suffixes) apart."""
+        """Pairs laid end to end in rows of up to ``row_tokens`` tokens; the mask keeps every pair (and its suffixes)
+        apart."""
         segments = [(g[:d] + g[d:] + b[d:], d, len(g) - d, len(b) - d) for g, b, d in chunk]
         rows: list[list[int]] = [[]]  # pair indices per row, filled in order
         used = 0
@@ -263,7 +280,13 @@ class MinimalPairs(Behaviour):
         positions = torch.zeros((R, T), dtype=torch.long)
         owner = torch.full((R, T), -1, dtype=torch.long)  # which pair each token belongs to; -1 padding
         segment = torch.full((R, T), -1, dtype=torch.long)  # 0 prefix, 1 good suffix, 2 bad suffix
-        unembed_at, good_idx, good_tok, good_row, bad_idx, bad_tok, bad_row = [], [], [], [], [], [], []
+        unembed_at: list[int] = []
+        good_idx: list[int] = []
+        good_tok: list[int] = []
+        good_row: list[int] = []
+        bad_idx: list[int] = []
+        bad_tok: list[int] = []
+        bad_row: list[int] = []
         for r, row in enumerate(rows):
             at = 0
             for p in row:
@@ -293,20 +316,40 @@ class MinimalPairs(Behaviour):
         allowed |= torch.eye(T, dtype=torch.bool) & (owner[:, :, None] < 0)  # padding sees itself: no empty softmax row
         mask = torch.zeros(allowed.shape, dtype=lm.dtype).masked_fill(~allowed, torch.finfo(lm.dtype).min)[:, None]
         inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
-        payload = PairPayload.of({"unembed_at": unembed_at, "good_idx": good_idx, "good_tok": good_tok,
-                                  "good_row": good_row, "bad_idx": bad_idx, "bad_tok": bad_tok, "bad_row": bad_row})
+        payload = PairPayload.of(
+            {
+                "unembed_at": unembed_at,
+                "good_idx": good_idx,
+                "good_tok": good_tok,
+                "good_row": good_row,
+                "bad_idx": bad_idx,
+                "bad_tok": bad_tok,
+                "bad_row": bad_row,
+            }
+        )
         return Batch(_to(inputs, lm.device), positions, owner.clamp(min=0), len(chunk), payload.to(lm.device))
 
     def reference_inputs(self, lm: LoadedModel, batches: list[Batch]) -> list[dict[str, Tensor]]:
         tokens = self.tokenise(lm)
-        return [self._unpacked(lm, tokens[lo : lo + self.batch_size], torch.arange(lo, min(lo + self.batch_size, len(tokens)))).inputs
-                for lo in range(0, len(tokens), self.batch_size)]
+        return [
+            self._unpacked(
+                lm, tokens[lo : lo + self.batch_size], torch.arange(lo, min(lo + self.batch_size, len(tokens)))
+            ).inputs
+            for lo in range(0, len(tokens), self.batch_size)
+        ]
 
     def _unpacked(self, lm: LoadedModel, chunk, ids: Tensor) -> Batch:
         input_ids, attention = pad_right([s for g, b, _ in chunk for s in (g, b)], lm.tokenizer.pad_token_id)
         T = input_ids.shape[1]
-        lists: dict[str, list] = {"unembed_at": [], "good_idx": [], "good_tok": [], "good_row": [], "bad_idx": [],
-                                  "bad_tok": [], "bad_row": []}
+        lists: dict[str, list] = {
+            "unembed_at": [],
+            "good_idx": [],
+            "good_tok": [],
+            "good_row": [],
+            "bad_idx": [],
+            "bad_tok": [],
+            "bad_row": [],
+        }
         for p, (g, b, d) in enumerate(chunk):
             for which, seq, r in (("good", g, 2 * p), ("bad", b, 2 * p + 1)):
                 first = len(lists["unembed_at"])
@@ -315,8 +358,13 @@ class MinimalPairs(Behaviour):
                 lists[f"{which}_tok"] += seq[d:]
                 lists[f"{which}_row"] += [p] * (len(seq) - d)
         inputs = {"input_ids": input_ids, "attention_mask": attention}
-        return Batch(_to(inputs, lm.device), token_positions(attention), ids.repeat_interleave(2), len(chunk),
-                     PairPayload.of(lists).to(lm.device))
+        return Batch(
+            _to(inputs, lm.device),
+            token_positions(attention),
+            ids.repeat_interleave(2),
+            len(chunk),
+            PairPayload.of(lists).to(lm.device),
+        )
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
         flat = value.reshape(-1, value.shape[-1])
@@ -361,7 +409,9 @@ class LogitDiff(Behaviour):
         if not prompts:
             raise BehaviourError("no prompts given")
         if len(answers) != len(prompts):
-            raise BehaviourError(f"{len(prompts)} prompts but {len(answers)} answer pairs; give one (right, wrong) per prompt")
+            raise BehaviourError(
+                f"{len(prompts)} prompts but {len(answers)} answer pairs; give one (right, wrong) per prompt"
+            )
         self.prompts, self.answers, self.batch_size = list(prompts), [tuple(a) for a in answers], batch_size
 
     def readout(self, lm: LoadedModel) -> str:
@@ -393,8 +443,15 @@ class LogitDiff(Behaviour):
             T = ids.shape[1]
             last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
             payload = LastTokenPayload(last, answers[lo : lo + len(chunk)])
-            batches.append(Batch(_to({"input_ids": ids, "attention_mask": mask}, lm.device), token_positions(mask),
-                                 torch.arange(lo, lo + len(chunk)), len(chunk), payload.to(lm.device)))
+            batches.append(
+                Batch(
+                    _to({"input_ids": ids, "attention_mask": mask}, lm.device),
+                    token_positions(mask),
+                    torch.arange(lo, lo + len(chunk)),
+                    len(chunk),
+                    payload.to(lm.device),
+                )
+            )
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
@@ -444,7 +501,9 @@ class NextTokenLoss(Behaviour):
             rows, cols = scored[:, :].nonzero(as_tuple=True)
             payload = TokenLossPayload(rows * T + cols - 1, enc.inputs["input_ids"][rows, cols], rows)
             ids = torch.arange(lo, lo + len(mask))
-            batches.append(Batch(enc.model_inputs(lm.device), token_positions(mask), ids, len(mask), payload.to(lm.device)))
+            batches.append(
+                Batch(enc.model_inputs(lm.device), token_positions(mask), ids, len(mask), payload.to(lm.device))
+            )
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
@@ -472,8 +531,15 @@ class ProbeAccuracy(Behaviour):
     name = "probe_accuracy"
     metric = "accuracy"
 
-    def __init__(self, dataset: ProbingDataset, layer: int | None = None, *, batch_size: int = 32, seed: int = 0,
-                 Cs: Sequence[float] = (0.01, 0.1, 1.0)):
+    def __init__(
+        self,
+        dataset: ProbingDataset,
+        layer: int | None = None,
+        *,
+        batch_size: int = 32,
+        seed: int = 0,
+        Cs: Sequence[float] = (0.01, 0.1, 1.0),
+    ):
         self.dataset = dataset.with_split(seed=seed)
         if "test" not in self.dataset.split or "train" not in self.dataset.split:
             raise DatasetError(f"dataset {dataset.name!r} needs both train and test sentences to fit and score a probe")
@@ -490,8 +556,15 @@ class ProbeAccuracy(Behaviour):
         return probe_sites(lm, "resid", [self._layer(lm)])[1][0]
 
     def prepare(self, lm: LoadedModel) -> list[Batch]:
-        train = extract_features(lm, self.dataset, [self._layer(lm)], pool="mean", sentence_pool="mean",
-                                 batch_size=self.batch_size, split="train")
+        train = extract_features(
+            lm,
+            self.dataset,
+            [self._layer(lm)],
+            pool="mean",
+            sentence_pool="mean",
+            batch_size=self.batch_size,
+            split="train",
+        )
         if len(np.unique(train.y)) < 2:
             raise DatasetError(f"dataset {self.dataset.name!r}: the train split has a single class")
         self.probe = fit_layers(train.X, train.y, Cs=self.Cs, seed=self.seed)
@@ -502,9 +575,18 @@ class ProbeAccuracy(Behaviour):
             idx = chosen[lo : lo + self.batch_size]
             enc = encode(lm.tokenizer, [ds.words[i] for i in idx], lm.max_length(None))
             pool, keys = mean_pooling(enc.word_index, enc.attention_mask, ds.level)
-            labels = np.asarray([str(ds.labels[idx[r]][u] if ds.level == "word" else ds.labels[idx[r]]) for r, u in keys])
-            batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask), torch.tensor(idx),
-                                 len(keys), PooledPayload(pool.to(lm.device, lm.dtype), labels)))
+            labels = np.asarray(
+                [str(ds.labels[idx[r]][u] if ds.level == "word" else ds.labels[idx[r]]) for r, u in keys]
+            )
+            batches.append(
+                Batch(
+                    enc.model_inputs(lm.device),
+                    token_positions(enc.attention_mask),
+                    torch.tensor(idx),
+                    len(keys),
+                    PooledPayload(pool.to(lm.device, lm.dtype), labels),
+                )
+            )
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
@@ -539,10 +621,19 @@ class EmbeddingCosine(Behaviour):
             chunk = self.pairs[lo : lo + self.batch_size]
             enc = encode(lm.tokenizer, [t for p in chunk for t in p], lm.max_length(None))
             mask = enc.attention_mask.float()
-            pool = torch.block_diag(*[(m / m.sum())[None] for m in mask])  # mean over all real tokens, as sentence-transformers
+            pool = torch.block_diag(
+                *[(m / m.sum())[None] for m in mask]
+            )  # mean over all real tokens, as sentence-transformers
             ids = torch.arange(lo, lo + len(chunk)).repeat_interleave(2)
-            batches.append(Batch(enc.model_inputs(lm.device), token_positions(enc.attention_mask), ids, len(chunk),
-                                 PooledPayload(pool.to(lm.device, lm.dtype))))
+            batches.append(
+                Batch(
+                    enc.model_inputs(lm.device),
+                    token_positions(enc.attention_mask),
+                    ids,
+                    len(chunk),
+                    PooledPayload(pool.to(lm.device, lm.dtype)),
+                )
+            )
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
@@ -566,8 +657,9 @@ def default_behaviour(lm: LoadedModel) -> str:
     return "agreement" if lm.adapter.causal else "probe:subject_number"
 
 
-def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None = None, n: int = 64,
-                   seed: int = 0) -> Behaviour:
+def make_behaviour(
+    lm: LoadedModel, name: str | None = None, *, data: str | None = None, n: int = 64, seed: int = 0
+) -> Behaviour:
     """A behaviour from its short name (CLI and suite files).
 
     agreement      generated subject-verb agreement minimal pairs (causal LMs; the default for them)
@@ -599,10 +691,11 @@ def make_behaviour(lm: LoadedModel, name: str | None = None, *, data: str | None
         return ProbeAccuracy(generate(task, max(n, 40), seed=seed, lexical_split=True), seed=seed)
     if name == "cosine":
         if data:
-            rows = list(iter_jsonl(Path(data)))
-            for number, r in rows:
+            pairs: list[tuple[str, str]] = []
+            for number, r in iter_jsonl(Path(data)):
                 if not isinstance(r, dict) or "text_a" not in r or "text_b" not in r:
                     raise BehaviourError(f"{data}:{number}: each line needs text_a and text_b")
-            return EmbeddingCosine([(r["text_a"], r["text_b"]) for _, r in rows])
+                pairs.append((str(r["text_a"]), str(r["text_b"])))
+            return EmbeddingCosine(pairs)
         return EmbeddingCosine([(p["sentence_good"], p["sentence_bad"]) for p in agreement_pairs(n, seed=seed)])
     raise BehaviourError(f"unknown behaviour {name!r}: choose from {', '.join(BEHAVIOURS)}")

@@ -50,6 +50,7 @@ class Component:
     at: int | None = field(default=None, kw_only=True)
 
     kind: ClassVar[str] = "component"  # the name tables give it
+    needs_reference: ClassVar[bool] = True  # mean and resample ablation read statistics of its site
     rank: ClassVar[float] = 0.0  # order within a block: the residual entering it, heads, attention, neurons, MLP
 
     @property
@@ -95,8 +96,6 @@ class Component:
 
 class Slice(Component):
     """A component that owns a slice of its site's value; ablating it replaces that slice."""
-
-    needs_reference: ClassVar[bool] = True  # mean and resample ablation read statistics of its site
 
     def select(self, mask: Tensor, tokens: Tensor) -> None:
         """Mark in ``mask`` (the site's shape, bool) the elements this component owns at ``tokens`` (rows, T)."""

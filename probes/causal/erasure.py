@@ -29,10 +29,10 @@ from torch import Tensor
 
 from probes.causal.behaviour import Behaviour
 from probes.causal.components import Component, Edit
-from probes.probing.features import extract_features
-from probes.probing.datasets.base import DatasetError, ProbingDataset
-from probes.core.models import LoadedModel
 from probes.causal.evaluator import Evaluator
+from probes.core.models import LoadedModel
+from probes.probing.datasets.base import DatasetError, ProbingDataset
+from probes.probing.features import extract_features
 
 
 @dataclass
@@ -44,7 +44,7 @@ class LeaceEraser:
     rank: int
 
     @classmethod
-    def fit(cls, X: Tensor | np.ndarray, labels: Sequence, *, tol: float = 1e-12) -> LeaceEraser:
+    def fit(cls, X: Tensor | np.ndarray, labels: Sequence | np.ndarray, *, tol: float = 1e-12) -> LeaceEraser:
         """Fit on features X (n, d) and class labels (n,), in float64.
 
         ``tol`` drops covariance eigen-directions below ``tol`` x the largest. Keep it tiny:
@@ -90,11 +90,13 @@ def random_subspace_edit(d: int, rank: int, mean: Tensor, layer: int, seed: int)
     return Edit(layer, (q @ q.T).float(), mean.float(), f"random{rank}-{seed}")
 
 
-def token_features(lm: LoadedModel, dataset: ProbingDataset, layer: int, *, batch_size: int = 32,
-                   split: str | None = None) -> tuple[Tensor, np.ndarray]:
+def token_features(
+    lm: LoadedModel, dataset: ProbingDataset, layer: int, *, batch_size: int = 32, split: str | None = None
+) -> tuple[Tensor, np.ndarray]:
     """The residual stream at depth ``layer`` at every word token, labelled with its word's (or sentence's) label."""
-    feats = extract_features(lm, dataset, [layer], pool="token", sentence_pool="token", batch_size=batch_size,
-                             split=split)
+    feats = extract_features(
+        lm, dataset, [layer], pool="token", sentence_pool="token", batch_size=batch_size, split=split
+    )
     return feats.X[0], feats.y
 
 
@@ -120,8 +122,10 @@ def amnesic_study(
     ev = Evaluator(lm, behaviour, kind="zero", progress=progress)
     bad = [layer for layer in layers if not 0 <= layer < lm.shape.n_layers]
     if bad:
-        raise DatasetError(f"erase layers {bad}: the residual stream can be edited at depths 0..{lm.shape.n_layers - 1} "
-                           "(0 = embeddings, l = the output of block l - 1)")
+        raise DatasetError(
+            f"erase layers {bad}: the residual stream can be edited at depths 0..{lm.shape.n_layers - 1} "
+            "(0 = embeddings, l = the output of block l - 1)"
+        )
     train = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="train")
     test = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="test")
     y_tr, y_te = train.y, test.y
@@ -129,20 +133,31 @@ def amnesic_study(
     for i, layer in enumerate(layers):
         X_tr, X_te = train.X[i], test.X[i]
         eraser = LeaceEraser.fit(X_tr, y_tr)
-        randoms = [random_subspace_edit(X_tr.shape[1], eraser.rank, eraser.mean, layer, seed + k) for k in range(n_random)]
+        randoms = [
+            random_subspace_edit(X_tr.shape[1], eraser.rank, eraser.mean, layer, seed + k) for k in range(n_random)
+        ]
         leace = eraser.component(layer, f"leace-{concept.name}")
         values = ev.values([[leace]] + [[r] for r in randoms]).mean(1)
         clean = float(ev.clean.mean())
         before = fit_layers(X_tr[None], y_tr, seed=seed).accuracy(X_te[None], y_te)[0]
         after = fit_layers(eraser(X_tr.double()).float()[None], y_tr, seed=seed).accuracy(
-            eraser(X_te.double()).float()[None], y_te)[0]
+            eraser(X_te.double()).float()[None], y_te
+        )[0]
         majority = float(pd.Series(y_te).value_counts(normalize=True).iloc[0])
         random_change = values[1:] - clean
-        rows.append({
-            "layer": layer, "concept": concept.name, "rank": eraser.rank, "clean": clean,
-            "leace": float(values[0]), "leace_change": float(values[0] - clean),
-            "random_change_mean": float(random_change.mean()),
-            "random_change_sd": float(random_change.std(ddof=1)) if n_random > 1 else np.nan,
-            "probe_before": float(before), "probe_after": float(after), "majority": majority,
-        })
+        rows.append(
+            {
+                "layer": layer,
+                "concept": concept.name,
+                "rank": eraser.rank,
+                "clean": clean,
+                "leace": float(values[0]),
+                "leace_change": float(values[0] - clean),
+                "random_change_mean": float(random_change.mean()),
+                "random_change_sd": float(random_change.std(ddof=1)) if n_random > 1 else np.nan,
+                "probe_before": float(before),
+                "probe_after": float(after),
+                "majority": majority,
+            }
+        )
     return pd.DataFrame(rows)

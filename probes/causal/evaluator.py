@@ -108,7 +108,9 @@ class Evaluator:
     def reference_from_behaviour(self, components: Iterable[Component | str], seed: int = 0) -> Reference:
         """Mean/resample statistics over the behaviour's own inputs (unpacked, one text per row)."""
         batches = self.behaviour.reference_inputs(self.lm, self.batches)
-        return Reference.from_batches(self.lm, batches, list(components), keep_samples=self.kind == "resample", seed=seed)
+        return Reference.from_batches(
+            self.lm, batches, list(components), keep_samples=self.kind == "resample", seed=seed
+        )
 
     # --- running ------------------------------------------------------------------------------------
 
@@ -120,9 +122,14 @@ class Evaluator:
         source = None
         if self.source is not None:
             source = {site: v.repeat(C, *([1] * (v.ndim - 1))) for site, v in self.source[index].items()}
-        plan = RowPlan([s for s in subsets for _ in range(batch.rows)], self.kind,
-                       batch.positions.repeat(C, 1), batch.example_ids.repeat(C, *([1] * (batch.example_ids.ndim - 1))),
-                       self.reference, source)
+        plan = RowPlan(
+            [s for s in subsets for _ in range(batch.rows)],
+            self.kind,
+            batch.positions.repeat(C, 1),
+            batch.example_ids.repeat(C, *([1] * (batch.example_ids.ndim - 1))),
+            self.reference,
+            source,
+        )
         got: dict[str, Tensor] = {}
 
         def read(value: Tensor) -> None:
@@ -159,8 +166,14 @@ class Evaluator:
         with torch.inference_mode():
             for index, batch in enumerate(self.batches):
                 outputs: list[Tensor] = []
-                handles = [block.register_forward_hook(lambda _m, _a, out: outputs.append(out.detach()))
-                           for block in self._blocks] if self.reuse_prefix else []
+                handles = (
+                    [
+                        block.register_forward_hook(lambda _m, _a, out: outputs.append(out.detach()))  # noqa: B023
+                        for block in self._blocks
+                    ]
+                    if self.reuse_prefix
+                    else []
+                )
                 try:
                     value = self._forward(index, [frozenset()], 0)
                 finally:
@@ -175,30 +188,32 @@ class Evaluator:
 
     def values(self, subsets: Iterable[Iterable[Component]]) -> np.ndarray:
         """(len(subsets), n_examples) per-example behaviour values, each subset ablated together."""
-        subsets = [frozenset(s) for s in subsets]
-        for s in subsets:
+        sets = [frozenset(s) for s in subsets]
+        for s in sets:
             for c in s:
                 check(c, self.lm.shape)
             if s not in self._cache and min(c.layer for c in s) > self._readout_layer:
                 self._cache[s] = self.clean  # everything ablated lies after the readout: nothing changes
-        todo = sorted({s for s in subsets if s not in self._cache}, key=lambda s: (min(c.layer for c in s), sorted(s)))
+        todo = sorted({s for s in sets if s not in self._cache}, key=lambda s: (min(c.layer for c in s), sorted(s)))
         self._cover_sites({c.site for s in todo for c in s if c.needs_reference and self.kind in ("mean", "resample")})
         groups: dict[int, list[Subset]] = defaultdict(list)
         for s in todo:
             groups[min(c.layer for c in s) if self.reuse_prefix else 0].append(s)
-        with torch.inference_mode(), tqdm(total=len(todo), desc="ablations", unit="cond",
-                                          disable=not self.progress or not todo) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(todo), desc="ablations", unit="cond", disable=not self.progress or not todo) as bar,
+        ):
             for first_layer, group in groups.items():
                 for chunk in self._chunks(group):
                     per_batch = [self._scores(i, chunk, first_layer) for i in range(len(self.batches))]
                     for i, s in enumerate(chunk):
                         self._cache[s] = np.concatenate([p[i] for p in per_batch])
                     bar.update(len(chunk))
-        return np.stack([self._cache[s] for s in subsets]) if subsets else np.zeros((0, self.n_examples))
+        return np.stack([self._cache[s] for s in sets]) if sets else np.zeros((0, self.n_examples))
 
     def _cover_sites(self, sites: set[str]) -> None:
         """Statistics for sites the reference lacks, computed on first use (when the reference is our own)."""
-        if not self._own_reference:
+        if not self._own_reference or self.reference is None:
             return
         missing = sorted(s for s in sites if s not in self.reference.means)
         if missing:
@@ -238,16 +253,18 @@ def single_effects(ev: Evaluator, components: Sequence[Component]) -> pd.DataFra
     values = ev.values([[c] for c in components])
     effects = values - ev.clean[None]
     n = effects.shape[1]
-    return pd.DataFrame({
-        "component": [c.name for c in components],
-        "layer": [c.layer for c in components],
-        "kind": [c.kind for c in components],
-        "head": [c.head for c in components],
-        "effect": effects.mean(1),
-        "stderr": effects.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.nan,
-        "value": values.mean(1),
-        "clean": float(ev.clean.mean()),
-    })
+    return pd.DataFrame(
+        {
+            "component": [c.name for c in components],
+            "layer": [c.layer for c in components],
+            "kind": [c.kind for c in components],
+            "head": [c.head for c in components],
+            "effect": effects.mean(1),
+            "stderr": effects.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.nan,
+            "value": values.mean(1),
+            "clean": float(ev.clean.mean()),
+        }
+    )
 
 
 def effect_map(single: pd.DataFrame, n_layers: int, n_heads: int) -> np.ndarray:

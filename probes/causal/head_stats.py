@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 
 from analysis.results import tidy
-
 from probes.causal.behaviour import pad_right
 from probes.core.hooks import run_with_cache
 from probes.core.models import LoadedModel
@@ -32,7 +31,8 @@ TEXT_METRICS = ("entropy", "distance", "prev_token", "first_token")
 
 
 def pattern_statistics(pattern: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``pattern`` (batch, heads, queries, keys), ``mask`` (batch, positions) of real tokens -> per-head means (heads,)."""
+    """``pattern`` (batch, heads, queries, keys), ``mask`` (batch, positions) of real tokens -> per-head means
+    (heads,)."""
     B, _, T, _ = pattern.shape
     real = mask.bool()
     rows = attention_rows(pattern.transpose(1, 2)[real], torch.arange(T).expand(B, T)[real])
@@ -59,8 +59,15 @@ def induction_scores(pattern: torch.Tensor, length: int, offset: int) -> torch.T
 
 
 @torch.no_grad()
-def head_statistics(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 16, n_induction: int = 16,
-                    induction_length: int = 20, seed: int = 0) -> pd.DataFrame:
+def head_statistics(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    n_induction: int = 16,
+    induction_length: int = 20,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Every head's statistics over ``texts`` (and an induction set drawn with ``seed``) as a tidy table."""
     if not texts:
         raise ValueError("head statistics need at least one text")
@@ -69,7 +76,7 @@ def head_statistics(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 
     weight = 0
     sites = "blocks.*.attn.hook_pattern"
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+        chunk = list(texts[start : start + batch_size])
         enc = lm.tokenizer(chunk, add_special_tokens=True)["input_ids"]
         ids, mask = pad_right(enc, lm.tokenizer.pad_token_id)
         _, cache = run_with_cache(lm, {"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}, sites)
@@ -81,20 +88,41 @@ def head_statistics(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 
         weight += n
     ids = induction_batch(lm, n_induction, induction_length, seed)
     offset = ids.shape[1] - 2 * induction_length
-    _, cache = run_with_cache(lm, {"input_ids": ids.to(lm.device), "attention_mask": torch.ones_like(ids).to(lm.device)},
-                              sites)
-    induction = torch.stack([induction_scores(cache[f"blocks.{l}.attn.hook_pattern"].cpu(), induction_length, offset)
-                             for l in range(L)])
+    _, cache = run_with_cache(
+        lm, {"input_ids": ids.to(lm.device), "attention_mask": torch.ones_like(ids).to(lm.device)}, sites
+    )
+    induction = torch.stack(
+        [induction_scores(cache[f"blocks.{l}.attn.hook_pattern"].cpu(), induction_length, offset) for l in range(L)]
+    )
     rows = []
     for layer in range(L):
         for head in range(H):
             site = f"blocks.{layer}.attn.hook_pattern"
             for m in TEXT_METRICS:
-                rows.append({"model": lm.name, "task": "attention", "site": site, "layer": layer, "head": head,
-                             "metric": m, "value": float(sums[m][layer, head] / weight), "n": weight})
-            rows.append({"model": lm.name, "task": "attention", "site": site, "layer": layer, "head": head,
-                         "metric": "induction", "value": float(induction[layer, head]),
-                         "n": n_induction * induction_length})
+                rows.append(
+                    {
+                        "model": lm.name,
+                        "task": "attention",
+                        "site": site,
+                        "layer": layer,
+                        "head": head,
+                        "metric": m,
+                        "value": float(sums[m][layer, head] / weight),
+                        "n": weight,
+                    }
+                )
+            rows.append(
+                {
+                    "model": lm.name,
+                    "task": "attention",
+                    "site": site,
+                    "layer": layer,
+                    "head": head,
+                    "metric": "induction",
+                    "value": float(induction[layer, head]),
+                    "n": n_induction * induction_length,
+                }
+            )
     return tidy(rows)
 
 
@@ -103,9 +131,10 @@ def attention_example(lm: LoadedModel, text: str) -> tuple[list[str], np.ndarray
     """Every head's attention pattern on one input: (tokens, array (layers, heads, queries, keys))."""
     enc = lm.tokenizer(text, return_tensors="pt")
     _, cache = run_with_cache(lm, {k: v.to(lm.device) for k, v in enc.items()}, "blocks.*.attn.hook_pattern")
-    patterns = np.stack([cache[f"blocks.{l}.attn.hook_pattern"][0].float().cpu().numpy()
-                         for l in range(lm.shape.n_layers)])
-    return lm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()), patterns
+    patterns = np.stack(
+        [cache[f"blocks.{l}.attn.hook_pattern"][0].float().cpu().numpy() for l in range(lm.shape.n_layers)]
+    )
+    return list(lm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())), patterns
 
 
 EXAMPLE = "The keys to the old cabinet near the door were on the table, and the keys to the old cabinet were lost."

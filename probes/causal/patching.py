@@ -30,9 +30,9 @@ import torch
 
 from probes.causal.behaviour import BehaviourError, LogitDiff, first_token, scored_ids
 from probes.causal.components import Component, Resid
+from probes.causal.evaluator import Evaluator
 from probes.core.hooks import capture
 from probes.core.models import LoadedModel
-from probes.causal.evaluator import Evaluator
 
 
 @dataclass
@@ -50,8 +50,9 @@ class PatchingResult:
         return frame.pivot_table(index="layer", columns=column, values=value, aggfunc="mean")
 
 
-def aligned_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str],
-                  answers: Sequence[tuple[str, str]] | None = None) -> list[int]:
+def aligned_pairs(
+    lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], answers: Sequence[tuple[str, str]] | None = None
+) -> list[int]:
     """Indices of the pairs whose two prompts tokenise to the same length (and whose answers differ at
     their first token, when ``answers`` are given)."""
     tok = lm.tokenizer
@@ -80,7 +81,9 @@ def patch_effects(
     if len(clean) != len(corrupt):
         raise BehaviourError(f"{len(clean)} clean prompts but {len(corrupt)} corrupted ones; patching needs pairs")
     if len(answers) != len(clean):
-        raise BehaviourError(f"{len(clean)} prompt pairs but {len(answers)} answer pairs; give one (right, wrong) per pair")
+        raise BehaviourError(
+            f"{len(clean)} prompt pairs but {len(answers)} answer pairs; give one (right, wrong) per pair"
+        )
     keep = aligned_pairs(lm, clean, corrupt, answers)
     if len(keep) < len(clean):
         bad = sorted(set(range(len(clean))) - set(keep))
@@ -90,11 +93,13 @@ def patch_effects(
                 f"token (first: pair {bad[0]}, {clean[bad[0]]!r} vs {corrupt[bad[0]]!r}, answers {answers[bad[0]]}); "
                 "pass drop_misaligned=True to leave them out"
             )
-        warnings.warn(f"{len(bad)} of {len(clean)} prompt pairs differ in token length or in no answer token and "
-                      "were left out", stacklevel=2)
+        warnings.warn(
+            f"{len(bad)} of {len(clean)} prompt pairs differ in token length or in no answer token and were left out",
+            stacklevel=2,
+        )
         if not keep:
             raise BehaviourError("no prompt pair is usable (equal token lengths, answers differing at the first token)")
-    pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+    pick = lambda xs: [xs[i] for i in keep]
     clean_b = LogitDiff(pick(clean), pick(answers), batch_size=batch_size)
     corrupt_b = LogitDiff(pick(corrupt), pick(answers), batch_size=batch_size)
     source_b, target_b = (clean_b, corrupt_b) if direction == "denoise" else (corrupt_b, clean_b)
@@ -113,16 +118,18 @@ def patch_effects(
     other = torch.cat(scores).double().mean().item()
     clean_value, corrupt_value = (float(other), baseline) if direction == "denoise" else (baseline, float(other))
     span = clean_value - corrupt_value
-    frame = pd.DataFrame({
-        "component": [c.name for c in components],
-        "layer": [c.layer for c in components],
-        "head": [c.head for c in components],
-        "position": [-1 if c.at is None else c.at for c in components],
-        "patched": values,
-        "effect": values - baseline,
-        # share of the clean-corrupt gap the patch restores (denoise) or destroys (noise)
-        "restored": (values - corrupt_value) / span if abs(span) > 1e-12 else np.nan,
-    })
+    frame = pd.DataFrame(
+        {
+            "component": [c.name for c in components],
+            "layer": [c.layer for c in components],
+            "head": [c.head for c in components],
+            "position": [-1 if c.at is None else c.at for c in components],
+            "patched": values,
+            "effect": values - baseline,
+            # share of the clean-corrupt gap the patch restores (denoise) or destroys (noise)
+            "restored": (values - corrupt_value) / span if abs(span) > 1e-12 else np.nan,
+        }
+    )
     return PatchingResult(frame, clean_value, corrupt_value, direction)
 
 

@@ -36,7 +36,9 @@ class ShapleyResult:
     table: dict[frozenset, np.ndarray]  # subset -> per-example values
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"component": [str(p) for p in self.players], "shapley": self.values, "stderr": self.stderr})
+        return pd.DataFrame(
+            {"component": [str(p) for p in self.players], "shapley": self.values, "stderr": self.stderr}
+        )
 
 
 def shapley_values(values: Values, players: Sequence, *, n_permutations: int = 64, seed: int = 0) -> ShapleyResult:
@@ -114,7 +116,9 @@ def interaction_indices(values: Values, players: Sequence, *, n_samples: int = 3
     grid = np.full((k, k), np.nan)
     for (i, j), sets in draws.items():
         pi, pj = players[i], players[j]
-        grid[i, j] = grid[j, i] = np.mean([means[s | {pi, pj}] - means[s | {pi}] - means[s | {pj}] + means[s] for s in sets])
+        grid[i, j] = grid[j, i] = np.mean(
+            [means[s | {pi, pj}] - means[s | {pi}] - means[s | {pj}] + means[s] for s in sets]
+        )
     names = [str(p) for p in players]
     return pd.DataFrame(grid, index=names, columns=names)
 
@@ -145,8 +149,9 @@ class Additivity:
     full_effect: float  # joint effect of ablating all players
 
 
-def additivity(values: Values, players: Sequence, subsets: Sequence[frozenset], *, n_boot: int = 200,
-               seed: int = 0) -> Additivity:
+def additivity(
+    values: Values, players: Sequence, subsets: Sequence[frozenset], *, n_boot: int = 200, seed: int = 0
+) -> Additivity:
     """How far the joint effect of ablating a subset is the sum of its members' single effects.
 
     R^2 = 1 - sum_S (e(S) - sum_{i in S} e(i))^2 / sum_S (e(S) - mean e)^2 over the
@@ -159,7 +164,8 @@ def additivity(values: Values, players: Sequence, subsets: Sequence[frozenset], 
     if len(multi) < 2:
         raise ValueError("additivity needs at least two sampled subsets of two or more components")
     singles = [frozenset({p}) for p in players]
-    empty, full = frozenset(), frozenset(players)
+    empty: frozenset = frozenset()
+    full = frozenset(players)
     needed = list(dict.fromkeys([empty, full, *singles, *multi]))
     per_example = dict(zip(needed, values(needed)))  # subset -> (n,)
     base = per_example[empty]
@@ -181,6 +187,12 @@ def additivity(values: Values, players: Sequence, subsets: Sequence[frozenset], 
     rng = np.random.default_rng(seed)
     boots = np.array([r2(rng.integers(0, n, n)) for _ in range(n_boot)])
     boots = boots[np.isfinite(boots)]
-    low, high = (np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan))
-    return Additivity(r2(everyone), float(low), float(high), len(multi), float(single_effect.mean(1).sum()),
-                      float((per_example[full] - base).mean()))
+    low, high = np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan)
+    return Additivity(
+        r2(everyone),
+        float(low),
+        float(high),
+        len(multi),
+        float(single_effect.mean(1).sum()),
+        float((per_example[full] - base).mean()),
+    )

@@ -5,5 +5,15 @@ from probes.core.hooks import capture, intervene, run_with_cache
 from probes.core.models import LoadedModel, load, resolve, wrap
 from probes.core.store import ActivationStore
 
-__all__ = ["ActivationStore", "LoadedModel", "capture", "encode", "intervene", "load", "pool_words", "resolve",
-           "run_with_cache", "wrap"]
+__all__ = [
+    "ActivationStore",
+    "LoadedModel",
+    "capture",
+    "encode",
+    "intervene",
+    "load",
+    "pool_words",
+    "resolve",
+    "run_with_cache",
+    "wrap",
+]

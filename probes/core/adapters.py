@@ -14,8 +14,10 @@ so the capture tests check it against the model's own outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
+
 from analysis.errors import ProbesError
 
 
@@ -89,6 +91,11 @@ ADAPTERS: tuple[Adapter, ...] = (
 )
 
 
+# A transformers model. Its parts are found by attribute and path (config, base_model, blocks), which
+# nn.Module's typing (every attribute a Tensor or a Module) cannot follow; the adapters say where they are.
+HFModel = Any
+
+
 class UnsupportedArchitectureError(ProbesError, ValueError):
     """The model's architecture has no entry in ``ADAPTERS``."""
 
@@ -119,7 +126,7 @@ class Shape:
     vocab_size: int
 
 
-def model_shape(model: nn.Module, adapter: Adapter) -> Shape:
+def model_shape(model: HFModel, adapter: Adapter) -> Shape:
     """Read sizes off the modules themselves, not config names that differ per architecture."""
     base = model.base_model
     blocks = base.get_submodule(adapter.blocks)
@@ -137,7 +144,7 @@ def model_shape(model: nn.Module, adapter: Adapter) -> Shape:
     )
 
 
-def _in_features(module: nn.Module) -> int:
+def _in_features(module: HFModel) -> int:
     # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out) and says nx.
     if isinstance(module, nn.Linear):
         return module.in_features

@@ -134,7 +134,9 @@ def encode(
     truncated = _truncated(tokenizer, texts, mask, max_length)
     empty = int((mask.sum(1) == 0).sum())
     if empty:
-        warnings.warn(f"{empty} of {len(texts)} texts have no tokens (empty text?); they contribute no rows", stacklevel=2)
+        warnings.warn(
+            f"{empty} of {len(texts)} texts have no tokens (empty text?); they contribute no rows", stacklevel=2
+        )
     if any(truncated):
         warnings.warn(
             f"{sum(truncated)} of {len(texts)} texts were truncated to {max_length} tokens "
@@ -144,7 +146,9 @@ def encode(
     return Encoded(dict(enc), word_index, n_words, truncated, words_lost)
 
 
-def _truncated(tokenizer: PreTrainedTokenizerBase, texts: list[str], mask: Tensor, max_length: int | None) -> list[bool]:
+def _truncated(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], mask: Tensor, max_length: int | None
+) -> list[bool]:
     if max_length is None:
         return [False] * len(texts)
     lengths = mask.sum(1).tolist()

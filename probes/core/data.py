@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis.errors import ProbesError
 
+
 class DatasetError(ProbesError, ValueError):
     """A dataset or text file that cannot be used as given."""
 
@@ -27,7 +28,9 @@ def read_utf8(path: str | os.PathLike) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8") from None
+        raise DatasetError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
@@ -47,7 +50,8 @@ def builtin_texts(name: str = "demo") -> list[str]:
     if not path.exists():
         known = sorted(p.stem for p in (DATA_DIR / "texts").glob("*.txt")) if DATA_DIR.exists() else []
         raise DatasetError(
-            f"no built-in text set {name!r}; known: {', '.join(known) or 'none (data/ is missing: install with pip -e .)'}"
+            f"no built-in text set {name!r}; known: "
+            f"{', '.join(known) or 'none (data/ is missing: install with pip -e .)'}"
         )
     return read_texts(path)
 

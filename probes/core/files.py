@@ -73,8 +73,11 @@ def atomic_path(target: Path, *, directory: bool = False) -> Iterator[Path]:
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True) if directory else tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(errno.ENOSPC, f"disk full writing {target} ({_free(target.parent)} free): free "
-                                "space or write elsewhere; a re-run resumes where this one stopped") from None
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"disk full writing {target} ({_free(target.parent)} free): free "
+                "space or write elsewhere; a re-run resumes where this one stopped",
+            ) from None
         raise
     fault_point("committed", target)
 

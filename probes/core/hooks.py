@@ -47,8 +47,7 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle:
             value = output[kind.index] if is_tuple else output
             if value is None:
                 raise RuntimeError(
-                    f"{site.name}: the model returned no attention weights; "
-                    "load it with attn_implementation='eager'"
+                    f"{site.name}: the model returned no attention weights; load it with attn_implementation='eager'"
                 )
             new = fn(to_site(value))
             if new is None:

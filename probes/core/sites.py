@@ -36,8 +36,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from probes.core.adapters import Adapter, Shape
 from analysis.errors import ProbesError
+from probes.core.adapters import Adapter, Shape
 
 Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "unembed"]
 

@@ -37,13 +37,13 @@ from safetensors.torch import save
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from analysis.errors import ProbesError
 from probes.core.align import EmptyInputError, Encoded, Pooling, encode, pool_words
 from probes.core.files import DiskFullError, atomic_path, write_bytes, write_json
 from probes.core.hooks import capture
 from probes.core.models import LoadedModel
 from probes.core.provenance import content_hash, environment
 from probes.core.sites import Site, UnknownSiteError
-from analysis.errors import ProbesError
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 META_COLUMNS = ("example_id", "position", "token_id", "word_index")
@@ -72,7 +72,9 @@ class ActivationStore:
         self.path = Path(path)
         manifest = self.path / "manifest.json"
         if not manifest.exists():
-            raise StoreError(f"{self.path} is not an activation store (no manifest.json); build one with ActivationStore.build")
+            raise StoreError(
+                f"{self.path} is not an activation store (no manifest.json); build one with ActivationStore.build"
+            )
         self.manifest: dict[str, Any] = json.loads(manifest.read_text())
 
     # ---------------------------------------------------------------- writing
@@ -141,8 +143,9 @@ class ActivationStore:
         n_shards, batch_size = self.manifest["n_shards"], self.manifest["batch_size"]
         todo = [i for i in range(n_shards) if not self._shard_path(i).exists()]
         names = [s.name for s in sites]
-        with tqdm(total=n_shards, initial=n_shards - len(todo), desc=f"capture {lm.name}", unit="batch",
-                  disable=not progress) as bar:  # closed on an error too, so the error starts a line of its own
+        with tqdm(
+            total=n_shards, initial=n_shards - len(todo), desc=f"capture {lm.name}", unit="batch", disable=not progress
+        ) as bar:  # closed on an error too, so the error starts a line of its own
             for i in todo:
                 chunk = texts[i * batch_size : (i + 1) * batch_size]
                 enc = encode(lm.tokenizer, chunk, self.manifest["request"]["max_length"])
@@ -160,7 +163,9 @@ class ActivationStore:
         dtype = DTYPES[self.manifest["request"]["dtype"]]
         batch, seq = mask.shape
         on_device = mask.to(lm.device)
-        tensors = {site.name: token_rows(cache[site.name], site, on_device).to("cpu", dtype).contiguous() for site in sites}
+        tensors = {
+            site.name: token_rows(cache[site.name], site, on_device).to("cpu", dtype).contiguous() for site in sites
+        }
         ids = enc.inputs["input_ids"]
         tensors["example_id"] = (torch.arange(batch)[:, None].expand(batch, seq) + first_example)[mask]
         tensors["position"] = torch.arange(seq)[None, :].expand(batch, seq)[mask]
@@ -236,8 +241,10 @@ class ActivationStore:
             with safe_open(shard, framework="pt") as fh:
                 yield fh
         except SafetensorError as err:
-            raise StoreError(f"{shard} is corrupt or truncated ({err}); delete it and run the same capture again "
-                             "to recompute that shard") from None
+            raise StoreError(
+                f"{shard} is corrupt or truncated ({err}); delete it and run the same capture again "
+                "to recompute that shard"
+            ) from None
 
     def _shards(self) -> Iterator[Path]:
         if not self.complete:

@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 
 from analysis.results import tidy
-
 from probes.core.store import ActivationStore
 
 _LAYER = re.compile(r"^blocks\.(\d+)\.(.+)$")
@@ -64,7 +63,7 @@ def pattern_stats(pattern: np.ndarray, position: np.ndarray) -> dict[str, float]
 
 def layer_summary(store: ActivationStore) -> pd.DataFrame:
     """A tidy table (analysis.results layout) of the statistics above, per layer."""
-    rows = []
+    rows: list[dict] = []
     model = store.manifest["model"]["name"]
     positions = store.tokens()["position"].to_numpy()
     n = len(positions)
@@ -75,7 +74,15 @@ def layer_summary(store: ActivationStore) -> pd.DataFrame:
         values = store.read(site)
         stats = resid_stats(values) if match.group(2) == "hook_resid_post" else pattern_stats(values, positions)
         rows.extend(
-            {"model": model, "task": "capture", "site": site, "layer": int(match.group(1)), "metric": k, "value": v, "n": n}
+            {
+                "model": model,
+                "task": "capture",
+                "site": site,
+                "layer": int(match.group(1)),
+                "metric": k,
+                "value": v,
+                "n": n,
+            }
             for k, v in stats.items()
         )
     return tidy(rows)

@@ -59,27 +59,73 @@ class AblationStudy:
         task = self.behaviour["behaviour"]
         probe = f"ablation:{self.kind}"
         n = self.n_examples
-        rows = [{"task": task, "probe": probe, "metric": f"clean_{self.behaviour['metric']}", "value": self.clean, "n": n}]
+        rows = [
+            {"task": task, "probe": probe, "metric": f"clean_{self.behaviour['metric']}", "value": self.clean, "n": n}
+        ]
         for r in self.singles.itertuples():
             half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
-            rows.append({"task": task, "probe": probe, "site": r.site, "layer": r.layer, "component": r.component,
-                         "metric": "effect", "value": r.effect, "ci_low": r.effect - half, "ci_high": r.effect + half,
-                         "n": n})
+            rows.append(
+                {
+                    "task": task,
+                    "probe": probe,
+                    "site": r.site,
+                    "layer": r.layer,
+                    "component": r.component,
+                    "metric": "effect",
+                    "value": r.effect,
+                    "ci_low": r.effect - half,
+                    "ci_high": r.effect + half,
+                    "n": n,
+                }
+            )
         names = list(self.interactions.index)
         for i, a in enumerate(names):
             for j, b in enumerate(names):
                 if j > i:
-                    rows.append({"task": task, "probe": probe, "component": f"{a}|{b}", "metric": "interaction",
-                                 "value": float(self.interactions.iloc[i, j]), "n": n})
-                    rows.append({"task": task, "probe": probe, "component": f"{a}|{b}", "metric": "shapley_interaction",
-                                 "value": float(self.interaction_index.iloc[i, j]), "n": n})
+                    rows.append(
+                        {
+                            "task": task,
+                            "probe": probe,
+                            "component": f"{a}|{b}",
+                            "metric": "interaction",
+                            "value": float(self.interactions.iloc[i, j]),
+                            "n": n,
+                        }
+                    )
+                    rows.append(
+                        {
+                            "task": task,
+                            "probe": probe,
+                            "component": f"{a}|{b}",
+                            "metric": "shapley_interaction",
+                            "value": float(self.interaction_index.iloc[i, j]),
+                            "n": n,
+                        }
+                    )
         for r in self.shapley.itertuples():
-            rows.append({"task": task, "probe": probe, "component": r.component, "metric": "shapley", "value": r.shapley,
-                         "ci_low": r.shapley - 1.96 * r.stderr, "ci_high": r.shapley + 1.96 * r.stderr, "n": n})
+            rows.append(
+                {
+                    "task": task,
+                    "probe": probe,
+                    "component": r.component,
+                    "metric": "shapley",
+                    "value": r.shapley,
+                    "ci_low": r.shapley - 1.96 * r.stderr,
+                    "ci_high": r.shapley + 1.96 * r.stderr,
+                    "n": n,
+                }
+            )
         a = self.additivity
         rows += [
-            {"task": task, "probe": probe, "metric": "additivity_r2", "value": a.r2, "ci_low": a.ci_low,
-             "ci_high": a.ci_high, "n": a.n_subsets},
+            {
+                "task": task,
+                "probe": probe,
+                "metric": "additivity_r2",
+                "value": a.r2,
+                "ci_low": a.ci_low,
+                "ci_high": a.ci_high,
+                "n": a.n_subsets,
+            },
             {"task": task, "probe": probe, "metric": "sum_of_single_effects", "value": a.sum_of_singles, "n": n},
             {"task": task, "probe": probe, "metric": "joint_effect_top_k", "value": a.full_effect, "n": n},
         ]
@@ -88,28 +134,37 @@ class AblationStudy:
     def summary(self) -> str:
         a = self.additivity
         top = self.singles.reindex(self.singles["effect"].abs().sort_values(ascending=False).index).head(5)
-        lines = [f"{self.behaviour['behaviour']} ({self.behaviour['metric']}), {self.kind} ablation, "
-                 f"{self.n_examples} examples: clean {self.clean:.4f}",
-                 "largest single effects: " + ", ".join(f"{r.component} {r.effect:+.4f}" for r in top.itertuples()),
-                 f"top-{len(self.top)} joint effect {a.full_effect:+.4f} vs sum of single effects {a.sum_of_singles:+.4f}",
-                 f"additivity R^2 = {a.r2:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] over {a.n_subsets} subsets "
-                 f"({additivity_reading(a.r2, a.ci_low, a.ci_high)})"]
+        lines = [
+            f"{self.behaviour['behaviour']} ({self.behaviour['metric']}), {self.kind} ablation, "
+            f"{self.n_examples} examples: clean {self.clean:.4f}",
+            "largest single effects: " + ", ".join(f"{r.component} {r.effect:+.4f}" for r in top.itertuples()),
+            f"top-{len(self.top)} joint effect {a.full_effect:+.4f} vs sum of single effects {a.sum_of_singles:+.4f}",
+            f"additivity R^2 = {a.r2:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] over {a.n_subsets} subsets "
+            f"({additivity_reading(a.r2, a.ci_low, a.ci_high)})",
+        ]
         return "\n".join(lines)
 
 
 class InMemory:
     """Stages computed and kept nowhere: what ``ablation_study`` uses without a run folder."""
 
-    def frame(self, name: str, compute: Callable[[], pd.DataFrame], *, index: bool = False,
-              may_be_nan: tuple[str, ...] = ()) -> pd.DataFrame:
+    def frame(
+        self, name: str, compute: Callable[[], pd.DataFrame], *, index: bool = False, may_be_nan: tuple[str, ...] = ()
+    ) -> pd.DataFrame:
         return compute()
 
     def json(self, name: str, compute: Callable[[], Any]) -> Any:
         return compute()
 
 
-def ablation_study(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec | None = None, *,
-                   stages: InMemory | RunFolder | None = None, progress: bool = True) -> AblationStudy:
+def ablation_study(
+    lm: LoadedModel,
+    behaviour: Behaviour,
+    spec: StudySpec | None = None,
+    *,
+    stages: InMemory | RunFolder | None = None,
+    progress: bool = True,
+) -> AblationStudy:
     """Single effects of every component, then interactions, Shapley values and additivity of the top ``top_k``.
 
     ``spec`` holds the settings (``StudySpec()``: mean ablation of every head and MLP, top 6); ``stages`` keeps
@@ -119,24 +174,44 @@ def ablation_study(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec | None
     stages = stages or InMemory()
     comps = components_from(spec.components, lm.shape)
     if len(comps) < 3:
-        raise AblationError(f"an ablation study needs at least 3 components, got {len(comps)} ({spec.components}): "
-                            "additivity compares the joint effects of several subsets of two or more")
+        raise AblationError(
+            f"an ablation study needs at least 3 components, got {len(comps)} ({spec.components}): "
+            "additivity compares the joint effects of several subsets of two or more"
+        )
     ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed, progress=progress)
     singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(ev, comps), comps))
     top = top_components(singles, comps, min(spec.top_k, len(comps)))
     by_name = {c.name: c for c in comps}
     interactions = stages.frame("stages/interactions.csv", lambda: interaction_matrix(ev, top), index=True)
-    shap = stages.json("stages/shapley.json", lambda: _shapley_payload(
-        shapley_values(ev.values, top, n_permutations=spec.permutations, seed=spec.seed)))
+    shap = stages.json(
+        "stages/shapley.json",
+        lambda: _shapley_payload(shapley_values(ev.values, top, n_permutations=spec.permutations, seed=spec.seed)),
+    )
     shapley = pd.DataFrame(shap["frame"])
-    index = stages.frame("stages/interaction_index.csv", lambda: interaction_indices(
-        ev.values, top, n_samples=spec.interaction_samples, seed=spec.seed), index=True)
+    index = stages.frame(
+        "stages/interaction_index.csv",
+        lambda: interaction_indices(ev.values, top, n_samples=spec.interaction_samples, seed=spec.seed),
+        index=True,
+    )
     subsets = [frozenset(by_name[n] for n in s) for s in shap["subsets"]]
     subsets += [frozenset({a, b}) for i, a in enumerate(top) for b in top[i + 1 :]]
-    add = stages.json("stages/additivity.json", lambda: asdict(additivity(ev.values, top, subsets, n_boot=spec.n_boot,
-                                                                          seed=spec.seed)))
-    return AblationStudy(behaviour.describe(), spec.kind, float(ev.clean.mean()), singles, [c.name for c in top],
-                         interactions, shapley, index, Additivity(**add), ev.n_examples, spec.record())
+    add = stages.json(
+        "stages/additivity.json",
+        lambda: asdict(additivity(ev.values, top, subsets, n_boot=spec.n_boot, seed=spec.seed)),
+    )
+    return AblationStudy(
+        behaviour.describe(),
+        spec.kind,
+        float(ev.clean.mean()),
+        singles,
+        [c.name for c in top],
+        interactions,
+        shapley,
+        index,
+        Additivity(**add),
+        ev.n_examples,
+        spec.record(),
+    )
 
 
 def _with_sites(frame: pd.DataFrame, comps: list[Component]) -> pd.DataFrame:
@@ -145,8 +220,11 @@ def _with_sites(frame: pd.DataFrame, comps: list[Component]) -> pd.DataFrame:
 
 
 def _shapley_payload(result) -> dict:
-    return {"frame": result.frame().to_dict(orient="list"), "full_effect": result.full_effect,
-            "subsets": [sorted(str(p) for p in s) for s in result.subsets]}
+    return {
+        "frame": result.frame().to_dict(orient="list"),
+        "full_effect": result.full_effect,
+        "subsets": [sorted(str(p) for p in s) for s in result.subsets],
+    }
 
 
 def erase_layers(spec: AblationSpec, n_layers: int) -> list[int]:
@@ -154,13 +232,16 @@ def erase_layers(spec: AblationSpec, n_layers: int) -> list[int]:
     layers = spec.erase_layers or sorted({round(f * (n_layers - 1)) + 1 for f in (0.25, 0.5, 0.75)})
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
     if bad:
-        raise AblationError(f"erase_layers {bad}: the residual stream can be edited at depths 0..{n_layers - 1} "
-                            "(0 = embeddings, l = block l-1's output)")
+        raise AblationError(
+            f"erase_layers {bad}: the residual stream can be edited at depths 0..{n_layers - 1} "
+            "(0 = embeddings, l = block l-1's output)"
+        )
     return layers
 
 
-def run_ablation(spec: AblationSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None,
-                 progress: bool = True) -> AblationStudy:
+def run_ablation(
+    spec: AblationSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, progress: bool = True
+) -> AblationStudy:
     """Run one ablation study (``probes ablate`` or a suite's ``[[ablations]]`` entry) into the run folder ``out``.
 
     ``out`` gets ``results.csv`` (tidy rows, model column filled), ``run.json`` (spec, seed, package versions,
@@ -171,8 +252,9 @@ def run_ablation(spec: AblationSpec, out: str | os.PathLike, *, lm: LoadedModel 
     behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
     components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
     layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
-    with RunFolder.open(out, command="ablate", spec=spec.record(), seed=spec.seed,
-                        models={spec.model: source.identity()}) as run:
+    with RunFolder.open(
+        out, command="ablate", spec=spec.record(), seed=spec.seed, models={spec.model: source.identity()}
+    ) as run:
         study = ablation_study(lm, behaviour, spec.settings(), stages=run, progress=progress)
         rows = study.rows()
         if spec.erase:
@@ -185,8 +267,9 @@ def run_ablation(spec: AblationSpec, out: str | os.PathLike, *, lm: LoadedModel 
     return study
 
 
-def _amnesic(lm: LoadedModel, behaviour: Behaviour, spec: AblationSpec, layers: list[int],
-             progress: bool) -> pd.DataFrame:
+def _amnesic(
+    lm: LoadedModel, behaviour: Behaviour, spec: AblationSpec, layers: list[int], progress: bool
+) -> pd.DataFrame:
     assert spec.erase is not None
     concept = generate(spec.erase, spec.erase_n, seed=spec.seed)
     return amnesic_study(lm, behaviour, concept, layers, n_random=spec.erase_random, seed=spec.seed, progress=progress)
@@ -198,14 +281,26 @@ def amnesic_rows(frame: pd.DataFrame, task: str) -> list[dict]:
     the concept probe's accuracy before and after erasure."""
     rows = []
     for r in frame.itertuples():
-        base = {"task": task, "probe": "amnesic:leace", "layer": int(r.layer), "concept": r.concept,
-                "site": f"blocks.{int(r.layer)}.hook_resid_pre"}
+        base = {
+            "task": task,
+            "probe": "amnesic:leace",
+            "layer": int(r.layer),
+            "concept": r.concept,
+            "site": f"blocks.{int(r.layer)}.hook_resid_pre",
+        }
         sd = r.random_change_sd if np.isfinite(r.random_change_sd) else 0.0
-        rows += [{**base, "metric": "erasure_change", "value": r.leace_change},
-                 {**base, "metric": "random_erasure_change", "value": r.random_change_mean,
-                  "ci_low": r.random_change_mean - 1.96 * sd, "ci_high": r.random_change_mean + 1.96 * sd},
-                 {**base, "metric": "concept_probe_before", "value": r.probe_before},
-                 {**base, "metric": "concept_probe_after", "value": r.probe_after},
-                 {**base, "metric": "concept_majority", "value": r.majority},
-                 {**base, "metric": "erased_rank", "value": r.rank}]
+        rows += [
+            {**base, "metric": "erasure_change", "value": r.leace_change},
+            {
+                **base,
+                "metric": "random_erasure_change",
+                "value": r.random_change_mean,
+                "ci_low": r.random_change_mean - 1.96 * sd,
+                "ci_high": r.random_change_mean + 1.96 * sd,
+            },
+            {**base, "metric": "concept_probe_before", "value": r.probe_before},
+            {**base, "metric": "concept_probe_after", "value": r.probe_after},
+            {**base, "metric": "concept_majority", "value": r.majority},
+            {**base, "metric": "erased_rank", "value": r.rank},
+        ]
     return rows

@@ -23,8 +23,14 @@ from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import CaptureSpec
 
 
-def run_capture(spec: CaptureSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None,
-                texts: Sequence[str] | None = None, progress: bool = True) -> tuple[ActivationStore, pd.DataFrame]:
+def run_capture(
+    spec: CaptureSpec,
+    out: str | os.PathLike,
+    *,
+    lm: LoadedModel | None = None,
+    texts: Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[ActivationStore, pd.DataFrame]:
     """Capture the spec's sites over its texts (or ``texts``); returns the store and the per-layer summary."""
     texts = list(texts) if texts is not None else read_texts(spec.texts) if spec.texts else builtin_texts("demo")
     source = resolve(spec.model, spec.revision)
@@ -33,8 +39,16 @@ def run_capture(spec: CaptureSpec, out: str | os.PathLike, *, lm: LoadedModel | 
     lm.max_length(spec.max_length)
     record = {**spec.record(), "texts_sha256_16": content_hash(texts), "n_texts": len(texts)}
     with RunFolder.open(out, command="capture", spec=record, models={spec.model: source.identity()}) as run:
-        store = ActivationStore.build(lm, texts, spec.sites, run.file("activations"), dtype=spec.dtype,
-                                      batch_size=spec.batch_size, max_length=spec.max_length, progress=progress)
+        store = ActivationStore.build(
+            lm,
+            texts,
+            spec.sites,
+            run.file("activations"),
+            dtype=spec.dtype,
+            batch_size=spec.batch_size,
+            max_length=spec.max_length,
+            progress=progress,
+        )
         summary = layer_summary(store)
         if len(summary):
             run.commit_frame("summary.csv", summary)
@@ -46,9 +60,14 @@ def describe(store: ActivationStore, summary: pd.DataFrame) -> str:
     from analysis.results import layer_table
 
     m = store.manifest
-    lines = [f"\n{m['model']['name']} ({m['model']['architecture']}, weights {m['model']['weights_sha256_16']}): "
-             f"{m['n_examples']} texts, {m['n_tokens']} tokens, {m['n_truncated']} truncated"]
+    lines = [
+        f"\n{m['model']['name']} ({m['model']['architecture']}, weights {m['model']['weights_sha256_16']}): "
+        f"{m['n_examples']} texts, {m['n_tokens']} tokens, {m['n_truncated']} truncated"
+    ]
     if len(summary):
-        lines += [layer_table(summary).round(3).to_string(), f"\nper-layer summary: {store.path.parents[1] / 'summary.csv'}"]
+        lines += [
+            layer_table(summary).round(3).to_string(),
+            f"\nper-layer summary: {store.path.parents[1] / 'summary.csv'}",
+        ]
     lines.append(f"activations: {store.path}")
     return "\n".join(lines)

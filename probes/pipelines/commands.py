@@ -11,8 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probes.pipelines.specs import (AblationSpec, CaptureSpec, DemoSpec, HeadsSpec, LadderEvalSpec, LadderSpec,
-                                    ModelOptions, ReportSpec, ScaleSpec, Spec, SpecError, SuiteSpec, make)
+from probes.pipelines.specs import (
+    AblationSpec,
+    CaptureSpec,
+    DemoSpec,
+    HeadsSpec,
+    LadderEvalSpec,
+    LadderSpec,
+    ModelOptions,
+    ReportSpec,
+    ScaleSpec,
+    Spec,
+    SpecError,
+    SuiteSpec,
+    make,
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,10 @@ def _sites(options: dict[str, Any], out: Path | None) -> None:
     spec: ModelOptions = _spec("sites", ModelOptions, options)
     lm = load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
     s = lm.shape
-    print(f"{lm.name}: {lm.adapter.name}, {s.n_layers} layers x {s.n_heads} heads (d_model {s.d_model}, "
-          f"d_head {s.d_head}, d_mlp {s.d_mlp})")
+    print(
+        f"{lm.name}: {lm.adapter.name}, {s.n_layers} layers x {s.n_heads} heads (d_model {s.d_model}, "
+        f"d_head {s.d_head}, d_mlp {s.d_mlp})"
+    )
     print(f"per block, l = 0..{s.n_layers - 1}:")
     for short in BLOCK_SITES:
         print(f"  blocks.{{l}}.{short}")
@@ -166,58 +181,118 @@ def _demo(options: dict[str, Any], out: Path | None) -> None:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("models", "list the built-in model aliases and whether each is installed",
-            "List the built-in model aliases and whether each is installed.", _models),
-    Command("sites", "list the site names of a model", "List the site names (hook points) of a model.", _sites,
-            ModelOptions),
-    Command("capture", "capture sites over a text set into an activation store",
-            "Run a model over texts and store the chosen sites on disk; re-running reuses or resumes the store. "
-            "Prints a per-layer summary.", _capture, CaptureSpec,
-            Out("output folder (activations/, summary.csv, run.json)", default="runs/capture")),
-    Command("run", "run a probe suite, writing results unit by unit (resumes when re-run)",
-            "Run a probe suite: a TOML file, or the name of a ready suite (default, quick). Options given here "
-            "override the file's keys.", _run, SuiteSpec, Out("output folder (results.csv, run.json, units/)",
-                                                             required=True),
-            positional=(("suite", "suite TOML file or ready suite name"),)),
-    Command("show", "print the per-task layer profile of a run", "Print a summary table of a run's results.csv.",
-            _show, None, Out("the run's output folder", positional=True)),
-    Command("ablate", "ablation study: single effects, interactions, Shapley values, additivity",
-            "Ablate every component on its own, then study the top-k together: pairwise interactions, Shapley values "
-            "and the additivity R^2 of the behaviour. Writes results.csv (the tidy table) and run.json; resumes "
-            "when re-run.", _ablate, AblationSpec, Out("output folder (results.csv, run.json, stages/)",
-                                                       required=True)),
-    Command("heads", "per-head attention statistics (entropy, distance, previous-token, sink, induction)",
-            "Score every attention head over a text set (entropy, mean attended distance, previous-token, "
-            "first-token/sink) and on repeated random tokens (induction), and keep every head's pattern on one "
-            "example input for the report.", _heads, HeadsSpec,
-            Out("output folder (heads.csv, pattern.npz, run.json)", required=True)),
-    Command("ladder train", "train every size (kept when re-run with the same settings)",
-            "Train the ladder's models, with checkpoints, as Hugging Face folders: GPT-2-style models trained here "
-            "on multi-digit addition and in-context associative recall.", _ladder_train, LadderSpec,
-            Out("output folder", default="runs/ladder")),
-    Command("ladder eval", "score every model and checkpoint, then run the scaling analysis",
-            "Score the ladder on held-out examples (outputs kept per example), write DIR/eval/scale.csv, then the "
-            "verdicts and figures into DIR/scale/.", _ladder_eval, LadderEvalSpec,
-            Out("the ladder's folder", default="runs/ladder", positional=True)),
-    Command("scale", "smooth, jump or mirage: the scaling analysis of evaluation results",
-            "Read lm-evaluation-harness results JSON files, scale-table CSVs (tidy or wide) or folders written by "
-            "'probes ladder eval', and write the scale table, the verdict per task and metric, and the figures.",
-            _scale, ScaleSpec, Out("output folder (scale.csv, verdicts.csv, figures/)", required=True)),
-    Command("report", "one self-contained HTML (or Markdown) report from result folders",
-            "Compare models, layers and tasks from the folders written by probes run, ablate, heads, scale, ladder "
-            "eval or demo (searched below each folder given): scorecards, probe profiles, ablation maps, amnesic "
-            "probing, scaling curves, attention heads, and the provenance of every number.", _report, ReportSpec,
-            Out("output file", default="report.html")),
-    Command("demo", "the main job on the embedded models, ending in an HTML report",
-            "On minilm and smollm2-135m, offline: capture, the default probe suite, per-head attention statistics, "
-            "an ablation / interaction / erasure study of subject-verb agreement, the toy scale ladder (trained here) "
-            "and its scaling analysis; then the HTML report. About 12 minutes on 2 cores; a re-run reuses "
-            "everything finished and takes about a minute.", _demo, DemoSpec,
-            Out("output folder (default: runs/demo, or runs/demo-quick with --quick)")),
+    Command(
+        "models",
+        "list the built-in model aliases and whether each is installed",
+        "List the built-in model aliases and whether each is installed.",
+        _models,
+    ),
+    Command(
+        "sites", "list the site names of a model", "List the site names (hook points) of a model.", _sites, ModelOptions
+    ),
+    Command(
+        "capture",
+        "capture sites over a text set into an activation store",
+        "Run a model over texts and store the chosen sites on disk; re-running reuses or resumes the store. "
+        "Prints a per-layer summary.",
+        _capture,
+        CaptureSpec,
+        Out("output folder (activations/, summary.csv, run.json)", default="runs/capture"),
+    ),
+    Command(
+        "run",
+        "run a probe suite, writing results unit by unit (resumes when re-run)",
+        "Run a probe suite: a TOML file, or the name of a ready suite (default, quick). Options given here "
+        "override the file's keys.",
+        _run,
+        SuiteSpec,
+        Out("output folder (results.csv, run.json, units/)", required=True),
+        positional=(("suite", "suite TOML file or ready suite name"),),
+    ),
+    Command(
+        "show",
+        "print the per-task layer profile of a run",
+        "Print a summary table of a run's results.csv.",
+        _show,
+        None,
+        Out("the run's output folder", positional=True),
+    ),
+    Command(
+        "ablate",
+        "ablation study: single effects, interactions, Shapley values, additivity",
+        "Ablate every component on its own, then study the top-k together: pairwise interactions, Shapley values "
+        "and the additivity R^2 of the behaviour. Writes results.csv (the tidy table) and run.json; resumes "
+        "when re-run.",
+        _ablate,
+        AblationSpec,
+        Out("output folder (results.csv, run.json, stages/)", required=True),
+    ),
+    Command(
+        "heads",
+        "per-head attention statistics (entropy, distance, previous-token, sink, induction)",
+        "Score every attention head over a text set (entropy, mean attended distance, previous-token, "
+        "first-token/sink) and on repeated random tokens (induction), and keep every head's pattern on one "
+        "example input for the report.",
+        _heads,
+        HeadsSpec,
+        Out("output folder (heads.csv, pattern.npz, run.json)", required=True),
+    ),
+    Command(
+        "ladder train",
+        "train every size (kept when re-run with the same settings)",
+        "Train the ladder's models, with checkpoints, as Hugging Face folders: GPT-2-style models trained here "
+        "on multi-digit addition and in-context associative recall.",
+        _ladder_train,
+        LadderSpec,
+        Out("output folder", default="runs/ladder"),
+    ),
+    Command(
+        "ladder eval",
+        "score every model and checkpoint, then run the scaling analysis",
+        "Score the ladder on held-out examples (outputs kept per example), write DIR/eval/scale.csv, then the "
+        "verdicts and figures into DIR/scale/.",
+        _ladder_eval,
+        LadderEvalSpec,
+        Out("the ladder's folder", default="runs/ladder", positional=True),
+    ),
+    Command(
+        "scale",
+        "smooth, jump or mirage: the scaling analysis of evaluation results",
+        "Read lm-evaluation-harness results JSON files, scale-table CSVs (tidy or wide) or folders written by "
+        "'probes ladder eval', and write the scale table, the verdict per task and metric, and the figures.",
+        _scale,
+        ScaleSpec,
+        Out("output folder (scale.csv, verdicts.csv, figures/)", required=True),
+    ),
+    Command(
+        "report",
+        "one self-contained HTML (or Markdown) report from result folders",
+        "Compare models, layers and tasks from the folders written by probes run, ablate, heads, scale, ladder "
+        "eval or demo (searched below each folder given): scorecards, probe profiles, ablation maps, amnesic "
+        "probing, scaling curves, attention heads, and the provenance of every number.",
+        _report,
+        ReportSpec,
+        Out("output file", default="report.html"),
+    ),
+    Command(
+        "demo",
+        "the main job on the embedded models, ending in an HTML report",
+        "On minilm and smollm2-135m, offline: capture, the default probe suite, per-head attention statistics, "
+        "an ablation / interaction / erasure study of subject-verb agreement, the toy scale ladder (trained here) "
+        "and its scaling analysis; then the HTML report. About 12 minutes on 2 cores; a re-run reuses "
+        "everything finished and takes about a minute.",
+        _demo,
+        DemoSpec,
+        Out("output folder (default: runs/demo, or runs/demo-quick with --quick)"),
+    ),
 )
 
-GROUPS = {"ladder": ("train and evaluate the toy scale ladder",
-                     "A family of GPT-2-style models trained here on multi-digit addition and in-context associative "
-                     "recall, to see capability jumps on 2 CPU cores.")}
+GROUPS = {
+    "ladder": (
+        "train and evaluate the toy scale ladder",
+        "A family of GPT-2-style models trained here on multi-digit addition and in-context associative "
+        "recall, to see capability jumps on 2 CPU cores.",
+    )
+}
 
 __all__ = ["COMMANDS", "GROUPS", "Command", "Out", "SpecError"]

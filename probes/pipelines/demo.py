@@ -12,12 +12,22 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from probes.core.models import DEFAULT_MODEL, load
 from probes.pipelines import ablation_study, capture, heads, report, scale, suite
 from probes.pipelines.run import RunFolder
-from probes.pipelines.specs import (DEMO_SITES, AblationSpec, CaptureSpec, DemoSpec, HeadsSpec, LadderSpec, ReportSpec,
-                                    ScaleSpec, load_suite)
+from probes.pipelines.specs import (
+    DEMO_SITES,
+    AblationSpec,
+    CaptureSpec,
+    DemoSpec,
+    HeadsSpec,
+    LadderSpec,
+    ReportSpec,
+    ScaleSpec,
+    load_suite,
+)
 
 
 @dataclass(frozen=True)
@@ -26,19 +36,49 @@ class DemoSettings:
 
     suite: str
     ablation: AblationSpec
-    ladder: str  # a LadderSpec setting
+    ladder: Literal["default", "demo", "tiny"]  # a LadderSpec setting
     ladder_n: int  # test examples per task
 
 
 SETTINGS = {
     # full: 24 pairs and the top 5 fit the demo's budget (the 64-pair default study takes 6.5 minutes alone)
-    "full": DemoSettings("default", AblationSpec(
-        model="smollm2-135m", behaviour="agreement", n=24, kind="mean", components="heads+mlps", top_k=5,
-        permutations=12, interaction_samples=2, erase="subject_number", erase_n=200, erase_random=3), "demo", 150),
-    "quick": DemoSettings("quick", AblationSpec(
-        model="smollm2-135m", behaviour="agreement", n=8, kind="mean", components="L0H0 L1H1 L3.mlp L8H2 L14H4 L20.mlp",
-        top_k=3, permutations=4, interaction_samples=2, erase="subject_number", erase_layers=[15], erase_n=60,
-        erase_random=2), "tiny", 50),
+    "full": DemoSettings(
+        "default",
+        AblationSpec(
+            model="smollm2-135m",
+            behaviour="agreement",
+            n=24,
+            kind="mean",
+            components="heads+mlps",
+            top_k=5,
+            permutations=12,
+            interaction_samples=2,
+            erase="subject_number",
+            erase_n=200,
+            erase_random=3,
+        ),
+        "demo",
+        150,
+    ),
+    "quick": DemoSettings(
+        "quick",
+        AblationSpec(
+            model="smollm2-135m",
+            behaviour="agreement",
+            n=8,
+            kind="mean",
+            components="L0H0 L1H1 L3.mlp L8H2 L14H4 L20.mlp",
+            top_k=3,
+            permutations=4,
+            interaction_samples=2,
+            erase="subject_number",
+            erase_layers=[15],
+            erase_n=60,
+            erase_random=2,
+        ),
+        "tiny",
+        50,
+    ),
 }
 
 
@@ -59,8 +99,9 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
     with RunFolder.open(out, command="demo", spec=spec.record()):
         step(1, f"capturing the residual stream and attention patterns of {DEFAULT_MODEL} on the built-in texts")
         lm = load(DEFAULT_MODEL, device=spec.device)
-        store, summary = capture.run_capture(CaptureSpec(model=DEFAULT_MODEL, sites=DEMO_SITES, device=spec.device),
-                                             out / "capture", lm=lm)
+        store, summary = capture.run_capture(
+            CaptureSpec(model=DEFAULT_MODEL, sites=DEMO_SITES, device=spec.device), out / "capture", lm=lm
+        )
         print(capture.describe(store, summary))
         step(2, f"the {settings.suite} probe suite on {DEFAULT_MODEL} (resumes if interrupted)")
         suite_spec = load_suite(settings.suite).model_copy(update={"device": spec.device})
@@ -70,8 +111,10 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
         models = {DEFAULT_MODEL: lm, ablation_spec.model: load(ablation_spec.model, device=spec.device)}
         for name, model in models.items():
             heads.run_heads(HeadsSpec(model=name, device=spec.device), out / "heads" / name, lm=model)
-        step(4, f"ablation, interaction and erasure study of {ablation_spec.behaviour} on {ablation_spec.model} "
-                "(resumes)")
+        step(
+            4,
+            f"ablation, interaction and erasure study of {ablation_spec.behaviour} on {ablation_spec.model} (resumes)",
+        )
         study = ablation_study.run_ablation(ablation_spec, out / "ablation", lm=models[ablation_spec.model])
         print(study.summary())
         step(5, "training the toy scale ladder (finished models are kept)")

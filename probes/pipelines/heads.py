@@ -22,19 +22,22 @@ from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import HeadsSpec
 
 
-def run_heads(spec: HeadsSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None,
-              texts: Sequence[str] | None = None) -> pd.DataFrame:
+def run_heads(
+    spec: HeadsSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, texts: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Score every head over the spec's texts (or ``texts``) and keep its pattern on the example input."""
     texts = list(texts) if texts is not None else read_texts(spec.texts) if spec.texts else builtin_texts("demo")
     example = spec.example or EXAMPLE
     source = resolve(spec.model, spec.revision)
     record = {**spec.record(), "example": example, "texts_sha256_16": content_hash(texts), "n_texts": len(texts)}
-    with RunFolder.open(out, command="heads", spec=record, seed=spec.seed,
-                        models={spec.model: source.identity()}) as run:
+    with RunFolder.open(
+        out, command="heads", spec=record, seed=spec.seed, models={spec.model: source.identity()}
+    ) as run:
         if run.done("heads.csv") and run.done("pattern.npz"):
             return run.read_frame("heads.csv")
-        lm = lm or load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
-                        device=spec.device)
+        lm = lm or load(
+            spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device
+        )
         frame = head_statistics(lm, texts, seed=spec.seed)
         tokens, patterns = attention_example(lm, example)
         run.write_npz("pattern.npz", patterns=patterns.astype(np.float32), tokens=np.array(tokens, dtype=str))

@@ -31,7 +31,7 @@ import shutil
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     if old != new:
-        return [f"{prefix.rstrip('.')}: {json.dumps(old, default=str)[:40]} there, {json.dumps(new, default=str)[:40]} here"]
+        return [
+            f"{prefix.rstrip('.')}: {json.dumps(old, default=str)[:40]} there, {json.dumps(new, default=str)[:40]} here"
+        ]
     return []
 
 
@@ -96,8 +98,16 @@ class RunFolder:
 
     @classmethod
     @contextmanager
-    def open(cls, path: str | os.PathLike, *, command: str, spec: Mapping[str, Any], seed: int | None = None,
-             models: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None) -> Iterator[RunFolder]:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        command: str,
+        spec: Mapping[str, Any],
+        seed: int | None = None,
+        models: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Iterator[RunFolder]:
         """Lock ``path`` (created if missing), check its ``run.json`` against this run, write it if new.
 
         ``spec`` and ``models`` (name -> weights hash, source, revision) must equal a resumed run's; ``details``
@@ -114,21 +124,31 @@ class RunFolder:
         try:
             lock.acquire()
         except Timeout:
-            raise RunError(f"{path} is being written by another probes process ({_owner(path)}); wait for it to "
-                           "finish, or use another --out") from None
+            raise RunError(
+                f"{path} is being written by another probes process ({_owner(path)}); wait for it to "
+                "finish, or use another --out"
+            ) from None
         run = None
         try:
             _write_owner(path, command)
             remove_temporaries(path)  # what killed writes left; safe now that the lock is ours
-            record = {"format": FORMAT, "command": command, "spec": _canonical(dict(spec)), "seed": seed,
-                      "models": _canonical(dict(models or {})), "details": _canonical(dict(details or {})),
-                      "environment": environment()}
+            record = {
+                "format": FORMAT,
+                "command": command,
+                "spec": _canonical(dict(spec)),
+                "seed": seed,
+                "models": _canonical(dict(models or {})),
+                "details": _canonical(dict(details or {})),
+                "environment": environment(),
+            }
             existing = path / RECORD
             if existing.exists():
                 record = _check_same_run(path, record)
             elif any(p.name not in (LOCK, OWNER) for p in path.iterdir()):
-                raise RunError(f"{path} is not empty and holds no run.json, so it is not a run folder of this "
-                               "toolkit (or one from an older version); use another --out")
+                raise RunError(
+                    f"{path} is not empty and holds no run.json, so it is not a run folder of this "
+                    "toolkit (or one from an older version); use another --out"
+                )
             else:
                 write_json(existing, record)
             run = cls(path, record)
@@ -155,8 +175,9 @@ class RunFolder:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def commit_frame(self, name: str, frame: pd.DataFrame, *, index: bool = False,
-                     may_be_nan: tuple[str, ...] = ()) -> pd.DataFrame:
+    def commit_frame(
+        self, name: str, frame: pd.DataFrame, *, index: bool = False, may_be_nan: tuple[str, ...] = ()
+    ) -> pd.DataFrame:
         """Keep a unit's table; a NaN ``value`` (tidy rows) is refused unless its metric is in ``may_be_nan``."""
         if "value" in frame.columns and "metric" in frame.columns:
             values = pd.to_numeric(frame["value"], errors="coerce")
@@ -164,8 +185,10 @@ class RunFolder:
             if len(bad):
                 row = bad.iloc[0]
                 where = f" at layer {row['layer']}" if "layer" in row and pd.notna(row["layer"]) else ""
-                raise UnitError(f"{name}: the unit produced NaN for {row['metric']}{where} (too few examples to "
-                                "measure it?); nothing was marked done: give more data and run again")
+                raise UnitError(
+                    f"{name}: the unit produced NaN for {row['metric']}{where} (too few examples to "
+                    "measure it?); nothing was marked done: give more data and run again"
+                )
         with atomic_path(self._target(name)) as tmp:
             frame.to_csv(tmp, index=index)
         self.committed += 1
@@ -190,8 +213,9 @@ class RunFolder:
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
 
-    def frame(self, name: str, compute: Callable[[], pd.DataFrame], *, index: bool = False,
-              may_be_nan: tuple[str, ...] = ()) -> pd.DataFrame:
+    def frame(
+        self, name: str, compute: Callable[[], pd.DataFrame], *, index: bool = False, may_be_nan: tuple[str, ...] = ()
+    ) -> pd.DataFrame:
         """The unit ``name``: read if done, else computed and committed."""
         if self.done(name):
             return self.read_frame(name, index=index)
@@ -207,7 +231,11 @@ class RunFolder:
     def collect(self, names: list[str]) -> pd.DataFrame:
         """The tidy rows of finished units, in the given order."""
         frames = [read_results(self.path / n) for n in names if self.done(n)]
-        return tidy(pd.concat(frames, ignore_index=True)) if frames else tidy(pd.DataFrame(columns=["model", "metric", "value"]))
+        return (
+            tidy(pd.concat(frames, ignore_index=True))
+            if frames
+            else tidy(pd.DataFrame(columns=["model", "metric", "value"]))
+        )
 
     @contextmanager
     def writing(self, name: str) -> Iterator[Path]:
@@ -228,13 +256,17 @@ class RunFolder:
 
     def write_npz(self, name: str, **arrays: np.ndarray) -> Path:
         with self.writing(name) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds too narrowly
         return self.path / name
 
 
 def _write_owner(path: Path, command: str) -> None:
-    owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-             "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    owner = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     (path / OWNER).write_text(json.dumps(owner))
 
 
@@ -258,7 +290,11 @@ def _check_same_run(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     theirs = {k: old.get(k) for k in ("command", "spec", "models")}
     if mine != theirs:
         diff = _differences(theirs, mine)
-        what = f"`probes {old.get('command')}`" + (" with other settings" if old.get("command") == record["command"] else "")
-        raise RunError(f"{path} holds a {what} ({'; '.join(diff[:3])}); nothing was changed: use another --out, "
-                       "or delete the folder to start over")
+        what = f"`probes {old.get('command')}`" + (
+            " with other settings" if old.get("command") == record["command"] else ""
+        )
+        raise RunError(
+            f"{path} holds a {what} ({'; '.join(diff[:3])}); nothing was changed: use another --out, "
+            "or delete the folder to start over"
+        )
     return old

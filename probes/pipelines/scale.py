@@ -43,7 +43,7 @@ SETTINGS = {"default": LadderConfig, "demo": LadderConfig.demo, "tiny": LadderCo
 
 def ladder_config(spec: LadderSpec) -> LadderConfig:
     config = SETTINGS[spec.setting]()
-    return replace(config, seed=spec.seed, **({"steps": spec.steps} if spec.steps else {}))
+    return replace(config, seed=spec.seed, steps=spec.steps or config.steps)
 
 
 def _save(model: Any, tokenizer: Any, folder: Path, meta: dict) -> None:
@@ -58,8 +58,9 @@ def _save(model: Any, tokenizer: Any, folder: Path, meta: dict) -> None:
     write_json(folder / "ladder.json", meta)
 
 
-def train_ladder(out: str | os.PathLike, config: LadderConfig | LadderSpec | None = None, *,
-                 progress: bool = True) -> list[Path]:
+def train_ladder(
+    out: str | os.PathLike, config: LadderConfig | LadderSpec | None = None, *, progress: bool = True
+) -> list[Path]:
     """Train (or keep) every model of the ladder in the run folder ``out``; returns their folders, smallest first.
 
     A model's folder (final weights, ``ladder.json``, ``checkpoints/step-<k>``) appears whole when it finishes.
@@ -78,20 +79,31 @@ def train_ladder(out: str | os.PathLike, config: LadderConfig | LadderSpec | Non
         try:
             with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
                 for rung, replicate, name in todo:
+
                     def fill(folder: Path, rung=rung, replicate=replicate) -> None:
                         def checkpoint(model: Any, tokenizer: Any, meta: dict) -> None:
                             _save(model, tokenizer, folder / "checkpoints" / f"step-{meta['step']}", meta)
 
-                        model, tokenizer, meta = train_rung(rung, config, replicate=replicate, bar=bar,
-                                                            checkpoint=checkpoint)
+                        model, tokenizer, meta = train_rung(
+                            rung, config, replicate=replicate, bar=bar, checkpoint=checkpoint
+                        )
                         _save(model, tokenizer, folder, meta)
 
                     run.commit_dir(name, fill)
         finally:
             torch.set_num_threads(threads)
-        run.write_text("ladder.json", json.dumps({"config": config.to_dict(), "models": [m[2] for m in members],
-                                                  "trained_now": [m[2] for m in todo],
-                                                  "seconds": round(time.perf_counter() - start, 1)}, indent=1))
+        run.write_text(
+            "ladder.json",
+            json.dumps(
+                {
+                    "config": config.to_dict(),
+                    "models": [m[2] for m in members],
+                    "trained_now": [m[2] for m in todo],
+                    "seconds": round(time.perf_counter() - start, 1),
+                },
+                indent=1,
+            ),
+        )
     return [out / name for _, _, name in members]
 
 
@@ -123,7 +135,9 @@ def _not_being_written(folder: Path):
         lock.release()
 
 
-def evaluate_ladder(out: str | os.PathLike, *, n: int = 500, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate_ladder(
+    out: str | os.PathLike, *, n: int = 500, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every model and checkpoint of the ladder in ``out`` on ``n`` held-out examples per task, into
     ``out/eval``: (scale table, per-example scores)."""
     out = Path(out)
@@ -133,9 +147,16 @@ def evaluate_ladder(out: str | os.PathLike, *, n: int = 500, progress: bool = Tr
         return evaluate_family(specs, ladder_tasks(config, n), out / "eval", family="ladder", progress=progress)
 
 
-def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[GenerationTask], out: str | os.PathLike, *,
-                    family: str = "family", batch_size: int = 256, progress: bool = True,
-                    trust_remote_code: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate_family(
+    models: Sequence[ModelSpec | str],
+    tasks: Sequence[GenerationTask],
+    out: str | os.PathLike,
+    *,
+    family: str = "family",
+    batch_size: int = 256,
+    progress: bool = True,
+    trust_remote_code: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate every model on every task into the run folder ``out``: (scale table, per-example scores).
 
     Each model's per-example outputs are a unit (``outputs/``), kept as soon as it is done; ``scale.csv`` is the
@@ -146,13 +167,21 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
     slugs = [s.slug for s in specs]
     if len(set(slugs)) < len(slugs):
         twice = next(s for s in slugs if slugs.count(s) > 1)
-        raise RunError(f"two models of the family are both called {twice!r} (same name, revision and step): give "
-                       "each its own name")
-    identities = {s.slug: {**resolve(s.source, s.revision).identity(), "name": s.label, "step": s.step,
-                           "tokens": s.tokens} for s in specs}
-    record = {"family": family, "batch_size": batch_size,
-              "tasks": {t.name: {"n": len(t.examples), "alphabet": t.alphabet,
-                                 "sha256_16": content_hash([t.name, t.examples])} for t in tasks}}
+        raise RunError(
+            f"two models of the family are both called {twice!r} (same name, revision and step): give each its own name"
+        )
+    identities = {
+        s.slug: {**resolve(s.source, s.revision).identity(), "name": s.label, "step": s.step, "tokens": s.tokens}
+        for s in specs
+    }
+    record = {
+        "family": family,
+        "batch_size": batch_size,
+        "tasks": {
+            t.name: {"n": len(t.examples), "alphabet": t.alphabet, "sha256_16": content_hash([t.name, t.examples])}
+            for t in tasks
+        },
+    }
     with RunFolder.open(out, command="evaluate", spec=record, models=identities) as run:
         frames = []
         with tqdm(specs, desc="models", unit="model", disable=not progress) as bar:
@@ -164,7 +193,9 @@ def evaluate_family(models: Sequence[ModelSpec | str], tasks: Sequence[Generatio
                 frames.append(pd.DataFrame(run.read_json(name)))
         table, scored = family_tables(pd.concat(frames, ignore_index=True), tasks)
         run.write_frame("scale.csv", table)
-        run.write_frame("examples.csv", scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore"))
+        run.write_frame(
+            "examples.csv", scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore")
+        )
     return table, scored
 
 
@@ -176,12 +207,16 @@ def _sizes(path: str | None) -> dict[str, float] | None:
     except FileNotFoundError:
         raise ScaleTableError(f"--sizes {path}: no such file") from None
     except json.JSONDecodeError as err:
-        raise ScaleTableError(f"--sizes {path}:{err.lineno}: not valid JSON ({err.msg}); write "
-                              '{"org/model-160m": 162000000, ...}') from None
-    if not isinstance(sizes, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                              for v in sizes.values()):
-        raise ScaleTableError(f"--sizes {path}: expected one JSON object of model name -> number of parameters, "
-                              'e.g. {"org/model-160m": 162000000}')
+        raise ScaleTableError(
+            f'--sizes {path}:{err.lineno}: not valid JSON ({err.msg}); write {{"org/model-160m": 162000000, ...}}'
+        ) from None
+    if not isinstance(sizes, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in sizes.values()
+    ):
+        raise ScaleTableError(
+            f"--sizes {path}: expected one JSON object of model name -> number of parameters, "
+            'e.g. {"org/model-160m": 162000000}'
+        )
     return {str(k): float(v) for k, v in sizes.items()}
 
 
@@ -207,13 +242,29 @@ def run_scale(spec: ScaleSpec, out: str | os.PathLike | None = None) -> tuple[pd
 
 def describe(table: pd.DataFrame, verdicts: pd.DataFrame, out: str | os.PathLike | None = None) -> str:
     """What ``probes scale`` and ``probes ladder eval`` print: the verdict table and each verdict's reading."""
-    shown = ["family", "task", "metric", "n_sizes", "I", "breakthroughness", "linearity", "delta_bic",
-             "jump_location", "jump_low", "jump_high", "prediction_error", "verdict"]
-    lines = [f"\n{len(table)} scores of {table['model'].nunique()} models; verdicts per task and metric "
-             "(scores normalised: 0 = chance, 1 = best):\n"]
+    shown = [
+        "family",
+        "task",
+        "metric",
+        "n_sizes",
+        "I",
+        "breakthroughness",
+        "linearity",
+        "delta_bic",
+        "jump_location",
+        "jump_low",
+        "jump_high",
+        "prediction_error",
+        "verdict",
+    ]
+    lines = [
+        f"\n{len(table)} scores of {table['model'].nunique()} models; verdicts per task and metric "
+        "(scores normalised: 0 = chance, 1 = best):\n"
+    ]
     with pd.option_context("display.width", 220, "display.max_columns", 20, "display.max_colwidth", 200):
-        lines.append(verdicts[[c for c in shown if c in verdicts.columns]].to_string(
-            index=False, float_format="{:.3g}".format))
+        lines.append(
+            verdicts[[c for c in shown if c in verdicts.columns]].to_string(index=False, float_format="{:.3g}".format)
+        )
     lines.append("")
     lines += [f"{row['task']} / {row['metric']}: {row['reading']}" for _, row in verdicts.iterrows()]
     if out is not None:

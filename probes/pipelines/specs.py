@@ -58,8 +58,13 @@ S = TypeVar("S", bound=Spec)
 
 
 class ModelOptions(Spec):
-    model: str = Field(**_meta("alias, local folder or cached hub id", positional=True, missing="name the model "
-                                "(an alias such as minilm, a folder, or a hub id)"))
+    model: str = Field(
+        **_meta(
+            "alias, local folder or cached hub id",
+            positional=True,
+            missing="name the model (an alias such as minilm, a folder, or a hub id)",
+        )
+    )
     revision: str | None = Field(None, **_meta("branch, tag or commit of a hub model (e.g. Pythia's step1000)"))
     trust_remote_code: bool = Field(False, **_meta("allow the model's own Python code to run"))
     device: str | None = Field(None, **_meta("cpu, cuda, cuda:1 ... (default: where the model loads)"))
@@ -68,8 +73,9 @@ class ModelOptions(Spec):
 class CaptureSpec(ModelOptions):
     """``probes capture``: sites over a text set into an activation store, and a per-layer summary."""
 
-    texts: str | None = Field(None, **_meta(".txt (one per line), .jsonl or .csv with a 'text' column "
-                                            "(default: built-in demo texts)"))
+    texts: str | None = Field(
+        None, **_meta(".txt (one per line), .jsonl or .csv with a 'text' column (default: built-in demo texts)")
+    )
     sites: list[str] = Field(default_factory=lambda: list(DEMO_SITES), **_meta("site names or patterns"))
     dtype: Literal["float16", "float32", "bfloat16"] = Field("float16", **_meta("stored precision"))
     batch_size: int = Field(16, ge=1, **_meta("texts per forward pass (bounds memory)"))
@@ -79,8 +85,9 @@ class CaptureSpec(ModelOptions):
 class HeadsSpec(ModelOptions):
     """``probes heads``: per-head attention statistics and every head's pattern on one input."""
 
-    texts: str | None = Field(None, **_meta(".txt (one per line), .jsonl or .csv with a 'text' column "
-                                            "(default: built-in demo texts)"))
+    texts: str | None = Field(
+        None, **_meta(".txt (one per line), .jsonl or .csv with a 'text' column (default: built-in demo texts)")
+    )
     example: str | None = Field(None, **_meta("the input whose attention patterns the report shows"))
     seed: int = Field(0, **_meta("seed of the induction set's random tokens"))
 
@@ -89,10 +96,12 @@ class StudySpec(Spec):
     """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
 
     kind: Literal["zero", "mean", "resample"] = Field("mean", **_meta("ablation"))
-    components: str | list[str] = Field("heads+mlps", **_meta(
-        "heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp", nargs="+"))
-    top_k: int = Field(6, ge=3, **_meta("components studied jointly", why="additivity compares several subsets of "
-                                                                          "two or more"))
+    components: str | list[str] = Field(
+        "heads+mlps", **_meta("heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp", nargs="+")
+    )
+    top_k: int = Field(
+        6, ge=3, **_meta("components studied jointly", why="additivity compares several subsets of two or more")
+    )
     permutations: int = Field(32, ge=2, **_meta("sampled orders for Shapley values (antithetic pairs)"))
     interaction_samples: int = Field(8, ge=1, **_meta("sampled subsets per pair for the Shapley interaction index"))
     n_boot: int = Field(200, ge=10, **_meta("bootstrap resamples of the additivity R^2's CI"))
@@ -114,17 +123,32 @@ class StudySpec(Spec):
 class AblationSpec(StudySpec, ModelOptions):
     """``probes ablate`` and a suite's ``[[ablations]]`` entry: a behaviour of one model, taken apart."""
 
-    behaviour: str | None = Field(None, **_meta("agreement (default for causal LMs), pairs, loss, probe:TASK "
-                                                "(default for encoders: probe:subject_number), cosine"))
-    data: str | None = Field(None, **_meta("file for the behaviour: BLiMP JSONL (pairs), texts (loss), "
-                                           "text_a/text_b JSONL (cosine)"))
+    behaviour: str | None = Field(
+        None,
+        **_meta(
+            "agreement (default for causal LMs), pairs, loss, probe:TASK "
+            "(default for encoders: probe:subject_number), cosine"
+        ),
+    )
+    data: str | None = Field(
+        None, **_meta("file for the behaviour: BLiMP JSONL (pairs), texts (loss), text_a/text_b JSONL (cosine)")
+    )
     n: int = Field(64, ge=1, **_meta("generated examples"))
-    erase: str | None = Field(None, **_meta("amnesic probing too: erase a grammar concept (e.g. subject_number) with "
-                                            "LEACE and compare with random subspaces of equal rank",
-                                            metavar="CONCEPT"))
-    erase_layers: list[int] | None = Field(None, **_meta(
-        "residual-stream layers to erase at (0 = embeddings, l = block l-1's output; default: 1/4, 1/2, 3/4 of "
-        "the depth)"))
+    erase: str | None = Field(
+        None,
+        **_meta(
+            "amnesic probing too: erase a grammar concept (e.g. subject_number) with "
+            "LEACE and compare with random subspaces of equal rank",
+            metavar="CONCEPT",
+        ),
+    )
+    erase_layers: list[int] | None = Field(
+        None,
+        **_meta(
+            "residual-stream layers to erase at (0 = embeddings, l = block l-1's output; default: 1/4, 1/2, 3/4 of "
+            "the depth)"
+        ),
+    )
     erase_n: int = Field(200, ge=20, **_meta("sentences the concept's eraser and probes are fitted on"))
     erase_random: int = Field(5, ge=1, **_meta("random subspaces of equal rank to compare with"))
 
@@ -132,7 +156,9 @@ class AblationSpec(StudySpec, ModelOptions):
     @classmethod
     def _erase(cls, value: str | None) -> str | None:
         if value is not None and value not in TASKS:
-            raise ValueError(f"unknown concept {value!r}{_hint(value, TASKS)}; built-in concepts are {', '.join(TASKS)}")
+            raise ValueError(
+                f"unknown concept {value!r}{_hint(value, TASKS)}; built-in concepts are {', '.join(TASKS)}"
+            )
         return value
 
     @field_validator("erase_layers")
@@ -155,13 +181,17 @@ class ProbingSpec(Spec):
     """How probes read a model (``probes.pipelines.suite.probe_layers`` takes this alone)."""
 
     site: str = Field("resid", **_meta("residual stream (layer 0 = embeddings), or a block site such as hook_mlp_out"))
-    layers: Literal["all"] | list[int] = Field("all", **_meta("all, or layer numbers", hint='use "all" or a list of '
-                                                              'layer numbers'))
+    layers: Literal["all"] | list[int] = Field(
+        "all", **_meta("all, or layer numbers", hint='use "all" or a list of layer numbers')
+    )
     pool: Literal["first", "last", "mean"] = Field("mean", **_meta("subwords -> word, for word-level tasks"))
-    sentence_pool: Literal["first", "last", "mean"] = Field("mean", **_meta(
-        "tokens -> sentence: mean over word tokens, or the first / last token"))
-    Cs: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0], **_meta(
-        "inverse L2 strengths the logistic probe chooses from by cross-validation"))
+    sentence_pool: Literal["first", "last", "mean"] = Field(
+        "mean", **_meta("tokens -> sentence: mean over word tokens, or the first / last token")
+    )
+    Cs: list[float] = Field(
+        default_factory=lambda: [0.01, 0.1, 1.0],
+        **_meta("inverse L2 strengths the logistic probe chooses from by cross-validation"),
+    )
     cv: int = Field(3, ge=0, **_meta("cross-validation folds (0: no CV, the middle C)"))
     mdl_C: float = Field(0.1, gt=0, **_meta("the MDL probe's inverse L2 strength"))
     max_length: int = Field(128, ge=1, **_meta("tokens per sentence"))
@@ -198,15 +228,20 @@ class SuiteSpec(ProbingSpec):
     """``probes run``: a TOML file of probing tasks (and ablation studies) over one or more models."""
 
     name: str = Field("suite", **_meta("the suite's name"))
-    models: list[str] = Field(default_factory=lambda: ["minilm"], **_meta(
-        "aliases, folders, hub ids, or id@revision (Pythia checkpoints)"))
-    tasks: list[str | TaskFile] = Field(default_factory=lambda: list(TASKS), **_meta(
-        "built-in task names, or tables {name, path, label} (CoNLL-U, CSV, JSONL)", cli=False))
+    models: list[str] = Field(
+        default_factory=lambda: ["minilm"], **_meta("aliases, folders, hub ids, or id@revision (Pythia checkpoints)")
+    )
+    tasks: list[str | TaskFile] = Field(
+        default_factory=lambda: list(TASKS),
+        **_meta("built-in task names, or tables {name, path, label} (CoNLL-U, CSV, JSONL)", cli=False),
+    )
     probes: list[Literal["logistic", "ridge"]] = Field(default_factory=lambda: ["logistic"], **_meta("probe kinds"))
     controls: list[Literal["control_task", "random_weights", "mdl"]] = Field(
-        default_factory=lambda: list(CONTROLS), **_meta("controls beside each probe"))
-    n_examples: int = Field(600, ge=20, **_meta("sentences per generated task",
-                                                why="so train and test both hold every class"))
+        default_factory=lambda: list(CONTROLS), **_meta("controls beside each probe")
+    )
+    n_examples: int = Field(
+        600, ge=20, **_meta("sentences per generated task", why="so train and test both hold every class")
+    )
     test_fraction: float = Field(0.25, gt=0, lt=1, **_meta("share of sentences held out for testing"))
     lexical_split: bool = Field(True, **_meta("test sentences use content words never seen in training"))
     ablations: list[AblationSpec] = Field(default_factory=list, **_meta("ablation studies ([[ablations]])", cli=False))
@@ -226,8 +261,10 @@ class SuiteSpec(ProbingSpec):
             return value  # the type check says what is wrong
         for task in value:
             if isinstance(task, str) and task not in TASKS:
-                raise ValueError(f"unknown task {task!r}{_hint(task, TASKS)}; built-in tasks are {', '.join(TASKS)}, "
-                                 "or a table {name, path, label}")
+                raise ValueError(
+                    f"unknown task {task!r}{_hint(task, TASKS)}; built-in tasks are {', '.join(TASKS)}, "
+                    "or a table {name, path, label}"
+                )
             if isinstance(task, dict) and not {"name", "path"} <= set(task):
                 raise ValueError(f"a data task needs 'name' and 'path' (and 'label'), got {task}")
             if not isinstance(task, (str, dict, TaskFile)):
@@ -235,14 +272,18 @@ class SuiteSpec(ProbingSpec):
         names = [t if isinstance(t, str) else t["name"] if isinstance(t, dict) else t.name for t in value]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"task name {twice[0]!r} is used twice: results are keyed by task name, so give each "
-                             "task a name of its own")
+            raise ValueError(
+                f"task name {twice[0]!r} is used twice: results are keyed by task name, so give each "
+                "task a name of its own"
+            )
         return value
 
     @model_validator(mode="after")
     def _something_to_do(self) -> SuiteSpec:
         if not self.tasks and not self.ablations:
-            raise ValueError(f"key 'tasks': list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]] entry")
+            raise ValueError(
+                f"key 'tasks': list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]] entry"
+            )
         return self
 
     @property
@@ -256,9 +297,13 @@ class SuiteSpec(ProbingSpec):
 class LadderSpec(Spec):
     """``probes ladder train``: the toy scale ladder (``probes.scale.ladder.LadderConfig`` holds its sizes)."""
 
-    setting: Literal["default", "demo", "tiny"] = Field("default", **_meta(
-        "default: seven sizes x two seeds, 2,500 steps (about 8.5 minutes); demo: six sizes, 2,000 steps; "
-        "tiny: seconds, for trying things out"))
+    setting: Literal["default", "demo", "tiny"] = Field(
+        "default",
+        **_meta(
+            "default: seven sizes x two seeds, 2,500 steps (about 8.5 minutes); demo: six sizes, 2,000 steps; "
+            "tiny: seconds, for trying things out"
+        ),
+    )
     steps: int | None = Field(None, ge=1, **_meta("training steps per model (default: the setting's)"))
     seed: int = Field(0, **_meta("seed of initialisation and training data"))
 
@@ -272,13 +317,18 @@ class LadderEvalSpec(Spec):
 class ScaleSpec(Spec):
     """``probes scale``: the scale table and a verdict (smooth, jump, mirage) per task and metric."""
 
-    results: list[str] = Field(**_meta("lm-eval .json files, .csv scale tables or evaluation folders",
-                                       positional=True, missing="name lm-eval .json files, scale .csv files or "
-                                                                 "evaluation folders"))
+    results: list[str] = Field(
+        **_meta(
+            "lm-eval .json files, .csv scale tables or evaluation folders",
+            positional=True,
+            missing="name lm-eval .json files, scale .csv files or evaluation folders",
+        )
+    )
     sizes: str | None = Field(None, **_meta("JSON file {model: parameters} for results that do not state their size"))
     family: str | None = Field(None, **_meta("family name for all rows (default: the model id, or 'family')"))
-    size: Literal["parameters", "non_embedding_parameters", "tokens", "step"] = Field("parameters", **_meta(
-        "the scale axis; 'step' reads each model's checkpoints as its own curve"))
+    size: Literal["parameters", "non_embedding_parameters", "tokens", "step"] = Field(
+        "parameters", **_meta("the scale axis; 'step' reads each model's checkpoints as its own curve")
+    )
     n_boot: int = Field(200, ge=10, **_meta("bootstrap resamples of the jump's location"))
     seed: int = Field(0, **_meta("seed of the bootstrap"))
 
@@ -286,13 +336,18 @@ class ScaleSpec(Spec):
 class ReportSpec(Spec):
     """``probes report``: one self-contained HTML (or Markdown) report from result folders."""
 
-    results: list[str] = Field(**_meta("result folders (or folders that hold them)", positional=True,
-                                       missing="name the result folders to report"))
-    format: Literal["html", "md"] | None = Field(None, **_meta(
-        "html (one self-contained file) or md (figures beside it); default: from the --out suffix"))
+    results: list[str] = Field(
+        **_meta(
+            "result folders (or folders that hold them)", positional=True, missing="name the result folders to report"
+        )
+    )
+    format: Literal["html", "md"] | None = Field(
+        None, **_meta("html (one self-contained file) or md (figures beside it); default: from the --out suffix")
+    )
     title: str = Field("emergence-probes report", **_meta("the report's title"))
-    figures: str | None = Field(None, **_meta("also write every figure as a PNG named after its title into DIR",
-                                              metavar="DIR"))
+    figures: str | None = Field(
+        None, **_meta("also write every figure as a PNG named after its title into DIR", metavar="DIR")
+    )
 
 
 class DemoSpec(Spec):
@@ -310,8 +365,15 @@ def _hint(word: str, options: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
-               dict: "a table", type(None): "empty"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+    type(None): "empty",
+}
 
 
 def _kinds(annotation: Any) -> list[str]:
@@ -344,9 +406,13 @@ def _field_of(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel], str 
         if isinstance(part, str) and part in current.model_fields:
             name = part
             annotation = current.model_fields[part].annotation
-            nested = [a for a in ([annotation] + list(get_args(annotation)) +
-                                  [b for a in get_args(annotation) for b in get_args(a)])
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
+            nested = [
+                a
+                for a in (
+                    [annotation] + list(get_args(annotation)) + [b for a in get_args(annotation) for b in get_args(a)]
+                )
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
             if i + 2 < len(loc) and isinstance(loc[i + 1], int) and nested and get_origin(annotation) is list:
                 members = {a.__name__ for a in nested}
                 if len(get_args(get_args(annotation)[0])) > 1 and loc[i + 2] not in members:
@@ -391,8 +457,12 @@ def describe_error(err: ValidationError, model: type[BaseModel], where: str, sty
         return f"{prefix}{key}: {str(first['msg']).removeprefix('Value error, ')}"
     if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
         bound = first["ctx"].get("ge", first["ctx"].get("gt", first["ctx"].get("lt", first["ctx"].get("le"))))
-        word = {"greater_than_equal": "at least", "greater_than": "above", "less_than": "below",
-                "less_than_equal": "at most"}[kind]
+        word = {
+            "greater_than_equal": "at least",
+            "greater_than": "above",
+            "less_than": "below",
+            "less_than_equal": "at most",
+        }[kind]
         why = f" ({extra['why']})" if extra.get("why") else ""
         if name == "test_fraction":
             return f"{prefix}{key}: must be between 0 and 1, got {value}"
@@ -406,8 +476,10 @@ def describe_error(err: ValidationError, model: type[BaseModel], where: str, sty
         return f"{prefix}{key}: use {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}"
     errors_here = [e for e in err.errors() if _field_of(model, tuple(e["loc"]))[1] == name]
     kinds = _kinds(field.annotation)
-    wrong_type = all(e["type"].endswith("_type") or e["type"] == "literal_error" and not isinstance(value, str)
-                     for e in errors_here)
+    wrong_type = all(
+        e["type"].endswith("_type") or (e["type"] == "literal_error" and not isinstance(value, str))
+        for e in errors_here
+    )
     if extra.get("hint") and not wrong_type:
         return f"{prefix}{key}: {extra['hint']}, got {value!r}"
     return f"{prefix}{key} should be {' or '.join(kinds)}, got {value!r}"

@@ -44,8 +44,9 @@ def model_reference(name: str) -> tuple[str, str | None]:
 def task_dataset(task: str | TaskFile, spec: SuiteSpec) -> ProbingDataset:
     """A task's sentences and labels, split into train and test; one too small to split is an error."""
     if isinstance(task, str):
-        ds = generate(task, spec.n_examples, seed=spec.seed, lexical_split=spec.lexical_split,
-                      test_fraction=spec.test_fraction)
+        ds = generate(
+            task, spec.n_examples, seed=spec.seed, lexical_split=spec.lexical_split, test_fraction=spec.test_fraction
+        )
     else:
         path = Path(task.path)
         if path.suffix.lower() == ".conllu":
@@ -57,15 +58,25 @@ def task_dataset(task: str | TaskFile, spec: SuiteSpec) -> ProbingDataset:
         sentences = [i for i, s in enumerate(ds.split) if s == part]
         labels = {str(l) for i in sentences for l in (ds.labels[i] if ds.level == "word" else [ds.labels[i]])}
         if len(labels) < (2 if part == "train" else 1):
-            raise DatasetError(f"task {ds.name!r}: {len(ds)} sentences give {len(sentences)} {part} sentences with "
-                               f"{len(labels)} class(es) at test_fraction {spec.test_fraction}; a probe needs both "
-                               "splits, and two classes to train on: give more sentences")
+            raise DatasetError(
+                f"task {ds.name!r}: {len(ds)} sentences give {len(sentences)} {part} sentences with "
+                f"{len(labels)} class(es) at test_fraction {spec.test_fraction}; a probe needs both "
+                "splits, and two classes to train on: give more sentences"
+            )
     return ds
 
 
 def features(lm: LoadedModel, ds: ProbingDataset, spec: ProbingSpec) -> Features:
-    return extract_features(lm, ds, spec.layers, site=spec.site, pool=spec.pool, sentence_pool=spec.sentence_pool,
-                            batch_size=spec.batch_size, max_length=spec.max_length)
+    return extract_features(
+        lm,
+        ds,
+        spec.layers,
+        site=spec.site,
+        pool=spec.pool,
+        sentence_pool=spec.sentence_pool,
+        batch_size=spec.batch_size,
+        max_length=spec.max_length,
+    )
 
 
 class _Task:
@@ -92,7 +103,7 @@ class _Task:
 
     def rows(self, probe: str, control: str) -> list[dict]:
         s, f = self.spec, self.feats
-        settings = {"Cs": s.Cs, "cv": s.cv, "seed": s.seed, "n_boot": s.n_boot}
+        settings: dict[str, Any] = {"Cs": s.Cs, "cv": s.cv, "seed": s.seed, "n_boot": s.n_boot}
         if control == "none" or probe not in self.correct:
             rows, self.correct[probe] = task_rows(f, probe, **settings)
             if control == "none":
@@ -101,7 +112,7 @@ class _Task:
             return control_task_rows(f, probe, self.correct[probe], **settings)
         if control == "random_weights":
             random = features(random_weights(self._lm(), seed=s.seed), self.dataset, s)
-            return task_rows(random, probe, **settings)[0][:len(random.layers)]  # accuracy by layer only
+            return task_rows(random, probe, **settings)[0][: len(random.layers)]  # accuracy by layer only
         if control == "mdl":
             if probe != "logistic":  # ridge scores are not probabilities
                 return [{"metric": "mdl_skipped", "value": 1.0}]
@@ -109,8 +120,14 @@ class _Task:
         raise ValueError(f"unknown control {control!r}")
 
 
-def probe_layers(lm: LoadedModel, dataset: ProbingDataset, spec: ProbingSpec | None = None, *,
-                 probes: Sequence[str] = ("logistic",), controls: Sequence[str] = ()) -> pd.DataFrame:
+def probe_layers(
+    lm: LoadedModel,
+    dataset: ProbingDataset,
+    spec: ProbingSpec | None = None,
+    *,
+    probes: Sequence[str] = ("logistic",),
+    controls: Sequence[str] = (),
+) -> pd.DataFrame:
     """Probe every layer of ``lm`` on ``dataset`` (split it first: ``dataset.with_split()``), in memory: the tidy
     rows a suite writes for this model and task (accuracy by layer with CIs, best and expected layer, majority
     baseline, and each control's rows)."""
@@ -121,15 +138,27 @@ def probe_layers(lm: LoadedModel, dataset: ProbingDataset, spec: ProbingSpec | N
     for probe in probes:
         for control in ["none", *controls]:
             for row in task.rows(probe, control):
-                rows.append({**row, "model": lm.name, "task": dataset.name, "probe": probe,
-                             "control": None if control == "none" else control})
+                rows.append(
+                    {
+                        **row,
+                        "model": lm.name,
+                        "task": dataset.name,
+                        "probe": probe,
+                        "control": None if control == "none" else control,
+                    }
+                )
     return tidy(rows)
 
 
 def units(spec: SuiteSpec) -> list[tuple[str, str, str, str]]:
     """(model, task, probe, control) of every probing unit, in the suite's order."""
-    return [(m, t, p, c) for m in spec.models for t in spec.task_names for p in spec.probes
-            for c in ["none", *spec.controls]]
+    return [
+        (m, t, p, c)
+        for m in spec.models
+        for t in spec.task_names
+        for p in spec.probes
+        for c in ["none", *spec.controls]
+    ]
 
 
 def suite_models(spec: SuiteSpec) -> dict[str, dict[str, Any]]:
@@ -146,7 +175,7 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
     """Run every unit of the suite not yet done in ``out``; return the whole results table."""
     from probes.pipelines.ablation_study import run_ablation
 
-    spec = spec if isinstance(spec, SuiteSpec) else load_suite(spec)
+    spec = spec if isinstance(spec, SuiteSpec) else load_suite(Path(spec))
     out = Path(out)
     models = suite_models(spec)
     loaded: dict[str, LoadedModel] = {}
@@ -157,8 +186,9 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
             source, revision = model_reference(name)
             loaded[name] = load(source, revision=revision, device=spec.device)
             if loaded[name].fingerprint != models[name]["weights_sha256_16"]:
-                raise RunError(f"the weights of {name} changed as the run started (now {loaded[name].fingerprint}); "
-                               "run it again")
+                raise RunError(
+                    f"the weights of {name} changed as the run started (now {loaded[name].fingerprint}); run it again"
+                )
         return loaded[name]
 
     with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models) as run:
@@ -172,10 +202,19 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
                 if not run.done(name):
                     key = (model_name, task_name)
                     if key not in tasks:
-                        tasks = {key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)}  # one task in memory
-                    rows = [{**row, "model": model_name, "task": task_name, "probe": probe,
-                             "control": None if control == "none" else control}
-                            for row in tasks[key].rows(probe, control)]
+                        tasks = {
+                            key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)
+                        }  # one task in memory
+                    rows = [
+                        {
+                            **row,
+                            "model": model_name,
+                            "task": task_name,
+                            "probe": probe,
+                            "control": None if control == "none" else control,
+                        }
+                        for row in tasks[key].rows(probe, control)
+                    ]
                     run.commit_frame(name, tidy(rows))
                     run.write_frame("results.csv", run.collect(names))
                 bar.update(1)
@@ -185,10 +224,12 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
             if not run.done(name):
                 lm = model(entry.model)
                 seed = entry.seed if "seed" in entry.model_fields_set else spec.seed  # the suite's, unless its own
-                run_ablation(entry.model_copy(update={"seed": seed}), out / "ablations" / str(i), lm=lm,
-                             progress=progress)
-                run.commit_frame(name, read_results(out / "ablations" / str(i) / "results.csv"),
-                                 may_be_nan=("additivity_r2",))
+                run_ablation(
+                    entry.model_copy(update={"seed": seed}), out / "ablations" / str(i), lm=lm, progress=progress
+                )
+                run.commit_frame(
+                    name, read_results(out / "ablations" / str(i) / "results.csv"), may_be_nan=("additivity_r2",)
+                )
         run.write_frame("results.csv", run.collect(names))
     return read_results(out / "results.csv")
 
@@ -201,13 +242,17 @@ def describe(results: pd.DataFrame, where: str | os.PathLike | None = None) -> s
     table, ablations = profile_table(results), ablation_table(results)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         if len(table):
-            lines += ["\nper task: best layer (0 = embeddings), its test accuracy and 95% bootstrap CI, expected layer,",
-                      "majority baseline, the same probe on a randomly initialised model, selectivity, MDL compression\n",
-                      for_display(table).to_string(index=False)]
+            lines += [
+                "\nper task: best layer (0 = embeddings), its test accuracy and 95% bootstrap CI, expected layer,",
+                "majority baseline, the same probe on a randomly initialised model, selectivity, MDL compression\n",
+                for_display(table).to_string(index=False),
+            ]
         if len(ablations):
-            lines += ["\nablation studies: clean behaviour, the largest single-component effect, and the additivity R^2",
-                      "of the top components' joint effects (1: reduces to separable parts; low: lives in interaction)\n",
-                      for_display(ablations).to_string(index=False)]
+            lines += [
+                "\nablation studies: clean behaviour, the largest single-component effect, and the additivity R^2",
+                "of the top components' joint effects (1: reduces to separable parts; low: lives in interaction)\n",
+                for_display(ablations).to_string(index=False),
+            ]
     if where is not None:
         lines.append(f"\nresults: {Path(where) / 'results.csv'} ({len(results)} rows)")
     return "\n".join(lines)

@@ -5,6 +5,20 @@ from probes.probing.features import Features, extract_features
 from probes.probing.linear import LayerProbes, LogisticProbe, RidgeProbe, fit_layers
 from probes.probing.profile import control_task_rows, mdl_rows, task_rows
 
-__all__ = ["DatasetError", "Features", "LayerProbes", "LogisticProbe", "ProbingDataset", "RidgeProbe", "TASKS",
-           "agreement_pairs", "agreement_prompts", "control_task_rows", "extract_features", "fit_layers", "generate",
-           "mdl_rows", "task_rows"]
+__all__ = [
+    "TASKS",
+    "DatasetError",
+    "Features",
+    "LayerProbes",
+    "LogisticProbe",
+    "ProbingDataset",
+    "RidgeProbe",
+    "agreement_pairs",
+    "agreement_prompts",
+    "control_task_rows",
+    "extract_features",
+    "fit_layers",
+    "generate",
+    "mdl_rows",
+    "task_rows",
+]

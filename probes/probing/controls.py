@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,15 +26,14 @@ from probes.core.models import LoadedModel
 MDL_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
 
 
-def control_labels(types: Sequence[str], labels: Sequence, seed: int = 0) -> np.ndarray:
+def control_labels(types: Sequence[str] | np.ndarray, labels: Sequence | np.ndarray, seed: int = 0) -> np.ndarray:
     """One random label per word type, drawn from the empirical label distribution."""
-    types = np.asarray([str(t).lower() for t in types])
-    labels = np.asarray(labels)
-    values, counts = np.unique(labels, return_counts=True)
+    forms = np.asarray([str(t).lower() for t in types])
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
     rng = np.random.default_rng(seed)
-    vocab = np.unique(types)
+    vocab = np.unique(forms)
     assigned = dict(zip(vocab, rng.choice(values, size=len(vocab), p=counts / counts.sum())))
-    return np.asarray([assigned[t] for t in types])
+    return np.asarray([assigned[t] for t in forms])
 
 
 def bootstrap_ci(
@@ -74,10 +74,10 @@ def online_codelength(
     """
     y = np.asarray(y)
     n = len(y)
-    bounds = sorted({max(1, int(round(f * n))) for f in fractions} | {n})
+    bounds = sorted({max(1, round(f * n)) for f in fractions} | {n})
     uniform = n * np.log2(n_classes)
     bits: np.ndarray | float = bounds[0] * np.log2(n_classes)
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         train, block = np.arange(start), np.arange(start, end)
         if len(np.unique(y[train])) < 2:  # nothing to fit yet: uniform code for this block
             bits = bits + len(block) * np.log2(n_classes)
@@ -93,8 +93,15 @@ def random_weights(lm: LoadedModel, seed: int = 0) -> LoadedModel:
     torch.manual_seed(seed)
     auto = AutoModelForCausalLM if lm.adapter.causal else AutoModel
     model = auto.from_config(lm.model.config).to(device=lm.device, dtype=lm.dtype).eval()
-    return LoadedModel(model, lm.tokenizer, lm.adapter, f"{lm.name}-random-init", lm.source, lm.revision,
-                       {"random_init_seed": seed, "of": lm.fingerprint})
+    return LoadedModel(
+        model,
+        lm.tokenizer,
+        lm.adapter,
+        f"{lm.name}-random-init",
+        lm.source,
+        lm.revision,
+        {"random_init_seed": seed, "of": lm.fingerprint},
+    )
 
 
 def layer_profile(scores: Sequence[float]) -> dict[str, float]:

@@ -56,23 +56,27 @@ class Features:
     sites: list[str]
 
 
-def probe_sites(lm: LoadedModel, site: str = "resid", layers: str | Sequence[int] = "all") -> tuple[list[int], list[str]]:
+def probe_sites(
+    lm: LoadedModel, site: str = "resid", layers: str | Sequence[int] = "all"
+) -> tuple[list[int], list[str]]:
     """The layers asked for and the site each is read at (see the module docstring for what a layer is)."""
     n = lm.shape.n_layers
     if site == "resid":
         available = list(range(n + 1))
-        name = lambda l: "blocks.0.hook_resid_pre" if l == 0 else f"blocks.{l - 1}.hook_resid_post"  # noqa: E731
+        name = lambda l: "blocks.0.hook_resid_pre" if l == 0 else f"blocks.{l - 1}.hook_resid_post"
     elif site in BLOCK_SITES and not BLOCK_SITES[site].needs_eager:
         available = list(range(n))
-        name = lambda l: f"blocks.{l}.{site}"  # noqa: E731
+        name = lambda l: f"blocks.{l}.{site}"
     else:
         usable = ["resid"] + [s for s, k in BLOCK_SITES.items() if not k.needs_eager]
         raise FeatureError(f"site {site!r} is not probeable; use one of {', '.join(usable)}")
     chosen = available if layers == "all" else [int(l) for l in layers]
     bad = [l for l in chosen if l not in available]
     if bad:
-        raise FeatureError(f"layers {bad} out of range for {lm.name}, which has layers {available[0]}..{available[-1]}"
-                           + (" (0 = embeddings)" if site == "resid" else ""))
+        raise FeatureError(
+            f"layers {bad} out of range for {lm.name}, which has layers {available[0]}..{available[-1]}"
+            + (" (0 = embeddings)" if site == "resid" else "")
+        )
     return chosen, [name(l) for l in chosen]
 
 
@@ -89,8 +93,9 @@ def unit_index(word_index: np.ndarray, level: str, pool: Pool) -> tuple[np.ndarr
     return np.zeros_like(word_index), pool
 
 
-def pool_units(values: Tensor | np.ndarray, example: np.ndarray, word_index: np.ndarray, level: str,
-               pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+def pool_units(
+    values: Tensor | np.ndarray, example: np.ndarray, word_index: np.ndarray, level: str, pool: Pool
+) -> tuple[np.ndarray, np.ndarray]:
     """Token rows (one text after another, in position order) -> (pooled rows, keys (example, unit))."""
     unit, how = unit_index(np.asarray(word_index), level, pool)
     if pool == "token":
@@ -100,9 +105,18 @@ def pool_units(values: Tensor | np.ndarray, example: np.ndarray, word_index: np.
     return pool_words(values, np.asarray(example), unit, how)  # type: ignore[arg-type]
 
 
-def extract_features(lm: LoadedModel, dataset: ProbingDataset, layers: str | Sequence[int] = "all", *,
-                     site: str = "resid", pool: Pool = "mean", sentence_pool: Pool = "mean", batch_size: int = 32,
-                     max_length: int | None = None, split: str | None = None) -> Features:
+def extract_features(
+    lm: LoadedModel,
+    dataset: ProbingDataset,
+    layers: str | Sequence[int] = "all",
+    *,
+    site: str = "resid",
+    pool: Pool = "mean",
+    sentence_pool: Pool = "mean",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    split: str | None = None,
+) -> Features:
     """Activations of ``dataset`` at ``layers``, one row per labelled unit (``split``: only "train" or "test").
 
     ``pool`` pools word-level datasets, ``sentence_pool`` sentence-level ones; ``"token"`` keeps every
@@ -112,7 +126,9 @@ def extract_features(lm: LoadedModel, dataset: ProbingDataset, layers: str | Seq
     how = pool if dataset.level == "word" else sentence_pool
     chosen = [i for i in range(len(dataset)) if split is None or (dataset.split and dataset.split[i] == split)]
     if not chosen:
-        raise FeatureError(f"dataset {dataset.name!r} has no {split or ''} sentences to read features from".replace("  ", " "))
+        raise FeatureError(
+            f"dataset {dataset.name!r} has no {split or ''} sentences to read features from".replace("  ", " ")
+        )
     parts: dict[str, list[np.ndarray]] = {s: [] for s in sites}
     keys: list[np.ndarray] = []
     limit = lm.max_length(max_length)

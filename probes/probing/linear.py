@@ -96,8 +96,15 @@ def _train_softmax(
     onehot = torch.nn.functional.one_hot(y, K).to(X.dtype)  # (n, K)
     Cw = (C[:, :, None] * weights[None]).transpose(1, 2)[..., None]  # (L, n, G, 1): weight of each data term
     scale = 1.0 / max(float(weights.sum(1).max()), 1.0)  # the per-sample objective: O(1) whatever n is
-    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=tol, tolerance_change=1e-12)
+    opt = torch.optim.LBFGS(
+        [W, b],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=tol,
+        tolerance_change=1e-12,
+    )
 
     def closure():
         # Analytic gradients (no autograd): one batched matmul forward, one backward, per evaluation.
@@ -169,24 +176,26 @@ def fit_layers(
     Z = (X - mean) / scale
     yt = torch.as_tensor(y_idx, device=X.device)
     K, L = len(classes), X.shape[0]
-    Cs = np.asarray(Cs, dtype=np.float64)
-    if len(Cs) > 1 and _can_cross_validate(y_idx, cv):
+    strengths = np.asarray(Cs, dtype=np.float64)
+    if len(strengths) > 1 and _can_cross_validate(y_idx, cv):
         fold = torch.as_tensor(_folds(y_idx, cv, seed), device=X.device)
-        groups = [(c, f) for c in range(len(Cs)) for f in range(cv)]
+        groups = [(c, f) for c in range(len(strengths)) for f in range(cv)]
         train = torch.stack([(fold != f).to(X.dtype) for _, f in groups])  # (G, n)
-        C = torch.tensor([Cs[c] for c, _ in groups], dtype=X.dtype, device=X.device).expand(L, -1)
+        C = torch.tensor([strengths[c] for c, _ in groups], dtype=X.dtype, device=X.device).expand(L, -1)
         W, b, _ = _train_per_layer(Z, yt, K, C, train, max_iter, tol)
         logits = torch.einsum("lnd,lgdk->lgnk", Z, W) + b[:, :, None]
         correct = (logits.argmax(-1) == yt).to(X.dtype) * (1 - train)[None]  # held-out hits
-        acc = correct.sum(-1).reshape(L, len(Cs), cv).sum(-1) / len(y_idx)  # (L, |Cs|)
-        # ties go to the stronger regularisation (smaller C): first maximum in ascending Cs
-        order = np.argsort(Cs)
+        acc = correct.sum(-1).reshape(L, len(strengths), cv).sum(-1) / len(y_idx)  # (L, |strengths|)
+        # ties go to the stronger regularisation (smaller C): first maximum in ascending strengths
+        order = np.argsort(strengths)
         best = order[acc[:, order].argmax(1).cpu().numpy()]
     else:
-        best = np.full(L, int(np.argmax(Cs == 1.0)) if 1.0 in Cs else len(Cs) // 2)
-    chosen = torch.as_tensor(Cs[best], dtype=X.dtype, device=X.device)[:, None]
-    W, b, n_iter = _train_per_layer(Z, yt, K, chosen, torch.ones(1, len(y_idx), dtype=X.dtype, device=X.device), max_iter, tol)
-    return LayerProbes(classes, mean, scale, W[:, 0], b[:, 0], Cs[best], n_iter)
+        best = np.full(L, int(np.argmax(strengths == 1.0)) if 1.0 in strengths else len(strengths) // 2)
+    chosen = torch.as_tensor(strengths[best], dtype=X.dtype, device=X.device)[:, None]
+    W, b, n_iter = _train_per_layer(
+        Z, yt, K, chosen, torch.ones(1, len(y_idx), dtype=X.dtype, device=X.device), max_iter, tol
+    )
+    return LayerProbes(classes, mean, scale, W[:, 0], b[:, 0], strengths[best], n_iter)
 
 
 class _ProbeBase(ClassifierMixin, BaseEstimator):
@@ -196,7 +205,8 @@ class _ProbeBase(ClassifierMixin, BaseEstimator):
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
-                f"{type(self).__name__} needs samples of at least two classes; the data has one class: {self.classes_[0]!r}"
+                f"{type(self).__name__} needs samples of at least two classes; "
+                f"the data has one class: {self.classes_[0]!r}"
             )
         return X, y_idx
 
@@ -230,7 +240,12 @@ class LogisticProbe(_ProbeBase):
     """
 
     def __init__(
-        self, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3, max_iter: int = 500, tol: float = 3e-6, random_state: int = 0
+        self,
+        Cs: Sequence[float] = DEFAULT_CS,
+        cv: int = 3,
+        max_iter: int = 500,
+        tol: float = 3e-6,
+        random_state: int = 0,
     ):
         self.Cs = Cs
         self.cv = cv
@@ -241,8 +256,15 @@ class LogisticProbe(_ProbeBase):
     def fit(self, X, y):
         X, y_idx = self._fit_prepare(X, y)
         Xt = torch.tensor(X, dtype=torch.float64)[None]
-        fitted = fit_layers(Xt, self.classes_[y_idx], Cs=self.Cs, cv=self.cv, max_iter=self.max_iter, tol=self.tol,
-                            seed=self.random_state)
+        fitted = fit_layers(
+            Xt,
+            self.classes_[y_idx],
+            Cs=self.Cs,
+            cv=self.cv,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            seed=self.random_state,
+        )
         self.mean_, self.scale_ = fitted.mean[0, 0].numpy(), fitted.scale[0, 0].numpy()
         self.coef_ = fitted.W[0].T.numpy()
         self.intercept_ = fitted.b[0].numpy()

@@ -39,41 +39,58 @@ def probe_correct(kind: str, feats: Features, y: np.ndarray, *, Cs: Sequence[flo
     return np.stack(out)
 
 
-def accuracy_rows(correct: np.ndarray, feats: Features, *, n_boot: int, seed: int,
-                  metric: str = "accuracy") -> list[dict]:
+def accuracy_rows(
+    correct: np.ndarray, feats: Features, *, n_boot: int, seed: int, metric: str = "accuracy"
+) -> list[dict]:
     """Per layer: the mean of ``correct`` with a 95% bootstrap CI over test sentences."""
-    low, high = bootstrap_ci(correct, feats.groups[feats.test], n_boot=n_boot, seed=seed)
-    low, high = np.atleast_1d(low), np.atleast_1d(high)
-    return [{"site": s, "layer": l, "metric": metric, "value": float(c.mean()), "ci_low": float(lo),
-             "ci_high": float(hi), "n": int(c.size)}
-            for s, l, c, lo, hi in zip(feats.sites, feats.layers, correct, low, high)]
+    lows, highs = bootstrap_ci(correct, feats.groups[feats.test], n_boot=n_boot, seed=seed)
+    low, high = np.atleast_1d(lows), np.atleast_1d(highs)
+    return [
+        {
+            "site": s,
+            "layer": l,
+            "metric": metric,
+            "value": float(c.mean()),
+            "ci_low": float(lo),
+            "ci_high": float(hi),
+            "n": int(c.size),
+        }
+        for s, l, c, lo, hi in zip(feats.sites, feats.layers, correct, low, high)
+    ]
 
 
-def task_rows(feats: Features, probe: str, *, Cs: Sequence[float], cv: int, seed: int,
-              n_boot: int) -> tuple[list[dict], np.ndarray]:
+def task_rows(
+    feats: Features, probe: str, *, Cs: Sequence[float], cv: int, seed: int, n_boot: int
+) -> tuple[list[dict], np.ndarray]:
     """The probe on the task's labels: accuracy by layer, best and expected layer, the majority baseline;
     and the correctness array the control task compares with."""
     correct = probe_correct(probe, feats, feats.y, Cs=Cs, cv=cv, seed=seed)
     rows = accuracy_rows(correct, feats, n_boot=n_boot, seed=seed)
     profile = layer_profile(correct.mean(1))
     majority = pd.Series(feats.y[~feats.test]).mode()[0]
-    rows += [{"metric": "best_layer", "value": feats.layers[profile["best_layer"]]},
-             {"metric": "expected_layer", "value": profile["expected_layer"]},
-             {"metric": "majority_baseline", "value": float((feats.y[feats.test] == majority).mean()),
-              "n": int(feats.test.sum())}]
+    rows += [
+        {"metric": "best_layer", "value": feats.layers[int(profile["best_layer"])]},
+        {"metric": "expected_layer", "value": profile["expected_layer"]},
+        {
+            "metric": "majority_baseline",
+            "value": float((feats.y[feats.test] == majority).mean()),
+            "n": int(feats.test.sum()),
+        },
+    ]
     return rows, correct
 
 
-def control_task_rows(feats: Features, probe: str, task_correct: np.ndarray, *, Cs: Sequence[float], cv: int,
-                      seed: int, n_boot: int) -> list[dict]:
+def control_task_rows(
+    feats: Features, probe: str, task_correct: np.ndarray, *, Cs: Sequence[float], cv: int, seed: int, n_boot: int
+) -> list[dict]:
     """Hewitt & Liang's control task (random labels per word type) and selectivity (task - control accuracy)."""
     if feats.types is None:  # the control is defined by word type: sentence tasks have none
         return [{"metric": "control_task_skipped", "value": 1.0}]
     y_control = control_labels(feats.types, feats.y, seed=seed)
     control_correct = probe_correct(probe, feats, y_control, Cs=Cs, cv=cv, seed=seed)
-    return (accuracy_rows(control_correct, feats, n_boot=n_boot, seed=seed)
-            + accuracy_rows(task_correct.astype(float) - control_correct, feats, n_boot=n_boot, seed=seed,
-                            metric="selectivity"))
+    return accuracy_rows(control_correct, feats, n_boot=n_boot, seed=seed) + accuracy_rows(
+        task_correct.astype(float) - control_correct, feats, n_boot=n_boot, seed=seed, metric="selectivity"
+    )
 
 
 def mdl_rows(feats: Features, *, C: float, seed: int) -> list[dict]:
@@ -91,11 +108,20 @@ def mdl_rows(feats: Features, *, C: float, seed: int) -> list[dict]:
         return full * (1 - 1e-4) + 1e-4 / K  # classes unseen so far keep a little mass
 
     code = online_codelength(K, y, fit_predict_proba)
+    bits, compression = np.atleast_1d(code["codelength_bits"]), np.atleast_1d(code["compression"])
     rows = []
     for i, (site, layer) in enumerate(zip(feats.sites, feats.layers)):
-        rows.append({"site": site, "layer": layer, "metric": "codelength_bits",
-                     "value": float(code["codelength_bits"][i]), "n": len(y)})
-        rows.append({"site": site, "layer": layer, "metric": "compression", "value": float(code["compression"][i]),
-                     "n": len(y)})
+        rows.append(
+            {
+                "site": site,
+                "layer": layer,
+                "metric": "codelength_bits",
+                "value": float(bits[i]),
+                "n": len(y),
+            }
+        )
+        rows.append(
+            {"site": site, "layer": layer, "metric": "compression", "value": float(compression[i]), "n": len(y)}
+        )
     rows.append({"metric": "uniform_codelength_bits", "value": code["uniform_bits"], "n": len(y)})
     return rows

@@ -28,7 +28,8 @@ from probes.core.models import LoadedModel, parameter_counts
 
 @dataclass
 class GenerationTask:
-    """Examples ``{"prompt", "target", "options"?, "answer_index"?}``; ``alphabet``: symbols per answer token, if known."""
+    """Examples ``{"prompt", "target", "options"?, "answer_index"?}``; ``alphabet``: symbols per answer token, if
+    known."""
 
     name: str
     examples: list[dict]
@@ -94,30 +95,36 @@ def evaluate_task(lm: LoadedModel, task: GenerationTask, *, batch_size: int = 25
     tok = lm.tokenizer
     encoded = [(scored_ids(tok, ex["prompt"]), ex) for ex in task.examples]
     rows: list[dict] = [{} for _ in encoded]
-    by_shape = defaultdict(list)  # greedy decoding batches prompts of one length and targets of one length
+    # greedy decoding batches prompts of one length and targets of one length
+    by_shape: dict[tuple[int, int], list[tuple[int, list[int], list[int]]]] = defaultdict(list)
     for i, (prompt, ex) in enumerate(encoded):
         target = tok(ex["target"], add_special_tokens=False)["input_ids"]
         by_shape[len(prompt), len(target)].append((i, prompt, target))
     for (_, n_new), items in by_shape.items():
         for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
+            chunk = items[start : start + batch_size]
             generated = _greedy(lm, [p for _, p, _ in chunk], n_new)
             for (i, _, target), gen in zip(chunk, generated):
-                rows[i] = {"example": i, "target": tok.convert_ids_to_tokens(target),
-                           "generated": tok.convert_ids_to_tokens(gen)}
-    pairs = []  # (example, option index, prompt ids, continuation ids)
+                rows[i] = {
+                    "example": i,
+                    "target": tok.convert_ids_to_tokens(target),
+                    "generated": tok.convert_ids_to_tokens(gen),
+                }
+    pairs: list[tuple[int, int, list[int], list[int]]] = []  # (example, option index, prompt ids, continuation ids)
     for i, (prompt, ex) in enumerate(encoded):
         options = ex.get("options") or [ex["target"]]
         pairs += [(i, k, prompt, tok(o, add_special_tokens=False)["input_ids"]) for k, o in enumerate(options)]
     scores: dict[int, list[float]] = defaultdict(list)
     for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        for (i, _, _, _), s in zip(chunk, _continuation_logprobs(lm, [p[2] for p in chunk], [p[3] for p in chunk])):
+        scored = pairs[start : start + batch_size]
+        logprobs = _continuation_logprobs(lm, [p[2] for p in scored], [p[3] for p in scored])
+        for (i, _, _, _), s in zip(scored, logprobs):
             scores[i].append(s)
     for i, (_, ex) in enumerate(encoded):
         if ex.get("options"):
-            rows[i].update(option_logprobs=scores[i], answer_index=ex["answer_index"],
-                           target_logprob=scores[i][ex["answer_index"]])
+            rows[i].update(
+                option_logprobs=scores[i], answer_index=ex["answer_index"], target_logprob=scores[i][ex["answer_index"]]
+            )
         else:
             rows[i]["target_logprob"] = scores[i][0]
     return rows
@@ -136,15 +143,24 @@ def task_chance(task: GenerationTask, outputs: pd.DataFrame) -> dict[str, float]
     return chance_levels(len(first["target"]), task.alphabet, n_options)
 
 
-def model_rows(lm: LoadedModel, spec: ModelSpec, tasks: Sequence[GenerationTask], *, family: str = "family",
-               batch_size: int = 256) -> list[dict]:
+def model_rows(
+    lm: LoadedModel, spec: ModelSpec, tasks: Sequence[GenerationTask], *, family: str = "family", batch_size: int = 256
+) -> list[dict]:
     """Per-example outputs of one model on every task, each row carrying the model's place on the scale axes."""
     if not lm.adapter.causal:
         raise BehaviourError(f"{spec.source} is an encoder ({lm.adapter.name}); generation tasks need a causal LM")
     total, non_embedding = parameter_counts(lm.model)
-    ident = {"model": spec.label, "family": family, "parameters": total, "non_embedding_parameters": non_embedding,
-             "step": spec.step, "tokens": spec.tokens, "revision": spec.revision, "fingerprint": lm.fingerprint,
-             **spec.extra}
+    ident = {
+        "model": spec.label,
+        "family": family,
+        "parameters": total,
+        "non_embedding_parameters": non_embedding,
+        "step": spec.step,
+        "tokens": spec.tokens,
+        "revision": spec.revision,
+        "fingerprint": lm.fingerprint,
+        **spec.extra,
+    }
     return [{**ident, "task": task.name, **r} for task in tasks for r in evaluate_task(lm, task, batch_size=batch_size)]
 
 

@@ -10,7 +10,6 @@ any other model; ``evaluate_ladder`` scores them on ``ladder_tasks``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -47,8 +46,15 @@ class LadderConfig:
     (with one rate for all, the widest models trained worst).
     """
 
-    rungs: tuple[Rung, ...] = (Rung(1, 8, 2), Rung(1, 12, 2), Rung(1, 16, 2), Rung(1, 20, 2), Rung(1, 24, 2),
-                               Rung(1, 32, 4), Rung(2, 48, 4))
+    rungs: tuple[Rung, ...] = (
+        Rung(1, 8, 2),
+        Rung(1, 12, 2),
+        Rung(1, 16, 2),
+        Rung(1, 20, 2),
+        Rung(1, 24, 2),
+        Rung(1, 32, 4),
+        Rung(2, 48, 4),
+    )
     steps: int = 2500
     batch_size: int = 128
     lr: float = 3e-3
@@ -65,8 +71,14 @@ class LadderConfig:
     @classmethod
     def tiny(cls) -> LadderConfig:
         """Five sizes, a few dozen steps: for tests (seconds), not for conclusions."""
-        return cls(rungs=(Rung(1, 8, 2), Rung(1, 16, 2), Rung(2, 16, 2), Rung(2, 32, 4), Rung(3, 48, 4)),
-                   steps=30, batch_size=32, warmup=5, checkpoints=(10, 20), replicates=1)
+        return cls(
+            rungs=(Rung(1, 8, 2), Rung(1, 16, 2), Rung(2, 16, 2), Rung(2, 32, 4), Rung(3, 48, 4)),
+            steps=30,
+            batch_size=32,
+            warmup=5,
+            checkpoints=(10, 20),
+            replicates=1,
+        )
 
     @classmethod
     def demo(cls) -> LadderConfig:
@@ -131,7 +143,7 @@ class TrainingStream:
         bos = torch.full((n, 1), self._tok(BOS))
         seq = torch.cat([bos, _digits(a, d) + digit0, plus, _digits(b, d) + digit0, eq, answer], 1)
         answers = torch.zeros_like(seq, dtype=torch.bool)
-        answers[:, -(d + 1):] = True
+        answers[:, -(d + 1) :] = True
         return seq, answers
 
     def recall(self, n: int, queries: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +157,7 @@ class TrainingStream:
         qa = torch.stack([keys.gather(1, asked), values.gather(1, asked)], 2).reshape(n, 2 * queries)
         seq = torch.cat([bos, context, bar, qa], 1)
         answers = torch.zeros_like(seq, dtype=torch.bool)
-        answers[:, 2 * k + 3::2] = True
+        answers[:, 2 * k + 3 :: 2] = True
         return seq, answers
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,9 +176,20 @@ class TrainingStream:
 def make_model(rung: Rung, vocab_size: int, n_positions: int = 32, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=rung.n_embd, n_layer=rung.n_layer,
-                        n_head=rung.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=1, eos_token_id=1, pad_token_id=0, loss_type="ForCausalLM")
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=rung.n_embd,
+        n_layer=rung.n_layer,
+        n_head=rung.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
+        loss_type="ForCausalLM",  # type: ignore[call-arg]  # a PretrainedConfig keyword the stubs leave out
+    )
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
 
@@ -184,8 +207,14 @@ def rung_seed(rung: Rung, config: LadderConfig, replicate: int) -> int:
     return config.seed * 1000 + 10 * config.rungs.index(rung) + replicate
 
 
-def train_rung(rung: Rung, config: LadderConfig, *, replicate: int = 0, bar: tqdm | None = None,
-               checkpoint: Callable[[Any, Any, dict], None] | None = None) -> tuple[Any, Any, dict]:
+def train_rung(
+    rung: Rung,
+    config: LadderConfig,
+    *,
+    replicate: int = 0,
+    bar: tqdm | None = None,
+    checkpoint: Callable[[Any, Any, dict], None] | None = None,
+) -> tuple[Any, Any, dict]:
     """Train one model of one size: (model, tokenizer, what it is). ``checkpoint(model, tokenizer, meta)`` is
     called at each of the config's checkpoint steps (the pipeline saves them; nothing here touches disk)."""
     tokenizer = char_tokenizer()
@@ -193,11 +222,17 @@ def train_rung(rung: Rung, config: LadderConfig, *, replicate: int = 0, bar: tqd
     model = make_model(rung, len(tokenizer), seed=seed)
     model.train()
     stream = TrainingStream(config, torch.Generator().manual_seed(seed))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  betas=(0.9, 0.98))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     total, non_embedding = parameter_counts(model)
-    meta = {"rung": asdict(rung), "replicate": replicate, "seed": seed, "config": config.to_dict(),
-            "config_hash": content_hash(config.to_dict()), "parameters": total, "non_embedding_parameters": non_embedding}
+    meta = {
+        "rung": asdict(rung),
+        "replicate": replicate,
+        "seed": seed,
+        "config": config.to_dict(),
+        "config_hash": content_hash(config.to_dict()),
+        "parameters": total,
+        "non_embedding_parameters": non_embedding,
+    }
     tokens = 0
     with _quiet_padding_warning():
         for step in range(1, config.steps + 1):
@@ -244,9 +279,10 @@ def ladder_tasks(config: dict[str, Any], n: int) -> list:
     from probes.scale.evaluate import GenerationTask
 
     test_seed = 10_000 + config["seed"]
-    return [GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed),
-                           ANSWER_SYMBOLS),
-            GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), ANSWER_SYMBOLS)]
+    return [
+        GenerationTask("addition", make_task("addition", n, digits=config["digits"], seed=test_seed), ANSWER_SYMBOLS),
+        GenerationTask("recall", make_task("recall", n, pairs=config["pairs"], seed=test_seed), ANSWER_SYMBOLS),
+    ]
 
 
 __all__ = ["LadderConfig", "Rung", "char_tokenizer", "ladder_tasks", "train_rung"]

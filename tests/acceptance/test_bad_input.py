@@ -17,9 +17,10 @@ import textwrap
 import pandas as pd
 import pytest
 import torch
-
 from helpers import lm_eval_file
+
 from probes.cli import main
+
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     """The command as a user runs it: ``probes.cli.main`` with its output captured (in this process, so the
@@ -55,8 +56,10 @@ def no_temporaries(root: pathlib.Path) -> None:
 
 def suite_file(folder: pathlib.Path, name: str, model: pathlib.Path, body: str, n_examples: int = 40) -> pathlib.Path:
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nmodels = ["{model}"]\ncontrols = []\nn_examples = {n_examples}\nn_boot = 50\n'
-                    'Cs = [1.0]\n' + body)
+    path.write_text(
+        f'name = "{name}"\nmodels = ["{model}"]\ncontrols = []\nn_examples = {n_examples}\nn_boot = 50\n'
+        "Cs = [1.0]\n" + body
+    )
     return path
 
 
@@ -69,10 +72,12 @@ def test_a_second_suite_into_the_same_folder_is_refused_and_changes_nothing(tiny
     out = tmp_path / "out"
     assert cli("run", first, "--out", out).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    one_line_error(cli("run", second, "--out", out), str(out), "holds a `probes run` with other settings",
-                   "use another --out")
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock.owner"} == \
-        {k: v for k, v in before.items() if k != ".lock.owner"}
+    one_line_error(
+        cli("run", second, "--out", out), str(out), "holds a `probes run` with other settings", "use another --out"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock.owner"} == {
+        k: v for k, v in before.items() if k != ".lock.owner"
+    }
     again = cli("run", first, "--out", out)  # the first suite still prints its own numbers
     assert again.returncode == 0 and "tense" in again.stdout and "depth" not in again.stdout
 
@@ -97,8 +102,24 @@ def test_a_second_writer_gets_the_holders_pid(tiny_folders, tmp_path):
 
 def test_a_refused_ablation_rerun_does_not_rewrite_run_json(tiny_folders, tmp_path):
     out = tmp_path / "ablate"
-    base = ["ablate", tiny_folders["llama"], "--n", "6", "--kind", "zero", "--components", "heads", "--top-k", "3",
-            "--permutations", "2", "--interaction-samples", "1", "--out", out]
+    base = [
+        "ablate",
+        tiny_folders["llama"],
+        "--n",
+        "6",
+        "--kind",
+        "zero",
+        "--components",
+        "heads",
+        "--top-k",
+        "3",
+        "--permutations",
+        "2",
+        "--interaction-samples",
+        "1",
+        "--out",
+        out,
+    ]
     assert cli(*base).returncode == 0
     before = (out / "run.json").read_bytes()
     one_line_error(cli(*base[:-2], "--seed", "7", "--out", out), "other settings", "seed: 0 there, 7 here")
@@ -108,8 +129,12 @@ def test_a_refused_ablation_rerun_does_not_rewrite_run_json(tiny_folders, tmp_pa
 def test_two_tasks_with_one_name_are_refused(tiny_folders, tmp_path):
     data = tmp_path / "a.csv"
     pd.DataFrame({"text": ["a dog runs", "the dogs run"] * 10, "label": ["s", "p"] * 10}).to_csv(data, index=False)
-    toml = suite_file(tmp_path, "s", tiny_folders["gpt2"],
-                      f'tasks = [{{ name = "mine", path = "{data}" }}, {{ name = "mine", path = "{data}" }}]\n')
+    toml = suite_file(
+        tmp_path,
+        "s",
+        tiny_folders["gpt2"],
+        f'tasks = [{{ name = "mine", path = "{data}" }}, {{ name = "mine", path = "{data}" }}]\n',
+    )
     one_line_error(cli("run", toml, "--out", tmp_path / "out"), str(toml), "'mine' is used twice")
     nothing_left(tmp_path / "out")
 
@@ -157,24 +182,35 @@ def test_a_failed_report_write_leaves_no_temporary_file(report_runs, tmp_path, m
 def test_unknown_alias_and_uncached_hub_id(tmp_path):
     one_line_error(cli("sites", "minilmm"), "unknown model 'minilmm'", "did you mean the alias 'minilm'")
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # as the tests set it
-    one_line_error(cli("capture", "nobody/no-such-model", "--out", tmp_path / "o"),
-                   "not in the Hugging Face cache with HF_HUB_OFFLINE=1", "hf download nobody/no-such-model")
+    one_line_error(
+        cli("capture", "nobody/no-such-model", "--out", tmp_path / "o"),
+        "not in the Hugging Face cache with HF_HUB_OFFLINE=1",
+        "hf download nobody/no-such-model",
+    )
     nothing_left(tmp_path / "o")
 
 
 def test_revision_on_an_alias_or_a_folder_is_refused(tiny_folders, tmp_path):
-    one_line_error(cli("capture", "minilm", "--revision", "step1000", "--out", tmp_path / "o"),
-                   "--revision step1000", "built-in alias", "drop --revision")
+    one_line_error(
+        cli("capture", "minilm", "--revision", "step1000", "--out", tmp_path / "o"),
+        "--revision step1000",
+        "built-in alias",
+        "drop --revision",
+    )
     one_line_error(cli("heads", tiny_folders["gpt2"], "--revision", "v2", "--out", tmp_path / "o"), "local folder")
     nothing_left(tmp_path / "o")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_device_cuda_on_a_cpu_only_machine(tiny_folders, tmp_path):
-    one_line_error(cli("capture", tiny_folders["gpt2"], "--device", "cuda", "--out", tmp_path / "o"),
-                   "--device cuda", "use --device cpu")
-    one_line_error(cli("capture", tiny_folders["gpt2"], "--device", "gpu", "--out", tmp_path / "o"),
-                   "'gpu' is not a device name")
+    one_line_error(
+        cli("capture", tiny_folders["gpt2"], "--device", "cuda", "--out", tmp_path / "o"),
+        "--device cuda",
+        "use --device cpu",
+    )
+    one_line_error(
+        cli("capture", tiny_folders["gpt2"], "--device", "gpu", "--out", tmp_path / "o"), "'gpu' is not a device name"
+    )
     nothing_left(tmp_path / "o")
 
 
@@ -193,19 +229,26 @@ def test_corrupt_and_truncated_safetensors_and_a_refused_pickle(tiny_folders, tm
     (pickled / "model.safetensors").unlink()
     marker = tmp_path / "ran"
     # a pickle that would run code (os.system) if loaded unsafely
-    payload = (b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    payload = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
     (pickled / "pytorch_model.bin").write_bytes(payload)
     one_line_error(cli("sites", pickled), "pickle", "safetensors")
     assert not marker.exists()
 
 
 def test_bad_sites_and_components(tiny_folders, tmp_path):
-    one_line_error(cli("capture", tiny_folders["gpt2"], "--sites", "blocks.0.hook_nothing", "--out", tmp_path / "o"),
-                   "unknown site 'blocks.0.hook_nothing'")
-    one_line_error(cli("ablate", tiny_folders["llama"], "--components", "L9H0", "--out", tmp_path / "o"),
-                   "component L9H0", "layers 0..1")
-    one_line_error(cli("ablate", tiny_folders["llama"], "--components", "L0X1", "--out", tmp_path / "o"),
-                   "cannot read component 'L0X1'")
+    one_line_error(
+        cli("capture", tiny_folders["gpt2"], "--sites", "blocks.0.hook_nothing", "--out", tmp_path / "o"),
+        "unknown site 'blocks.0.hook_nothing'",
+    )
+    one_line_error(
+        cli("ablate", tiny_folders["llama"], "--components", "L9H0", "--out", tmp_path / "o"),
+        "component L9H0",
+        "layers 0..1",
+    )
+    one_line_error(
+        cli("ablate", tiny_folders["llama"], "--components", "L0X1", "--out", tmp_path / "o"),
+        "cannot read component 'L0X1'",
+    )
     nothing_left(tmp_path / "o")
 
 
@@ -215,8 +258,12 @@ def test_bad_sites_and_components(tiny_folders, tmp_path):
 def test_a_text_file_that_is_not_utf8_names_file_and_line(tiny_folders, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_bytes(b"a fine line\nanother\ncaf\xe9 au lait\n")
-    one_line_error(cli("capture", tiny_folders["gpt2"], "--texts", texts, "--out", tmp_path / "o"),
-                   f"{texts}:3", "not UTF-8", "save the file as UTF-8")
+    one_line_error(
+        cli("capture", tiny_folders["gpt2"], "--texts", texts, "--out", tmp_path / "o"),
+        f"{texts}:3",
+        "not UTF-8",
+        "save the file as UTF-8",
+    )
     nothing_left(tmp_path / "o")
 
 
@@ -264,27 +311,47 @@ def test_scale_inputs_of_unusual_shape(tmp_path):
     odd = tmp_path / "odd.json"
     odd.write_text(json.dumps({"results": {"arc_easy": 0.5}}))
     one_line_error(cli("scale", odd, "--out", tmp_path / "o"), "results['arc_easy'] is float")
-    for size, message in ((0, "sizes must be positive numbers"), (-3, "sizes must be positive numbers"),
-                          (float("nan"), "no parameters for model(s) m0: give sizes")):
+    for size, message in (
+        (0, "sizes must be positive numbers"),
+        (-3, "sizes must be positive numbers"),
+        (float("nan"), "no parameters for model(s) m0: give sizes"),
+    ):
         path = tmp_path / f"sizes{size}.csv"
-        pd.DataFrame({"model": [f"m{i}" for i in range(5)], "parameters": [size, 2e6, 3e6, 4e6, 5e6],
-                      "t_exact_match": [0.1, 0.2, 0.3, 0.4, 0.5]}).to_csv(path, index=False)
+        pd.DataFrame(
+            {
+                "model": [f"m{i}" for i in range(5)],
+                "parameters": [size, 2e6, 3e6, 4e6, 5e6],
+                "t_exact_match": [0.1, 0.2, 0.3, 0.4, 0.5],
+            }
+        ).to_csv(path, index=False)
         one_line_error(cli("scale", path, "--out", tmp_path / "o"), message)
     nan_metric = tmp_path / "nan.csv"
-    pd.DataFrame({"model": [f"m{i}" for i in range(5)], "parameters": [1e6, 2e6, 3e6, 4e6, 5e6], "task": "t",
-                  "metric": "my_score", "value": [0.1, None, 0.3, 0.4, 0.5]}).to_csv(nan_metric, index=False)
+    pd.DataFrame(
+        {
+            "model": [f"m{i}" for i in range(5)],
+            "parameters": [1e6, 2e6, 3e6, 4e6, 5e6],
+            "task": "t",
+            "metric": "my_score",
+            "value": [0.1, None, 0.3, 0.4, 0.5],
+        }
+    ).to_csv(nan_metric, index=False)
     one_line_error(cli("scale", nan_metric, "--out", tmp_path / "o"), "'my_score'", "no numeric value")
     files = [lm_eval_file(tmp_path / f"{i}.json", f"org/m-{i}", None, 0.3 + 0.1 * i, None) for i in range(5)]
     (tmp_path / "sizes.json").write_text('{"org/m-0": 1e6,')
-    one_line_error(cli("scale", *files, "--sizes", tmp_path / "sizes.json", "--out", tmp_path / "o"),
-                   f"--sizes {tmp_path / 'sizes.json'}:1", "not valid JSON")
+    one_line_error(
+        cli("scale", *files, "--sizes", tmp_path / "sizes.json", "--out", tmp_path / "o"),
+        f"--sizes {tmp_path / 'sizes.json'}:1",
+        "not valid JSON",
+    )
     (tmp_path / "sizes.json").write_text('["org/m-0", 1e6]')
-    one_line_error(cli("scale", *files, "--sizes", tmp_path / "sizes.json", "--out", tmp_path / "o"),
-                   "model name -> number of parameters")
+    one_line_error(
+        cli("scale", *files, "--sizes", tmp_path / "sizes.json", "--out", tmp_path / "o"),
+        "model name -> number of parameters",
+    )
     nothing_left(tmp_path / "o")
 
 
-# --- faults ------------------------------------------------------------------------------------------------------------
+# --- faults -----------------------------------------------------------------------------------------------------------
 
 
 def test_a_full_disk_during_capture_is_one_line(tiny_folders, tmp_path, monkeypatch):
@@ -325,17 +392,24 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(tiny_folders, tmp_path,
     toml = suite_file(tmp_path, "s", tiny_folders["gpt2"], 'tasks = ["tense"]\n')
     result = cli("run", toml, "--out", tmp_path / "o")
     err = result.stderr
-    assert result.returncode == 1 and "Traceback" in err and "ZeroDivisionError: a bug" in err and "this is a bug in emergence-probes" in err
+    assert (
+        result.returncode == 1
+        and "Traceback" in err
+        and "ZeroDivisionError: a bug" in err
+        and "this is a bug in emergence-probes" in err
+    )
 
 
-# --- user text in reports ----------------------------------------------------------------------------------------------
+# --- user text in reports ---------------------------------------------------------------------------------------------
 
-EVIL = '<img src=x onerror=alert(1)>'
+EVIL = "<img src=x onerror=alert(1)>"
 
 
 def test_user_text_is_escaped_in_every_report_field(tiny_folders, tmp_path):
     data = tmp_path / "a.csv"
-    pd.DataFrame({"text": ["a dog runs", "the dogs run"] * 20, "label": [EVIL, "plural"] * 20}).to_csv(data, index=False)
+    pd.DataFrame({"text": ["a dog runs", "the dogs run"] * 20, "label": [EVIL, "plural"] * 20}).to_csv(
+        data, index=False
+    )
     model = tmp_path / f"m{EVIL}"
     shutil.copytree(tiny_folders["gpt2"], model)
     toml = suite_file(tmp_path, "s", model, f'tasks = [{{ name = "task{EVIL}", path = "{data}" }}]\n')

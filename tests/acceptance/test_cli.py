@@ -55,7 +55,9 @@ def test_capture_writes_store_and_summary(tiny_folders, tmp_path, capsys):
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"text": "The cat sat on the mat."}\n{"text": "Birds fly south."}\n')
     out_dir = tmp_path / "run"
-    code = main(["capture", str(tiny_folders["gpt2"]), "--texts", str(texts), "--out", str(out_dir), "--batch-size", "1"])
+    code = main(
+        ["capture", str(tiny_folders["gpt2"]), "--texts", str(texts), "--out", str(out_dir), "--batch-size", "1"]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "activations:" in printed and "attn_entropy" in printed
@@ -112,8 +114,12 @@ def test_scale_reads_lm_eval_files_with_sizes(tmp_path, capsys):
     sizes = {"org/m-1": 1e6, "org/m-2": 4e6, "org/m-3": 16e6, "org/m-4": 64e6, "org/m-5": 256e6}
     files = [str(lm_eval_file(tmp_path / f"{i}.json", m, None, 0.3 + 0.1 * i, None)) for i, m in enumerate(sizes)]
     (tmp_path / "sizes.json").write_text(json.dumps(sizes))
-    assert main(["scale", *files, "--sizes", str(tmp_path / "sizes.json"), "--family", "m",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            ["scale", *files, "--sizes", str(tmp_path / "sizes.json"), "--family", "m", "--out", str(tmp_path / "out")]
+        )
+        == 0
+    )
     verdicts = pd.read_csv(tmp_path / "out" / "verdicts.csv")
     assert set(verdicts["task"]) == {"arc_easy", "gsm8k"} and set(verdicts["family"]) == {"m"}
 

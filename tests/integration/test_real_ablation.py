@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from probes.causal.behaviour import MinimalPairs, ProbeAccuracy
-from probes.causal.components import Head, MLP, Neurons, Resid
-from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
+from probes.causal.components import MLP, Head, Neurons, Resid
 from probes.causal.erasure import LeaceEraser, token_features
-from probes.probing.linear import fit_layers
-from probes.causal.patching import patch_effects
 from probes.causal.evaluator import Evaluator
+from probes.causal.patching import patch_effects
+from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
+from probes.probing.linear import fit_layers
 
 pytestmark = pytest.mark.integration
 

@@ -47,8 +47,14 @@ def test_minilm_capture_equals_hf_outputs(minilm):
 def test_smollm_capture_equals_hf_outputs(smollm):
     assert smollm.adapter.name == "llama" and smollm.shape.n_layers == 30 and smollm.shape.n_heads == 9
     assert sum(p.numel() for p in smollm.model.parameters()) == 134_515_008
-    sites = ["blocks.*.hook_resid_pre", "blocks.*.attn.hook_pattern", "ln_final.hook_normalized", "hook_logits",
-             "blocks.10.attn.hook_z", "blocks.10.hook_attn_out"]
+    sites = [
+        "blocks.*.hook_resid_pre",
+        "blocks.*.attn.hook_pattern",
+        "ln_final.hook_normalized",
+        "hook_logits",
+        "blocks.10.attn.hook_z",
+        "blocks.10.hook_attn_out",
+    ]
     _, ref, out, cache = capture_all(smollm, sites)
     check_against_hf(smollm, ref, cache, atol=1e-4)
     torch.testing.assert_close(cache["hook_logits"], ref.logits)
@@ -75,7 +81,9 @@ def test_smollm_generates_and_cache_matches_the_gguf(smollm):
 
 
 def test_minilm_store_round_trip(minilm, tmp_path):
-    store = ActivationStore.build(minilm, TEXTS, ["blocks.3.hook_resid_post"], tmp_path, dtype="float32", progress=False)
+    store = ActivationStore.build(
+        minilm, TEXTS, ["blocks.3.hook_resid_post"], tmp_path, dtype="float32", progress=False
+    )
     _, ref, _, _ = capture_all(minilm, ["blocks.3.hook_resid_post"])
     mask = encode(minilm.tokenizer, TEXTS).attention_mask.bool()
     torch.testing.assert_close(torch.from_numpy(store.read("blocks.3.hook_resid_post")), ref.hidden_states[4][mask])
@@ -85,8 +93,12 @@ def test_minilm_store_round_trip(minilm, tmp_path):
 
 def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
     """The whole main job with --quick settings (the full one, about 12 minutes, is timed by hand: README)."""
-    out = subprocess.run([sys.executable, "-m", "probes.cli", "demo", "--quick", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=1200)
+    out = subprocess.run(
+        [sys.executable, "-m", "probes.cli", "demo", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert out.returncode == 0, out.stderr
     assert f"activations: {tmp_path}" in out.stdout and "best_layer" in out.stdout and "additivity R^2" in out.stdout
     assert all(f"demo {k}/7" in out.stdout for k in range(1, 8))
@@ -101,6 +113,13 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
     assert {p.name for p in (tmp_path / "heads").iterdir()} == {"minilm", "smollm2-135m"}
     report = (tmp_path / "report.html").read_text()
     assert f"report: {(tmp_path / 'report.html').resolve()}" in out.stdout
-    for section in ("Scorecards", "Linear probes", "Ablations", "Amnesic probing", "Capability across scale",
-                    "Attention heads", "Where these numbers come from"):
+    for section in (
+        "Scorecards",
+        "Linear probes",
+        "Ablations",
+        "Amnesic probing",
+        "Capability across scale",
+        "Attention heads",
+        "Where these numbers come from",
+    ):
         assert section in report

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 
 from analysis.mirage import score_examples
-from hf_reference import hf_continuation_logprob, hf_greedy_tokens
-from probes.probing.datasets.synthetic import make_task
 from probes.core.models import parameter_counts
+from probes.probing.datasets.synthetic import make_task
 from probes.scale.evaluate import GenerationTask, evaluate_task
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,9 @@ def test_smollm_outputs_match_generate_and_its_own_loss(smollm):
     for ex, row in zip(examples[:3], rows):
         n_new = len(tok(ex["target"], add_special_tokens=False)["input_ids"])
         assert row["generated"] == hf_greedy_tokens(smollm, ex["prompt"], n_new)
-        assert row["target_logprob"] == pytest.approx(hf_continuation_logprob(smollm, ex["prompt"], ex["target"]), abs=2e-3)
+        assert row["target_logprob"] == pytest.approx(
+            hf_continuation_logprob(smollm, ex["prompt"], ex["target"]), abs=2e-3
+        )
     scored = score_examples(pd.DataFrame([{"model": "smol", "task": "addition", **r} for r in rows]))
     assert scored[["exact_match", "token_accuracy", "mc_accuracy", "brier"]].notna().all().all()
     total, non_embedding = parameter_counts(smollm.model)

@@ -3,4 +3,4 @@
 from .base import DatasetError, ProbingDataset
 from .grammar import TASKS, agreement_pairs, agreement_prompts, generate
 
-__all__ = ["DatasetError", "ProbingDataset", "TASKS", "agreement_pairs", "agreement_prompts", "generate"]
+__all__ = ["TASKS", "DatasetError", "ProbingDataset", "agreement_pairs", "agreement_prompts", "generate"]

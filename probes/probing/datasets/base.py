@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
 from probes.core.data import DatasetError
 
 Level = Literal["sentence", "word"]
@@ -39,11 +40,14 @@ class ProbingDataset:
                         "token labels must line up one per word"
                     )
         if self.split and len(self.split) != len(self.words):
-            raise DatasetError(f"dataset {self.name!r}: split has {len(self.split)} entries for {len(self.words)} sentences")
+            raise DatasetError(
+                f"dataset {self.name!r}: split has {len(self.split)} entries for {len(self.words)} sentences"
+            )
         if len(self.classes) < 2:
             raise DatasetError(
                 f"dataset {self.name!r} has a single class ({self.classes[0]!r}): a probe needs at least two"
-                if self.classes else f"dataset {self.name!r} has no labels"
+                if self.classes
+                else f"dataset {self.name!r} has no labels"
             )
 
     @property
@@ -63,8 +67,9 @@ class ProbingDataset:
             return self
         rng = np.random.default_rng(seed)
         test = rng.random(len(self.words)) < test_fraction
-        return ProbingDataset(self.name, self.level, self.words, self.labels, ["test" if t else "train" for t in test],
-                              self.description)
+        return ProbingDataset(
+            self.name, self.level, self.words, self.labels, ["test" if t else "train" for t in test], self.description
+        )
 
     def __len__(self) -> int:
         return len(self.words)

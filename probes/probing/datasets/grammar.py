@@ -150,7 +150,9 @@ def generate(
     parts = ["test"] * n_test + ["train"] * (n - n_test)
     rng.shuffle(parts)
     grammars = (
-        {p: Grammar(rng, p, split_seed=seed) for p in ("train", "test")} if lexical_split else {p: Grammar(rng) for p in ("train", "test")}
+        {p: Grammar(rng, p, split_seed=seed) for p in ("train", "test")}
+        if lexical_split
+        else {p: Grammar(rng) for p in ("train", "test")}
     )
     words, labels = [], []
     for i, part in enumerate(parts):
@@ -229,15 +231,17 @@ def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
         _attractor(g, s, kind, other)
         good, bad = _verb_pair(g, lex, number)
         prefix = " ".join(s.words)
-        rows.append({
-            "sentence_good": f"{prefix} {good} .",
-            "sentence_bad": f"{prefix} {bad} .",
-            "UID": f"agreement_{kind}_attractor",
-            "field": "syntax",
-            "linguistics_term": "subject_verb_agreement",
-            "subject_number": number,
-            "pair_id": i,
-        })
+        rows.append(
+            {
+                "sentence_good": f"{prefix} {good} .",
+                "sentence_bad": f"{prefix} {bad} .",
+                "UID": f"agreement_{kind}_attractor",
+                "field": "syntax",
+                "linguistics_term": "subject_verb_agreement",
+                "subject_number": number,
+                "pair_id": i,
+            }
+        )
     return rows
 
 
@@ -256,8 +260,16 @@ def agreement_prompts(n: int = 64, *, seed: int = 0) -> list[dict]:
         s = Sentence()
         _attractor(g, s, ("pp", "rc")[(i // 2) % 2], other)
         right, wrong = _verb_pair(g, lex, number)
-        rows.append({"clean": " ".join(words + s.words), "corrupt": " ".join(flipped + s.words),
-                     "answer": " " + right, "wrong": " " + wrong, "subject_number": number, "pair_id": i})
+        rows.append(
+            {
+                "clean": " ".join(words + s.words),
+                "corrupt": " ".join(flipped + s.words),
+                "answer": " " + right,
+                "wrong": " " + wrong,
+                "subject_number": number,
+                "pair_id": i,
+            }
+        )
     return rows
 
 

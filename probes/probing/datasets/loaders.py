@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
@@ -25,7 +24,10 @@ def load_conllu(path: str | os.PathLike, label: str = "upos", name: str | None =
     if label not in ("upos", "xpos", "deprel"):
         raise DatasetError(f"unknown CoNLL-U label {label!r}: use upos, xpos or deprel")
     path = _existing(path)
-    sentences, labels, words, tags = [], [], [], []
+    sentences: list[list[str]] = []
+    labels: list[list[str]] = []
+    words: list[str] = []
+    tags: list[str] = []
     for number, line in enumerate(read_utf8(path).splitlines(), 1):
         line = line.rstrip("\n")
         if not line.strip():
@@ -38,7 +40,9 @@ def load_conllu(path: str | os.PathLike, label: str = "upos", name: str | None =
             continue
         cols = line.split("\t")
         if len(cols) != 10:
-            raise DatasetError(f"{path}:{number}: a CoNLL-U token line has 10 tab-separated columns, this one has {len(cols)}")
+            raise DatasetError(
+                f"{path}:{number}: a CoNLL-U token line has 10 tab-separated columns, this one has {len(cols)}"
+            )
         if "-" in cols[0] or "." in cols[0]:
             continue
         words.append(cols[1])
@@ -48,7 +52,9 @@ def load_conllu(path: str | os.PathLike, label: str = "upos", name: str | None =
         labels.append(tags)
     if not sentences:
         raise DatasetError(f"{path} holds no CoNLL-U sentences")
-    return ProbingDataset(name or f"{path.stem}:{label}", "word", sentences, labels, description=f"{label} from {path.name}")
+    return ProbingDataset(
+        name or f"{path.stem}:{label}", "word", sentences, labels, description=f"{label} from {path.name}"
+    )
 
 
 def load_table(
@@ -83,7 +89,8 @@ def load_table(
         return ProbingDataset(name, "word", words, labels, description=f"token labels from {path.name}")
     if text not in frame.columns:
         raise DatasetError(
-            f"{path}: no column {text!r} (sentence labels) or {tokens!r} (token labels); it has {', '.join(map(str, frame.columns))}"
+            f"{path}: no column {text!r} (sentence labels) or {tokens!r} (token labels); "
+            f"it has {', '.join(map(str, frame.columns))}"
         )
     frame = frame.dropna(subset=[text, label])
     words = [str(t).split() for t in frame[text]]

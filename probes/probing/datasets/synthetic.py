@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable
 
 from .base import DatasetError
 
@@ -42,8 +43,14 @@ def addition(n: int, *, digits: int = 3, seed: int = 0) -> list[dict]:
         values = [total, *distractors]
         rng.shuffle(values)
         options = [str(v).zfill(width)[::-1] for v in values]
-        rows.append({"prompt": f"{a:0{digits}d}+{b:0{digits}d}=", "target": options[values.index(total)],
-                     "options": options, "answer_index": values.index(total)})
+        rows.append(
+            {
+                "prompt": f"{a:0{digits}d}+{b:0{digits}d}=",
+                "target": options[values.index(total)],
+                "options": options,
+                "answer_index": values.index(total),
+            }
+        )
     return rows
 
 
@@ -58,14 +65,20 @@ def recall(n: int, *, pairs: int = 6, seed: int = 0) -> list[dict]:
         values = rng.sample(string.digits, pairs)
         asked = rng.randrange(pairs)
         context = "".join(k + v for k, v in zip(keys, values))
-        rows.append({"prompt": f"{context}|{keys[asked]}", "target": values[asked],
-                     "options": list(values), "answer_index": asked})
+        rows.append(
+            {
+                "prompt": f"{context}|{keys[asked]}",
+                "target": values[asked],
+                "options": list(values),
+                "answer_index": asked,
+            }
+        )
     return rows
 
 
 def make_task(name: str, n: int, *, seed: int = 0, **options) -> list[dict]:
     """``name`` is ``addition`` or ``recall``; keyword options go to its generator."""
-    generators = {"addition": addition, "recall": recall}
+    generators: dict[str, Callable[..., list[dict]]] = {"addition": addition, "recall": recall}
     if name not in generators:
         raise DatasetError(f"unknown synthetic task {name!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
     return generators[name](n, seed=seed, **options)

@@ -13,22 +13,61 @@ from analysis.probe_plots import layer_profile
 def probe_results() -> pd.DataFrame:
     rows = []
     for layer, acc in enumerate([0.6, 0.8, 0.9]):
-        rows.append({"model": "m", "task": "pos", "layer": layer, "probe": "logistic", "metric": "accuracy",
-                     "value": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05})
+        rows.append(
+            {
+                "model": "m",
+                "task": "pos",
+                "layer": layer,
+                "probe": "logistic",
+                "metric": "accuracy",
+                "value": acc,
+                "ci_low": acc - 0.05,
+                "ci_high": acc + 0.05,
+            }
+        )
         for control, v in (("control_task", 0.5), ("random_weights", 0.4)):
-            rows.append({"model": "m", "task": "pos", "layer": layer, "probe": "logistic", "control": control,
-                         "metric": "accuracy", "value": v})
+            rows.append(
+                {
+                    "model": "m",
+                    "task": "pos",
+                    "layer": layer,
+                    "probe": "logistic",
+                    "control": control,
+                    "metric": "accuracy",
+                    "value": v,
+                }
+            )
     rows.append({"model": "m", "task": "pos", "probe": "logistic", "metric": "majority_baseline", "value": 0.3})
     return pd.DataFrame(rows)
 
 
 def ablation_results() -> pd.DataFrame:
-    rows = [{"model": "m", "task": "pairs", "probe": "ablation:mean", "metric": "effect", "value": 0.1 * (2 * l + h),
-             "component": f"L{l}H{h}"} for l in range(2) for h in range(2)]
-    rows.append({"model": "m", "task": "pairs", "probe": "ablation:mean", "metric": "effect", "value": -1.0,
-                 "component": "L0.mlp"})
-    rows += [{"model": "m", "task": "pairs", "probe": "ablation:mean", "metric": "interaction", "value": v,
-              "component": c} for c, v in (("L0H1|L1H0", 0.3), ("L0H1|L0.mlp", -0.2), ("L1H0|L0.mlp", 0.05))]
+    rows = [
+        {
+            "model": "m",
+            "task": "pairs",
+            "probe": "ablation:mean",
+            "metric": "effect",
+            "value": 0.1 * (2 * l + h),
+            "component": f"L{l}H{h}",
+        }
+        for l in range(2)
+        for h in range(2)
+    ]
+    rows.append(
+        {
+            "model": "m",
+            "task": "pairs",
+            "probe": "ablation:mean",
+            "metric": "effect",
+            "value": -1.0,
+            "component": "L0.mlp",
+        }
+    )
+    rows += [
+        {"model": "m", "task": "pairs", "probe": "ablation:mean", "metric": "interaction", "value": v, "component": c}
+        for c, v in (("L0H1|L1H0", 0.3), ("L0H1|L0.mlp", -0.2), ("L1H0|L0.mlp", 0.05))
+    ]
     return pd.DataFrame(rows)
 
 
@@ -65,15 +104,31 @@ def _labelled(fig) -> None:
         if ax.get_label() == "<colorbar>":
             assert ax.get_ylabel() or ax.get_xlabel()
             continue
-        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), (ax.get_title(), ax.get_xlabel(), ax.get_ylabel())
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), (
+            ax.get_title(),
+            ax.get_xlabel(),
+            ax.get_ylabel(),
+        )
 
 
 def test_selectivity_and_compression_by_layer():
     from analysis.probe_plots import selectivity_and_compression
 
-    rows = [{"model": "m", "task": "pos", "layer": l, "probe": "logistic", "control": c, "metric": metric, "value": v,
-             "ci_low": v - 0.1, "ci_high": v + 0.1}
-            for l in range(3) for c, metric, v in (("control_task", "selectivity", 0.1 * l), ("mdl", "compression", 1 + l))]
+    rows = [
+        {
+            "model": "m",
+            "task": "pos",
+            "layer": l,
+            "probe": "logistic",
+            "control": c,
+            "metric": metric,
+            "value": v,
+            "ci_low": v - 0.1,
+            "ci_high": v + 0.1,
+        }
+        for l in range(3)
+        for c, metric, v in (("control_task", "selectivity", 0.1 * l), ("mdl", "compression", 1 + l))
+    ]
     fig = selectivity_and_compression(pd.DataFrame(rows), "m")
     _labelled(fig)
     left, right = fig.axes
@@ -85,8 +140,19 @@ def test_shapley_bars_and_amnesic_plot_show_the_tables_numbers():
     from analysis.ablation_plots import amnesic_plot, shapley_bars
 
     rows = ablation_results().to_dict(orient="records")
-    rows += [{"model": "m", "task": "pairs", "probe": "ablation:mean", "metric": "shapley", "component": c, "value": v,
-              "ci_low": v - 0.1, "ci_high": v + 0.1} for c, v in (("L0H1", 0.2), ("L0.mlp", -0.7))]
+    rows += [
+        {
+            "model": "m",
+            "task": "pairs",
+            "probe": "ablation:mean",
+            "metric": "shapley",
+            "component": c,
+            "value": v,
+            "ci_low": v - 0.1,
+            "ci_high": v + 0.1,
+        }
+        for c, v in (("L0H1", 0.2), ("L0.mlp", -0.7))
+    ]
     fig = shapley_bars(pd.DataFrame(rows))
     _labelled(fig)
     bars = fig.axes[0].patches
@@ -95,11 +161,13 @@ def test_shapley_bars_and_amnesic_plot_show_the_tables_numbers():
     amnesic = []
     for layer in (2, 5):
         base = {"model": "m", "task": "pairs", "probe": "amnesic:leace", "layer": layer, "concept": "number"}
-        amnesic += [{**base, "metric": "erasure_change", "value": -0.5 * layer},
-                    {**base, "metric": "random_erasure_change", "value": 0.01, "ci_low": -0.1, "ci_high": 0.12},
-                    {**base, "metric": "concept_probe_before", "value": 0.9},
-                    {**base, "metric": "concept_probe_after", "value": 0.5},
-                    {**base, "metric": "concept_majority", "value": 0.5}]
+        amnesic += [
+            {**base, "metric": "erasure_change", "value": -0.5 * layer},
+            {**base, "metric": "random_erasure_change", "value": 0.01, "ci_low": -0.1, "ci_high": 0.12},
+            {**base, "metric": "concept_probe_before", "value": 0.9},
+            {**base, "metric": "concept_probe_after", "value": 0.5},
+            {**base, "metric": "concept_majority", "value": 0.5},
+        ]
     fig = amnesic_plot(pd.DataFrame(amnesic))
     _labelled(fig)
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == [-1.0, -2.5]
@@ -110,10 +178,17 @@ def test_shapley_bars_and_amnesic_plot_show_the_tables_numbers():
 def test_notable_heads_need_a_score_to_be_named_and_their_patterns_are_drawn():
     from analysis.head_plots import notable_heads, pattern_heatmaps
 
-    rows = [{"model": "m", "layer": l, "head": h, "metric": metric, "value": v}
-            for l in range(2) for h in range(2)
-            for metric, v in (("prev_token", 0.9 if (l, h) == (0, 1) else 0.1), ("induction", 0.1),
-                              ("first_token", 0.6 if (l, h) == (1, 0) else 0.2), ("distance", l + h))]
+    rows = [
+        {"model": "m", "layer": l, "head": h, "metric": metric, "value": v}
+        for l in range(2)
+        for h in range(2)
+        for metric, v in (
+            ("prev_token", 0.9 if (l, h) == (0, 1) else 0.1),
+            ("induction", 0.1),
+            ("first_token", 0.6 if (l, h) == (1, 0) else 0.2),
+            ("distance", l + h),
+        )
+    ]
     heads = notable_heads(pd.DataFrame(rows))
     assert [(l, h) for l, h, _ in heads] == [(0, 1), (1, 0), (1, 1)]  # no induction head: none scores above 0.3
     assert heads[0][2] == "top previous-token head (0.90)"

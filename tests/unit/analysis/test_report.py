@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import EVIL, TITLE
 
 from analysis.readings import non_additive_share, overall_reading, scale_reading
 from analysis.report import Card, ReportError, build_sections, find_sources, iter_figures, md_escape, read_inputs
@@ -18,8 +17,6 @@ from analysis.tables import profile_table
 from probes.cli import main
 from probes.pipelines.report import write_report
 from probes.pipelines.specs import ReportSpec
-
-from conftest import EVIL, TITLE
 
 
 def test_every_result_folder_is_found_below_the_given_one(runs):
@@ -53,7 +50,15 @@ def test_report_states_where_its_numbers_came_from(runs, report):
 
 def test_sections_and_figures(runs):
     sections = build_sections(read_inputs([runs]))
-    assert [s.id for s in sections] == ["scorecards", "probes", "ablations", "amnesic", "scale", "attention", "provenance"]
+    assert [s.id for s in sections] == [
+        "scorecards",
+        "probes",
+        "ablations",
+        "amnesic",
+        "scale",
+        "attention",
+        "provenance",
+    ]
     figures = list(iter_figures(sections))
     assert len(figures) >= 10
     for fig in figures:
@@ -93,8 +98,12 @@ def test_readings_by_hand():
     assert overall_reading(["emergent"]).startswith("emerges")
     assert overall_reading(["emergent", "reducible"]).startswith("mixed: 1")
     assert scale_reading([("exact_match", "jump", False), ("token_accuracy", "jump", False)])[1] == "emergent"
-    assert scale_reading([("exact_match", "jump", False), ("token_accuracy", "smooth", False),
-                          ("brier", "jump", False)])[1] is None
+    assert (
+        scale_reading([("exact_match", "jump", False), ("token_accuracy", "smooth", False), ("brier", "jump", False)])[
+            1
+        ]
+        is None
+    )
     assert scale_reading([("exact_match", "mirage", False), ("token_accuracy", "smooth", False)])[1] == "reducible"
     # exact match alone cannot show that a jump survives partial credit; irregular curves are named
     text, lean = scale_reading([("exact_match", "jump", False), ("token_accuracy", "irregular", False)])
@@ -112,8 +121,21 @@ def test_markdown_report_writes_its_figures_beside_it(runs, tmp_path):
 
 
 def test_cli_report_and_errors(runs, tmp_path, capsys):
-    assert main(["report", str(runs / "scale"), "--out", str(tmp_path / "r"), "--format", "md", "--figures",
-                 str(tmp_path / "figs")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(runs / "scale"),
+                "--out",
+                str(tmp_path / "r"),
+                "--format",
+                "md",
+                "--figures",
+                str(tmp_path / "figs"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "r.md").exists() and "report:" in capsys.readouterr().out
     names = {p.name for p in (tmp_path / "figs").iterdir()}
     assert "fam-img-src-x-onerror-alert-1-q-arith-capability-vs-size.png" in names

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SIZES, curve_rows, lm_eval_file, per_token
 
 from analysis.mirage import aggregate, brier, chance_levels, edit_distance, score_examples, token_accuracy
-from helpers import SIZES, curve_rows, lm_eval_file, per_token
 from analysis.scale_table import ScaleTableError, read_lm_eval, read_scale_csv, scale_table
 from analysis.scaling import Curve, analyse, bigbench_measures, normalise, predict_largest
 
@@ -63,8 +62,9 @@ def test_exact_match_of_a_smooth_per_token_accuracy_is_called_a_mirage():
 
 @pytest.mark.parametrize("x0", [5.3, 6.0, 7.1])
 def test_a_true_sigmoid_jump_is_found_with_its_location_inside_the_interval(x0):
-    rows = (curve_rows("jump", "exact_match", sigmoid(X, 0.0, 0.9, x0, 0.08))
-            + curve_rows("jump", "token_accuracy", sigmoid(X, 0.1, 0.95, x0, 0.08)))
+    rows = curve_rows("jump", "exact_match", sigmoid(X, 0.0, 0.9, x0, 0.08)) + curve_rows(
+        "jump", "token_accuracy", sigmoid(X, 0.1, 0.95, x0, 0.08)
+    )
     verdicts = analyse(pd.DataFrame(rows), n_boot=100)
     for metric in ("exact_match", "token_accuracy"):
         v = verdict_of(verdicts, "jump", metric)
@@ -89,8 +89,12 @@ def test_noisy_curves_keep_their_verdicts(seed):
     p = np.clip(per_token() + se * rng.standard_normal(len(SIZES)), 0, 1)
     jump = np.clip(sigmoid(X, 0.05, 0.9, 6.0, 0.08) + se * rng.standard_normal(len(SIZES)), 0, 1)
     power = np.clip(0.95 - 0.8 * (SIZES / 1e4) ** -0.3 + se * rng.standard_normal(len(SIZES)), 0, 1)
-    rows = (curve_rows("arith", "token_accuracy", p, stderr=se) + curve_rows("arith", "exact_match", p**8, stderr=se)
-            + curve_rows("jump", "exact_match", jump, stderr=se) + curve_rows("know", "token_accuracy", power, stderr=se))
+    rows = (
+        curve_rows("arith", "token_accuracy", p, stderr=se)
+        + curve_rows("arith", "exact_match", p**8, stderr=se)
+        + curve_rows("jump", "exact_match", jump, stderr=se)
+        + curve_rows("know", "token_accuracy", power, stderr=se)
+    )
     verdicts = analyse(pd.DataFrame(rows), n_boot=100, seed=seed)
     assert verdict_of(verdicts, "arith", "exact_match")["verdict"] == "mirage"
     assert verdict_of(verdicts, "know", "token_accuracy")["verdict"] == "smooth"
@@ -101,18 +105,36 @@ def test_noisy_curves_keep_their_verdicts(seed):
 def test_per_example_scores_drive_the_bootstrap():
     rng = np.random.default_rng(0)
     accuracy = sigmoid(X, 0.02, 0.95, 6.0, 0.05)
-    examples = pd.DataFrame([{"model": f"m{i}", "task": "jump", "exact_match": float(rng.random() < a)}
-                             for i, a in enumerate(accuracy) for _ in range(400)])
+    examples = pd.DataFrame(
+        [
+            {"model": f"m{i}", "task": "jump", "exact_match": float(rng.random() < a)}
+            for i, a in enumerate(accuracy)
+            for _ in range(400)
+        ]
+    )
     table = examples.groupby("model", sort=False)["exact_match"].agg(["mean", "sem", "size"]).reset_index()
-    rows = [{"model": r.model, "parameters": SIZES[i], "task": "jump", "metric": "exact_match", "value": r.mean,
-             "stderr": r.sem, "n": r.size} for i, r in enumerate(table.itertuples())]
+    rows = [
+        {
+            "model": r.model,
+            "parameters": SIZES[i],
+            "task": "jump",
+            "metric": "exact_match",
+            "value": r.mean,
+            "stderr": r.sem,
+            "n": r.size,
+        }
+        for i, r in enumerate(table.itertuples())
+    ]
     v = analyse(pd.DataFrame(rows), examples=examples, n_boot=100).iloc[0]
     assert v["verdict"] == "jump" and v["jump_low"] <= 10**6.0 <= v["jump_high"]
 
 
 def test_four_sizes_are_not_enough_to_tell_a_jump():
-    rows = [r for r in curve_rows("few", "exact_match", sigmoid(X, 0, 0.9, 6.3, 0.05)) if r["model"] in
-            {"m0", "m2", "m5", "m7"}]
+    rows = [
+        r
+        for r in curve_rows("few", "exact_match", sigmoid(X, 0, 0.9, 6.3, 0.05))
+        if r["model"] in {"m0", "m2", "m5", "m7"}
+    ]
     v = analyse(pd.DataFrame(rows)).iloc[0]
     assert v["verdict"] == "not enough sizes"
     assert np.isfinite(v["breakthroughness"])
@@ -144,7 +166,9 @@ def test_scale_table_errors_name_the_problem():
 
 def test_lm_eval_reader(tmp_path):
     sizes = {"EleutherAI/pythia-70m": 70e6, "EleutherAI/pythia-160m": 160e6, "EleutherAI/pythia-410m": 410e6}
-    files = [lm_eval_file(tmp_path / f"r{i}.json", m, None, 0.4 + 0.05 * i, int(s)) for i, (m, s) in enumerate(sizes.items())]
+    files = [
+        lm_eval_file(tmp_path / f"r{i}.json", m, None, 0.4 + 0.05 * i, int(s)) for i, (m, s) in enumerate(sizes.items())
+    ]
     table = read_lm_eval(files, family="pythia")
     arc = table[(table["task"] == "arc_easy") & (table["metric"] == "acc")]
     assert list(arc["parameters"]) == [70e6, 160e6, 410e6]
@@ -157,8 +181,10 @@ def test_lm_eval_reader(tmp_path):
 
 
 def test_lm_eval_reader_checkpoints_old_keys_and_given_sizes(tmp_path):
-    files = [lm_eval_file(tmp_path / f"s{step}.json", "EleutherAI/pythia-160m", f"step{step}", a, None, old=True)
-             for step, a in ((1000, 0.3), (10000, 0.4), (143000, 0.45))]
+    files = [
+        lm_eval_file(tmp_path / f"s{step}.json", "EleutherAI/pythia-160m", f"step{step}", a, None, old=True)
+        for step, a in ((1000, 0.3), (10000, 0.4), (143000, 0.45))
+    ]
     with pytest.raises(ScaleTableError, match="sizes="):
         read_lm_eval(files)
     with pytest.raises(ScaleTableError, match="1 size"):  # one model: not a family of sizes
@@ -186,8 +212,14 @@ def test_csv_readers_tidy_and_wide_give_the_same_table(tmp_path):
     p = per_token()
     tidy = pd.DataFrame(curve_rows("arith", "token_accuracy", p) + curve_rows("arith", "exact_match", p**8))
     tidy.to_csv(tmp_path / "tidy.csv", index=False)
-    wide = pd.DataFrame({"model": [f"m{i}" for i in range(8)], "parameters": SIZES,
-                         "arith_token_accuracy": p, "arith_exact_match": p**8})
+    wide = pd.DataFrame(
+        {
+            "model": [f"m{i}" for i in range(8)],
+            "parameters": SIZES,
+            "arith_token_accuracy": p,
+            "arith_exact_match": p**8,
+        }
+    )
     wide.to_csv(tmp_path / "wide.csv", index=False)
     a, b = read_scale_csv(tmp_path / "tidy.csv"), read_scale_csv(tmp_path / "wide.csv")
     key = ["model", "metric"]
@@ -199,7 +231,7 @@ def test_csv_readers_tidy_and_wide_give_the_same_table(tmp_path):
         read_scale_csv(tmp_path / "bad.csv")
 
 
-# --- per-example metrics -----------------------------------------------------------------------------------------------
+# --- per-example metrics ----------------------------------------------------------------------------------------------
 
 
 def test_edit_distance_and_token_accuracy_by_hand():
@@ -217,12 +249,28 @@ def test_brier_by_hand():
 
 
 def test_score_examples_and_aggregate():
-    outputs = pd.DataFrame([
-        {"model": "m", "task": "t", "target": list("9750"), "generated": list("9750"), "target_logprob": -0.1,
-         "option_logprobs": [-0.1, -3.0], "answer_index": 0},
-        {"model": "m", "task": "t", "target": list("9750"), "generated": list("9751"), "target_logprob": -2.0,
-         "option_logprobs": [-2.0, -0.5], "answer_index": 0},
-    ])
+    outputs = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "task": "t",
+                "target": list("9750"),
+                "generated": list("9750"),
+                "target_logprob": -0.1,
+                "option_logprobs": [-0.1, -3.0],
+                "answer_index": 0,
+            },
+            {
+                "model": "m",
+                "task": "t",
+                "target": list("9750"),
+                "generated": list("9751"),
+                "target_logprob": -2.0,
+                "option_logprobs": [-2.0, -0.5],
+                "answer_index": 0,
+            },
+        ]
+    )
     scored = score_examples(outputs)
     assert list(scored["exact_match"]) == [1.0, 0.0]
     assert list(scored["token_accuracy"]) == [1.0, 0.75]
@@ -262,7 +310,9 @@ def test_the_analysis_package_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, analysis.scaling, analysis.scale_table, analysis.scale_plots, analysis.report, analysis.mirage; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, analysis.scaling, analysis.scale_table, analysis.scale_plots, analysis.report, analysis.mirage; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

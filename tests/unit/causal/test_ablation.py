@@ -7,15 +7,38 @@ import pytest
 import torch
 
 from probes.causal.ablation import AblationError, Reference, ablate
-from probes.core.align import encode
-from probes.causal.behaviour import BehaviourError, LogitDiff, MinimalPairs, NextTokenLoss, ProbeAccuracy, EmbeddingCosine
-from probes.causal.components import (Attn, ComponentError, Direction, Edit, Head, MLP, Neurons, Resid, all_heads, all_mlps,
-                               components_from, parse_component)
-from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
-from probes.causal.patching import patch_effects
+from probes.causal.behaviour import (
+    BehaviourError,
+    EmbeddingCosine,
+    LogitDiff,
+    MinimalPairs,
+    NextTokenLoss,
+    ProbeAccuracy,
+)
+from probes.causal.components import (
+    MLP,
+    Attn,
+    ComponentError,
+    Direction,
+    Edit,
+    Head,
+    Neurons,
+    Resid,
+    all_heads,
+    all_mlps,
+    components_from,
+    parse_component,
+)
 from probes.causal.evaluator import Evaluator, interaction_matrix, single_effects
+from probes.causal.patching import patch_effects
+from probes.core.align import encode
+from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
 
-TEXTS = ["the dog near the cars sleeps .", "some teachers that the cat likes run quickly .", "a tall dog sees the book ."]
+TEXTS = [
+    "the dog near the cars sleeps .",
+    "some teachers that the cat likes run quickly .",
+    "a tall dog sees the book .",
+]
 CAUSAL = ("gpt2", "llama", "gpt_neox")
 
 
@@ -47,8 +70,16 @@ def test_component_names_parse_back(tiny):
     assert [c.name for c in components_from("heads+mlps", tiny.shape)][:5] == ["L0H0", "L0H1", "L0H2", "L0H3", "L0.mlp"]
 
 
-@pytest.mark.parametrize("text, needle", [("L9H0", "layers 0..1"), ("L0H7", "heads 0..3"), ("L0.mlp[999]", "neurons"),
-                                          ("layer3", "cannot read"), ("L0.attn[1]", "only MLP neurons")])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("L9H0", "layers 0..1"),
+        ("L0H7", "heads 0..3"),
+        ("L0.mlp[999]", "neurons"),
+        ("layer3", "cannot read"),
+        ("L0.attn[1]", "only MLP neurons"),
+    ],
+)
 def test_bad_component_names_say_what_is_wrong(tiny_folders, text, needle):
     from probes import load
 
@@ -206,7 +237,9 @@ def test_minimal_pair_score_equals_full_sentence_log_probabilities(tiny):
     for row in pairs:  # independent: the model's own loss over each whole sentence
         sums = []
         for key in ("sentence_good", "sentence_bad"):
-            ids = torch.tensor([[tiny.tokenizer.bos_token_id] + tiny.tokenizer(row[key])["input_ids"]], device=tiny.device)
+            ids = torch.tensor(
+                [[tiny.tokenizer.bos_token_id] + tiny.tokenizer(row[key])["input_ids"]], device=tiny.device
+            )
             with torch.inference_mode():
                 loss = tiny.model(input_ids=ids, labels=ids).loss
             sums.append(-float(loss) * (ids.shape[1] - 1))
@@ -276,8 +309,17 @@ def test_behaviour_errors_are_one_line_and_name_the_fix(tiny_folders):
 # --- the fast evaluator equals the plain loop ----------------------------------------------------------
 
 
-SUBSETS = [[Head(0, 1)], [Head(1, 2)], [MLP(0)], [Head(0, 1), MLP(1)], [Attn(1)], [Neurons(0, [1, 5, 9])],
-           [Head(1, 0).at_position(3)], [Resid(1, at=2)], [Head(0, 0), Head(0, 3), Head(1, 1), MLP(0), MLP(1)]]
+SUBSETS = [
+    [Head(0, 1)],
+    [Head(1, 2)],
+    [MLP(0)],
+    [Head(0, 1), MLP(1)],
+    [Attn(1)],
+    [Neurons(0, [1, 5, 9])],
+    [Head(1, 0).at_position(3)],
+    [Resid(1, at=2)],
+    [Head(0, 0), Head(0, 3), Head(1, 1), MLP(0), MLP(1)],
+]
 
 
 @pytest.mark.parametrize("arch", CAUSAL)
@@ -285,8 +327,9 @@ SUBSETS = [[Head(0, 1)], [Head(1, 2)], [MLP(0)], [Head(0, 1), MLP(1)], [Attn(1)]
 def test_prefix_reuse_batching_and_packing_give_the_plain_loops_numbers(tiny, kind):
     pairs = agreement_pairs(12, seed=0)
     fast = Evaluator(tiny, MinimalPairs(pairs, batch_size=5, row_tokens=48), kind=kind, max_tokens=300)
-    slow = Evaluator(tiny, MinimalPairs(pairs, batch_size=5, packed=False), kind=kind, reuse_prefix=False,
-                     batch_conditions=False)
+    slow = Evaluator(
+        tiny, MinimalPairs(pairs, batch_size=5, packed=False), kind=kind, reuse_prefix=False, batch_conditions=False
+    )
     a, b = fast.values(SUBSETS), slow.values(SUBSETS)
     np.testing.assert_allclose(fast.clean, slow.clean, atol=1e-4)
     np.testing.assert_allclose(a, b, atol=1e-4)
@@ -397,7 +440,7 @@ def test_interaction_is_zero_for_components_that_act_on_disjoint_examples(tiny_f
 
 def _aligned_prompts(lm, n=16):
     rows = agreement_prompts(n)
-    ids = lambda text: lm.tokenizer(text)["input_ids"]  # noqa: E731
+    ids = lambda text: lm.tokenizer(text)["input_ids"]
     return [r for r in rows if len(ids(r["clean"])) == len(ids(r["corrupt"]))]
 
 
@@ -421,8 +464,9 @@ def test_patching_the_whole_residual_at_the_differing_positions_restores_everyth
     T = max(len(lm.tokenizer(t)["input_ids"]) for t in clean) + 1
     result = patch_effects(lm, clean, corrupt, answers, [Resid(0, at=p) for p in range(T)])
     # per example, patching all positions = the clean run; positions that agree in both prompts do nothing
-    everything = Evaluator(lm, LogitDiff(corrupt, answers), kind="patch",
-                           source=_source(lm, clean, answers)).values([[Resid(0)]])[0]
+    everything = Evaluator(lm, LogitDiff(corrupt, answers), kind="patch", source=_source(lm, clean, answers)).values(
+        [[Resid(0)]]
+    )[0]
     np.testing.assert_allclose(everything, Evaluator(lm, LogitDiff(clean, answers)).clean, atol=1e-4)
     assert result.effects["restored"].abs().max() > 0
 

@@ -52,8 +52,13 @@ def test_head_statistics_match_the_models_own_attentions(arch, tiny_folders):
     with torch.no_grad():
         att = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True).attentions
     offset = ids.shape[1] - 10
-    manual = [[np.mean([att[l][b, h, offset + 5 + i, offset + i + 1].item() for b in range(3) for i in range(5)])
-               for h in range(H)] for l in range(L)]
+    manual = [
+        [
+            np.mean([att[l][b, h, offset + 5 + i, offset + i + 1].item() for b in range(3) for i in range(5)])
+            for h in range(H)
+        ]
+        for l in range(L)
+    ]
     np.testing.assert_allclose(head_map(frame, "induction"), manual, atol=1e-6)
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import _byte_bpe, _wordpiece
 
 from probes.core.align import EmptyInputError, encode, pool_words, token_word_index, word_spans
-
-from conftest import _byte_bpe, _wordpiece
 
 
 @pytest.fixture(scope="module", params=["bpe", "wordpiece"])

@@ -158,6 +158,7 @@ def test_hooks_removed_after_capture_and_after_errors(tiny):
             assert hook_count(tiny) > before
             raise RuntimeError("boom")
     assert hook_count(tiny) == before
+
     def explode(*_):  # a forward that raises midway (not a bad token id: on a GPU that is a device-side assert)
         raise IndexError("inside the forward")
 

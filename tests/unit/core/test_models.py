@@ -57,8 +57,13 @@ def test_alias_not_installed_names_the_package(monkeypatch):
 
 
 def test_unsupported_architecture_lists_the_supported(tmp_path):
-    OPTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=50).save_pretrained(tmp_path)
-    with pytest.raises(UnsupportedArchitectureError, match=r"unsupported architecture 'opt': supported are bert, gpt2, gpt_neox, llama.*probes/adapters.py"):
+    OPTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=50).save_pretrained(
+        tmp_path
+    )
+    with pytest.raises(
+        UnsupportedArchitectureError,
+        match=r"unsupported architecture 'opt': supported are bert, gpt2, gpt_neox, llama.*probes/adapters.py",
+    ):
         load(tmp_path)
     with pytest.raises(UnsupportedArchitectureError):
         adapter_for("t5")
@@ -71,7 +76,9 @@ def test_remote_code_never_runs_unless_asked(tmp_path):
         "from transformers import PretrainedConfig\n"
         "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
     )
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "evil", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}})
+    )
     with pytest.raises(ValueError, match="trust_remote_code"):
         load(tmp_path)
     assert not marker.exists()
@@ -87,10 +94,14 @@ def test_site_names_and_patterns(tiny, arch):
     names = tiny.site_names()
     assert "blocks.1.attn.hook_pattern" in names and len([n for n in names if n.startswith("blocks.0.")]) == 7
     assert ("hook_logits" in names) == (arch != "bert")
-    assert [s.name for s in tiny.resolve("blocks.*.hook_resid_post")] == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert [s.name for s in tiny.resolve("blocks.*.hook_resid_post")] == [
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_post",
+    ]
     assert len(tiny.resolve("*")) == len(names)
-    assert [s.name for s in tiny.resolve(["blocks.1.hook_mlp_out", "blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"])] == [
-        "blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]  # model order, no duplicates
+    assert [
+        s.name for s in tiny.resolve(["blocks.1.hook_mlp_out", "blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"])
+    ] == ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]  # model order, no duplicates
 
 
 def test_bad_site_names(tiny, arch):

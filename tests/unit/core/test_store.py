@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import json
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from importlib import metadata
 
 import numpy as np
 import pytest
-import torch
+from conftest import DEMO_TEXTS
 
 from probes import ActivationStore, run_with_cache
 from probes.core.align import EmptyInputError
 from probes.core.models import load
 from probes.core.store import StoreError
-
-from conftest import DEMO_TEXTS
 
 SITES = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]
 
@@ -61,7 +58,9 @@ def test_float16_store_and_word_pooling(tiny, tmp_path):
     assert values.dtype == np.float16
     _, cache = run_with_cache(tiny, texts[:2], "blocks.1.hook_resid_post")
     mask = tiny.tokenizer(texts[:2], padding=True, return_tensors="pt")["attention_mask"].bool()
-    np.testing.assert_allclose(values[: int(mask.sum())], cache["blocks.1.hook_resid_post"].cpu()[mask].numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        values[: int(mask.sum())], cache["blocks.1.hook_resid_post"].cpu()[mask].numpy(), rtol=1e-3, atol=1e-3
+    )
     pooled, keys = store.read_words("blocks.1.hook_resid_post", how="mean")
     assert len(pooled) == sum(len(t.split()) for t in texts)
     assert keys.groupby("example_id").size().tolist() == [len(t.split()) for t in texts]
@@ -158,8 +157,17 @@ def test_memory_is_bounded_by_the_batch_not_the_dataset(tiny_folders, tmp_path):
 
     def peak(repeat: int) -> dict:
         out = subprocess.run(
-            [sys.executable, str(script), str(tiny_folders["gpt2"]), str(tmp_path / f"s{repeat}"), str(texts_file), str(repeat)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                str(script),
+                str(tiny_folders["gpt2"]),
+                str(tmp_path / f"s{repeat}"),
+                str(texts_file),
+                str(repeat),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 

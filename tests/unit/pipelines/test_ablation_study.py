@@ -12,16 +12,20 @@ import torch
 
 from analysis.results import read_results
 from probes.causal.behaviour import MinimalPairs, make_behaviour
-from probes.cli import main
-from probes.causal.components import Head, MLP
-from probes.probing.datasets import agreement_pairs, generate
 from probes.causal.erasure import LeaceEraser, amnesic_study, random_subspace_edit, token_features
-from probes.probing.linear import fit_layers
+from probes.causal.shapley import (
+    additivity,
+    exact_interaction_index,
+    exact_shapley,
+    interaction_indices,
+    shapley_values,
+)
+from probes.cli import main
 from probes.pipelines.ablation_study import ablation_study, run_ablation
 from probes.pipelines.run import RunError
-from probes.pipelines.specs import AblationSpec, SpecError, StudySpec, SuiteSpec, make
-from probes.causal.shapley import (additivity, exact_interaction_index, exact_shapley, interaction_indices,
-                            shapley_values)
+from probes.pipelines.specs import AblationSpec, SpecError, SuiteSpec, make
+from probes.probing.datasets import agreement_pairs, generate
+from probes.probing.linear import fit_layers
 
 
 def validate(raw: dict, where: str = "suite") -> SuiteSpec:
@@ -74,7 +78,7 @@ def test_interaction_index_matches_enumeration():
     assert sampled.loc["a", "c"] == pytest.approx(0.0)
     # a three-way unanimity term of weight 6: the index of each of its pairs is 6 / (3 - 1) (hand-worked:
     # the pair's second difference is 6 when c is already ablated, which happens before {a, b} half the time)
-    triple = lambda subsets: np.stack([np.full(2, 6.0 * ({"a", "b", "c"} <= s)) for s in subsets])  # noqa: E731
+    triple = lambda subsets: np.stack([np.full(2, 6.0 * ({"a", "b", "c"} <= s)) for s in subsets])
     exact = exact_interaction_index(triple, PLAYERS, 0, 1)
     assert exact == pytest.approx(3.0)
     est = interaction_indices(triple, PLAYERS, n_samples=4000, seed=0).loc["a", "b"]
@@ -127,7 +131,9 @@ def test_leace_leaves_no_linear_signal_and_moves_the_least():
     rand = random_subspace_edit(d, 2, torch.tensor(X.mean(0)), 0, seed=0)
     m, mu = rand.matrix, rand.mean
     X_rand = torch.tensor(X) - (torch.tensor(X) - mu.double()) @ m.double().T
-    assert fit_layers(X_rand.float()[None], y.astype(str), Cs=[1.0]).accuracy(X_rand.float()[None], y.astype(str))[0] > 0.8
+    assert (
+        fit_layers(X_rand.float()[None], y.astype(str), Cs=[1.0]).accuracy(X_rand.float()[None], y.astype(str))[0] > 0.8
+    )
 
 
 def test_leace_on_a_models_tokens_leaves_the_probe_at_chance(tiny_folders):
@@ -146,8 +152,9 @@ def test_amnesic_study_compares_with_random_erasures(tiny_folders):
     from probes import load
 
     lm = load(tiny_folders["llama"])
-    table = amnesic_study(lm, MinimalPairs(agreement_pairs(8)), generate("subject_number", 60, seed=0), [0, 1],
-                          n_random=3)
+    table = amnesic_study(
+        lm, MinimalPairs(agreement_pairs(8)), generate("subject_number", 60, seed=0), [0, 1], n_random=3
+    )
     assert list(table["layer"]) == [0, 1]
     assert (table["rank"] == 1).all()
     assert (table["probe_after"] <= table["majority"] + 0.1).all()
@@ -161,12 +168,25 @@ def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
     from probes import load
 
     lm = load(tiny_folders["llama"])
-    spec = AblationSpec(model=str(tiny_folders["llama"]), n=8, kind="zero", components=["L0H1", "L1H2", "L0.mlp", "L1.mlp"],
-                        top_k=3, permutations=4, interaction_samples=2, n_boot=10)
+    spec = AblationSpec(
+        model=str(tiny_folders["llama"]),
+        n=8,
+        kind="zero",
+        components=["L0H1", "L1H2", "L0.mlp", "L1.mlp"],
+        top_k=3,
+        permutations=4,
+        interaction_samples=2,
+        n_boot=10,
+    )
     study = run_ablation(spec, tmp_path, lm=lm, progress=False)
     assert study.shapley["shapley"].sum() == pytest.approx(study.additivity.full_effect, abs=1e-9)
     assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == [
-        "additivity.json", "interaction_index.csv", "interactions.csv", "shapley.json", "singles.csv"]
+        "additivity.json",
+        "interaction_index.csv",
+        "interactions.csv",
+        "shapley.json",
+        "singles.csv",
+    ]
     (tmp_path / "stages" / "additivity.json").unlink()
     again = run_ablation(spec, tmp_path, lm=lm, progress=False)
     pd.testing.assert_frame_equal(again.singles, study.singles, check_dtype=False)
@@ -179,8 +199,24 @@ def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
 
 def test_probes_ablate_writes_the_tidy_table_and_provenance(tiny_folders, tmp_path, capsys):
     out = tmp_path / "ablate"
-    argv = ["ablate", str(tiny_folders["gpt2"]), "--n", "8", "--kind", "zero", "--components", "heads",
-            "--top-k", "3", "--permutations", "4", "--interaction-samples", "2", "--out", str(out)]
+    argv = [
+        "ablate",
+        str(tiny_folders["gpt2"]),
+        "--n",
+        "8",
+        "--kind",
+        "zero",
+        "--components",
+        "heads",
+        "--top-k",
+        "3",
+        "--permutations",
+        "4",
+        "--interaction-samples",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "additivity R^2" in printed
@@ -198,17 +234,51 @@ def test_probes_ablate_erase_adds_the_amnesic_study_as_rows(tiny_folders, tmp_pa
     from probes import load
 
     out = tmp_path / "ablate"
-    argv = ["ablate", str(tiny_folders["llama"]), "--n", "8", "--kind", "zero", "--components", "L0H1", "L1H2", "L0.mlp",
-            "--top-k", "3", "--permutations", "4", "--interaction-samples", "2", "--erase", "subject_number",
-            "--erase-layers", "0", "1", "--out", str(out)]
+    argv = [
+        "ablate",
+        str(tiny_folders["llama"]),
+        "--n",
+        "8",
+        "--kind",
+        "zero",
+        "--components",
+        "L0H1",
+        "L1H2",
+        "L0.mlp",
+        "--top-k",
+        "3",
+        "--permutations",
+        "4",
+        "--interaction-samples",
+        "2",
+        "--erase",
+        "subject_number",
+        "--erase-layers",
+        "0",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     rows = read_results(out / "results.csv")
     amnesic = rows[rows["probe"] == "amnesic:leace"]
-    assert set(amnesic["metric"]) == {"erasure_change", "random_erasure_change", "concept_probe_before",
-                                      "concept_probe_after", "concept_majority", "erased_rank"}
+    assert set(amnesic["metric"]) == {
+        "erasure_change",
+        "random_erasure_change",
+        "concept_probe_before",
+        "concept_probe_after",
+        "concept_majority",
+        "erased_rank",
+    }
     # the same numbers as the study run directly (its own seed: the spec's)
-    direct = amnesic_study(load(tiny_folders["llama"]), MinimalPairs(agreement_pairs(8)),
-                           generate("subject_number", 200, seed=0), [0, 1], n_random=5, seed=0)
+    direct = amnesic_study(
+        load(tiny_folders["llama"]),
+        MinimalPairs(agreement_pairs(8)),
+        generate("subject_number", 200, seed=0),
+        [0, 1],
+        n_random=5,
+        seed=0,
+    )
     got = amnesic[amnesic["metric"] == "erasure_change"].sort_values("layer")["value"].to_numpy()
     np.testing.assert_allclose(got, direct["leace_change"].to_numpy(), atol=1e-9)
     assert main(argv) == 0  # a re-run reads the finished stage
@@ -253,9 +323,23 @@ def test_suite_ablation_entries_are_validated(tmp_path):
 def test_suite_runs_an_ablation_entry_and_resumes(tiny_folders, tmp_path):
     from probes.pipelines.suite import run_suite
 
-    suite = validate({"models": [str(tiny_folders["bert"])], "tasks": [], "ablations": [
-        {"model": str(tiny_folders["llama"]), "n": 8, "kind": "zero", "components": "heads", "top_k": 3,
-         "permutations": 2, "interaction_samples": 2}]})
+    suite = validate(
+        {
+            "models": [str(tiny_folders["bert"])],
+            "tasks": [],
+            "ablations": [
+                {
+                    "model": str(tiny_folders["llama"]),
+                    "n": 8,
+                    "kind": "zero",
+                    "components": "heads",
+                    "top_k": 3,
+                    "permutations": 2,
+                    "interaction_samples": 2,
+                }
+            ],
+        }
+    )
     results = run_suite(suite, tmp_path, progress=False)
     assert (results["probe"] == "ablation:zero").all() and "additivity_r2" in set(results["metric"])
     assert len(list((tmp_path / "units").iterdir())) == 1  # the study is the suite's one unit

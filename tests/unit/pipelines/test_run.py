@@ -26,14 +26,20 @@ def rows(value: float = 0.5) -> pd.DataFrame:
 
 
 def test_run_json_is_written_once_and_a_mismatch_changes_nothing(tmp_path):
-    with RunFolder.open(tmp_path / "r", command="run", spec={"n": 1}, seed=0, models={"m": {"weights_sha256_16": "a"}}) as run:
+    with RunFolder.open(
+        tmp_path / "r", command="run", spec={"n": 1}, seed=0, models={"m": {"weights_sha256_16": "a"}}
+    ) as run:
         run.commit_frame(unit_file("u1"), rows())
     before = (tmp_path / "r" / "run.json").read_bytes()
-    with RunFolder.open(tmp_path / "r", command="run", spec={"n": 1}, seed=0, models={"m": {"weights_sha256_16": "a"}}) as run:
+    with RunFolder.open(
+        tmp_path / "r", command="run", spec={"n": 1}, seed=0, models={"m": {"weights_sha256_16": "a"}}
+    ) as run:
         assert run.done(unit_file("u1")) and not run.done(unit_file("u2"))
-    for command, spec, models, why in (("run", {"n": 2}, {"m": {"weights_sha256_16": "a"}}, "n: 1 there, 2 here"),
-                                       ("run", {"n": 1}, {"m": {"weights_sha256_16": "b"}}, "weights_sha256_16"),
-                                       ("ablate", {"n": 1}, {"m": {"weights_sha256_16": "a"}}, "`probes run`")):
+    for command, spec, models, why in (
+        ("run", {"n": 2}, {"m": {"weights_sha256_16": "a"}}, "n: 1 there, 2 here"),
+        ("run", {"n": 1}, {"m": {"weights_sha256_16": "b"}}, "weights_sha256_16"),
+        ("ablate", {"n": 1}, {"m": {"weights_sha256_16": "a"}}, "`probes run`"),
+    ):
         with pytest.raises(RunError, match="nothing was changed") as info:
             with RunFolder.open(tmp_path / "r", command=command, spec=spec, models=models):
                 pass
@@ -45,7 +51,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
     holder = textwrap.dedent(f"""
         import sys, time
         from probes.pipelines.run import RunFolder
-        with RunFolder.open({str(tmp_path / 'r')!r}, command="run", spec={{}}):
+        with RunFolder.open({str(tmp_path / "r")!r}, command="run", spec={{}}):
             print("locked", flush=True)
             sys.stdin.readline()
     """)
@@ -106,10 +112,29 @@ class Killed(BaseException):
 
 
 def small_suite(tiny_folders) -> SuiteSpec:
-    return SuiteSpec(name="faults", models=[str(tiny_folders["gpt2"])], tasks=["pos"], probes=["logistic"],
-                     controls=["control_task"], n_examples=40, Cs=[1.0], n_boot=50, batch_size=16,
-                     ablations=[{"model": str(tiny_folders["llama"]), "n": 6, "kind": "zero", "components": "heads",
-                                 "top_k": 3, "permutations": 2, "interaction_samples": 1, "n_boot": 10}])
+    return SuiteSpec(
+        name="faults",
+        models=[str(tiny_folders["gpt2"])],
+        tasks=["pos"],
+        probes=["logistic"],
+        controls=["control_task"],
+        n_examples=40,
+        Cs=[1.0],
+        n_boot=50,
+        batch_size=16,
+        ablations=[
+            {
+                "model": str(tiny_folders["llama"]),
+                "n": 6,
+                "kind": "zero",
+                "components": "heads",
+                "top_k": 3,
+                "permutations": 2,
+                "interaction_samples": 1,
+                "n_boot": 10,
+            }
+        ],
+    )
 
 
 def test_a_kill_between_any_two_writes_resumes_to_the_same_results(tiny_folders, tmp_path, monkeypatch):
@@ -117,14 +142,16 @@ def test_a_kill_between_any_two_writes_resumes_to_the_same_results(tiny_folders,
     expected = run_suite(spec, tmp_path / "reference", progress=False)  # also fills the weights-hash cache
     points = []
     real = files.fault_point
-    monkeypatch.setattr(files, "fault_point", lambda stage, path: (points.append((stage, path.name)), real(stage, path)))
+    monkeypatch.setattr(
+        files, "fault_point", lambda stage, path: (points.append((stage, path.name)), real(stage, path))
+    )
     pd.testing.assert_frame_equal(run_suite(spec, tmp_path / "counted", progress=False), expected)
     n = len(points)
     assert n >= 20 and {s for s, _ in points} == {"written", "committed"}
     for k in range(1, n + 1):
         count = [0]
 
-        def kill_at_k(stage, path, k=k):
+        def kill_at_k(stage, path, k=k, count=count):
             count[0] += 1
             if count[0] == k:
                 raise Killed(f"{stage} {path.name}")
@@ -144,19 +171,26 @@ def test_a_real_kill_leaves_temporary_files_that_the_resumed_run_clears(tiny_fol
     """``PROBES_FAULT_AT`` kills the process itself (no clean-up, as SIGKILL) right after a temporary file is
     written, before it is renamed; the next run takes the lock, sweeps the temporaries and finishes."""
     toml = tmp_path / "s.toml"
-    toml.write_text(f'models = ["{tiny_folders["gpt2"]}"]\ntasks = ["tense"]\nprobes = ["logistic"]\ncontrols = []\n'
-                    "n_examples = 40\nn_boot = 50\nCs = [1.0]\n")
+    toml.write_text(
+        f'models = ["{tiny_folders["gpt2"]}"]\ntasks = ["tense"]\nprobes = ["logistic"]\ncontrols = []\n'
+        "n_examples = 40\nn_boot = 50\nCs = [1.0]\n"
+    )
     command = [sys.executable, "-m", "probes.cli", "run", str(toml), "--out", str(tmp_path / "out")]
     reference = subprocess.run([*command[:-1], str(tmp_path / "ref")], capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr
     for at in ("3", "5"):  # the first unit's file, written but not renamed; then results.csv's
-        killed = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "PROBES_FAULT_AT": at})
+        killed = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, env={**os.environ, "PROBES_FAULT_AT": at}
+        )
         assert killed.returncode == 137
         assert list((tmp_path / "out").rglob(".*.tmp")), "a real kill leaves its temporary file"
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert not list((tmp_path / "out").rglob(".*.tmp"))
-    pd.testing.assert_frame_equal(read_results(tmp_path / "out" / "results.csv"), read_results(tmp_path / "ref" / "results.csv"))
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["spec"] == \
-        json.loads((tmp_path / "ref" / "run.json").read_text())["spec"]
+    pd.testing.assert_frame_equal(
+        read_results(tmp_path / "out" / "results.csv"), read_results(tmp_path / "ref" / "results.csv")
+    )
+    assert (
+        json.loads((tmp_path / "out" / "run.json").read_text())["spec"]
+        == json.loads((tmp_path / "ref" / "run.json").read_text())["spec"]
+    )

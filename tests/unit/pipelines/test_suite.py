@@ -19,8 +19,17 @@ def validate(raw: dict, where: str = "suite") -> SuiteSpec:
 
 
 def tiny_suite(folder, **overrides) -> SuiteSpec:
-    config = dict(name="tiny", models=[str(folder)], tasks=["pos", "subject_number"], probes=["logistic", "ridge"],
-                  controls=["control_task", "random_weights", "mdl"], n_examples=60, Cs=[1.0], n_boot=200, batch_size=16)
+    config = dict(
+        name="tiny",
+        models=[str(folder)],
+        tasks=["pos", "subject_number"],
+        probes=["logistic", "ridge"],
+        controls=["control_task", "random_weights", "mdl"],
+        n_examples=60,
+        Cs=[1.0],
+        n_boot=200,
+        batch_size=16,
+    )
     config.update(overrides)
     return validate(config)
 
@@ -48,7 +57,7 @@ def test_model_entries_may_name_a_revision(tmp_path):
         ({"probes": ["mlp"]}, "unknown probe 'mlp'; choose from logistic, ridge"),
         ({"controls": ["shuffle"]}, "unknown control 'shuffle'"),
         ({"site": "attn.hook_pattern"}, "'attn.hook_pattern' is not probeable"),
-        ({"layers": "some"}, "use \"all\" or a list"),
+        ({"layers": "some"}, 'use "all" or a list'),
         ({"n_examples": "many"}, "key 'n_examples' should be a whole number, got 'many'"),
         ({"seed": True}, "key 'seed' should be a whole number"),
         ({"layers": 3}, "key 'layers' should be a string or a list"),
@@ -75,7 +84,9 @@ def test_ready_suites_validate(tmp_path):
 def test_run_writes_tidy_results_and_provenance(tiny_folders, tmp_path):
     suite = tiny_suite(tiny_folders["bert"], device="cpu")
     results = run_suite(suite, tmp_path, progress=False)
-    assert {"model", "task", "site", "layer", "probe", "control", "metric", "value", "ci_low", "ci_high"} <= set(results.columns)
+    assert {"model", "task", "site", "layer", "probe", "control", "metric", "value", "ci_low", "ci_high"} <= set(
+        results.columns
+    )
     acc = results[(results["metric"] == "accuracy") & results["control"].isna()]
     assert len(acc) == 2 * 2 * 3  # tasks x probes x layers (embeddings + 2 blocks)
     assert ((acc["ci_low"] <= acc["value"]) & (acc["value"] <= acc["ci_high"])).all()
@@ -122,18 +133,29 @@ def test_user_data_task_from_conllu(tiny_folders, tmp_path):
     conllu = tmp_path / "d.conllu"
     lines = []
     for i in range(40):
-        words = [("the", "DET"), ("dogs" if i % 2 else "dog", "NOUN"), ("run" if i % 2 else "runs", "VERB"), (".", "PUNCT")]
+        words = [
+            ("the", "DET"),
+            ("dogs" if i % 2 else "dog", "NOUN"),
+            ("run" if i % 2 else "runs", "VERB"),
+            (".", "PUNCT"),
+        ]
         lines += [f"{j + 1}\t{w}\t{w}\t{t}\t_\t_\t0\tdep\t_\t_" for j, (w, t) in enumerate(words)] + [""]
     conllu.write_text("\n".join(lines))
-    suite = tiny_suite(tiny_folders["llama"], tasks=[{"name": "ud", "path": str(conllu), "label": "upos"}],
-                       probes=["logistic"], controls=[])
+    suite = tiny_suite(
+        tiny_folders["llama"],
+        tasks=[{"name": "ud", "path": str(conllu), "label": "upos"}],
+        probes=["logistic"],
+        controls=[],
+    )
     results = run_suite(suite, tmp_path / "out", progress=False)
     assert set(results["task"]) == {"ud"}
 
 
 def test_cli_run_and_show(tiny_folders, tmp_path, capsys):
     toml = tmp_path / "s.toml"
-    toml.write_text(f'models = ["{tiny_folders["gpt2"]}"]\ntasks = ["tense"]\ncontrols = []\nn_examples = 40\nn_boot = 100\n')
+    toml.write_text(
+        f'models = ["{tiny_folders["gpt2"]}"]\ntasks = ["tense"]\ncontrols = []\nn_examples = 40\nn_boot = 100\n'
+    )
     assert main(["run", str(toml), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "best_layer" in out and "tense" in out
@@ -142,8 +164,16 @@ def test_cli_run_and_show(tiny_folders, tmp_path, capsys):
 
 @pytest.mark.integration
 def test_minilm_part_of_speech_is_readable_beyond_baselines(tmp_path):
-    suite = validate({"name": "pos-check", "models": ["minilm"], "tasks": ["pos"], "controls": ["random_weights"],
-                      "n_examples": 300, "layers": [0, 3, 6]})
+    suite = validate(
+        {
+            "name": "pos-check",
+            "models": ["minilm"],
+            "tasks": ["pos"],
+            "controls": ["random_weights"],
+            "n_examples": 300,
+            "layers": [0, 3, 6],
+        }
+    )
     results = run_suite(suite, tmp_path, progress=False)
     acc = results[(results["metric"] == "accuracy")]
     trained = acc[acc["control"].isna()].set_index("layer")["value"]

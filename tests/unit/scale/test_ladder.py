@@ -7,19 +7,18 @@ import json
 import pandas as pd
 import pytest
 import torch
+from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from transformers import AutoModelForCausalLM
 
-from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from probes import load
-from probes.probing.datasets.base import DatasetError
-from probes.probing.datasets.synthetic import addition, make_task, recall
 from probes.core.models import parameter_counts
 from probes.pipelines.scale import evaluate_family, evaluate_ladder, train_ladder
+from probes.probing.datasets.base import DatasetError
+from probes.probing.datasets.synthetic import addition, make_task, recall
 from probes.scale.evaluate import GenerationTask, ModelSpec, evaluate_task
 from probes.scale.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer
 
-
-# --- synthetic tasks ---------------------------------------------------------------------------------------------------
+# --- synthetic tasks --------------------------------------------------------------------------------------------------
 
 
 def test_addition_examples_are_right():
@@ -120,14 +119,16 @@ def test_training_is_deterministic(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-# --- evaluation ---------------------------------------------------------------------------------------------------------
+# --- evaluation -------------------------------------------------------------------------------------------------------
 
 
 def test_greedy_outputs_and_logprobs_match_the_model(tiny_folders):
     """Independent check on a tiny GPT-2 with a BPE tokenizer: HF generate and HF's own loss."""
     lm = load(tiny_folders["gpt2"])
-    examples = [{"prompt": "the cat", "target": " sat on", "options": [" sat on", " the"], "answer_index": 0},
-                {"prompt": "a dog ran", "target": " home", "options": [" away", " home"], "answer_index": 1}]
+    examples = [
+        {"prompt": "the cat", "target": " sat on", "options": [" sat on", " the"], "answer_index": 0},
+        {"prompt": "a dog ran", "target": " home", "options": [" away", " home"], "answer_index": 1},
+    ]
     rows = evaluate_task(lm, GenerationTask("t", examples))
     for ex, row in zip(examples, rows):
         n_new = len(lm.tokenizer(ex["target"], add_special_tokens=False)["input_ids"])
@@ -142,8 +143,14 @@ def test_evaluate_family_writes_tables_and_resumes(tiny_ladder, tmp_path):
     task = GenerationTask("addition", make_task("addition", 40, seed=5), alphabet=10)
     specs = [ModelSpec(str(f), name=f.name, step=config.steps) for f in folders[:3]]
     table, scored = evaluate_family(specs, [task], tmp_path / "eval", family="tiny", progress=False)
-    assert set(table["metric"]) == {"exact_match", "mc_accuracy", "token_accuracy", "token_edit_distance",
-                                    "target_logprob", "brier"}
+    assert set(table["metric"]) == {
+        "exact_match",
+        "mc_accuracy",
+        "token_accuracy",
+        "token_edit_distance",
+        "target_logprob",
+        "brier",
+    }
     assert set(table["n"]) == {40} and table["parameters"].nunique() == 3
     row = table[(table["model"] == folders[0].name) & (table["metric"] == "token_accuracy")].iloc[0]
     assert row["chance"] == pytest.approx(0.1)

@@ -1,0 +1,157 @@
+"""The house rules (README: Map), held by reading the code: instruments never write to disk, only pipelines
+write run folders, ``analysis`` imports neither torch nor ``probes``, the CLI holds no defaults and no steps,
+every spec field is documented, and the README's map names every module there is."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTRUMENTS = ("core", "probing", "causal", "scale")
+# The two disk-backed structures of the core and its one atomic writer: the activation store (a cache of
+# captured activations), the model cache (de-quantised GGUF, weights fingerprints) and files.py itself.
+DISK_BACKED = {"probes/core/files.py", "probes/core/store.py", "probes/core/models.py"}
+WRITES = {
+    "write_text",
+    "write_bytes",
+    "to_csv",
+    "to_json",
+    "to_parquet",
+    "save_pretrained",
+    "savez",
+    "savez_compressed",
+    "save_file",
+    "mkdir",
+    "rmtree",
+    "unlink",
+    "rename",
+    "savefig",
+    "atomic_path",
+    "write_json",
+    "commit_frame",
+    "commit_json",
+    "commit_dir",
+    "write_frame",
+    "write_npz",
+}
+
+
+def modules(*parts: str) -> list[Path]:
+    return sorted(p for p in (ROOT.joinpath(*parts)).rglob("*.py"))
+
+
+def writes(path: Path) -> list[str]:
+    """Every call in ``path`` that writes to disk, as 'line: call'."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+        if name in WRITES or (owner == "os" and name in ("replace", "rename", "remove", "makedirs")):
+            found.append(f"{node.lineno}: {name}")
+        if (
+            name == "open"
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and set(str(node.args[1].value)) & set("wax+")
+        ):
+            found.append(f"{node.lineno}: open(..., {node.args[1].value!r})")
+    return found
+
+
+@pytest.mark.parametrize("package", INSTRUMENTS)
+def test_instruments_never_write_to_disk(package):
+    offenders = {
+        str(p.relative_to(ROOT)): writes(p)
+        for p in modules("probes", package)
+        if str(p.relative_to(ROOT)) not in DISK_BACKED
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_analysis_writes_nothing_and_imports_neither_torch_nor_probes():
+    for path in modules("analysis"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        }
+        assert not imported & {"torch", "probes", "transformers"}, path
+        # savefig into an in-memory buffer (the report's figures) is not a write to disk
+        assert [w for w in writes(path) if not w.endswith("savefig")] == [], path
+
+
+def test_only_pipelines_open_run_folders():
+    users = [str(p.relative_to(ROOT)) for p in modules("probes") if "RunFolder.open(" in p.read_text()]
+    assert users and all(u.startswith("probes/pipelines/") for u in users), users
+
+
+def test_the_cli_only_parses():
+    source = (ROOT / "probes" / "cli.py").read_text()
+    tree = ast.parse(source)
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert imported <= {
+        "__future__",
+        "collections.abc",
+        "pathlib",
+        "typing",
+        "analysis.errors",
+        "probes.pipelines.commands",
+    }, imported
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+            for keyword in node.keywords:
+                assert not (keyword.arg == "default" and isinstance(keyword.value, ast.Constant)), (
+                    f"cli.py:{node.lineno}: a default belongs in a spec"
+                )
+
+
+def test_every_spec_field_is_documented():
+    from pydantic import BaseModel
+
+    import probes.pipelines.specs as specs
+
+    for name in dir(specs):
+        spec = getattr(specs, name)
+        if isinstance(spec, type) and issubclass(spec, BaseModel) and spec is not specs.Spec and spec.model_fields:
+            if spec is specs.TaskFile:
+                continue  # a table's three keys, described by the suite's tasks field
+            undocumented = [f for f, info in spec.model_fields.items() if not info.description]
+            assert not undocumented, (name, undocumented)
+
+
+def map_modules(block: str) -> set[str]:
+    """Every module the map names, as a path: folders by indentation, and files listed on a folder's line."""
+    named: set[str] = set()
+    folders: dict[int, str] = {}  # indentation -> folder at that depth
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        entry = line.split()[0]
+        folders = {i: f for i, f in folders.items() if i < indent}
+        parents = "".join(folders[i] for i in sorted(folders))
+        if entry.endswith("/"):
+            folders[indent] = entry
+            named.update(f"{parents}{entry}{name}" for name in re.findall(r"(\w+\.py) \(", line))
+        elif entry.endswith(".py"):
+            named.add(parents + entry)
+    return named
+
+
+def test_the_readme_map_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    named = map_modules(re.search(r"## Map\n.*?```\n(.*?)```", readme, re.S).group(1))
+    actual = {str(p.relative_to(ROOT)) for p in [*modules("probes"), *modules("analysis")] if p.name != "__init__.py"}
+    assert actual - named == set(), "modules the README's map does not name"
+    assert named - actual == set(), "the README's map names modules that do not exist"
