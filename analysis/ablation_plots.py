@@ -135,7 +135,7 @@ def amnesic_plot(results: pd.DataFrame, *, model: str | None = None) -> plt.Figu
         label="erase a random subspace (95% range)",
     )
     left.axhline(0, color="black", lw=0.8)
-    left.set_xlabel("layer erased (residual stream after the block)")
+    left.set_xlabel("layer erased (residual depth: 0 = embeddings, l = block l-1's output)")
     left.set_ylabel("change in the behaviour (its units)")
     left.set_title("behaviour after erasure", fontsize=10)
     left.legend(fontsize=7)

@@ -97,27 +97,19 @@ def head_statistics(
     rows = []
     for layer in range(L):
         for head in range(H):
-            site = f"blocks.{layer}.attn.hook_pattern"
-            for m in TEXT_METRICS:
-                rows.append(
-                    {
-                        "model": lm.name,
-                        "task": "attention",
-                        "site": site,
-                        "layer": layer,
-                        "head": head,
-                        "metric": m,
-                        "value": float(sums[m][layer, head] / weight),
-                        "n": weight,
-                    }
-                )
+            base = {
+                "model": lm.name,
+                "task": "attention",
+                "site": f"blocks.{layer}.attn.hook_pattern",
+                "layer": layer,
+                "head": head,
+            }
+            rows += [
+                {**base, "metric": m, "value": float(sums[m][layer, head] / weight), "n": weight} for m in TEXT_METRICS
+            ]
             rows.append(
                 {
-                    "model": lm.name,
-                    "task": "attention",
-                    "site": site,
-                    "layer": layer,
-                    "head": head,
+                    **base,
                     "metric": "induction",
                     "value": float(induction[layer, head]),
                     "n": n_induction * induction_length,
