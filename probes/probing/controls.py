@@ -6,9 +6,9 @@
 * ``random_weights``: the same architecture with re-initialised weights, so
   "learned in training" is told from "given by the architecture".
 * ``online_codelength``: MDL probing (Voita & Titov 2020), online code.
-* ``bootstrap_ci``: percentile intervals, resampling whole sentences (tokens of
-  one sentence are not independent).
-* ``layer_profile``: best layer and expected layer (Tenney et al. 2019).
+
+The statistics of a probe's layer profile (bootstrap CIs, best and expected layer) live in
+``probes.probing.profile``.
 """
 
 from __future__ import annotations
@@ -34,29 +34,6 @@ def control_labels(types: Sequence[str] | np.ndarray, labels: Sequence | np.ndar
     vocab = np.unique(forms)
     assigned = dict(zip(vocab, rng.choice(values, size=len(vocab), p=counts / counts.sum())))
     return np.asarray([assigned[t] for t in forms])
-
-
-def bootstrap_ci(
-    correct: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile CI of a mean accuracy; ``correct`` (m,) or (L, m) 0/1, resampled by ``groups``.
-
-    Returns (low, high), each of shape (L,) when ``correct`` is 2-D.
-    """
-    correct = np.atleast_2d(np.asarray(correct, dtype=np.float64))
-    groups = np.arange(correct.shape[1]) if groups is None else np.asarray(groups)
-    ids, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((correct.shape[0], len(ids)))
-    np.add.at(sums.T, inverse, correct.T)
-    sizes = np.bincount(inverse).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
-    counts = np.zeros((n_boot, len(ids)))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), len(ids)), draws.ravel()), 1)  # multiplicity of each group per draw
-    acc = (counts @ sums.T) / (counts @ sizes)[:, None]  # (n_boot, L)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(acc, [tail, 100 - tail], axis=0)
-    return (low, high) if correct.shape[0] > 1 else (float(low[0]), float(high[0]))
 
 
 def online_codelength(
@@ -102,17 +79,3 @@ def random_weights(lm: LoadedModel, seed: int = 0) -> LoadedModel:
         lm.revision,
         {"random_init_seed": seed, "of": lm.fingerprint},
     )
-
-
-def layer_profile(scores: Sequence[float]) -> dict[str, float]:
-    """Best layer and expected layer from per-layer scores (layer 0 = embeddings).
-
-    Expected layer (Tenney et al. 2019, differential scores): sum_l l * d_l / sum_l d_l with
-    d_l = score_l - score_{l-1}; only improvements count here (d_l clipped at 0), so a
-    profile that rises then decays is not pulled below its rise.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    delta = np.clip(np.diff(s), 0, None)
-    layers = np.arange(1, len(s))
-    expected = float((layers * delta).sum() / delta.sum()) if delta.sum() > 0 else 0.0
-    return {"best_layer": int(np.argmax(s)), "best_score": float(s.max()), "expected_layer": expected}

@@ -5,7 +5,9 @@
     rows += control_task_rows(feats, "logistic", correct, Cs=..., cv=3, seed=0, n_boot=1000)
     rows += mdl_rows(feats, C=0.1, seed=0)
 
-Each function returns rows of the tidy results table (``analysis.results``) without model, task
+``bootstrap_ci`` gives percentile intervals resampling whole sentences (tokens of one sentence are not
+independent); ``layer_profile`` the best and the expected layer (Tenney et al. 2019). Each row function
+returns rows of the tidy results table (``analysis.results``) without model, task
 and probe columns, which the caller fills in. ``probes.pipelines.suite`` runs them as units;
 ``probes.pipelines.suite.probe_layers`` runs them in memory for a notebook.
 """
@@ -17,11 +19,48 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from probes.probing.controls import bootstrap_ci, control_labels, layer_profile, online_codelength
+from probes.probing.controls import control_labels, online_codelength
 from probes.probing.features import Features
 from probes.probing.linear import RidgeProbe, fit_layers
 
 PROBE_KINDS = ("logistic", "ridge")
+
+
+def bootstrap_ci(
+    correct: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile CI of a mean accuracy; ``correct`` (m,) or (L, m) 0/1, resampled by ``groups``.
+
+    Returns (low, high), each of shape (L,) when ``correct`` is 2-D.
+    """
+    correct = np.atleast_2d(np.asarray(correct, dtype=np.float64))
+    groups = np.arange(correct.shape[1]) if groups is None else np.asarray(groups)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((correct.shape[0], len(ids)))
+    np.add.at(sums.T, inverse, correct.T)
+    sizes = np.bincount(inverse).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    counts = np.zeros((n_boot, len(ids)))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), len(ids)), draws.ravel()), 1)  # multiplicity of each group per draw
+    acc = (counts @ sums.T) / (counts @ sizes)[:, None]  # (n_boot, L)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(acc, [tail, 100 - tail], axis=0)
+    return (low, high) if correct.shape[0] > 1 else (float(low[0]), float(high[0]))
+
+
+def layer_profile(scores: Sequence[float]) -> dict[str, float]:
+    """Best layer and expected layer from per-layer scores (layer 0 = embeddings).
+
+    Expected layer (Tenney et al. 2019, differential scores): sum_l l * d_l / sum_l d_l with
+    d_l = score_l - score_{l-1}; only improvements count here (d_l clipped at 0), so a
+    profile that rises then decays is not pulled below its rise.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    delta = np.clip(np.diff(s), 0, None)
+    layers = np.arange(1, len(s))
+    expected = float((layers * delta).sum() / delta.sum()) if delta.sum() > 0 else 0.0
+    return {"best_layer": int(np.argmax(s)), "best_score": float(s.max()), "expected_layer": expected}
 
 
 def probe_correct(kind: str, feats: Features, y: np.ndarray, *, Cs: Sequence[float], cv: int, seed: int) -> np.ndarray:

@@ -10,8 +10,9 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from probes.probing.controls import bootstrap_ci, control_labels, layer_profile, online_codelength
+from probes.probing.controls import control_labels, online_codelength
 from probes.probing.linear import LogisticProbe, RidgeProbe, fit_layers
+from probes.probing.profile import bootstrap_ci, layer_profile
 
 
 @parametrize_with_checks([LogisticProbe(), RidgeProbe()])
