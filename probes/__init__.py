@@ -10,22 +10,32 @@ behaviours, patching, erasure, Shapley), ``probes.scale`` (the ladder, a family'
 ``probes.pipelines`` (specs and the studies that write run folders).
 """
 
-from analysis.errors import ProbesError
-from probes.core.align import encode, pool_words
-from probes.core.hooks import capture, intervene, run_with_cache
-from probes.core.models import LoadedModel, load, wrap
-from probes.core.store import ActivationStore
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from probes.lazy import exports
+
+_NAMES = {
+    "ProbesError": "analysis.errors",
+    "encode": "probes.core.align",
+    "pool_words": "probes.core.align",
+    "capture": "probes.core.hooks",
+    "intervene": "probes.core.hooks",
+    "run_with_cache": "probes.core.hooks",
+    "LoadedModel": "probes.core.models",
+    "load": "probes.core.models",
+    "wrap": "probes.core.models",
+    "ActivationStore": "probes.core.store",
+}
+__getattr__, __dir__ = exports(__name__, _NAMES)
+__all__ = sorted(_NAMES)
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each name is imported on first use
+    from analysis.errors import ProbesError
+    from probes.core.align import encode, pool_words
+    from probes.core.hooks import capture, intervene, run_with_cache
+    from probes.core.models import LoadedModel, load, wrap
+    from probes.core.store import ActivationStore
 
 __version__ = "0.1.0"
-__all__ = [
-    "ActivationStore",
-    "LoadedModel",
-    "ProbesError",
-    "capture",
-    "encode",
-    "intervene",
-    "load",
-    "pool_words",
-    "run_with_cache",
-    "wrap",
-]

@@ -8,58 +8,67 @@ In memory, for a notebook: ``probes.pipelines.suite.probe_layers`` and
 ``probes.pipelines.ablation_study.ablation_study``.
 """
 
-from probes.pipelines.ablation_study import AblationStudy, run_ablation
-from probes.pipelines.capture import run_capture
-from probes.pipelines.demo import run_demo
-from probes.pipelines.heads import run_heads
-from probes.pipelines.report import write_report
-from probes.pipelines.run import RunError, RunFolder
-from probes.pipelines.scale import evaluate_family, evaluate_ladder, run_scale, train_ladder
-from probes.pipelines.specs import (
-    AblationSpec,
-    CaptureSpec,
-    DemoSpec,
-    HeadsSpec,
-    LadderEvalSpec,
-    LadderSpec,
-    ProbingSpec,
-    ReportSpec,
-    ScaleSpec,
-    SpecError,
-    StudySpec,
-    SuiteSpec,
-    load_suite,
-    make,
-)
-from probes.pipelines.suite import probe_layers, run_suite
+from __future__ import annotations
 
-__all__ = [
-    "AblationSpec",
-    "AblationStudy",
-    "CaptureSpec",
-    "DemoSpec",
-    "HeadsSpec",
-    "LadderEvalSpec",
-    "LadderSpec",
-    "ProbingSpec",
-    "ReportSpec",
-    "RunError",
-    "RunFolder",
-    "ScaleSpec",
-    "SpecError",
-    "StudySpec",
-    "SuiteSpec",
-    "evaluate_family",
-    "evaluate_ladder",
-    "load_suite",
-    "make",
-    "probe_layers",
-    "run_ablation",
-    "run_capture",
-    "run_demo",
-    "run_heads",
-    "run_scale",
-    "run_suite",
-    "train_ladder",
-    "write_report",
-]
+from typing import TYPE_CHECKING
+
+from probes.lazy import exports
+
+_NAMES = {
+    "AblationStudy": "probes.pipelines.ablation_study",
+    "run_ablation": "probes.pipelines.ablation_study",
+    "run_capture": "probes.pipelines.capture",
+    "run_demo": "probes.pipelines.demo",
+    "run_heads": "probes.pipelines.heads",
+    "write_report": "probes.pipelines.report",
+    "RunError": "probes.pipelines.run",
+    "RunFolder": "probes.pipelines.run",
+    "evaluate_family": "probes.pipelines.scale",
+    "evaluate_ladder": "probes.pipelines.scale",
+    "run_scale": "probes.pipelines.scale",
+    "train_ladder": "probes.pipelines.scale",
+    "AblationSpec": "probes.pipelines.specs",
+    "CaptureSpec": "probes.pipelines.specs",
+    "DemoSpec": "probes.pipelines.specs",
+    "HeadsSpec": "probes.pipelines.specs",
+    "LadderEvalSpec": "probes.pipelines.specs",
+    "LadderSpec": "probes.pipelines.specs",
+    "ProbingSpec": "probes.pipelines.specs",
+    "ReportSpec": "probes.pipelines.specs",
+    "ScaleSpec": "probes.pipelines.specs",
+    "SpecError": "probes.pipelines.specs",
+    "StudySpec": "probes.pipelines.specs",
+    "SuiteSpec": "probes.pipelines.specs",
+    "load_suite": "probes.pipelines.specs",
+    "make": "probes.pipelines.specs",
+    "probe_layers": "probes.pipelines.suite",
+    "run_suite": "probes.pipelines.suite",
+}
+__getattr__, __dir__ = exports(__name__, _NAMES)
+__all__ = sorted(_NAMES)
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each name is imported on first use
+    from probes.pipelines.ablation_study import AblationStudy, run_ablation
+    from probes.pipelines.capture import run_capture
+    from probes.pipelines.demo import run_demo
+    from probes.pipelines.heads import run_heads
+    from probes.pipelines.report import write_report
+    from probes.pipelines.run import RunError, RunFolder
+    from probes.pipelines.scale import evaluate_family, evaluate_ladder, run_scale, train_ladder
+    from probes.pipelines.specs import (
+        AblationSpec,
+        CaptureSpec,
+        DemoSpec,
+        HeadsSpec,
+        LadderEvalSpec,
+        LadderSpec,
+        ProbingSpec,
+        ReportSpec,
+        ScaleSpec,
+        SpecError,
+        StudySpec,
+        SuiteSpec,
+        load_suite,
+        make,
+    )
+    from probes.pipelines.suite import probe_layers, run_suite

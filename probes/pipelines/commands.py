@@ -49,7 +49,7 @@ class Command:
     positional: tuple[tuple[str, str], ...] = ()  # arguments outside the spec: (name, help)
 
 
-def _spec(command: str, spec: type[Spec], options: dict[str, Any]) -> Any:
+def _spec(spec: type[Spec], options: dict[str, Any]) -> Any:
     """The command's spec from its flags (a bad value: one line naming the flag)."""
     return make(spec, options, style="cli")
 
@@ -73,7 +73,7 @@ def _sites(options: dict[str, Any], out: Path | None) -> None:
     from probes.core.models import load
     from probes.core.sites import BLOCK_SITES
 
-    spec: ModelOptions = _spec("sites", ModelOptions, options)
+    spec: ModelOptions = _spec(ModelOptions, options)
     lm = load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
     s = lm.shape
     print(
@@ -95,7 +95,7 @@ def _capture(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines import capture
 
     assert out is not None
-    store, summary = capture.run_capture(_spec("capture", CaptureSpec, options), out)
+    store, summary = capture.run_capture(_spec(CaptureSpec, options), out)
     print(capture.describe(store, summary))
 
 
@@ -124,7 +124,7 @@ def _ablate(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines.ablation_study import run_ablation
 
     assert out is not None
-    study = run_ablation(_spec("ablate", AblationSpec, options), out)
+    study = run_ablation(_spec(AblationSpec, options), out)
     print()
     print(study.summary())
     print(f"\nresults: {out / 'results.csv'}")
@@ -134,7 +134,7 @@ def _heads(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines import heads
 
     assert out is not None
-    frame = heads.run_heads(_spec("heads", HeadsSpec, options), out)
+    frame = heads.run_heads(_spec(HeadsSpec, options), out)
     print(heads.describe(frame, out))
 
 
@@ -142,7 +142,7 @@ def _ladder_train(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines.scale import train_ladder
 
     assert out is not None
-    folders = train_ladder(out, _spec("ladder train", LadderSpec, options))
+    folders = train_ladder(out, _spec(LadderSpec, options))
     print(f"ladder: {len(folders)} models in {out} ({', '.join(f.name for f in folders)})")
     print(f"next: probes ladder eval {out}")
 
@@ -151,7 +151,7 @@ def _ladder_eval(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines import scale
 
     assert out is not None
-    spec: LadderEvalSpec = _spec("ladder eval", LadderEvalSpec, options)
+    spec: LadderEvalSpec = _spec(LadderEvalSpec, options)
     scale.evaluate_ladder(out, n=spec.n)
     table, verdicts = scale.run_scale(ScaleSpec(results=[str(out / "eval")]), out / "scale")
     print(scale.describe(table, verdicts, out / "scale"))
@@ -161,7 +161,7 @@ def _scale(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines import scale
 
     assert out is not None
-    table, verdicts = scale.run_scale(_spec("scale", ScaleSpec, options), out)
+    table, verdicts = scale.run_scale(_spec(ScaleSpec, options), out)
     print(scale.describe(table, verdicts, out))
 
 
@@ -169,7 +169,7 @@ def _report(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines.report import write_report
 
     assert out is not None
-    path = write_report(_spec("report", ReportSpec, options), out)
+    path = write_report(_spec(ReportSpec, options), out)
     extra = f" (figures in {path.with_name(path.stem + '_files')})" if path.suffix != ".html" else ""
     print(f"report: {path.resolve()}{extra}")
 
@@ -177,7 +177,7 @@ def _report(options: dict[str, Any], out: Path | None) -> None:
 def _demo(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines.demo import run_demo
 
-    run_demo(_spec("demo", DemoSpec, options), out)
+    run_demo(_spec(DemoSpec, options), out)
 
 
 COMMANDS: tuple[Command, ...] = (

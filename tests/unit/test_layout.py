@@ -155,3 +155,16 @@ def test_the_readme_map_names_every_module():
     actual = {str(p.relative_to(ROOT)) for p in [*modules("probes"), *modules("analysis")] if p.name != "__init__.py"}
     assert actual - named == set(), "modules the README's map does not name"
     assert named - actual == set(), "the README's map names modules that do not exist"
+
+
+def test_the_cli_starts_without_torch():
+    """``probes --help`` and the parsing of any command import no torch: each command imports its pipeline."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from probes.cli import build_parser; build_parser(); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
