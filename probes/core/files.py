@@ -110,11 +110,23 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
-def remove_temporaries(folder: Path) -> int:
-    """Delete what killed writes left in ``folder`` and below; only safe while holding the folder's lock."""
+def remove_temporaries(folder: Path, *, owned_by: str | None = None) -> int:
+    """Delete what killed writes left in ``folder`` and below; only safe while holding the folder's lock.
+
+    With ``owned_by`` (a lock file's name), folders below that hold such a lock of their own are left to
+    their owner: another process may be writing them.
+    """
     removed = 0
-    for path in sorted(folder.rglob(".*.tmp"), reverse=True):
-        if is_temporary(path):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for root, dirs, names in os.walk(folder):
+        for name in [n for n in dirs if is_temporary(Path(n))]:
+            shutil.rmtree(Path(root) / name, ignore_errors=True)
             removed += 1
+        for name in [n for n in names if is_temporary(Path(n))]:
+            (Path(root) / name).unlink(missing_ok=True)
+            removed += 1
+        dirs[:] = [
+            d
+            for d in dirs
+            if not is_temporary(Path(d)) and not (owned_by is not None and (Path(root) / d / owned_by).exists())
+        ]
     return removed

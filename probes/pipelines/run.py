@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 
 from analysis.errors import ProbesError
 from analysis.results import read_results, tidy
-from probes.core.files import atomic_path, remove_temporaries, write_bytes, write_json, write_text
+from probes.core.files import atomic_path, remove_temporaries, write_json, write_text
 from probes.core.provenance import environment
 
 FORMAT = 1
@@ -131,7 +131,7 @@ class RunFolder:
         run = None
         try:
             _write_owner(path, command)
-            remove_temporaries(path)  # what killed writes left; safe now that the lock is ours
+            remove_temporaries(path, owned_by=LOCK)  # what killed writes left here; the lock is ours
             record = {
                 "format": FORMAT,
                 "command": command,
@@ -189,8 +189,7 @@ class RunFolder:
                     f"{name}: the unit produced NaN for {row['metric']}{where} (too few examples to "
                     "measure it?); nothing was marked done: give more data and run again"
                 )
-        with atomic_path(self._target(name)) as tmp:
-            frame.to_csv(tmp, index=index)
+        self.write_frame(name, frame, index=index)
         self.committed += 1
         return frame
 
@@ -250,9 +249,6 @@ class RunFolder:
 
     def write_text(self, name: str, text: str) -> Path:
         return write_text(self._target(name), text)
-
-    def write_bytes(self, name: str, data: bytes) -> Path:
-        return write_bytes(self._target(name), data)
 
     def write_npz(self, name: str, **arrays: np.ndarray) -> Path:
         with self.writing(name) as tmp, open(tmp, "wb") as fh:

@@ -91,6 +91,19 @@ def test_a_failed_first_attempt_leaves_nothing_and_files_get_the_usual_mode(tmp_
     assert not [p for p in (tmp_path / "r").rglob("*.tmp")]
 
 
+def test_the_sweep_leaves_a_nested_run_folders_temporaries_to_its_owner(tmp_path):
+    with RunFolder.open(tmp_path / "outer", command="demo", spec={}):
+        with RunFolder.open(tmp_path / "outer" / "inner", command="run", spec={}):
+            pass
+    (tmp_path / "outer" / ".results.csv.x.tmp").write_text("half")
+    (tmp_path / "outer" / "inner" / ".results.csv.y.tmp").write_text("another writer's, maybe")
+    with RunFolder.open(tmp_path / "outer", command="demo", spec={}):
+        assert not (tmp_path / "outer" / ".results.csv.x.tmp").exists()
+        assert (tmp_path / "outer" / "inner" / ".results.csv.y.tmp").exists()
+    with RunFolder.open(tmp_path / "outer" / "inner", command="run", spec={}):  # its owner sweeps it
+        assert not (tmp_path / "outer" / "inner" / ".results.csv.y.tmp").exists()
+
+
 def test_out_that_is_a_file_or_not_a_run_folder_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunError, match="is a file, not a folder"):
