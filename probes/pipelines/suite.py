@@ -29,7 +29,7 @@ from probes.probing.controls import random_weights
 from probes.probing.datasets import ProbingDataset, generate
 from probes.probing.datasets.loaders import load_conllu, load_table
 from probes.probing.features import Features, extract_features
-from probes.probing.profile import control_task_rows, mdl_rows, task_rows
+from probes.probing.profile import accuracy_rows, control_task_rows, mdl_rows, probe_correct, task_rows
 
 
 def model_reference(name: str) -> tuple[str, str | None]:
@@ -82,16 +82,16 @@ def features(lm: LoadedModel, ds: ProbingDataset, spec: ProbingSpec) -> Features
 class _Task:
     """One (model, task): its dataset, features and the task probe's correctness, each made once, on first use."""
 
-    def __init__(self, lm: Any, task: str | TaskFile, spec: ProbingSpec):
+    def __init__(self, lm: Any, task: str | TaskFile, spec: ProbingSpec, dataset: ProbingDataset | None = None):
         self._lm, self.task, self.spec = lm, task, spec
-        self._ds: ProbingDataset | None = None
+        self._ds = dataset
         self._feats: Features | None = None
         self.correct: dict[str, Any] = {}
 
     @property
     def dataset(self) -> ProbingDataset:
         if self._ds is None:
-            assert isinstance(self.spec, SuiteSpec)  # probe_layers hands its dataset in
+            assert isinstance(self.spec, SuiteSpec)  # probe_layers hands in its dataset
             self._ds = task_dataset(self.task, self.spec)
         return self._ds
 
@@ -100,6 +100,11 @@ class _Task:
         if self._feats is None:
             self._feats = features(self._lm(), self.dataset, self.spec)
         return self._feats
+
+    def unit(self, model: str, task: str, probe: str, control: str) -> pd.DataFrame:
+        """One unit's tidy rows, named by model, task, probe and control (None for the probe on the task)."""
+        named = {"model": model, "task": task, "probe": probe, "control": None if control == "none" else control}
+        return tidy([{**row, **named} for row in self.rows(probe, control)])
 
     def rows(self, probe: str, control: str) -> list[dict]:
         s, f = self.spec, self.feats
@@ -112,7 +117,8 @@ class _Task:
             return control_task_rows(f, probe, self.correct[probe], **settings)
         if control == "random_weights":
             random = features(random_weights(self._lm(), seed=s.seed), self.dataset, s)
-            return task_rows(random, probe, **settings)[0][: len(random.layers)]  # accuracy by layer only
+            correct = probe_correct(probe, random, random.y, Cs=s.Cs, cv=s.cv, seed=s.seed)
+            return accuracy_rows(correct, random, n_boot=s.n_boot, seed=s.seed)
         if control == "mdl":
             if probe != "logistic":  # ridge scores are not probabilities
                 return [{"metric": "mdl_skipped", "value": 1.0}]
@@ -128,26 +134,13 @@ def probe_layers(
     probes: Sequence[str] = ("logistic",),
     controls: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Probe every layer of ``lm`` on ``dataset`` (split it first: ``dataset.with_split()``), in memory: the tidy
-    rows a suite writes for this model and task (accuracy by layer with CIs, best and expected layer, majority
-    baseline, and each control's rows)."""
+    """Probe every layer of ``lm`` on ``dataset`` in memory (split by sentence with the spec's seed unless it is
+    split already): the tidy rows a suite writes for this model and task (accuracy by layer with CIs, best and
+    expected layer, majority baseline, and each control's rows)."""
     spec = spec or ProbingSpec()
-    task = _Task(lambda: lm, dataset.name, spec)
-    task._ds = dataset.with_split(seed=spec.seed)
-    rows = []
-    for probe in probes:
-        for control in ["none", *controls]:
-            for row in task.rows(probe, control):
-                rows.append(
-                    {
-                        **row,
-                        "model": lm.name,
-                        "task": dataset.name,
-                        "probe": probe,
-                        "control": None if control == "none" else control,
-                    }
-                )
-    return tidy(rows)
+    task = _Task(lambda: lm, dataset.name, spec, dataset.with_split(seed=spec.seed))
+    frames = [task.unit(lm.name, dataset.name, probe, control) for probe in probes for control in ["none", *controls]]
+    return tidy(pd.concat(frames, ignore_index=True))
 
 
 def units(spec: SuiteSpec) -> list[tuple[str, str, str, str]]:
@@ -202,20 +195,9 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
                 if not run.done(name):
                     key = (model_name, task_name)
                     if key not in tasks:
-                        tasks = {
-                            key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)
-                        }  # one task in memory
-                    rows = [
-                        {
-                            **row,
-                            "model": model_name,
-                            "task": task_name,
-                            "probe": probe,
-                            "control": None if control == "none" else control,
-                        }
-                        for row in tasks[key].rows(probe, control)
-                    ]
-                    run.commit_frame(name, tidy(rows))
+                        # one (model, task) in memory at a time: the plan visits each one's units together
+                        tasks = {key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)}
+                    run.commit_frame(name, tasks[key].unit(model_name, task_name, probe, control))
                     run.write_frame("results.csv", run.collect(names))
                 bar.update(1)
         for i, entry in enumerate(spec.ablations):
