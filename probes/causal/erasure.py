@@ -100,6 +100,17 @@ def token_features(
     return feats.X[0], feats.y
 
 
+def check_erase_layers(layers: Sequence[int], n_layers: int) -> list[int]:
+    """``layers`` if the residual stream can be edited at each (depths 0..n_layers - 1); else a one-line error."""
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise DatasetError(
+            f"erase layers {bad}: the residual stream can be edited at depths 0..{n_layers - 1} "
+            "(0 = embeddings, l = the output of block l - 1)"
+        )
+    return list(layers)
+
+
 def amnesic_study(
     lm: LoadedModel,
     behaviour: Behaviour,
@@ -120,12 +131,7 @@ def amnesic_study(
 
     concept = concept.with_split(seed=seed)
     ev = Evaluator(lm, behaviour, kind="zero", progress=progress)
-    bad = [layer for layer in layers if not 0 <= layer < lm.shape.n_layers]
-    if bad:
-        raise DatasetError(
-            f"erase layers {bad}: the residual stream can be edited at depths 0..{lm.shape.n_layers - 1} "
-            "(0 = embeddings, l = the output of block l - 1)"
-        )
+    check_erase_layers(layers, lm.shape.n_layers)
     train = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="train")
     test = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="test")
     y_tr, y_te = train.y, test.y

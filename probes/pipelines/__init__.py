@@ -24,6 +24,7 @@ _NAMES = {
     "RunError": "probes.pipelines.run",
     "RunFolder": "probes.pipelines.run",
     "evaluate_family": "probes.pipelines.scale",
+    "analyse_ladder": "probes.pipelines.scale",
     "evaluate_ladder": "probes.pipelines.scale",
     "run_scale": "probes.pipelines.scale",
     "train_ladder": "probes.pipelines.scale",
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name i
     from probes.pipelines.heads import run_heads
     from probes.pipelines.report import write_report
     from probes.pipelines.run import RunError, RunFolder
-    from probes.pipelines.scale import evaluate_family, evaluate_ladder, run_scale, train_ladder
+    from probes.pipelines.scale import analyse_ladder, evaluate_family, evaluate_ladder, run_scale, train_ladder
     from probes.pipelines.specs import (
         AblationSpec,
         CaptureSpec,

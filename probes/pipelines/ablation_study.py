@@ -28,7 +28,7 @@ from analysis.results import tidy
 from probes.causal.ablation import AblationError
 from probes.causal.behaviour import Behaviour, default_behaviour, make_behaviour
 from probes.causal.components import Component, components_from
-from probes.causal.erasure import amnesic_study
+from probes.causal.erasure import amnesic_study, check_erase_layers
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
 from probes.core.models import LoadedModel, load, resolve
@@ -229,14 +229,9 @@ def _shapley_payload(result) -> dict:
 
 def erase_layers(spec: AblationSpec, n_layers: int) -> list[int]:
     """The residual depths an amnesic study erases at: the spec's, or 1/4, 1/2 and 3/4 of the model's depth."""
-    layers = spec.erase_layers or sorted({round(f * (n_layers - 1)) + 1 for f in (0.25, 0.5, 0.75)})
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise AblationError(
-            f"erase_layers {bad}: the residual stream can be edited at depths 0..{n_layers - 1} "
-            "(0 = embeddings, l = block l-1's output)"
-        )
-    return layers
+    return check_erase_layers(
+        spec.erase_layers or sorted({round(f * (n_layers - 1)) + 1 for f in (0.25, 0.5, 0.75)}), n_layers
+    )
 
 
 def run_ablation(

@@ -152,8 +152,7 @@ def _ladder_eval(options: dict[str, Any], out: Path | None) -> None:
 
     assert out is not None
     spec: LadderEvalSpec = _spec(LadderEvalSpec, options)
-    scale.evaluate_ladder(out, n=spec.n)
-    table, verdicts = scale.run_scale(ScaleSpec(results=[str(out / "eval")]), out / "scale")
+    table, verdicts = scale.analyse_ladder(out, n=spec.n)
     print(scale.describe(table, verdicts, out / "scale"))
 
 

@@ -25,7 +25,6 @@ from probes.pipelines.specs import (
     HeadsSpec,
     LadderSpec,
     ReportSpec,
-    ScaleSpec,
     load_suite,
 )
 
@@ -120,8 +119,7 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
         step(5, "training the toy scale ladder (finished models are kept)")
         scale.train_ladder(out / "ladder", LadderSpec(setting=settings.ladder))
         step(6, "scoring the ladder and analysing capability vs scale")
-        scale.evaluate_ladder(out / "ladder", n=settings.ladder_n)
-        _, verdicts = scale.run_scale(ScaleSpec(results=[str(out / "ladder" / "eval")]), out / "ladder" / "scale")
+        _, verdicts = scale.analyse_ladder(out / "ladder", n=settings.ladder_n)
         for row in verdicts.itertuples():
             print(f"  {row.task} / {row.metric}: {row.verdict}")
         step(7, "writing the report")

@@ -147,6 +147,14 @@ def evaluate_ladder(
         return evaluate_family(specs, ladder_tasks(config, n), out / "eval", family="ladder", progress=progress)
 
 
+def analyse_ladder(out: str | os.PathLike, *, n: int = 500, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``probes ladder eval``: score the ladder in ``out`` (into ``out/eval``), then its scaling analysis (into
+    ``out/scale``): (scale table, verdicts)."""
+    out = Path(out)
+    evaluate_ladder(out, n=n, progress=progress)
+    return run_scale(ScaleSpec(results=[str(out / "eval")]), out / "scale")
+
+
 def evaluate_family(
     models: Sequence[ModelSpec | str],
     tasks: Sequence[GenerationTask],
