@@ -50,6 +50,9 @@ def _umask() -> int:
 class DiskFullError(ProbesError, OSError):
     """The disk filled up during a write; the target keeps its old content."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]"
+        return str(self.strerror)
+
 
 @contextmanager
 def atomic_path(target: Path, *, directory: bool = False) -> Iterator[Path]:

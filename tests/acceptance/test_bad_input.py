@@ -171,7 +171,8 @@ def test_a_failed_report_write_leaves_no_temporary_file(report_runs, tmp_path, m
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "write_text", full)
-    one_line_error(cli("report", report_runs / "scale", "--out", tmp_path / "r.html"), "disk full", "r.html")
+    line = one_line_error(cli("report", report_runs / "scale", "--out", tmp_path / "r.html"), "disk full", "r.html")
+    assert "[Errno" not in line
     nothing_left(tmp_path / "r.html")
     no_temporaries(tmp_path)
 
