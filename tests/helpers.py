@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 
@@ -63,3 +65,12 @@ def curve_rows(task: str, metric: str, values, *, n: int = 1000, stderr=None, ch
 def per_token(sizes=SIZES):
     """A smooth per-token accuracy: a power law in size, 0.1 at 10k parameters to 0.96 at 100M."""
     return 1 - 0.9 * (sizes / 1e4) ** -0.35
+
+
+def imports_without(code: str, *modules: str) -> None:
+    """Run ``code`` in a fresh interpreter and check that it imported none of ``modules``."""
+    check = (
+        f"{code}; import sys; loaded = [m for m in {list(modules)!r} if m in sys.modules]; assert not loaded, loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

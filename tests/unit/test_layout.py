@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import imports_without
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUMENTS = ("core", "probing", "causal", "scale")
@@ -159,12 +160,4 @@ def test_the_readme_map_names_every_module():
 
 def test_the_cli_starts_without_torch():
     """``probes --help`` and the parsing of any command import no torch: each command imports its pipeline."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from probes.cli import build_parser; build_parser(); "
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    imports_without("from probes.cli import build_parser; build_parser()", "torch", "transformers")
