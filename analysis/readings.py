@@ -86,30 +86,85 @@ def additivity_reading(
 
 
 def additivity_lean(
-    r2: float, ci_low: float = math.nan, ci_high: float = math.nan, t: Thresholds = THRESHOLDS
+    r2: float,
+    ci_low: float = math.nan,
+    ci_high: float = math.nan,
+    t: Thresholds = THRESHOLDS,
+    *,
+    redundant: bool = False,
 ) -> str | None:
+    """``redundant``: the interaction pattern says the parts back each other up, which also makes R^2 low
+    (the singles miss the joint effect) without the behaviour emerging from the parts' interaction."""
     text = additivity_reading(r2, ci_low, ci_high, t)
     if text.startswith(("undefined", "inconclusive")):
         return None
-    return "reducible" if r2 >= t.additive else "emergent" if r2 < t.interacting else None
+    if r2 >= t.additive:
+        return "reducible"
+    return "emergent" if r2 < t.interacting and not redundant else None
 
 
-def non_additive_share(joint: float, sum_of_singles: float) -> float:
-    """How much of the top components' joint effect the sum of their single effects misses:
-    |joint - sum| / (|sum| + |joint - sum|), 0 when they add up, 1 when the singles explain nothing."""
+def interaction_ratio(joint: float, sum_of_singles: float, largest_single: float) -> float:
+    """How far the top components' joint effect is from the sum of their single effects, relative to the largest
+    effect in play: |joint - sum| / max(|joint|, largest |single|), capped at 1.
+
+    0 when they add up; 1 both when the parts are needed together (an AND: each single effect already equals
+    the joint one, so the sum overshoots it by a whole effect) and when they back each other up (an OR: the
+    singles are 0, the joint effect is not). A share of |sum| + |gap| would read the AND as a third
+    interaction, and tell it from an additive pair worse than from an OR."""
     gap = abs(joint - sum_of_singles)
-    total = abs(sum_of_singles) + gap
-    return gap / total if total > 0 else math.nan
+    scale = max(abs(joint), abs(largest_single))
+    return min(gap / scale, 1.0) if scale > 0 else math.nan
 
 
-def interaction_reading(share: float, t: Thresholds = THRESHOLDS) -> tuple[str, str | None]:
-    if not _finite(share):
-        return "undefined: no joint effect to explain", None
-    if share < t.adds_up:
-        return f"the single effects add up to the joint effect (misses {share:.0%})", "reducible"
-    if share < t.lives_in_interaction:
-        return f"the single effects miss {share:.0%} of the joint effect: real interaction", None
-    return f"the single effects miss {share:.0%} of the joint effect: it lives in interaction", "emergent"
+# The planted zoo's cases (``probes validate``): every reading names the one its numbers match best.
+ZOO_CASES = {
+    "additive": "the sum of separable parts",
+    "conjunctive": "parts needed together (an AND)",
+    "redundant": "parts that each suffice (an OR)",
+    "readable and used": "a linear feature the behaviour rests on",
+    "readable but unused": "a linear feature the output ignores",
+    "mirage": "a jump only under an all-or-nothing metric",
+    "jump": "a jump under every metric",
+    "smooth": "growth with scale under every metric",
+    "at chance": "no capability at any size",
+}
+
+
+def interaction_pattern(
+    joint: float, sum_of_singles: float, largest_single: float, t: Thresholds = THRESHOLDS
+) -> tuple[str, str | None, str | None]:
+    """The top components' joint effect against their single effects: (reading, lean, zoo case it matches).
+
+    Additive parts lean reducible; parts needed together (the joint effect smaller than the singles' sum: each
+    removal already costs most of it) lean emergent; redundant parts (the joint effect larger than the sum:
+    each part alone suffices, so single ablations understate them) lean neither way: the behaviour rests on
+    parts, any one of which carries it, and calling them irrelevant because their singles are small is wrong."""
+    ratio = interaction_ratio(joint, sum_of_singles, largest_single)
+    if not _finite(ratio):
+        return "undefined: no joint effect to explain", None, None
+    gap = f"joint {joint:+.3f} vs sum of singles {sum_of_singles:+.3f}"
+    if ratio < t.adds_up:
+        return f"the single effects add up to the joint effect ({gap}): separable parts", "reducible", "additive"
+    # super-additive: the joint effect exceeds the singles' sum in the same direction (or the singles are ~0)
+    redundant = abs(joint) > abs(sum_of_singles) and (
+        joint * sum_of_singles >= 0 or abs(sum_of_singles) < t.adds_up * abs(joint)
+    )
+    strength = "lives in" if ratio >= t.lives_in_interaction else "has real"
+    if redundant:
+        return (
+            f"redundant parts ({gap}): removing any one costs little because another covers for it; together "
+            f"they carry the behaviour, so small single effects do not mean irrelevant parts ({ratio:.0%} "
+            "of the largest effect is interaction)",
+            None,
+            "redundant",
+        )
+    case = "conjunctive" if ratio >= (t.adds_up + t.lives_in_interaction) / 2 else "additive"
+    return (
+        f"the parts are needed together ({gap}): removing one already costs most of what removing all does; "
+        f"the behaviour {strength} interaction ({ratio:.0%} of the largest effect)",
+        "emergent" if ratio >= t.lives_in_interaction else None,
+        case,
+    )
 
 
 def decodability_reading(
@@ -151,8 +206,7 @@ def erasure_reading(
     """Behaviour change after erasing a concept (LEACE) against erasing random subspaces of the same rank."""
     if not _finite(change, random_mean):
         return "no erasure result", None
-    spread = random_sd if _finite(random_sd) and random_sd > 0 else abs(random_mean) or 1e-12
-    z = (change - random_mean) / spread
+    z = erasure_z(change, random_mean, random_sd)
     if abs(z) >= t.erasure_sds:
         return (
             f"erasing the concept changes the behaviour by {change:+.3f} against {random_mean:+.3f} for random "
@@ -163,6 +217,37 @@ def erasure_reading(
         f"erasing the concept changes the behaviour by {change:+.3f}, like random subspaces ({random_mean:+.3f}): "
         "the behaviour does not rest on that linear feature"
     ), None
+
+
+def erasure_z(change: float, random_mean: float, random_sd: float) -> float:
+    """How many standard deviations of random-subspace erasures the concept's erasure differs by."""
+    spread = random_sd if _finite(random_sd) and random_sd > 0 else abs(random_mean) or 1e-12
+    return (change - random_mean) / spread
+
+
+def erasure_case(
+    change: float, random_mean: float, random_sd: float, readable: bool, t: Thresholds = THRESHOLDS
+) -> str | None:
+    """The zoo case an erasure matches: a readable feature the behaviour uses, one it ignores, or neither."""
+    if not _finite(change, random_mean) or not readable:
+        return None
+    used = abs(erasure_z(change, random_mean, random_sd)) >= t.erasure_sds
+    return "readable and used" if used else "readable but unused"
+
+
+def scale_case(verdicts: list[tuple[str, str, bool]]) -> str | None:
+    """The zoo case a task's verdicts under several metrics match (see ``scale_reading``)."""
+    if verdicts and all(at_chance or v == "flat" for _, v, at_chance in verdicts):
+        return "at chance"
+    kinds = {v for _, v, _ in verdicts}
+    partial = {v for m, v, _ in verdicts if not all_or_nothing(m)}
+    if "mirage" in kinds:
+        return "mirage"
+    if "jump" in partial and "smooth" not in partial:
+        return "jump"
+    if "smooth" in kinds and "jump" not in kinds:
+        return "smooth"
+    return None
 
 
 def scale_reading(verdicts: list[tuple[str, str, bool]]) -> tuple[str, str | None]:

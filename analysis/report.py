@@ -21,6 +21,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -40,15 +41,18 @@ import pandas as pd
 from . import ablation_plots, head_plots, probe_plots, scale_plots
 from .errors import ProbesError
 from .readings import (
+    THRESHOLDS,
     additivity_lean,
     additivity_reading,
     compression_reading,
     concept_readable,
     decodability_reading,
+    erasure_case,
     erasure_reading,
-    interaction_reading,
-    non_additive_share,
+    interaction_pattern,
+    interaction_ratio,
     overall_reading,
+    scale_case,
     scale_reading,
     selectivity_reading,
 )
@@ -225,6 +229,7 @@ class Evidence:
     lean: str | None
     point: tuple[float, float, float] | None = None  # (value, low, high) on [0, 1], for the card's figure
     marks: dict[str, float] = field(default_factory=dict)  # baselines drawn beside the point
+    matches: str | None = None  # the planted zoo case (analysis.readings.ZOO_CASES) these numbers match best
 
 
 @dataclass
@@ -350,30 +355,42 @@ def probe_card(model: str, row: pd.Series) -> Card:
 
 def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFrame) -> Card:
     evidence = []
+    joint, singles = _scalar(rows, "joint_effect_top_k"), _scalar(rows, "sum_of_single_effects")
+    effects = rows[rows["metric"] == "effect"]["value"]
+    largest = float(effects.abs().max()) if len(effects) else math.nan
+    pattern = None
+    if joint is not None and singles is not None:
+        pattern = interaction_pattern(joint["value"], singles["value"], largest)
     r2 = _scalar(rows, "additivity_r2")
     if r2 is not None:
+        redundant = pattern is not None and pattern[2] == "redundant"
+        reading = additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"])
+        if redundant and r2["value"] < THRESHOLDS.additive:
+            reading += "; low here because the parts are redundant, not because they need each other"
         evidence.append(
             Evidence(
                 "reductionist",
                 "additivity R^2 of the top components",
                 _ci(r2["value"], r2["ci_low"], r2["ci_high"]),
-                additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"]),
-                additivity_lean(r2["value"], r2["ci_low"], r2["ci_high"]),
+                reading,
+                additivity_lean(r2["value"], r2["ci_low"], r2["ci_high"], redundant=redundant),
                 (r2["value"], r2["ci_low"], r2["ci_high"]),
             )
         )
-    joint, singles = _scalar(rows, "joint_effect_top_k"), _scalar(rows, "sum_of_single_effects")
-    if joint is not None and singles is not None:
-        share = non_additive_share(joint["value"], singles["value"])
-        text, lean = interaction_reading(share)
+    if pattern is not None:
+        assert joint is not None and singles is not None
+        ratio = interaction_ratio(joint["value"], singles["value"], largest)
+        text, lean, case = pattern
         evidence.append(
             Evidence(
                 "emergent",
-                "interaction share of the top-k joint effect",
-                f"{_fmt(share)} (joint {joint['value']:+.3f}, sum of singles {singles['value']:+.3f})",
+                "interaction of the top-k (|joint - sum of singles| / largest effect)",
+                f"{_fmt(ratio)} (joint {joint['value']:+.3f}, sum of singles {singles['value']:+.3f}, "
+                f"largest single {largest:+.3f})",
                 text,
                 lean,
-                (share, share, share) if np.isfinite(share) else None,
+                (ratio, ratio, ratio) if np.isfinite(ratio) else None,
+                matches=case,
             )
         )
     if len(amnesic):
@@ -383,6 +400,9 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
         sd = (rand.loc[layer, "ci_high"] - rand.loc[layer, "value"]) / 1.96
         text, lean = erasure_reading(change[layer], rand.loc[layer, "value"], sd)
         concept = str(amnesic["concept"].iloc[0]) if "concept" in amnesic else "the concept"
+        before = amnesic[(amnesic["metric"] == "concept_probe_before") & (amnesic["layer"] == layer)]["value"]
+        majority = amnesic[(amnesic["metric"] == "concept_majority") & (amnesic["layer"] == layer)]["value"]
+        readable = bool(len(before) and len(majority) and concept_readable(before.iloc[0], majority.iloc[0]))
         evidence.append(
             Evidence(
                 "reductionist",
@@ -390,12 +410,10 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
                 f"{change[layer]:+.3f} vs random {rand.loc[layer, 'value']:+.3f} (sd {_fmt(sd)})",
                 text,
                 lean,
+                matches=erasure_case(change[layer], rand.loc[layer, "value"], sd, readable),
             )
         )
-        before = amnesic[(amnesic["metric"] == "concept_probe_before") & (amnesic["layer"] == layer)]["value"]
-        majority = amnesic[(amnesic["metric"] == "concept_majority") & (amnesic["layer"] == layer)]["value"]
         if len(before) and len(majority):
-            readable = concept_readable(before.iloc[0], majority.iloc[0])
             evidence.append(
                 Evidence(
                     "reductionist",
@@ -414,7 +432,8 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
 
 def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
     at_chance = verdicts["at_chance"] if "at_chance" in verdicts else pd.Series(False, index=verdicts.index)
-    text, lean = scale_reading(list(zip(verdicts["metric"], verdicts["verdict"], at_chance.astype(bool))))
+    triples = list(zip(verdicts["metric"], verdicts["verdict"], at_chance.astype(bool)))
+    text, lean = scale_reading(triples)
     evidence = [
         Evidence(
             "emergent",
@@ -422,6 +441,7 @@ def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
             ", ".join(f"{m}: {v}" for m, v in zip(verdicts["metric"], verdicts["verdict"])),
             text,
             lean,
+            matches=scale_case(triples),
         )
     ]
     jumps = [
@@ -806,7 +826,9 @@ def render_markdown(sections: list[Section], title: str, link_base: str) -> tupl
                     lines.append(f"**{label}**")
                     items = block.side(side)
                     lines += [
-                        f"- {md_escape(e.measure)}: {md_escape(e.value)}: {md_escape(e.reading)}" for e in items
+                        f"- {md_escape(e.measure)}: {md_escape(e.value)}: {md_escape(e.reading)}"
+                        + (f" (matches the zoo case: {md_escape(e.matches)})" if e.matches else "")
+                        for e in items
                     ] or ["- not measured here"]
                     lines.append("")
                 lines += [f"**Reading:** {md_escape(block.overall)}", ""]

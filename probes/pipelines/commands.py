@@ -24,6 +24,7 @@ from probes.pipelines.specs import (
     Spec,
     SpecError,
     SuiteSpec,
+    ValidateSpec,
     make,
 )
 
@@ -179,6 +180,17 @@ def _demo(options: dict[str, Any], out: Path | None) -> None:
     run_demo(_spec(DemoSpec, options), out)
 
 
+def _validate(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.validate import describe, run_validate
+
+    assert out is not None
+    table = run_validate(_spec(ValidateSpec, options), out)
+    print(describe(table))
+    print(f"table: {(out / 'validate.csv').resolve()}")
+    if not table["right"].all():
+        raise SystemExit(1)  # a verdict that misreads a planted case is a bug of the toolkit, not of the input
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "models",
@@ -272,6 +284,17 @@ COMMANDS: tuple[Command, ...] = (
         _report,
         ReportSpec,
         Out("output file", default="report.html"),
+    ),
+    Command(
+        "validate",
+        "check every verdict on planted models and outputs whose answer is known",
+        "Build the planted zoo (hand-set models where a behaviour is additive, needs two heads together, has "
+        "redundant heads, reads a feature or ignores one; families of outputs with a mirage, a real jump, "
+        "smooth growth, or none), run the ablation study, amnesic probing and the scaling analysis on them, "
+        "and print each case's planted truth beside the scorecard's reading. Exits 1 if any case reads wrong.",
+        _validate,
+        ValidateSpec,
+        Out("output folder (zoo/ models, units/, validate.csv)", default="runs/validate"),
     ),
     Command(
         "demo",

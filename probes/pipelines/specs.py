@@ -350,6 +350,14 @@ class ReportSpec(Spec):
     )
 
 
+class ValidateSpec(Spec):
+    """``probes validate``: the planted zoo (models with a known mechanism), each case's verdict beside its truth."""
+
+    erase_random: int = Field(20, ge=2, **_meta("random-subspace erasures the erasure cases are compared with"))
+    n: int = Field(400, ge=50, **_meta("examples per model size in the scale cases"))
+    seed: int = Field(0, **_meta("seed of the sampled orders, random erasures and planted outputs"))
+
+
 class DemoSpec(Spec):
     """``probes demo``: the main job on the two embedded models, ending in the report."""
 

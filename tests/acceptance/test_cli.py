@@ -10,7 +10,20 @@ import pytest
 
 from probes.cli import build_parser, main
 
-SUBCOMMANDS = ["models", "sites", "capture", "run", "show", "demo", "ablate", "heads", "ladder", "scale", "report"]
+SUBCOMMANDS = [
+    "models",
+    "sites",
+    "capture",
+    "run",
+    "show",
+    "demo",
+    "ablate",
+    "heads",
+    "ladder",
+    "scale",
+    "report",
+    "validate",
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

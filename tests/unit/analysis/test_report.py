@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import EVIL, TITLE
 
-from analysis.readings import non_additive_share, overall_reading, scale_reading
+from analysis.readings import interaction_pattern, interaction_ratio, overall_reading, scale_reading
 from analysis.report import Card, ReportError, build_sections, find_sources, iter_figures, md_escape, read_inputs
 from analysis.results import read_results
 from analysis.tables import profile_table
@@ -81,8 +81,11 @@ def test_scorecards_show_the_tables_numbers(runs):
     card = cards[f"{abl['model'].iloc[0]} · agreement"]  # the behaviour as the user named it (the default)
     by_measure = {e.measure: e for e in card.evidence}
     assert by_measure["additivity R^2 of the top components"].point[0] == pytest.approx(value("additivity_r2"))
-    share = by_measure["interaction share of the top-k joint effect"].point[0]
-    assert share == pytest.approx(non_additive_share(value("joint_effect_top_k"), value("sum_of_single_effects")))
+    ratio = by_measure["interaction of the top-k (|joint - sum of singles| / largest effect)"].point[0]
+    largest = abl[abl["metric"] == "effect"]["value"].abs().max()
+    assert ratio == pytest.approx(
+        interaction_ratio(value("joint_effect_top_k"), value("sum_of_single_effects"), largest)
+    )
     assert any(m.startswith("amnesic probing: erase subject_number") for m in by_measure)
     # scale card: the mirage of the synthetic exact match is not a jump that survives
     card = cards[f"fam{EVIL} · arith"]
@@ -90,9 +93,18 @@ def test_scorecards_show_the_tables_numbers(runs):
 
 
 def test_readings_by_hand():
-    assert non_additive_share(1.0, 0.6) == pytest.approx(0.4 / (0.6 + 0.4))
-    assert non_additive_share(0.5, 0.5) == 0
-    assert np.isnan(non_additive_share(0.0, 0.0))
+    # two parts of effect -1 each: additive (joint -2), needed together (AND: joint -1), redundant (OR: singles 0)
+    assert interaction_ratio(-2.0, -2.0, -1.0) == 0
+    assert interaction_ratio(-1.0, -2.0, -1.0) == 1.0  # the sum overshoots the joint effect by a whole effect
+    assert interaction_ratio(-1.0, 0.0, 0.0) == 1.0
+    assert interaction_ratio(1.0, 0.6, 0.4) == pytest.approx(0.4)
+    assert np.isnan(interaction_ratio(0.0, 0.0, 0.0))
+    assert [interaction_pattern(*x)[1:] for x in [(-2, -2, -1), (-1, -2, -1), (-1, 0, 0), (-1, 1e-6, 1e-6)]] == [
+        ("reducible", "additive"),
+        ("emergent", "conjunctive"),
+        (None, "redundant"),
+        (None, "redundant"),
+    ]
     assert overall_reading([None, None]).startswith("not enough evidence")
     assert overall_reading(["reducible", None]).startswith("reduces")
     assert overall_reading(["emergent"]).startswith("emerges")
