@@ -39,6 +39,7 @@ class Thresholds:
     jump_min_rise: float = 0.2  # ... rise at least this share of the chance-to-best range ...
     jump_max_width_share: float = 1.0  # ... within this share of the sizes' range (log size, 10-90% of the rise)
     at_chance: float = 0.1  # a normalised score that never leaves +-this of chance
+    trend_sds: float = 2.0  # a curve whose line rises less than this many standard errors is flat
     irregular_drop_sds: float = 3.0  # a fall with size beyond this many combined errors ...
     irregular_p: float = 1e-3  # ... where no curve fits at this p-value: "irregular"
 
@@ -255,6 +256,12 @@ def scale_reading(verdicts: list[tuple[str, str, bool]]) -> tuple[str, str | Non
     partial-credit metrics (per-token accuracy, edit distance, log-probability, Brier)?"""
     if verdicts and all(at_chance for _, _, at_chance in verdicts):
         return "stays at chance at every size: no capability here to scale", None
+    if verdicts and all(v == "flat" for _, v, _ in verdicts):
+        return "does not move with scale under any metric, beyond its errors", None
+    if verdicts and all(v in ("flat", "declines") for _, v, _ in verdicts):
+        return "gets worse with scale (inverse scaling) under " + ", ".join(
+            m for m, v, _ in verdicts if v == "declines"
+        ), None
     named = lambda kind, partial=None: [
         m for m, v, _ in verdicts if v == kind and (partial is None or partial != all_or_nothing(m))
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib
 
@@ -34,7 +35,7 @@ def capability_vs_size(
     rows = math.ceil(len(chosen) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     for ax, curve in zip(axes.flat, chosen):
-        ax.errorbar(curve.size, curve.y, yerr=curve.sigma, fmt="o", color="black", ms=4, capsize=2, label="score")
+        ax.errorbar(10**curve.x, curve.y, yerr=curve.sigma, fmt="o", color="black", ms=4, capsize=2, label="score")
         grid = np.linspace(curve.x[0], curve.x[-1], 200)
         for name, fit in fit_curves(curve.x, curve.y, curve.sigma).items():
             color, style = _STYLE[name]
@@ -51,7 +52,7 @@ def capability_vs_size(
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks collide on narrow log ranges
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel(f"{size.replace('_', ' ')} (log scale)")
+        ax.set_xlabel("training step + 1 (log scale)" if size == "step" else f"{size.replace('_', ' ')} (log scale)")
         ax.set_ylabel("score, 0 = chance, 1 = best")
         ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(chosen) :]:
@@ -81,7 +82,13 @@ def capability_vs_step(table: pd.DataFrame, task: str, metrics: list[str] | None
         chance = part["chance"].dropna()
         for color, (model, params) in zip(colors, sizes.items()):
             line = part[part["model"] == model].sort_values("step")
-            y, _, _ = normalise(line["value"].to_numpy(), float(chance.iloc[0]) if len(chance) else None, metric)
+            direction = line["higher_is_better"].dropna() if "higher_is_better" in line else line["value"].iloc[0:0]
+            y, _, _ = normalise(
+                line["value"].to_numpy(),
+                float(chance.iloc[0]) if len(chance) else None,
+                metric,
+                bool(direction.iloc[0]) if len(direction) else None,
+            )
             ax.plot(line["step"], y, "o-", color=color, ms=3, label=f"{model} ({params:,.0f})")
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("training step")
@@ -100,8 +107,15 @@ def scale_figures(table: pd.DataFrame, verdicts: pd.DataFrame, *, size: str = "p
     step where the table has checkpoints (``probes scale`` writes them to ``figures/``)."""
     figures = {}
     for (family, task), _ in verdicts.groupby(["family", "task"]):
-        figures[f"{family}_{task}_size.png"] = capability_vs_size(table, verdicts, task, family=family, size=size)
+        stem = file_stem(f"{family}_{task}")
+        figures[f"{stem}_size.png"] = capability_vs_size(table, verdicts, task, family=family, size=size)
         steps = table[(table["family"] == family) & (table["task"] == task)]
-        if steps["step"].nunique() > 1:
-            figures[f"{family}_{task}_step.png"] = capability_vs_step(steps, task)
+        if size != "step" and steps["step"].nunique() > 1:
+            figures[f"{stem}_step.png"] = capability_vs_step(steps, task)
     return figures
+
+
+def file_stem(name: str) -> str:
+    """A file name from any family, model or task name (hub ids hold '/', lm-eval metrics ','): every run of
+    characters other than letters, digits, '.', '-' and '_' becomes one '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"

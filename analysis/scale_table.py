@@ -36,6 +36,7 @@ SCALE_COLUMNS = (
     "stderr",
     "n",
     "chance",
+    "higher_is_better",
 )
 REQUIRED = ("model", "task", "metric", "value")
 MIN_SIZES = 3
@@ -53,6 +54,7 @@ class Metric:
     high: float
     higher_is_better: bool = True
     discontinuous: bool = False  # all-or-nothing per example (exact match, multiple choice)
+    log_scale: bool = False  # analysed as its logarithm (perplexities span orders of magnitude; log is the loss)
 
 
 METRICS: dict[str, Metric] = {
@@ -69,12 +71,38 @@ METRICS: dict[str, Metric] = {
     "brier": Metric(0, 2, higher_is_better=False),
     "f1": Metric(0, 1),
     "mcc": Metric(-1, 1),
-    "perplexity": Metric(1, math.inf, higher_is_better=False),
-    "word_perplexity": Metric(1, math.inf, higher_is_better=False),
-    "byte_perplexity": Metric(1, math.inf, higher_is_better=False),
+    "perplexity": Metric(1, math.inf, higher_is_better=False, log_scale=True),
+    "word_perplexity": Metric(1, math.inf, higher_is_better=False, log_scale=True),
+    "byte_perplexity": Metric(1, math.inf, higher_is_better=False, log_scale=True),
+    "token_perplexity": Metric(1, math.inf, higher_is_better=False, log_scale=True),
     "bits_per_byte": Metric(0, math.inf, higher_is_better=False),
+    "loss": Metric(0, math.inf, higher_is_better=False),
+    "cross_entropy": Metric(0, math.inf, higher_is_better=False),
     "bleu": Metric(0, 100),
+    "rouge1": Metric(0, 100),
+    "ter": Metric(0, math.inf, higher_is_better=False),
+    "acc_mutual_info": Metric(0, 1, discontinuous=True),
+    "contains": Metric(0, 1, discontinuous=True),
 }
+MULTIPLE_CHOICE = ("acc", "acc_norm", "mc_accuracy", "multiple_choice_grade", "acc_mutual_info")
+
+# Chance of common lm-evaluation-harness tasks under their multiple-choice metrics (one over the number of
+# options), where the results file does not list the options: (task name pattern, chance).
+TASK_CHANCE: tuple[tuple[str, float], ...] = (
+    (
+        r"mmlu(_.*)?|cmmlu.*|kmmlu.*|arc_(easy|challenge)|hellaswag|sciq|openbookqa|race|logiqa2?|medmcqa|"
+        r"swag|headqa.*|agieval_.*|truthfulqa_mc1",
+        0.25,
+    ),
+    (
+        r"piqa|winogrande|boolq|copa|blimp_.*|wsc(273)?|rte|sst2|qnli|mrpc|qqp|wic|cola|prost|"
+        r"anli_r[123]_binary|lambada_.*_binary",
+        0.5,
+    ),
+    (r"mnli(_mismatch)?|anli_r[123]|cb", 1 / 3),
+    (r"mathqa", 0.2),
+    (r"lambada(_openai|_standard)?(_cloze)?", 0.0),  # the next word from the whole vocabulary
+)
 
 
 def metric_info(name: str) -> Metric | None:
@@ -109,10 +137,12 @@ def scale_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *, size: str =
     if frame[size].isna().any():
         models = sorted(frame.loc[frame[size].isna(), "model"].astype(str).unique())
         raise ScaleTableError(
-            f"no {size} for model(s) {', '.join(models[:5])}: give sizes, e.g. "
-            f"sizes={{'{models[0]}': 160e6}} or a '{size}' column"
+            f"no {size} for model(s) {', '.join(models[:5])}: the files do not state it and the names do not "
+            f'say it (as in pythia-1.4b); give --sizes FILE with {{"{models[0]}": 160000000}} (Python: '
+            f"sizes=), or a '{size}' column"
         )
-    bad_size = frame[~(frame[size] > 0)]  # zero, negative and NaN sizes: log size is undefined
+    # zero, negative and NaN sizes: log size is undefined (a step axis keeps step 0, the untrained model)
+    bad_size = frame[~(frame[size] >= 0)] if size == "step" else frame[~(frame[size] > 0)]
     if len(bad_size):
         row = bad_size.iloc[0]
         raise ScaleTableError(
@@ -171,6 +201,59 @@ def _check_sizes(frame: pd.DataFrame, size: str) -> None:
             )
 
 
+# --- names, aliases, chance ---------------------------------------------------------------------------------------
+
+COLUMN_ALIASES = {
+    "parameters": ("params", "n_params", "num_params", "num_parameters", "model_num_parameters", "param_count", "size"),
+    "non_embedding_parameters": ("non_embedding_params", "nonembedding_parameters"),
+    "model": ("model_name", "model_id", "name"),
+    "step": ("steps", "checkpoint_step", "training_step"),
+    "tokens": ("tokens_seen", "train_tokens", "training_tokens"),
+    "stderr": ("std_err", "se", "standard_error"),
+}
+_SIZE_TOKEN = re.compile(r"(?<![0-9A-Za-z.])(\d+(?:\.\d+)?)([kKmMbBtT])(?![0-9A-Za-z])")
+_MULTIPLIER = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+
+
+def with_standard_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Common aliases of the standard columns (``params``, ``model_name``, ...) renamed to theirs."""
+    renames = {}
+    for standard, aliases in COLUMN_ALIASES.items():
+        if standard in frame.columns:
+            continue
+        found = [a for a in aliases if a in frame.columns]
+        if found:
+            renames[found[0]] = standard
+    return frame.rename(columns=renames)
+
+
+def family_and_size(model: str) -> tuple[str, float | None]:
+    """A model id's family and parameter count, where the name states them as standard names do:
+    ``EleutherAI/pythia-1.4b-deduped`` -> (``EleutherAI/pythia-deduped``, 1.4e9), ``Qwen/Qwen2.5-0.5B`` ->
+    (``Qwen/Qwen2.5``, 5e8); a name without a size token -> (the name, None)."""
+    org, _, name = str(model).rpartition("/")
+    found = list(_SIZE_TOKEN.finditer(name))
+    if not found:
+        return str(model), None
+    token = found[-1]  # "qwen2.5-7b" has one; "llama-3-8b-70k-ctx" would be odd either way: take the last
+    size = float(token.group(1)) * _MULTIPLIER[token.group(2).lower()]
+    rest = (name[: token.start()] + name[token.end() :]).replace("--", "-").replace("__", "_").strip("-_") or name
+    return (f"{org}/{rest}" if org else rest), size
+
+
+def task_chance(task: str, metric: str, n_choices: int | None = None) -> float | None:
+    """Chance level of a task under a multiple-choice metric: 1 / options where known, else the registry of
+    common tasks (``TASK_CHANCE``); None for other metrics and unknown tasks."""
+    if str(metric).split(",")[0] not in MULTIPLE_CHOICE:
+        return None
+    if n_choices:
+        return 1.0 / n_choices
+    for pattern, chance in TASK_CHANCE:
+        if re.fullmatch(pattern, task):
+            return chance
+    return None
+
+
 # --- readers -----------------------------------------------------------------------------------------------------
 
 
@@ -191,7 +274,7 @@ def read_scale_csv(
     path = Path(path)
     if not path.exists():
         raise ScaleTableError(f"no scale table at {path}")
-    frame = pd.read_csv(path)
+    frame = with_standard_columns(pd.read_csv(path))
     if layout == "auto":
         layout = "tidy" if {"task", "metric", "value"} <= set(frame.columns) else "wide"
     if layout == "wide":
@@ -232,9 +315,21 @@ def _from_wide(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def _with_sizes(frame: pd.DataFrame, sizes: Mapping[str, float] | None) -> pd.DataFrame:
+    """Sizes given (``--sizes``) first, then those the rows state, then those the model names state."""
+    frame = frame.copy()
+    if "parameters" not in frame.columns:
+        frame["parameters"] = None
+    if "size_from" not in frame.columns:
+        frame["size_from"] = [("file" if pd.notna(p) else None) for p in frame["parameters"]]
     if sizes:
         given = frame["model"].map(dict(sizes))
-        frame["parameters"] = given.fillna(frame["parameters"]) if "parameters" in frame.columns else given
+        frame.loc[given.notna(), "size_from"] = "given"
+        frame["parameters"] = given.fillna(frame["parameters"])
+    missing = frame["parameters"].isna() & frame["model"].notna()
+    if missing.any():
+        named = frame.loc[missing, "model"].map(lambda m: family_and_size(str(m))[1])
+        frame.loc[named[named.notna()].index, "size_from"] = "name"
+        frame.loc[missing, "parameters"] = named
     return frame
 
 
@@ -261,7 +356,7 @@ def read_lm_eval(
         raise ScaleTableError("no lm-evaluation-harness scores found in the given files")
     frame = pd.DataFrame(rows)
     if family is not None:
-        frame["family"] = family
+        frame["family"], frame["family_from"] = family, "given"
     return scale_table(_with_sizes(frame, sizes), size=size)
 
 
@@ -279,14 +374,21 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
     model = args.get("pretrained") or blob.get("model_name") or config.get("model") or path.stem
     revision = args.get("revision")
     step = re.fullmatch(r"step(\d+)", revision or "")
+    family, named_size = family_and_size(model)
+    stated = config.get("model_num_parameters")
+    stated = stated if _is_number(stated) and stated > 0 else None
     # checkpoints of one model share its name and differ by step; any other revision is part of the name
     ident = {
         "model": f"{model}@{revision}" if revision and not step else model,
-        "family": model,
-        "parameters": config.get("model_num_parameters"),
+        "family": family,
+        "parameters": stated or named_size,
         "step": int(step.group(1)) if step else None,
+        "size_from": "file" if stated else "name" if named_size else None,
+        "family_from": "name" if family != model else None,
     }
     counts: dict[str, Any] = blob["n-samples"] if isinstance(blob.get("n-samples"), dict) else {}
+    better: dict[str, Any] = blob["higher_is_better"] if isinstance(blob.get("higher_is_better"), dict) else {}
+    configs: dict[str, Any] = blob["configs"] if isinstance(blob.get("configs"), dict) else {}
     rows = []
     for task, scores in blob["results"].items():
         if tasks is not None and task not in tasks:
@@ -298,12 +400,19 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
             )
         count = counts.get(task)
         n = (count.get("effective") if isinstance(count, dict) else None) or scores.get("sample_len")
+        found = better.get(task)
+        directions: dict[str, Any] = found if isinstance(found, dict) else {}
+        found = configs.get(task)
+        task_config: dict[str, Any] = found if isinstance(found, dict) else {}
+        choices = task_config.get("doc_to_choice")
+        n_choices = len(choices) if isinstance(choices, list) and len(choices) > 1 else None
         for key, value in scores.items():
             metric, _, filt = key.partition(",")
             if metric.endswith("_stderr") or not _is_number(value):
                 continue
             stderr = scores.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
             name = metric if filt in ("", "none") else f"{metric},{filt}"
+            direction = directions.get(metric)
             rows.append(
                 {
                     **ident,
@@ -312,6 +421,8 @@ def _lm_eval_rows(path: Path, tasks: set[str] | None) -> list[dict]:
                     "value": float(value),
                     "stderr": float(stderr) if _is_number(stderr) else None,
                     "n": n,
+                    "chance": task_chance(task, metric, n_choices),
+                    "higher_is_better": direction if isinstance(direction, bool) else None,
                 }
             )
     return rows

@@ -32,7 +32,7 @@ from scipy.optimize import least_squares
 from scipy.stats import chi2 as chi2_distribution
 
 from .readings import THRESHOLDS, Thresholds
-from .scale_table import METRICS, all_or_nothing, metric_info, scale_table
+from .scale_table import METRICS, Metric, all_or_nothing, metric_info, scale_table
 
 SIGMA_FLOOR = 0.02  # normalised units: seeds and training noise move small models by at least this much
 MIN_FIT_SIZES = {"linear": 3, "power_law": 4, "sigmoid": 5, "broken_power_law": 7}
@@ -41,23 +41,49 @@ MIN_FIT_SIZES = {"linear": 3, "power_law": 4, "sigmoid": 5, "broken_power_law": 
 # --- normalisation and BIG-bench's measures -----------------------------------------------------------------------
 
 
-def normalise(values: np.ndarray, chance: float | None, metric: str) -> tuple[np.ndarray, float, float]:
+def normalise(
+    values: np.ndarray, chance: float | None, metric: str, higher_is_better: bool | None = None
+) -> tuple[np.ndarray, float, float]:
     """Map scores so that chance is 0 and the metric's best value is 1 (higher always better).
 
-    Returns (normalised, offset, scale) with normalised = (values - offset) / scale. Without a
-    chance level, a bounded metric's worst value stands in for it (0 for accuracy), and an
-    unbounded one's worst observed score.
+    Returns (normalised, offset, scale) with normalised = (metric_scale(values) - offset) / scale. Without a
+    chance level, a bounded metric's worst value stands in for it (0 for accuracy), and an unbounded one's
+    worst observed score. Perplexities are read as their logarithm (the loss). ``higher_is_better`` (from
+    the results file) overrides the registry's direction; for a metric the registry does not know, the
+    observed best stands in for the best value.
     """
-    values = np.asarray(values, dtype=float)
-    info = metric_info(metric) or METRICS["token_accuracy"]
-    best = info.high if info.higher_is_better else info.low
-    if chance is None or not np.isfinite(chance):
-        worst = info.low if info.higher_is_better else info.high
+    info = metric_info(metric)
+    if higher_is_better is not None and (info is None or bool(higher_is_better) != info.higher_is_better):
+        info = Metric(-math.inf, math.inf, bool(higher_is_better))  # the file's direction; bounds unknown
+    info = info or METRICS["token_accuracy"]  # an unknown metric, no direction given: a share, higher better
+    values = metric_scale(np.asarray(values, dtype=float), metric)
+    low, high = info.low, info.high
+    if info.log_scale:
+        low, high = (math.log(low) if low > 0 else -math.inf), math.log(high)
+    best = high if info.higher_is_better else low
+    if not np.isfinite(best):
+        best = values.max() if info.higher_is_better else values.min()
+    if chance is not None and np.isfinite(chance):
+        chance = float(metric_scale(np.array([chance]), metric)[0])
+    else:
+        worst = low if info.higher_is_better else high
         chance = worst if np.isfinite(worst) else (values.min() if info.higher_is_better else values.max())
     scale = best - chance
     if not np.isfinite(scale) or scale == 0:
         scale = 1.0 if info.higher_is_better else -1.0
     return (values - chance) / scale, float(chance), float(scale)
+
+
+def metric_scale(values: np.ndarray, metric: str) -> np.ndarray:
+    """Scores on the scale the analysis reads them: the log of a perplexity, anything else as it is."""
+    info = metric_info(metric)
+    return np.log(values) if info is not None and info.log_scale else values
+
+
+def size_axis(size: np.ndarray, axis: str = "parameters") -> np.ndarray:
+    """log10 of the size; a training-step axis is log10(step + 1), so step 0 (the untrained model) is 0."""
+    size = np.asarray(size, dtype=float)
+    return np.log10(size + 1) if axis == "step" else np.log10(size)
 
 
 def bigbench_measures(y: np.ndarray) -> dict[str, float]:
@@ -271,14 +297,27 @@ class Curve:
     stderr: np.ndarray
     chance: float | None
     examples: list[np.ndarray] | None = None  # per-example scores per size, for the bootstrap
+    higher_is_better: bool | None = None  # as the results file states it (None: the metric registry's)
+    axis: str = "parameters"  # what size is: parameters, tokens, or a training step
     x: np.ndarray = field(init=False)
     y: np.ndarray = field(init=False)
     sigma: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.x = np.log10(self.size.astype(float))
-        self.y, _, scale = normalise(self.value, self.chance, self.metric)
-        self.sigma = np.maximum(np.nan_to_num(np.abs(self.stderr / scale), nan=0.0), SIGMA_FLOOR)
+        self.x = size_axis(self.size, self.axis)
+        self.y, _, scale = normalise(self.value, self.chance, self.metric, self.higher_is_better)
+        info = metric_info(self.metric)
+        # a log-scale metric's error: d log(v) = dv / v
+        stderr = self.stderr / self.value if info is not None and info.log_scale else self.stderr
+        self.sigma = np.maximum(np.nan_to_num(np.abs(stderr / scale), nan=0.0), SIGMA_FLOOR)
+
+    def size_at(self, x: float) -> float:
+        """The size (or step) at a point of the log axis."""
+        return float(10**x - (1 if self.axis == "step" else 0))
+
+    def normalise(self, values: np.ndarray) -> np.ndarray:
+        """Other scores of this curve (a bootstrap's means) on its normalised scale."""
+        return normalise(values, self.chance, self.metric, self.higher_is_better)[0]
 
 
 def jump_interval(
@@ -295,7 +334,7 @@ def jump_interval(
     for _ in range(n_boot):
         if curve.examples is not None:
             means = np.array([rng.choice(e, size=len(e)).mean() for e in curve.examples])
-            y, _, _ = normalise(means, curve.chance, curve.metric)
+            y = curve.normalise(means)
         else:
             y = curve.y + curve.sigma * rng.standard_normal(len(curve.y))
         refit = fit_model(fit.model, curve.x, y, curve.sigma)
@@ -331,6 +370,34 @@ def predict_largest(curve: Curve) -> tuple[float, float]:
     return float(fit(curve.x[-1:])[0]), float(curve.y[-1])
 
 
+def backtest(curve: Curve) -> list[float]:
+    """Observational-scaling back-test: fit the linear-in-log-size model on the smaller models, predict the next
+    larger one, in turn for every model past the first three; the errors (predicted - actual), normalised."""
+    errors = []
+    for k in range(MIN_FIT_SIZES["linear"], len(curve.x)):
+        fit = fit_model(MODELS[0], curve.x[:k], curve.y[:k], curve.sigma[:k])
+        assert fit is not None  # k >= the line's minimum
+        errors.append(float(fit(curve.x[k : k + 1])[0] - curve.y[k]))
+    return errors
+
+
+def trend(curve: Curve) -> tuple[float, float]:
+    """The weighted line's rise over the sizes seen (normalised units) and its z-score (rise / its standard
+    error, the error inflated by the scatter where the line fits worse than the errors say)."""
+    w = 1 / curve.sigma**2
+    xm = np.sum(w * curve.x) / w.sum()
+    sxx = np.sum(w * (curve.x - xm) ** 2)
+    if sxx <= 0:
+        return 0.0, 0.0
+    slope = np.sum(w * (curve.x - xm) * curve.y) / sxx
+    intercept = np.sum(w * curve.y) / w.sum() - slope * xm
+    dof = len(curve.x) - 2
+    chi2 = float(np.sum(w * (curve.y - intercept - slope * curve.x) ** 2))
+    inflate = math.sqrt(max(chi2 / dof, 1.0)) if dof > 0 else 1.0
+    se = inflate / math.sqrt(sxx)
+    return float(slope * _span(curve.x)), float(slope / se)
+
+
 def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot: int = 200, seed: int = 0) -> dict:
     """The verdict row of one curve (before the mirage check across metrics)."""
     t = thresholds or THRESHOLDS
@@ -352,6 +419,12 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
     for name, fit in fits.items():
         row[f"bic_{name}"] = fit.bic
     predicted, actual = predict_largest(curve)
+    errors = backtest(curve)
+    row.update(
+        backtest_mae=float(np.mean(np.abs(errors))) if errors else math.nan,
+        backtest_n=len(errors),
+        backtest_worst=float(max(errors, key=abs)) if errors else math.nan,
+    )
     row.update(
         predicted_largest=predicted,
         actual_largest=actual,
@@ -386,7 +459,7 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
         delta_bic=smooth.bic - jump.bic,
         rise=float(hi - lo),
         width_decades=float(2 * math.log(9) * w),
-        jump_location=float(10**x0),
+        jump_location=curve.size_at(x0),
     )
     favoured = row["delta_aic"] >= t.jump_evidence and row["delta_bic"] >= t.jump_evidence
     inside = curve.x[0] <= x0 <= curve.x[-1]
@@ -394,11 +467,11 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
     if favoured and inside and sharp:
         low, high = jump_interval(curve, sigmoid, n_boot=n_boot, seed=seed)
         row.update(
-            jump_low=10**low,
-            jump_high=10**high,
+            jump_low=curve.size_at(low),
+            jump_high=curve.size_at(high),
             verdict="jump",
-            reading=f"jumps by {row['rise']:+.2f} of the chance-to-best range near {10**x0:.3g} "
-            f"(95% interval {10**low:.3g} to {10**high:.3g}); the {jump.model.name} model beats "
+            reading=f"jumps by {row['rise']:+.2f} of the chance-to-best range near {curve.size_at(x0):.3g} "
+            f"(95% interval {curve.size_at(low):.3g} to {curve.size_at(high):.3g}); the {jump.model.name} model beats "
             f"the {smooth.model.name} one by {row['delta_bic']:.1f} BIC",
         )
     else:
@@ -412,11 +485,26 @@ def analyse_curve(curve: Curve, *, thresholds: Thresholds | None = None, n_boot:
             why = f"the rise spreads over {row['width_decades']:.1f} decades, wider than the sizes seen"
         if row["at_chance"]:
             why += f"; it stays within {t.at_chance:g} of chance (best {max(curve.y):+.2f})"
-        row.update(
-            verdict="smooth",
-            reading=f"grows smoothly ({why}); best smooth model {smooth.model.name}, "
-            f"error predicting the largest model {row['prediction_error']:+.2f}",
-        )
+        rise, z = trend(curve)
+        row.update(trend_rise=rise, trend_z=z)
+        if abs(z) < t.trend_sds:
+            row.update(
+                verdict="flat",
+                reading=f"does not move with scale beyond its errors (the line's rise {rise:+.2f}, "
+                f"{z:+.1f} standard errors; {why})",
+            )
+        elif z <= -t.trend_sds:
+            row.update(
+                verdict="declines",
+                reading=f"gets worse with scale (the line's rise {rise:+.2f}, {z:+.1f} standard errors): "
+                "inverse scaling, neither smooth growth nor a jump",
+            )
+        else:
+            row.update(
+                verdict="smooth",
+                reading=f"grows smoothly ({why}); best smooth model {smooth.model.name}, "
+                f"back-test error {row['backtest_mae']:.2f} over {row['backtest_n']} larger models",
+            )
     return row
 
 
@@ -439,6 +527,7 @@ def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFr
     for (family, task, metric), group in table.groupby(["family", "task", "metric"], sort=True):
         group = group.sort_values(size)
         chance = group["chance"].dropna()
+        direction = group["higher_is_better"].dropna() if "higher_is_better" in group else pd.Series(dtype=bool)
         replicated = group[size].duplicated().any()
         per_example = None
         if examples is not None and metric in examples.columns and not replicated:
@@ -455,6 +544,8 @@ def curves(table: pd.DataFrame, *, size: str = "parameters", examples: pd.DataFr
                 group["stderr"].to_numpy(float),
                 float(chance.iloc[0]) if len(chance) else None,
                 per_example,
+                bool(direction.iloc[0]) if len(direction) else None,
+                size,
             )
         )
     return out

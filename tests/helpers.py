@@ -74,3 +74,46 @@ def imports_without(code: str, *modules: str) -> None:
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def real_lm_eval_file(path, model: str, revision: str | None, scores: dict, *, choices: dict | None = None):
+    """A results file shaped as lm-evaluation-harness 0.4 writes one for a hub model: ``model_args`` with the
+    hub id (and ``revision=stepN``), ``higher_is_better``, ``n-samples``, task ``configs`` (``doc_to_choice`` a
+    template string unless ``choices`` lists the options), no parameter count. ``scores``: task -> metric ->
+    (value, stderr)."""
+    directions = {"perplexity": False, "acc": True, "acc_norm": True, "word_perplexity": False}
+    blob = {
+        "results": {
+            task: {
+                "alias": task,
+                **{f"{m},none": v for m, (v, _) in metrics.items()},
+                **{f"{m}_stderr,none": e for m, (_, e) in metrics.items()},
+            }
+            for task, metrics in scores.items()
+        },
+        "group_subtasks": {task: [] for task in scores},
+        "configs": {
+            task: {
+                "task": task,
+                "output_type": "multiple_choice",
+                "doc_to_choice": (choices or {}).get(task, "{{choices.text}}"),
+            }
+            for task in scores
+        },
+        "versions": {task: 1.0 for task in scores},
+        "n-shot": {task: 0 for task in scores},
+        "higher_is_better": {task: {m: directions[m] for m in metrics} for task, metrics in scores.items()},
+        "n-samples": {task: {"original": 5153, "effective": 5153} for task in scores},
+        "config": {
+            "model": "hf",
+            "model_args": f"pretrained={model}" + (f",revision={revision}" if revision else "") + ",dtype=float16",
+            "batch_size": "16",
+            "device": "cuda:0",
+        },
+        "git_hash": "4600d6b",
+        "model_name": model,
+        "model_name_sanitized": model.replace("/", "__"),
+        "lm_eval_version": "0.4.9",
+    }
+    path.write_text(json.dumps(blob, indent=2))
+    return path

@@ -519,6 +519,74 @@ class NextTokenLoss(Behaviour):
         return {**super().describe(), "n_texts": len(self.texts)}
 
 
+class Induction(Behaviour):
+    """In-context copying on repeated random tokens: BOS, r_1 .. r_L, r_1 .. r_L; per sequence, the mean
+    log-probability of each repeated token r_2 .. r_L in the second half (what an induction head predicts:
+    the token that followed the current one earlier). Random tokens make the first half unpredictable, so
+    the score is copying, not knowledge (Olsson et al. 2022)."""
+
+    name = "induction"
+    metric = "logprob"
+
+    def __init__(self, n: int = 64, *, length: int = 12, seed: int = 0, batch_size: int = 32):
+        if n < 1 or length < 3:
+            raise BehaviourError("induction needs at least one sequence of at least 3 random tokens")
+        self.n, self.length, self.seed, self.batch_size = n, length, seed, batch_size
+
+    def readout(self, lm: LoadedModel) -> str:
+        return _final_readout(lm)
+
+    def sequences(self, lm: LoadedModel) -> Tensor:
+        """(n, 2 * length + 1) token ids: BOS (or the context token), then the random half twice."""
+        special = set(lm.tokenizer.all_special_ids)
+        vocab = len(lm.tokenizer)
+        # ordinary tokens: skip the specials and, for large vocabularies, the first ids (bytes, control)
+        start = min(256, vocab // 4) if vocab > 1024 else 0
+        pool = torch.tensor([t for t in range(start, vocab) if t not in special])
+        if len(pool) < self.length:
+            raise BehaviourError(f"{lm.name}'s vocabulary has too few ordinary tokens for {self.length} distinct ones")
+        g = torch.Generator().manual_seed(self.seed)
+        halves = torch.stack([pool[torch.randperm(len(pool), generator=g)[: self.length]] for _ in range(self.n)])
+        context = torch.tensor(context_token(lm.tokenizer) or [int(halves[0, 0])])[None].expand(self.n, -1)
+        return torch.cat([context, halves, halves], dim=1)
+
+    def prepare(self, lm: LoadedModel) -> list[Batch]:
+        if not lm.adapter.causal:
+            raise BehaviourError(f"induction needs a causal language model; {lm.name} is an encoder")
+        ids = self.sequences(lm)
+        T = ids.shape[1]
+        second = T - self.length  # index of the second r_1
+        targets = torch.arange(second + 1, T)  # r_2 .. r_L of the second half, each predicted from the token before
+        batches = []
+        for lo in range(0, self.n, self.batch_size):
+            chunk = ids[lo : lo + self.batch_size]
+            rows = torch.arange(len(chunk)).repeat_interleave(len(targets))
+            cols = targets.repeat(len(chunk))
+            payload = TokenLossPayload(rows * T + cols - 1, chunk[rows, cols], rows)
+            mask = torch.ones_like(chunk)
+            batches.append(
+                Batch(
+                    _to({"input_ids": chunk, "attention_mask": mask}, lm.device),
+                    token_positions(mask),
+                    torch.arange(lo, lo + len(chunk)),
+                    len(chunk),
+                    payload.to(lm.device),
+                )
+            )
+        return batches
+
+    def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+        flat = value.reshape(-1, value.shape[-1])
+        p: TokenLossPayload = batch.payload
+        lp = _log_probs(lm, flat[p.at], p.tok)
+        n = batch.n_examples
+        total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, lp)
+        return total / (self.length - 1)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_sequences": self.n, "length": self.length, "seed": self.seed}
+
+
 class ProbeAccuracy(Behaviour):
     """Accuracy of a linear probe fitted once on the clean model, read from the residual stream at depth
     ``layer`` (as probes count layers: 0 = embeddings; default: the last block's output).
@@ -649,7 +717,7 @@ def _to(values: dict[str, Tensor], device: torch.device | str) -> dict[str, Tens
     return {k: v.to(device) for k, v in values.items()}
 
 
-BEHAVIOURS = ("agreement", "pairs", "loss", "probe:<task>", "cosine")
+BEHAVIOURS = ("agreement", "induction", "pairs", "loss", "probe:<task>", "cosine")
 
 
 def default_behaviour(lm: LoadedModel) -> str:
@@ -663,6 +731,7 @@ def make_behaviour(
     """A behaviour from its short name (CLI and suite files).
 
     agreement      generated subject-verb agreement minimal pairs (causal LMs; the default for them)
+    induction      copying on repeated random tokens: mean log-probability of the repeats (causal LMs)
     pairs          minimal pairs from ``data``, a BLiMP-format JSONL file
     loss           next-token loss on ``data`` (.txt/.jsonl/.csv texts) or the built-in demo texts
     probe:<task>   a probe's accuracy at the last layer on a built-in task (the default for encoders:
@@ -677,6 +746,8 @@ def make_behaviour(
     name = name or default_behaviour(lm)
     if name == "agreement":
         return MinimalPairs(agreement_pairs(n, seed=seed))
+    if name == "induction":
+        return Induction(n, seed=seed)
     if name == "pairs":
         if not data:
             raise BehaviourError("behaviour 'pairs' needs a BLiMP-format JSONL file: pass --data FILE")

@@ -132,11 +132,17 @@ def amnesic_study(
     concept = concept.with_split(seed=seed)
     ev = Evaluator(lm, behaviour, kind="zero", progress=progress)
     check_erase_layers(layers, lm.shape.n_layers)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(layers) + 1, desc="amnesic probing", unit="stage", disable=not progress)
+    bar.set_postfix_str(f"features of {concept.name}")
     train = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="train")
     test = extract_features(lm, concept, layers, pool="token", sentence_pool="token", split="test")
+    bar.update()
     y_tr, y_te = train.y, test.y
     rows = []
     for i, layer in enumerate(layers):
+        bar.set_postfix_str(f"layer {layer}: LEACE, {n_random} random erasures, probes before and after")
         X_tr, X_te = train.X[i], test.X[i]
         eraser = LeaceEraser.fit(X_tr, y_tr)
         randoms = [
@@ -166,4 +172,6 @@ def amnesic_study(
                 "majority": majority,
             }
         )
+        bar.update()
+    bar.close()
     return pd.DataFrame(rows)

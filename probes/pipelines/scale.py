@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from analysis.readings import THRESHOLDS
 from analysis.scale_plots import scale_figures
-from analysis.scale_table import ScaleTableError, read_scale_inputs
+from analysis.scale_table import MULTIPLE_CHOICE, ScaleTableError, read_scale_inputs
 from analysis.scaling import analyse
 from probes.core.data import read_utf8
 from probes.core.files import write_json
@@ -248,6 +248,26 @@ def run_scale(spec: ScaleSpec, out: str | os.PathLike | None = None) -> tuple[pd
     return table, verdicts
 
 
+def inferences(table: pd.DataFrame) -> list[str]:
+    """What the reader inferred rather than read: sizes and families from model names, chance unknown."""
+    lines = []
+    models = table.drop_duplicates("model")
+    if "size_from" in table.columns:
+        named = models[models["size_from"] == "name"]
+        if len(named):
+            sizes = ", ".join(f"{m} {p:.3g}" for m, p in zip(named["model"], named["parameters"]))
+            lines.append(f"sizes read from the model names: {sizes} (override with --sizes FILE)")
+    if "family_from" in table.columns:
+        named = models[models["family_from"] == "name"]
+        for family, group in named.groupby("family", sort=True):
+            lines.append(f"family {family!r} read from the model names ({len(group)} models; override with --family)")
+    mc = table[table["metric"].astype(str).str.split(",").str[0].isin(MULTIPLE_CHOICE) & table["chance"].isna()]
+    if len(mc):
+        tasks = ", ".join(sorted(mc["task"].astype(str).unique()))
+        lines.append(f"chance unknown for {tasks} (no options listed, not a known task): scored against 0")
+    return lines
+
+
 def describe(table: pd.DataFrame, verdicts: pd.DataFrame, out: str | os.PathLike | None = None) -> str:
     """What ``probes scale`` and ``probes ladder eval`` print: the verdict table and each verdict's reading."""
     shown = [
@@ -265,7 +285,8 @@ def describe(table: pd.DataFrame, verdicts: pd.DataFrame, out: str | os.PathLike
         "prediction_error",
         "verdict",
     ]
-    lines = [
+    lines = [*inferences(table), ""] if inferences(table) else []
+    lines += [
         f"\n{len(table)} scores of {table['model'].nunique()} models; verdicts per task and metric "
         "(scores normalised: 0 = chance, 1 = best):\n"
     ]

@@ -185,16 +185,17 @@ def test_lm_eval_reader_checkpoints_old_keys_and_given_sizes(tmp_path):
         lm_eval_file(tmp_path / f"s{step}.json", "EleutherAI/pythia-160m", f"step{step}", a, None, old=True)
         for step, a in ((1000, 0.3), (10000, 0.4), (143000, 0.45))
     ]
-    with pytest.raises(ScaleTableError, match="sizes="):
+    unnamed = [lm_eval_file(tmp_path / "u.json", "org/mymodel", None, 0.3, None)]
+    with pytest.raises(ScaleTableError, match=r"give --sizes FILE with \{\"org/mymodel\": 160000000\}"):
+        read_lm_eval(unnamed)
+    with pytest.raises(ScaleTableError, match="1 size"):  # one model (its size read from its name): not a family
         read_lm_eval(files)
-    with pytest.raises(ScaleTableError, match="1 size"):  # one model: not a family of sizes
-        read_lm_eval(files, sizes={"EleutherAI/pythia-160m": 160e6})
     table = read_lm_eval(files, sizes={"EleutherAI/pythia-160m": 160e6}, size="step")
     assert sorted(table["step"].unique()) == [1000, 10000, 143000]
     assert set(table["model"]) == {"EleutherAI/pythia-160m"} and set(table["parameters"]) == {160e6}
     assert set(table["metric"]) == {"acc", "acc_norm"}
     verdicts = analyse(table, size="step", n_boot=10)
-    assert set(verdicts["family"]) == {"EleutherAI/pythia-160m:EleutherAI/pythia-160m"}
+    assert set(verdicts["family"]) == {"EleutherAI/pythia:EleutherAI/pythia-160m"}
     assert set(verdicts["verdict"]) == {"not enough sizes"}
 
 

@@ -10,6 +10,7 @@ from probes.causal.ablation import AblationError, Reference, ablate
 from probes.causal.behaviour import (
     BehaviourError,
     EmbeddingCosine,
+    Induction,
     LogitDiff,
     MinimalPairs,
     NextTokenLoss,
@@ -258,6 +259,22 @@ def test_next_token_loss_equals_hf_loss(tiny):
         ids = tiny.tokenizer(text, return_tensors="pt")["input_ids"].to(tiny.device)
         with torch.inference_mode():
             assert got == pytest.approx(float(tiny.model(input_ids=ids, labels=ids).loss), abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", CAUSAL)
+def test_induction_score_equals_the_models_log_probabilities_of_the_repeats(tiny):
+    behaviour = Induction(5, length=6, seed=3, batch_size=2)
+    ev = Evaluator(tiny, behaviour)
+    ids = behaviour.sequences(tiny)
+    assert ids.shape == (5, 13) and torch.equal(ids[:, 1:7], ids[:, 7:])
+    assert len(set(ids[0, 1:7].tolist())) == 6  # distinct random tokens, no specials
+    assert not set(ids[:, 1:].flatten().tolist()) & set(tiny.tokenizer.all_special_ids)
+    with torch.inference_mode():
+        logp = torch.log_softmax(tiny.model(input_ids=ids.to(tiny.device)).logits.float(), -1)
+    for i in range(5):  # r_2 .. r_6 of the second half, each from the position before it
+        expected = np.mean([float(logp[i, t - 1, ids[i, t]]) for t in range(8, 13)])
+        assert ev.clean[i] == pytest.approx(expected, abs=1e-4)
+    assert torch.equal(Induction(5, length=6, seed=3).sequences(tiny), ids)  # the seed fixes the tokens
 
 
 @pytest.mark.parametrize("arch", CAUSAL)

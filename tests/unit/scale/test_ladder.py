@@ -172,7 +172,7 @@ def test_evaluate_ladder_and_analyse(tiny_ladder):
     assert set(table["task"]) == {"addition", "recall"}
     verdicts = analyse(table, examples=scored, n_boot=20)
     assert len(verdicts) == 12 and set(verdicts["n_sizes"]) == {5}
-    assert verdicts["verdict"].isin(["smooth", "jump", "mirage"]).all()
+    assert verdicts["verdict"].isin(["smooth", "jump", "mirage", "flat", "declines"]).all()
     # the evaluation records each model's weights hash, and the report shows it beside the scaling analysis
     from probes.pipelines.report import write_report
     from probes.pipelines.scale import run_scale
