@@ -40,7 +40,7 @@ SHARP = 40.0  # silu(SHARP z) / SHARP is relu(z) to 1e-9 for |z| >= 0.5, the mar
 CONST, FEAT_A, FEAT_B, FEAT_C, WRITE_A, WRITE_B, ANSWER, IDLE = range(8)
 LEVELS = np.linspace(2.0, 3.0, 5)  # the values a feature token carries (a and b in [2, 3])
 AND_THRESHOLD, OR_CEILING = 3.5, 1.5  # relu(a + b - 3.5) needs both; min(a + b, 1.5) is full with either
-CASES = ("additive", "conjunctive", "redundant", "decision")
+CASES = ("additive", "conjunctive", "redundant", "decision")  # built by hand; "induction" is trained
 PLANTED = {
     "additive": "the answer logit is the sum of two heads' writes: reduces to separable parts",
     "conjunctive": "the answer needs both heads' writes together (AND): emerges from their interaction",
@@ -197,8 +197,93 @@ def concept(name: str) -> ProbingDataset:
     )
 
 
+# --- a natural one: induction, trained here ----------------------------------------------------------------
+
+INDUCTION_VOCAB, INDUCTION_LENGTH = 32, 8
+
+
+def induction_tokenizer():
+    """Word-level tokens t0 .. t31 (and PAD, BOS); encoded text starts with BOS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate([PAD, BOS, *(f"t{i}" for i in range(INDUCTION_VOCAB))])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
+
+
+def train_induction(*, steps: int = 800, seed: int = 0, heads: int = 1, threads: int | None = None):
+    """A two-layer attention-only Llama (rotary positions, ``heads`` heads per layer, width 64) trained on BOS,
+    4 to 8 distinct random tokens, and the same tokens again. The varying length leaves no fixed offset to
+    copy from: the second run is predictable only by a head in block 1 that finds the earlier occurrence of
+    the current token through what a head in block 0 wrote about the tokens before each position
+    (K-composition), so the behaviour needs the two heads together. With one head per layer (the default),
+    L0H0 attends to the one or two tokens before and L1H0 looks the current token up in the first run.
+    The MLPs are zero and frozen (so ``heads+mlps`` gives the study its four components). About 20 s on
+    2 cores. Returns (model, tokenizer)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = induction_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=4,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=64 // heads,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+        for block in model.model.layers:  # attention only: the MLPs write nothing and never learn to
+            for p in block.mlp.parameters():
+                p.data.zero_()
+                p.requires_grad_(False)
+        g = torch.Generator().manual_seed(seed)
+        optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.01)
+        model.train()
+        for _ in range(steps):
+            ids, labels = induction_batch(64, g)  # right-padded: a causal model never attends to later pads
+            loss = model(input_ids=ids, labels=labels).loss
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(previous)
+    return model.eval(), tok
+
+
+def induction_batch(n: int, generator: torch.Generator, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, labels) of n sequences: BOS, ``length`` distinct random tokens (4 to 8 when None, drawn per
+    sequence, so no fixed offset finds the repeat), the same tokens again, then padding; labels mark the
+    second run (-100 elsewhere)."""
+    width = 2 * INDUCTION_LENGTH + 1
+    ids = torch.zeros(n, width, dtype=torch.long)  # PAD
+    labels = torch.full((n, width), -100)
+    for i in range(n):
+        k = length or int(torch.randint(4, INDUCTION_LENGTH + 1, (1,), generator=generator))
+        half = torch.randperm(INDUCTION_VOCAB, generator=generator)[:k] + 2  # t0's id is 2
+        ids[i, : 2 * k + 1] = torch.cat([torch.ones(1, dtype=torch.long), half, half])
+        labels[i, k + 2 : 2 * k + 1] = half[1:]  # r_2 .. r_k of the second run
+    return ids, labels
+
+
 def save(case: str, folder: str | os.PathLike) -> None:
     """The case's model and tokenizer as a Hugging Face folder (safetensors)."""
-    model, tok, _ = build(case)
+    if case == "induction":
+        model, tok = train_induction()
+    else:
+        model, tok, _ = build(case)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)

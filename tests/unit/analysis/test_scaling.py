@@ -311,3 +311,40 @@ def test_the_analysis_package_does_not_import_torch():
     imports_without(
         "import analysis.scaling, analysis.scale_table, analysis.scale_plots, analysis.report, analysis.mirage", "torch"
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_curve_that_does_not_move_beyond_its_errors_is_flat_and_a_steady_fall_declines(seed):
+    rng = np.random.default_rng(seed)
+    flat = 0.6 + rng.normal(0, 0.01, len(SIZES))
+    falling = np.linspace(0.8, 0.4, len(SIZES)) + rng.normal(0, 0.01, len(SIZES))
+    rows = curve_rows("flat", "token_accuracy", flat, stderr=0.01) + curve_rows(
+        "falling", "token_accuracy", falling, stderr=0.01
+    )
+    verdicts = analyse(pd.DataFrame(rows), n_boot=10)
+    assert verdict_of(verdicts, "flat", "token_accuracy")["verdict"] == "flat"
+    assert not verdict_of(verdicts, "flat", "token_accuracy")["at_chance"]  # flat, but far from chance
+    assert verdict_of(verdicts, "falling", "token_accuracy")["verdict"] == "declines"
+
+
+def test_backtest_predicts_each_larger_model_from_the_smaller_ones():
+    from analysis.scaling import backtest, curves
+
+    line = 0.1 + 0.1 * (X - X[0])  # exactly linear in log size: every back-test error is 0
+    curve = curves(pd.DataFrame(curve_rows("t", "token_accuracy", line, stderr=0.01)))[0]
+    errors = backtest(curve)
+    assert len(errors) == len(SIZES) - 3 and max(map(abs, errors)) < 1e-6
+    bent = line.copy()
+    bent[-1] += 0.2  # the largest model beats the trend by 0.2: only the last back-test misses, by -0.2
+    errors = backtest(curves(pd.DataFrame(curve_rows("t", "token_accuracy", bent, stderr=0.01)))[0])
+    assert errors[-1] == pytest.approx(-0.2, abs=1e-6) and max(map(abs, errors[:-1])) < 1e-6
+
+
+def test_a_step_axis_keeps_step_zero():
+    from analysis.scaling import size_axis
+
+    assert list(size_axis(np.array([0, 9, 99]), "step")) == pytest.approx([0, 1, 2])
+    steps = [0, *SIZES[:-1].round()]
+    rows = [{**r, "model": "m", "step": s} for r, s in zip(curve_rows("t", "token_accuracy", per_token()), steps)]
+    verdicts = analyse(pd.DataFrame(rows), size="step", n_boot=10)
+    assert np.isfinite(verdicts[["first", "last", "I"]].to_numpy(float)).all()
