@@ -104,6 +104,19 @@ def additivity_lean(
     return "emergent" if r2 < t.interacting and not redundant else None
 
 
+def additivity_case(
+    r2: float, ci_low: float, ci_high: float, pattern: str | None, t: Thresholds = THRESHOLDS
+) -> str | None:
+    """The zoo case an additivity R^2 matches: additive when it is high; when it is low, R^2 alone cannot tell
+    parts needed together from redundant ones, so the interaction pattern (``interaction_pattern``) says."""
+    text = additivity_reading(r2, ci_low, ci_high, t)
+    if text.startswith(("undefined", "inconclusive")):
+        return None
+    if r2 >= t.additive:
+        return "additive"
+    return pattern if pattern in ("conjunctive", "redundant") else None
+
+
 def interaction_ratio(joint: float, sum_of_singles: float, largest_single: float) -> float:
     """How far the top components' joint effect is from the sum of their single effects, relative to the largest
     effect in play: |joint - sum| / max(|joint|, largest |single|), capped at 1.
@@ -132,17 +145,27 @@ ZOO_CASES = {
 
 
 def interaction_pattern(
-    joint: float, sum_of_singles: float, largest_single: float, t: Thresholds = THRESHOLDS
+    joint: float, sum_of_singles: float, largest_single: float, t: Thresholds = THRESHOLDS, *, noisy: bool = False
 ) -> tuple[str, str | None, str | None]:
     """The top components' joint effect against their single effects: (reading, lean, zoo case it matches).
 
     Additive parts lean reducible; parts needed together (the joint effect smaller than the singles' sum: each
     removal already costs most of it) lean emergent; redundant parts (the joint effect larger than the sum:
     each part alone suffices, so single ablations understate them) lean neither way: the behaviour rests on
-    parts, any one of which carries it, and calling them irrelevant because their singles are small is wrong."""
+    parts, any one of which carries it, and calling them irrelevant because their singles are small is wrong.
+
+    ``noisy``: the study's additivity interval is too wide to read (effects near the noise level); then the
+    pattern is reported but neither leans nor matches a case: a gap between noisy numbers is noise too."""
     ratio = interaction_ratio(joint, sum_of_singles, largest_single)
     if not _finite(ratio):
         return "undefined: no joint effect to explain", None, None
+    if noisy:
+        return (
+            f"inconclusive: joint {joint:+.3f} vs sum of singles {sum_of_singles:+.3f} ({ratio:.0%} of the largest "
+            "effect), but the effects are near the noise level (see the additivity interval); use more examples",
+            None,
+            None,
+        )
     gap = f"joint {joint:+.3f} vs sum of singles {sum_of_singles:+.3f}"
     if ratio < t.adds_up:
         return f"the single effects add up to the joint effect ({gap}): separable parts", "reducible", "additive"

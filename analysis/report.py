@@ -42,6 +42,7 @@ from . import ablation_plots, head_plots, probe_plots, scale_plots
 from .errors import ProbesError
 from .readings import (
     THRESHOLDS,
+    additivity_case,
     additivity_lean,
     additivity_reading,
     compression_reading,
@@ -359,9 +360,10 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
     effects = rows[rows["metric"] == "effect"]["value"]
     largest = float(effects.abs().max()) if len(effects) else math.nan
     pattern = None
-    if joint is not None and singles is not None:
-        pattern = interaction_pattern(joint["value"], singles["value"], largest)
     r2 = _scalar(rows, "additivity_r2")
+    noisy = r2 is not None and additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"]).startswith("inconclusive")
+    if joint is not None and singles is not None:
+        pattern = interaction_pattern(joint["value"], singles["value"], largest, noisy=noisy)
     if r2 is not None:
         redundant = pattern is not None and pattern[2] == "redundant"
         reading = additivity_reading(r2["value"], r2["ci_low"], r2["ci_high"])
@@ -375,6 +377,7 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
                 reading,
                 additivity_lean(r2["value"], r2["ci_low"], r2["ci_high"], redundant=redundant),
                 (r2["value"], r2["ci_low"], r2["ci_high"]),
+                matches=additivity_case(r2["value"], r2["ci_low"], r2["ci_high"], pattern[2] if pattern else None),
             )
         )
     if pattern is not None:

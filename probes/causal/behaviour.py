@@ -717,7 +717,7 @@ def _to(values: dict[str, Tensor], device: torch.device | str) -> dict[str, Tens
     return {k: v.to(device) for k, v in values.items()}
 
 
-BEHAVIOURS = ("agreement", "induction", "pairs", "loss", "probe:<task>", "cosine")
+BEHAVIOURS = ("agreement", "agreement-simple", "induction", "pairs", "loss", "probe:<task>", "cosine")
 
 
 def default_behaviour(lm: LoadedModel) -> str:
@@ -730,7 +730,8 @@ def make_behaviour(
 ) -> Behaviour:
     """A behaviour from its short name (CLI and suite files).
 
-    agreement      generated subject-verb agreement minimal pairs (causal LMs; the default for them)
+    agreement      generated subject-verb agreement minimal pairs across an attractor (causal LMs; their default)
+    agreement-simple  the same with nothing between subject and verb (the easy case)
     induction      copying on repeated random tokens: mean log-probability of the repeats (causal LMs)
     pairs          minimal pairs from ``data``, a BLiMP-format JSONL file
     loss           next-token loss on ``data`` (.txt/.jsonl/.csv texts) or the built-in demo texts
@@ -740,12 +741,14 @@ def make_behaviour(
                    ``data``, a JSONL file with text_a / text_b
     """
     from probes.core.data import builtin_texts, iter_jsonl, read_texts
-    from probes.probing.datasets.grammar import TASKS, agreement_pairs, generate
+    from probes.probing.datasets.grammar import TASKS, agreement_pairs, generate, simple_agreement_pairs
     from probes.probing.datasets.loaders import load_blimp
 
     name = name or default_behaviour(lm)
     if name == "agreement":
         return MinimalPairs(agreement_pairs(n, seed=seed))
+    if name == "agreement-simple":
+        return MinimalPairs(simple_agreement_pairs(n, seed=seed))
     if name == "induction":
         return Induction(n, seed=seed)
     if name == "pairs":

@@ -301,7 +301,7 @@ COMMANDS: tuple[Command, ...] = (
         "the main job on the embedded models, ending in an HTML report",
         "On minilm and smollm2-135m, offline: capture, the default probe suite, per-head attention statistics, "
         "an ablation / interaction / erasure study of subject-verb agreement, the toy scale ladder (trained here) "
-        "and its scaling analysis; then the HTML report. About 12 minutes on 2 cores; a re-run reuses "
+        "and its scaling analysis; then the HTML report. About 15 minutes on 2 cores; a re-run reuses "
         "everything finished and takes about a minute.",
         _demo,
         DemoSpec,

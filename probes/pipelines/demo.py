@@ -31,7 +31,7 @@ from probes.pipelines.specs import (
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo runs at one size (full: about 12 minutes on 2 cores; quick: about a minute)."""
+    """What the demo runs at one size (full: about 15 minutes on 2 cores; quick: about a minute)."""
 
     suite: str
     ablation: AblationSpec

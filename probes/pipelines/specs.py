@@ -126,7 +126,7 @@ class AblationSpec(StudySpec, ModelOptions):
     behaviour: str | None = Field(
         None,
         **_meta(
-            "agreement (default for causal LMs), induction, pairs, loss, probe:TASK "
+            "agreement (default for causal LMs), agreement-simple, induction, pairs, loss, probe:TASK "
             "(default for encoders: probe:subject_number), cosine"
         ),
     )

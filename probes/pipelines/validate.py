@@ -84,7 +84,11 @@ def _case(run: RunFolder, case: str, spec: ValidateSpec) -> dict:
         card, measured = _erasure(run, case, spec)
     else:
         card, measured = _scale(case, spec)
-    evidence = next(e for e in card.evidence if e.matches is not None or e is card.evidence[-1])
+    # The reading the case is about (interaction, erasure, scale); every other reading that names a case must agree.
+    about = ("interaction", "amnesic", "capability")
+    evidence = next(e for e in card.evidence if e.measure.startswith(about))
+    expected = EXPECTED.get(case, case)
+    named = {e.measure: e.matches for e in card.evidence if e.matches is not None}
     return {
         "case": case,
         "planted": PLANTED[case],
@@ -92,7 +96,7 @@ def _case(run: RunFolder, case: str, spec: ValidateSpec) -> dict:
         "reading": evidence.reading,
         "overall": card.overall,
         "matches": evidence.matches or "none",
-        "right": evidence.matches == EXPECTED.get(case, case),
+        "right": evidence.matches == expected and all(m == expected for m in named.values()),
     }
 
 

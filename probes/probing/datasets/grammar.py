@@ -245,6 +245,29 @@ def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
     return rows
 
 
+def simple_agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
+    """Subject-verb agreement minimal pairs with nothing between subject and verb ("the tall dog sleeps ." vs
+    "the tall dog sleep ."), in BLiMP's JSONL layout: the easy case beside ``agreement_pairs``' attractors."""
+    rows = []
+    for i, g, lex, number, _ in _alternating(n, f"simple-agreement-{seed}"):
+        s = Sentence()
+        g.np(s, number, pp=False)
+        good, bad = _verb_pair(g, lex, number)
+        prefix = " ".join(s.words)
+        rows.append(
+            {
+                "sentence_good": f"{prefix} {good} .",
+                "sentence_bad": f"{prefix} {bad} .",
+                "UID": "agreement_simple",
+                "field": "syntax",
+                "linguistics_term": "subject_verb_agreement",
+                "subject_number": number,
+                "pair_id": i,
+            }
+        )
+    return rows
+
+
 def agreement_prompts(n: int = 64, *, seed: int = 0) -> list[dict]:
     """Clean / corrupted prompt pairs for activation patching of subject-verb agreement.
 

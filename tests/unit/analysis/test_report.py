@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import EVIL, TITLE
 
-from analysis.readings import interaction_pattern, interaction_ratio, overall_reading, scale_reading
+from analysis.readings import additivity_case, interaction_pattern, interaction_ratio, overall_reading, scale_reading
 from analysis.report import Card, ReportError, build_sections, find_sources, iter_figures, md_escape, read_inputs
 from analysis.results import read_results
 from analysis.tables import profile_table
@@ -105,6 +105,12 @@ def test_readings_by_hand():
         (None, "redundant"),
         (None, "redundant"),
     ]
+    # a gap between effects near the noise level is not read as interaction
+    assert interaction_pattern(-1, -2, -1, noisy=True)[1:] == (None, None)
+    assert additivity_case(0.99, 0.98, 1.0, None) == "additive"
+    assert additivity_case(-3.4, -3.5, -3.3, "conjunctive") == "conjunctive"
+    assert additivity_case(-0.6, -0.7, -0.5, "redundant") == "redundant"
+    assert additivity_case(0.2, -2.0, 0.9, "conjunctive") is None  # a wide interval matches nothing
     assert overall_reading([None, None]).startswith("not enough evidence")
     assert overall_reading(["reducible", None]).startswith("reduces")
     assert overall_reading(["emergent"]).startswith("emerges")

@@ -70,6 +70,19 @@ def test_agreement_pairs_in_blimp_format(tmp_path):
         load_blimp(tmp_path / "bad.jsonl")
 
 
+def test_simple_agreement_pairs_put_the_verb_right_after_the_subject():
+    from probes.probing.datasets import simple_agreement_pairs
+
+    rows = simple_agreement_pairs(40)
+    for row in rows:
+        good, bad = row["sentence_good"].split(), row["sentence_bad"].split()
+        assert len(good) == len(bad) and [i for i, (a, b) in enumerate(zip(good, bad)) if a != b] == [len(good) - 2]
+        assert not {"that", "near", "behind"} & set(good)  # no attractor between subject and verb
+    assert [r["subject_number"] for r in rows[:4]] == ["singular", "plural", "singular", "plural"]
+    singular = [r["sentence_good"].split()[-2] for r in rows if r["subject_number"] == "singular"]
+    assert all(v.endswith("s") for v in singular)  # "sleeps", "runs": the agreeing form of a singular subject
+
+
 CONLLU = """# sent_id = 1
 # text = The dogs don't bark.
 1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
