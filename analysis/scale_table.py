@@ -224,7 +224,7 @@ def with_standard_columns(frame: pd.DataFrame) -> pd.DataFrame:
         found = [a for a in aliases if a in frame.columns]
         if found:
             renames[found[0]] = standard
-    return frame.rename(columns=renames)
+    return frame.set_axis([renames.get(c, c) for c in frame.columns], axis=1)  # not .rename: no file is renamed
 
 
 def family_and_size(model: str) -> tuple[str, float | None]:
@@ -325,11 +325,13 @@ def _with_sizes(frame: pd.DataFrame, sizes: Mapping[str, float] | None) -> pd.Da
         given = frame["model"].map(dict(sizes))
         frame.loc[given.notna(), "size_from"] = "given"
         frame["parameters"] = given.fillna(frame["parameters"])
-    missing = frame["parameters"].isna() & frame["model"].notna()
+    missing = pd.to_numeric(frame["parameters"], errors="coerce").isna() & frame["model"].notna()
     if missing.any():
-        named = frame.loc[missing, "model"].map(lambda m: family_and_size(str(m))[1])
-        frame.loc[named[named.notna()].index, "size_from"] = "name"
-        frame.loc[missing, "parameters"] = named
+        named = pd.to_numeric(frame.loc[missing, "model"].map(lambda m: family_and_size(str(m))[1]), errors="coerce")
+        found = named[named.notna()]
+        frame.loc[found.index, "size_from"] = "name"
+        frame["parameters"] = pd.to_numeric(frame["parameters"], errors="coerce").astype(float)
+        frame.loc[found.index, "parameters"] = found.astype(float)
     return frame
 
 

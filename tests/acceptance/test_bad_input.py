@@ -315,7 +315,7 @@ def test_scale_inputs_of_unusual_shape(tmp_path):
     for size, message in (
         (0, "sizes must be positive numbers"),
         (-3, "sizes must be positive numbers"),
-        (float("nan"), "no parameters for model(s) m0: give sizes"),
+        (float("nan"), "no parameters for model(s) m0: the files do not state it"),
     ):
         path = tmp_path / f"sizes{size}.csv"
         pd.DataFrame(

@@ -76,9 +76,10 @@ def test_every_verdict_reads_its_planted_case_and_a_rerun_resumes(tmp_path):
     k = zoo.INDUCTION_LENGTH
     early, late = cache["blocks.0.attn.hook_pattern"][:, 0], cache["blocks.1.attn.hook_pattern"][:, 0]
     t = torch.arange(3, 2 * k + 1)
-    assert float((early[:, t, t - 1] + early[:, t, t - 2]).mean()) > 0.8
-    second = torch.arange(k + 1, 2 * k + 1)
-    assert float(late[:, second, 1 : k + 1].sum(-1).mean()) > 0.8  # into the first run, where the answer is
+    assert float((early[:, t, t - 1] + early[:, t, t - 2]).mean()) > 0.6  # uniform attention would give ~0.2
+    # from r_1 .. r_(k-2) of the second run (predicting r_2 .. r_(k-1)) into the first run, where the answer is
+    second = torch.arange(k + 1, 2 * k - 1)
+    assert float(late[:, second, 1 : k + 1].sum(-1).mean()) > 0.8
     saved = pd.read_csv(tmp_path / "v" / "validate.csv")
     assert saved["right"].all() and len(saved) == len(CASES)
     again = run_validate(ValidateSpec(), tmp_path / "v", progress=False)  # every unit done: read back
