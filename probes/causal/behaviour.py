@@ -157,6 +157,27 @@ def _log_probs(lm: LoadedModel, hidden: Tensor, targets: Tensor) -> Tensor:
     return torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1)
 
 
+def _mean_token_logprob(lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
+    """Per example, the mean log-probability of its scored tokens (a ``TokenLossPayload`` names them)."""
+    p: TokenLossPayload = batch.payload
+    lp = _log_probs(lm, value.reshape(-1, value.shape[-1])[p.at], p.tok)
+    n = batch.n_examples
+    total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, lp)
+    count = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, torch.ones_like(lp))
+    return total / count
+
+
+def _id_batch(lm: LoadedModel, ids: Tensor, mask: Tensor, lo: int, payload: Payload) -> Batch:
+    """A batch of token ids for examples lo, lo + 1, ...: the model's inputs on its device, positions, ids."""
+    return Batch(
+        _to({"input_ids": ids, "attention_mask": mask}, lm.device),
+        token_positions(mask),
+        torch.arange(lo, lo + len(ids)),
+        len(ids),
+        payload.to(lm.device),
+    )
+
+
 def context_token(tokenizer) -> list[int]:
     """The token a sentence is conditioned on, so its first word is scored too (as lm-evaluation-harness does)."""
     for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
@@ -442,16 +463,7 @@ class LogitDiff(Behaviour):
             ids, mask = pad_right(chunk, lm.tokenizer.pad_token_id)
             T = ids.shape[1]
             last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
-            payload = LastTokenPayload(last, answers[lo : lo + len(chunk)])
-            batches.append(
-                Batch(
-                    _to({"input_ids": ids, "attention_mask": mask}, lm.device),
-                    token_positions(mask),
-                    torch.arange(lo, lo + len(chunk)),
-                    len(chunk),
-                    payload.to(lm.device),
-                )
-            )
+            batches.append(_id_batch(lm, ids, mask, lo, LastTokenPayload(last, answers[lo : lo + len(chunk)])))
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
@@ -507,13 +519,7 @@ class NextTokenLoss(Behaviour):
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
-        flat = value.reshape(-1, value.shape[-1])
-        p: TokenLossPayload = batch.payload
-        lp = _log_probs(lm, flat[p.at], p.tok)
-        n = batch.n_examples
-        total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, -lp)
-        count = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, torch.ones_like(lp))
-        return total / count
+        return -_mean_token_logprob(lm, value, batch)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "n_texts": len(self.texts)}
@@ -563,25 +569,11 @@ class Induction(Behaviour):
             rows = torch.arange(len(chunk)).repeat_interleave(len(targets))
             cols = targets.repeat(len(chunk))
             payload = TokenLossPayload(rows * T + cols - 1, chunk[rows, cols], rows)
-            mask = torch.ones_like(chunk)
-            batches.append(
-                Batch(
-                    _to({"input_ids": chunk, "attention_mask": mask}, lm.device),
-                    token_positions(mask),
-                    torch.arange(lo, lo + len(chunk)),
-                    len(chunk),
-                    payload.to(lm.device),
-                )
-            )
+            batches.append(_id_batch(lm, chunk, torch.ones_like(chunk), lo, payload))
         return batches
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
-        flat = value.reshape(-1, value.shape[-1])
-        p: TokenLossPayload = batch.payload
-        lp = _log_probs(lm, flat[p.at], p.tok)
-        n = batch.n_examples
-        total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, p.row, lp)
-        return total / (self.length - 1)
+        return _mean_token_logprob(lm, value, batch)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "n_sequences": self.n, "length": self.length, "seed": self.seed}
