@@ -173,7 +173,6 @@ def interaction_pattern(
     redundant = abs(joint) > abs(sum_of_singles) and (
         joint * sum_of_singles >= 0 or abs(sum_of_singles) < t.adds_up * abs(joint)
     )
-    strength = "lives in" if ratio >= t.lives_in_interaction else "has real"
     if redundant:
         return (
             f"redundant parts ({gap}): removing any one costs little because another covers for it; together "
@@ -183,10 +182,17 @@ def interaction_pattern(
             "redundant",
         )
     case = "conjunctive" if ratio >= (t.adds_up + t.lives_in_interaction) / 2 else "additive"
+    if ratio < t.lives_in_interaction:
+        return (
+            f"the parts interact ({gap}): together they do less than their single effects add up to, "
+            f"by {ratio:.0%} of the largest effect",
+            None,
+            case,
+        )
     return (
         f"the parts are needed together ({gap}): removing one already costs most of what removing all does; "
-        f"the behaviour {strength} interaction ({ratio:.0%} of the largest effect)",
-        "emergent" if ratio >= t.lives_in_interaction else None,
+        f"the behaviour lives in interaction ({ratio:.0%} of the largest effect)",
+        "emergent",
         case,
     )
 
