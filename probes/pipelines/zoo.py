@@ -57,16 +57,22 @@ def vocabulary() -> list[str]:
     return words
 
 
-def tokenizer():
-    """A word-level tokenizer over the zoo's vocabulary; encoded text starts with BOS, as the ladder's does."""
+def word_tokenizer(words: list[str]):
+    """A whitespace word-level tokenizer over ``words`` (PAD and BOS first); encoded text starts with BOS, as
+    the ladder's does."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(vocabulary())}
+    vocab = {w: i for i, w in enumerate(words)}
     core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
+
+
+def tokenizer():
+    """The hand-set models' tokenizer: their vocabulary (``vocabulary()``), one token per word."""
+    return word_tokenizer(vocabulary())
 
 
 def _embeddings() -> torch.Tensor:
@@ -203,15 +209,8 @@ INDUCTION_VOCAB, INDUCTION_LENGTH = 32, 8
 
 
 def induction_tokenizer():
-    """Word-level tokens t0 .. t31 (and PAD, BOS); encoded text starts with BOS."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate([PAD, BOS, *(f"t{i}" for i in range(INDUCTION_VOCAB))])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
+    """The trained model's tokenizer: t0 .. t31 (after PAD and BOS), one token per word."""
+    return word_tokenizer([PAD, BOS, *(f"t{i}" for i in range(INDUCTION_VOCAB))])
 
 
 def train_induction(*, steps: int = 800, seed: int = 0, heads: int = 1, threads: int | None = None):
