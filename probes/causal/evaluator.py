@@ -23,6 +23,7 @@ gives the plain loop (one ordinary forward per condition), for checking.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack, contextmanager
@@ -104,6 +105,28 @@ class Evaluator:
         self._recorded: list[list[Tensor]] = []
         self.clean = self._clean_run()
         self._cache: dict[Subset, np.ndarray] = {frozenset(): self.clean}
+
+    def first(self, n: int) -> Evaluator:
+        """This evaluator on its first batches only, the fewest that hold at least ``n`` examples.
+
+        It shares the model, the reference statistics and the clean run's recorded blocks, so its values
+        are exactly this evaluator's on those examples: a cheap screen (sweep every component on a few
+        examples, then study the strongest on all of them).
+        """
+        if n < 1:
+            raise ValueError(f"a screen needs at least one example, got {n}")
+        if n >= self.n_examples:
+            return self
+        sizes = np.cumsum([b.n_examples for b in self.batches])
+        m = int(np.searchsorted(sizes, n)) + 1
+        view = copy.copy(self)
+        view.batches, view.n_examples = self.batches[:m], int(sizes[m - 1])
+        view._recorded = self._recorded[:m]
+        view.source = None if self.source is None else self.source[:m]
+        view.clean = self.clean[: view.n_examples]
+        view._cache = {frozenset(): view.clean}
+        view._cover_sites = self._cover_sites  # type: ignore[method-assign]  # statistics over all examples
+        return view
 
     def reference_from_behaviour(self, components: Iterable[Component | str], seed: int = 0) -> Reference:
         """Mean/resample statistics over the behaviour's own inputs (unpacked, one text per row)."""

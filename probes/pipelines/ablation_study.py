@@ -6,8 +6,8 @@
     study.shapley        # Shapley values of the top-k with standard errors
     study.additivity     # R^2 of "joint effect = sum of single effects" over sampled subsets, with a CI
 
-Stages: single effects of every component -> the top-k by |effect| -> pairwise
-interaction matrix -> Shapley values (sampled permutations) and Shapley
+Stages: single effects of every component (on the first ``screen`` examples, if set) -> the top-k by
+|effect| -> pairwise interaction matrix -> Shapley values (sampled permutations) and Shapley
 interaction indices -> additivity over every sampled subset; with ``erase``, amnesic probing.
 ``run_ablation(spec, out)`` keeps each finished stage in its run folder (``out/stages/``), so a
 re-run picks up from the first missing one.
@@ -50,6 +50,7 @@ class AblationStudy:
     additivity: Additivity
     n_examples: int
     config: dict[str, Any] = field(default_factory=dict)
+    n_screened: int | None = None  # examples the single effects were measured on, when fewer than n_examples
 
     def effect_map(self, n_layers: int, n_heads: int) -> np.ndarray:
         return effect_map(self.singles, n_layers, n_heads)
@@ -62,6 +63,7 @@ class AblationStudy:
         rows = [
             {"task": task, "probe": probe, "metric": f"clean_{self.behaviour['metric']}", "value": self.clean, "n": n}
         ]
+        n_singles = self.n_screened or n
         for r in self.singles.itertuples():
             half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
             rows.append(
@@ -75,7 +77,7 @@ class AblationStudy:
                     "value": r.effect,
                     "ci_low": r.effect - half,
                     "ci_high": r.effect + half,
-                    "n": n,
+                    "n": n_singles,
                 }
             )
         names = list(self.interactions.index)
@@ -134,9 +136,10 @@ class AblationStudy:
     def summary(self) -> str:
         a = self.additivity
         top = self.singles.reindex(self.singles["effect"].abs().sort_values(ascending=False).index).head(5)
+        screened = f" (every component screened on the first {self.n_screened})" if self.n_screened else ""
         lines = [
             f"{self.behaviour['behaviour']} ({self.behaviour['metric']}), {self.kind} ablation, "
-            f"{self.n_examples} examples: clean {self.clean:.4f}",
+            f"{self.n_examples} examples{screened}: clean {self.clean:.4f}",
             "largest single effects: " + ", ".join(f"{r.component} {r.effect:+.4f}" for r in top.itertuples()),
             f"top-{len(self.top)} joint effect {a.full_effect:+.4f} vs sum of single effects {a.sum_of_singles:+.4f}",
             f"additivity R^2 = {a.r2:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] over {a.n_subsets} subsets "
@@ -178,8 +181,11 @@ def ablation_study(
             f"an ablation study needs at least 3 components, got {len(comps)} ({spec.components}): "
             "additivity compares the joint effects of several subsets of two or more"
         )
+    if spec.screen and getattr(behaviour, "batch_size", 0) > spec.screen:
+        behaviour.batch_size = spec.screen  # type: ignore[attr-defined]  # so the screen's batches hold just it
     ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed, progress=progress)
-    singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(ev, comps), comps))
+    sweep = ev.first(spec.screen) if spec.screen else ev
+    singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(sweep, comps), comps))
     top = top_components(singles, comps, min(spec.top_k, len(comps)))
     by_name = {c.name: c for c in comps}
     interactions = stages.frame("stages/interactions.csv", lambda: interaction_matrix(ev, top), index=True)
@@ -211,6 +217,7 @@ def ablation_study(
         Additivity(**add),
         ev.n_examples,
         spec.record(),
+        sweep.n_examples if sweep is not ev else None,
     )
 
 

@@ -99,6 +99,14 @@ class StudySpec(Spec):
     components: str | list[str] = Field(
         "heads+mlps", **_meta("heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp", nargs="+")
     )
+    screen: int | None = Field(
+        None,
+        ge=1,
+        **_meta(
+            "examples the sweep of every component runs on (default: all); the top k are then studied on all",
+            why="the sweep costs a forward per component, the joint stages one per subset",
+        ),
+    )
     top_k: int = Field(
         6, ge=3, **_meta("components studied jointly", why="additivity compares several subsets of two or more")
     )
@@ -126,8 +134,8 @@ class AblationSpec(StudySpec, ModelOptions):
     behaviour: str | None = Field(
         None,
         **_meta(
-            "agreement (default for causal LMs), agreement-simple, induction, pairs, loss, probe:TASK "
-            "(default for encoders: probe:subject_number), cosine"
+            "agreement (default for causal LMs), agreement-simple, agreement-copula, induction, pairs, loss, "
+            "probe:TASK (default for encoders: probe:subject_number), cosine"
         ),
     )
     data: str | None = Field(

@@ -277,6 +277,18 @@ def test_induction_score_equals_the_models_log_probabilities_of_the_repeats(tiny
     assert torch.equal(Induction(5, length=6, seed=3).sequences(tiny), ids)  # the seed fixes the tokens
 
 
+def test_induction_by_name_takes_its_run_length(tiny_folders):
+    from probes import load
+    from probes.causal.behaviour import make_behaviour
+
+    lm = load(tiny_folders["llama"])
+    assert make_behaviour(lm, "induction:5", n=3).length == 5
+    assert make_behaviour(lm, "induction", n=3).length == Induction().length
+    for bad in ("induction:2", "induction:x"):
+        with pytest.raises(BehaviourError, match="induction:N with N >= 3"):
+            make_behaviour(lm, bad)
+
+
 @pytest.mark.parametrize("arch", CAUSAL)
 def test_logit_diff_equals_the_logits(tiny):
     prompts = ["the dog near the cars", "some teachers"]
@@ -364,6 +376,22 @@ def test_prefix_reuse_gives_the_plain_loops_numbers_on_an_encoder(tiny_folders, 
     slow = Evaluator(lm, EmbeddingCosine(pairs), kind=kind, reuse_prefix=False, batch_conditions=False)
     np.testing.assert_allclose(fast.values(subsets), slow.values(subsets), atol=1e-5)
     assert np.abs(fast.values(subsets) - fast.clean).max() > 1e-4
+
+
+@pytest.mark.parametrize("kind", ["mean", "resample"])
+def test_a_screen_on_the_first_examples_gives_the_full_evaluators_numbers_there(tiny_folders, kind):
+    from probes import load
+
+    lm = load(tiny_folders["llama"])
+    behaviour = MinimalPairs(agreement_pairs(12), batch_size=4)
+    full = Evaluator(lm, behaviour, kind=kind, components=[Head(0, 1)])
+    screen = full.first(5)  # the first two batches: 8 examples
+    assert screen.n_examples == 8 and full.first(12) is full
+    subsets = [[Head(0, 1)], [MLP(1)], [Head(1, 2), MLP(0)]]  # MLP sites: statistics over all 12 examples
+    np.testing.assert_allclose(screen.values(subsets), full.values(subsets)[:, :8], atol=1e-9)
+    np.testing.assert_allclose(screen.clean, full.clean[:8])
+    with pytest.raises(ValueError, match="at least one example"):
+        full.first(0)
 
 
 def test_the_evaluator_equals_ablate_on_a_plain_forward(tiny_folders):

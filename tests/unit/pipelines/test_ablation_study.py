@@ -197,6 +197,32 @@ def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
         run_ablation(spec.model_copy(update={"top_k": 4}), tmp_path, lm=lm, progress=False)
 
 
+def test_a_screened_study_sweeps_on_the_first_examples_and_studies_the_top_on_all(tiny_folders):
+    from probes import load
+    from probes.causal.evaluator import Evaluator, single_effects
+    from probes.pipelines.specs import StudySpec
+
+    lm = load(tiny_folders["llama"])
+    behaviour = MinimalPairs(agreement_pairs(12), batch_size=4)
+    spec = StudySpec(kind="zero", components="heads+mlps", screen=4, top_k=3, permutations=4, n_boot=10)
+    study = ablation_study(lm, behaviour, spec, progress=False)
+    assert study.n_examples == 12 and study.n_screened == 4
+    by_hand = single_effects(Evaluator(lm, MinimalPairs(agreement_pairs(4)), kind="zero"), study_components(lm))
+    np.testing.assert_allclose(study.singles["effect"], by_hand["effect"], atol=1e-6)
+    top = by_hand.reindex(by_hand["effect"].abs().sort_values(ascending=False).index)["component"][:3]
+    assert sorted(study.top) == sorted(top)
+    rows = pd.DataFrame(study.rows())
+    assert set(rows.loc[rows["metric"] == "effect", "n"]) == {4}
+    assert rows.loc[rows["metric"] == "shapley", "n"].eq(12).all()
+    assert "screened on the first 4" in study.summary()
+
+
+def study_components(lm):
+    from probes.causal.components import components_from
+
+    return components_from("heads+mlps", lm.shape)
+
+
 def test_probes_ablate_writes_the_tidy_table_and_provenance(tiny_folders, tmp_path, capsys):
     out = tmp_path / "ablate"
     argv = [
