@@ -534,7 +534,7 @@ class Induction(Behaviour):
     name = "induction"
     metric = "logprob"
 
-    def __init__(self, n: int = 64, *, length: int = 12, seed: int = 0, batch_size: int = 32):
+    def __init__(self, n: int = 64, *, length: int = 12, seed: int = 0, batch_size: int = 16):
         if n < 1 or length < 3:
             raise BehaviourError("induction needs at least one sequence of at least 3 random tokens")
         self.n, self.length, self.seed, self.batch_size = n, length, seed, batch_size
@@ -709,7 +709,16 @@ def _to(values: dict[str, Tensor], device: torch.device | str) -> dict[str, Tens
     return {k: v.to(device) for k, v in values.items()}
 
 
-BEHAVIOURS = ("agreement", "agreement-simple", "induction", "pairs", "loss", "probe:<task>", "cosine")
+BEHAVIOURS = (
+    "agreement",
+    "agreement-simple",
+    "agreement-copula",
+    "induction",
+    "pairs",
+    "loss",
+    "probe:<task>",
+    "cosine",
+)
 
 
 def default_behaviour(lm: LoadedModel) -> str:
@@ -724,7 +733,9 @@ def make_behaviour(
 
     agreement      generated subject-verb agreement minimal pairs across an attractor (causal LMs; their default)
     agreement-simple  the same with nothing between subject and verb (the easy case)
-    induction      copying on repeated random tokens: mean log-probability of the repeats (causal LMs)
+    agreement-copula  "The dog is old." vs "The dog are old.": agreement small models get right
+    induction      copying on repeated random tokens: mean log-probability of the repeats (causal LMs);
+                   induction:N runs of N tokens (default 12)
     pairs          minimal pairs from ``data``, a BLiMP-format JSONL file
     loss           next-token loss on ``data`` (.txt/.jsonl/.csv texts) or the built-in demo texts
     probe:<task>   a probe's accuracy at the last layer on a built-in task (the default for encoders:
@@ -733,7 +744,13 @@ def make_behaviour(
                    ``data``, a JSONL file with text_a / text_b
     """
     from probes.core.data import builtin_texts, iter_jsonl, read_texts
-    from probes.probing.datasets.grammar import TASKS, agreement_pairs, generate, simple_agreement_pairs
+    from probes.probing.datasets.grammar import (
+        TASKS,
+        agreement_pairs,
+        copula_agreement_pairs,
+        generate,
+        simple_agreement_pairs,
+    )
     from probes.probing.datasets.loaders import load_blimp
 
     name = name or default_behaviour(lm)
@@ -741,8 +758,13 @@ def make_behaviour(
         return MinimalPairs(agreement_pairs(n, seed=seed))
     if name == "agreement-simple":
         return MinimalPairs(simple_agreement_pairs(n, seed=seed))
-    if name == "induction":
-        return Induction(n, seed=seed)
+    if name == "agreement-copula":
+        return MinimalPairs(copula_agreement_pairs(n, seed=seed))
+    if name == "induction" or name.startswith("induction:"):
+        length = name.partition(":")[2]
+        if length and not (length.isdigit() and int(length) >= 3):
+            raise BehaviourError(f"behaviour {name!r}: write induction:N with N >= 3 random tokens per run")
+        return Induction(n, seed=seed, **({"length": int(length)} if length else {}))
     if name == "pairs":
         if not data:
             raise BehaviourError("behaviour 'pairs' needs a BLiMP-format JSONL file: pass --data FILE")

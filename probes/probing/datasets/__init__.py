@@ -1,7 +1,7 @@
 """Probing datasets: generated grammar tasks, minimal pairs, and loaders for the user's data."""
 
 from .base import DatasetError, ProbingDataset
-from .grammar import TASKS, agreement_pairs, agreement_prompts, generate, simple_agreement_pairs
+from .grammar import TASKS, agreement_pairs, agreement_prompts, copula_agreement_pairs, generate, simple_agreement_pairs
 
 __all__ = [
     "TASKS",
@@ -9,6 +9,7 @@ __all__ = [
     "ProbingDataset",
     "agreement_pairs",
     "agreement_prompts",
+    "copula_agreement_pairs",
     "generate",
     "simple_agreement_pairs",
 ]

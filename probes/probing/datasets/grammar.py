@@ -268,6 +268,32 @@ def simple_agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
     return rows
 
 
+def copula_agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
+    """Agreement of the copula with a plain subject ("The tall dog is old." vs "The tall dog are old."), in
+    BLiMP's JSONL layout: a grammatical behaviour small models get right (``smollm2-135m``: 99% of 200), where
+    the lexical-verb pairs of ``simple_agreement_pairs`` stay at 71% for that model."""
+    rows = []
+    for i, g, lex, number, _ in _alternating(n, f"copula-agreement-{seed}"):
+        s = Sentence()
+        g.np(s, number, pp=False)
+        good, bad = ("is", "are") if number == "singular" else ("are", "is")
+        subject = " ".join(s.words)
+        subject = subject[0].upper() + subject[1:]
+        adjective = g.choice(lex["adjectives"])
+        rows.append(
+            {
+                "sentence_good": f"{subject} {good} {adjective}.",
+                "sentence_bad": f"{subject} {bad} {adjective}.",
+                "UID": "agreement_copula",
+                "field": "syntax",
+                "linguistics_term": "subject_verb_agreement",
+                "subject_number": number,
+                "pair_id": i,
+            }
+        )
+    return rows
+
+
 def agreement_prompts(n: int = 64, *, seed: int = 0) -> list[dict]:
     """Clean / corrupted prompt pairs for activation patching of subject-verb agreement.
 

@@ -83,6 +83,18 @@ def test_simple_agreement_pairs_put_the_verb_right_after_the_subject():
     assert all(v.endswith("s") for v in singular)  # "sleeps", "runs": the agreeing form of a singular subject
 
 
+def test_copula_agreement_pairs_differ_only_in_the_copula_that_agrees_with_the_subject():
+    from probes.probing.datasets import copula_agreement_pairs
+
+    rows = copula_agreement_pairs(40)
+    for row in rows:
+        good, bad = row["sentence_good"].split(), row["sentence_bad"].split()
+        assert [i for i, (a, b) in enumerate(zip(good, bad)) if a != b] == [len(good) - 2]
+        assert good[-2] == ("is" if row["subject_number"] == "singular" else "are")
+        assert good[0][0].isupper() and good[-1].endswith(".")
+    assert copula_agreement_pairs(10, seed=1) != copula_agreement_pairs(10)
+
+
 CONLLU = """# sent_id = 1
 # text = The dogs don't bark.
 1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
