@@ -12,6 +12,7 @@ so a killed run resumes with what was finished.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -31,11 +32,12 @@ from analysis.scale_table import MULTIPLE_CHOICE, ScaleTableError, read_scale_in
 from analysis.scaling import analyse
 from probes.core.data import read_utf8
 from probes.core.files import write_json
-from probes.core.models import load, resolve
+from probes.core.models import load, parameter_counts, resolve
 from probes.core.provenance import content_hash
 from probes.pipelines.run import LOCK, RunError, RunFolder, unit_file
 from probes.pipelines.specs import LadderSpec, ScaleSpec
 from probes.scale.evaluate import GenerationTask, ModelSpec, family_tables, model_rows
+from probes.scale.induction import INDUCTION_VOCAB, InductionFamily, induction_metrics, train_induction
 from probes.scale.ladder import LadderConfig, ladder_tasks, train_rung
 
 SETTINGS = {"default": LadderConfig, "demo": LadderConfig.demo, "tiny": LadderConfig.tiny}
@@ -105,6 +107,96 @@ def train_ladder(
             ),
         )
     return [out / name for _, _, name in members]
+
+
+def train_induction_family(
+    out: str | os.PathLike, family: InductionFamily | None = None, *, progress: bool = True
+) -> list[Path]:
+    """Train (or keep) the induction family (``probes.scale.induction``) in the run folder ``out``, laid out as
+    the ladder is (one folder per model with ``checkpoints/step-<k>``), so ``ladder_models`` reads it too."""
+    family = family or InductionFamily()
+    out = Path(out)
+    with RunFolder.open(out, command="induction train", spec=asdict(family), seed=family.seed) as run:
+        todo = [(layers, name) for layers, name in family.members() if not run.done(name)]
+        with tqdm(total=len(todo) * family.steps, desc="induction family", unit="step", disable=not progress) as bar:
+            for layers, name in todo:
+
+                def fill(folder: Path, layers: int = layers) -> None:
+                    def checkpoint(model: Any, tokenizer: Any, meta: dict) -> None:
+                        _save(model, tokenizer, folder / "checkpoints" / f"step-{meta['step']}", meta)
+
+                    model, tokenizer, meta = train_induction(
+                        layers,
+                        steps=family.steps,
+                        seed=family.seed,
+                        checkpoints=family.checkpoints,
+                        checkpoint=checkpoint,
+                        bar=bar,
+                        threads=family.threads,
+                    )
+                    _save(model, tokenizer, folder, meta)
+
+                run.commit_dir(name, fill)
+        run.write_text(
+            "ladder.json", json.dumps({"config": asdict(family), "models": [n for _, n in family.members()]})
+        )
+    return [out / name for _, name in family.members()]
+
+
+def evaluate_induction(out: str | os.PathLike, *, n: int = 256, progress: bool = True) -> pd.DataFrame:
+    """Score every model and checkpoint of the induction family in ``out`` into ``out/eval``: the scale table.
+
+    Task ``induction``: the second run's loss, token accuracy and exact match; task ``induction heads``: the
+    best prefix-matching score of the last layer's heads and the best previous-token score of the first
+    layer's (the two heads K-composition needs), each with the head that has it.
+    """
+    out = Path(out)
+    with _not_being_written(out):
+        specs = ladder_models(out)
+    identities = {s.slug: {**resolve(s.source).identity(), "name": s.label, "step": s.step} for s in specs}
+    with RunFolder.open(out / "eval", command="induction eval", spec={"n": n}, models=identities) as run:
+        rows = []
+        for spec in tqdm(specs, desc="checkpoints", unit="model", disable=not progress):
+            unit = unit_file(spec.slug, ".json", "outputs")
+            if not run.done(unit):
+                lm = load(spec.source)
+                run.commit_json(unit, induction_rows(lm, spec, n))
+            rows += run.read_json(unit)
+        table = pd.DataFrame(rows)
+        run.write_frame("scale.csv", table)
+    return table
+
+
+def induction_rows(lm: Any, spec: ModelSpec, n: int) -> list[dict]:
+    """One checkpoint's rows of the induction family's scale table."""
+    m = induction_metrics(lm.model, n=n)
+    total, non_embedding = parameter_counts(lm.model)
+    base = {"model": spec.label, "family": "induction", "parameters": total, "non_embedding_parameters": non_embedding}
+    base |= {"step": spec.step, "tokens": spec.tokens, "n": n}
+    chance = {"loss": math.log(INDUCTION_VOCAB), "token_accuracy": 1 / INDUCTION_VOCAB, "exact_match": 0.0}
+    rows = [
+        {**base, "task": "induction", "metric": k, "value": m[k], "chance": c, "higher_is_better": k != "loss"}
+        for k, c in chance.items()
+    ]
+    heads = {k: v for k, v in m.items() if isinstance(v, dict)}
+    last = max(int(k[1 : k.index("H")]) for k in heads)
+    for metric, layer in (("prefix_matching", last), ("previous_token", 0)):
+        best = max((k for k in heads if k.startswith(f"L{layer}H")), key=lambda k: heads[k][metric])
+        rows.append(
+            {**base, "task": "induction heads", "metric": metric, "value": heads[best][metric], "chance": 0.0}
+            | {"higher_is_better": True, "head": best}
+        )
+    return rows
+
+
+def analyse_induction(
+    out: str | os.PathLike, *, n: int = 256, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score the induction family in ``out`` (into ``out/eval``), then read each model's checkpoints as a
+    curve over training (into ``out/scale``): (scale table, verdicts)."""
+    out = Path(out)
+    evaluate_induction(out, n=n, progress=progress)
+    return run_scale(ScaleSpec(results=[str(out / "eval" / "scale.csv")], size="step"), out / "scale")
 
 
 def ladder_models(out: str | os.PathLike) -> list[ModelSpec]:

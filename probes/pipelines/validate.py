@@ -28,6 +28,7 @@ from probes.pipelines import zoo
 from probes.pipelines.ablation_study import ablation_study, amnesic_rows
 from probes.pipelines.run import RunFolder, unit_file
 from probes.pipelines.specs import StudySpec, ValidateSpec
+from probes.scale.induction import INDUCTION_LENGTH
 
 MECHANISMS = ("additive", "conjunctive", "redundant", "induction")
 EXPECTED = {"induction": "conjunctive"}  # the case a reading must match, where it is not the case's own name
@@ -103,7 +104,7 @@ def _case(run: RunFolder, case: str, spec: ValidateSpec) -> dict:
 def _mechanism(run: RunFolder, case: str, spec: ValidateSpec) -> tuple[Card, str]:
     lm = _model(run, case)
     if case == "induction":  # a trained model: mean ablation, as on any real one; heads and the (zero) MLPs
-        behaviour: Behaviour = Induction(64, length=zoo.INDUCTION_LENGTH, seed=spec.seed + 1)
+        behaviour: Behaviour = Induction(64, length=INDUCTION_LENGTH, seed=spec.seed + 1)
         settings = StudySpec(kind="mean", components="heads+mlps", top_k=4, permutations=16, seed=spec.seed)
         first, second = "L0H0", "L1H0"
     else:  # zero ablation: the planted writes are removed, not replaced by their mean (a mean keeps half an AND)

@@ -32,6 +32,8 @@ import torch
 
 from probes.causal.behaviour import LogitDiff
 from probes.probing.datasets.base import ProbingDataset
+from probes.scale.induction import train_induction
+from probes.scale.ladder import BOS, PAD, word_tokenizer
 
 D_MODEL, N_HEADS, HEAD_DIM, D_MLP = 16, 4, 4, 8
 CONSTANT = 1e4  # the residual's constant: RMSNorm divides by ~CONSTANT / sqrt(D_MODEL) whatever the features
@@ -47,7 +49,6 @@ PLANTED = {
     "redundant": "either head's write suffices (OR): redundant parts, each alone enough",
     "decision": "the answer reads feature a; feature c sits in the residual, read by nothing",
 }
-PAD, BOS = "<pad>", "<bos>"
 
 
 def vocabulary() -> list[str]:
@@ -55,19 +56,6 @@ def vocabulary() -> list[str]:
     words += [f"a{i}" for i in range(len(LEVELS))] + [f"b{i}" for i in range(len(LEVELS))]
     words += [f"a{i}c{j}" for i in range(len(LEVELS)) for j in range(len(LEVELS))]
     return words
-
-
-def word_tokenizer(words: list[str]):
-    """A whitespace word-level tokenizer over ``words`` (PAD and BOS first); encoded text starts with BOS, as
-    the ladder's does."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(words)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
 
 
 def tokenizer():
@@ -203,85 +191,13 @@ def concept(name: str) -> ProbingDataset:
     )
 
 
-# --- a natural one: induction, trained here ----------------------------------------------------------------
-
-INDUCTION_VOCAB, INDUCTION_LENGTH = 32, 8
-
-
-def induction_tokenizer():
-    """The trained model's tokenizer: t0 .. t31 (after PAD and BOS), one token per word."""
-    return word_tokenizer([PAD, BOS, *(f"t{i}" for i in range(INDUCTION_VOCAB))])
-
-
-def train_induction(*, steps: int = 800, seed: int = 0, heads: int = 1, threads: int | None = None):
-    """A two-layer attention-only Llama (rotary positions, ``heads`` heads per layer, width 64) trained on BOS,
-    4 to 8 distinct random tokens, and the same tokens again. The varying length leaves no fixed offset to
-    copy from: the second run is predictable only by a head in block 1 that finds the earlier occurrence of
-    the current token through what a head in block 0 wrote about the tokens before each position
-    (K-composition), so the behaviour needs the two heads together. With one head per layer (the default),
-    L0H0 attends to the one or two tokens before and L1H0 looks the current token up in the first run.
-    The MLPs are zero and frozen (so ``heads+mlps`` gives the study its four components). About 20 s on
-    2 cores. Returns (model, tokenizer)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = induction_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=4,
-        num_hidden_layers=2,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=64 // heads,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=1,
-    )
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-        for block in model.model.layers:  # attention only: the MLPs write nothing and never learn to
-            for p in block.mlp.parameters():
-                p.data.zero_()
-                p.requires_grad_(False)
-        g = torch.Generator().manual_seed(seed)
-        optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.01)
-        model.train()
-        for _ in range(steps):
-            ids, labels = induction_batch(64, g)  # right-padded: a causal model never attends to later pads
-            loss = model(input_ids=ids, labels=labels).loss
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    finally:
-        torch.set_num_threads(previous)
-    return model.eval(), tok
-
-
-def induction_batch(n: int, generator: torch.Generator, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, labels) of n sequences: BOS, ``length`` distinct random tokens (4 to 8 when None, drawn per
-    sequence, so no fixed offset finds the repeat), the same tokens again, then padding; labels mark the
-    second run (-100 elsewhere)."""
-    width = 2 * INDUCTION_LENGTH + 1
-    ids = torch.zeros(n, width, dtype=torch.long)  # PAD
-    labels = torch.full((n, width), -100)
-    for i in range(n):
-        k = length or int(torch.randint(4, INDUCTION_LENGTH + 1, (1,), generator=generator))
-        half = torch.randperm(INDUCTION_VOCAB, generator=generator)[:k] + 2  # t0's id is 2
-        ids[i, : 2 * k + 1] = torch.cat([torch.ones(1, dtype=torch.long), half, half])
-        labels[i, k + 2 : 2 * k + 1] = half[1:]  # r_2 .. r_k of the second run
-    return ids, labels
+# --- a natural one: induction, trained here (probes.scale.induction: the two-layer model of the induction family)
 
 
 def save(case: str, folder: str | os.PathLike) -> None:
     """The case's model and tokenizer as a Hugging Face folder (safetensors)."""
     if case == "induction":
-        model, tok = train_induction()
+        model, tok, _ = train_induction()
     else:
         model, tok, _ = build(case)
     model.save_pretrained(folder)

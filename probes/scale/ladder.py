@@ -117,6 +117,19 @@ def char_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
 
 
+def word_tokenizer(words: list[str]):
+    """A whitespace word-level tokenizer over ``words`` (PAD and BOS first); encoded text starts with BOS, as
+    the ladder's does."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(words)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, bos_token=BOS, eos_token=BOS, unk_token=PAD)
+
+
 def _digits(x: torch.Tensor, width: int) -> torch.Tensor:
     """Integers (B,) -> their decimal digits (B, width), most significant first."""
     powers = 10 ** torch.arange(width - 1, -1, -1)

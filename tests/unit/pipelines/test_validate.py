@@ -16,6 +16,7 @@ from probes.core.models import load
 from probes.pipelines import zoo
 from probes.pipelines.specs import ValidateSpec
 from probes.pipelines.validate import CASES, markdown_table, planted_outputs, run_validate
+from probes.scale.induction import INDUCTION_LENGTH, induction_batch
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 PLANTED = {
@@ -71,9 +72,9 @@ def test_every_verdict_reads_its_planted_case_and_a_rerun_resumes(tmp_path):
     assert load(tmp_path / "v" / "zoo" / "conjunctive").adapter.name == "llama"
     # The trained one composes two heads: L0H0 reads the tokens just before, L1H0 looks up the first run.
     lm = load(tmp_path / "v" / "zoo" / "induction")
-    ids, _ = zoo.induction_batch(32, torch.Generator().manual_seed(5), length=zoo.INDUCTION_LENGTH)
+    ids, _ = induction_batch(32, torch.Generator().manual_seed(5), length=INDUCTION_LENGTH)
     _, cache = run_with_cache(lm, {"input_ids": ids}, ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"])
-    k = zoo.INDUCTION_LENGTH
+    k = INDUCTION_LENGTH
     early, late = cache["blocks.0.attn.hook_pattern"][:, 0], cache["blocks.1.attn.hook_pattern"][:, 0]
     t = torch.arange(3, 2 * k + 1)
     assert float((early[:, t, t - 1] + early[:, t, t - 2]).mean()) > 0.6  # uniform attention would give ~0.2
