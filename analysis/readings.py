@@ -9,6 +9,7 @@ the report, the scaling analysis) reads it the same way; pass another ``Threshol
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .scale_table import all_or_nothing
@@ -315,10 +316,15 @@ def scale_reading(verdicts: list[tuple[str, str, bool]]) -> tuple[str, str | Non
     return "no verdict that speaks either way: " + ", ".join(f"{m} {v}" for m, v, _ in verdicts), None
 
 
-def overall_reading(leans: list[str | None]) -> str:
-    """One line from the leans of a scorecard's evidence."""
+def overall_reading(leans: list[str | None], matches: Sequence[str | None] = ()) -> str:
+    """One line from the leans of a scorecard's evidence (and the zoo cases it matches, where none leans)."""
     votes = [lean for lean in leans if lean]
     if not votes:
+        cases = list(dict.fromkeys(m for m in matches if m))
+        if cases:  # measured clearly, but in between the thresholds: say what it resembles, not "inconclusive"
+            return "in between: no measure leans past its threshold either way; closest planted case: " + ", ".join(
+                cases
+            )
         return "not enough evidence either way: the measures here are inconclusive"
     r, e = votes.count("reducible"), votes.count("emergent")
     if r and not e:

@@ -174,8 +174,12 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
     )
     inputs = Inputs(sources, results)
     if by_kind("scale"):
-        scales = {s.path: _read(s.path / "scale.csv", pd.read_csv) for s in by_kind("scale")}
-        verdicts = {s.path: _read(s.path / "verdicts.csv", pd.read_csv) for s in by_kind("scale")}
+        # the scale axis each analysis used (``probes scale --size``): model size, or training step for checkpoints
+        axis = {s.path: (s.record.get("spec") or {}).get("size", "parameters") for s in by_kind("scale")}
+        scales = {s.path: _read(s.path / "scale.csv", pd.read_csv).assign(axis=axis[s.path]) for s in by_kind("scale")}
+        verdicts = {
+            s.path: _read(s.path / "verdicts.csv", pd.read_csv).assign(axis=axis[s.path]) for s in by_kind("scale")
+        }
         for path, frame in verdicts.items():
             missing = {"family", "task", "metric", "verdict"} - set(frame.columns)
             if missing:
@@ -351,7 +355,9 @@ def probe_card(model: str, row: pd.Series) -> Card:
                 None,
             )
         )
-    return Card(f"{model} · {row['task']}", evidence, overall_reading([e.lean for e in evidence]))
+    return Card(
+        f"{model} · {row['task']}", evidence, overall_reading([e.lean for e in evidence], [e.matches for e in evidence])
+    )
 
 
 def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFrame) -> Card:
@@ -430,7 +436,9 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
                     {"majority class": float(majority.iloc[0])},
                 )
             )
-    return Card(f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence]))
+    return Card(
+        f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence], [e.matches for e in evidence])
+    )
 
 
 def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
@@ -462,7 +470,9 @@ def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
                 None,
             )
         )
-    return Card(f"{family} · {task}", evidence, overall_reading([e.lean for e in evidence]))
+    return Card(
+        f"{family} · {task}", evidence, overall_reading([e.lean for e in evidence], [e.matches for e in evidence])
+    )
 
 
 FLOOR = -1.0  # the card's axis starts here; an R^2 far below it (the sum of singles misses badly) is marked, not drawn
@@ -658,18 +668,27 @@ def scale_section(inputs: Inputs) -> Section | None:
     verdicts = inputs.verdicts
     section.blocks.append(_table(verdicts[[c for c in shown if c in verdicts.columns]], "verdict per task and metric"))
     final = inputs.scale
-    for (family, task), _ in verdicts.groupby(["family", "task"], sort=False):
+    over_training: set[str] = set()
+    for (family, task, axis), _ in verdicts.groupby(["family", "task", "axis"], sort=False):
+        table = final[final["axis"] == axis]
+        if axis == "step":  # each model's checkpoints are a curve: every model of the task in one figure, once
+            if task not in over_training:
+                over_training.add(str(task))
+                section.blocks.append(
+                    figure(scale_plots.capability_vs_step(table, str(task)), f"{task}: capability over training")
+                )
+            continue
         section.blocks.append(
             figure(
-                scale_plots.capability_vs_size(final, verdicts, str(task), family=str(family)),
+                scale_plots.capability_vs_size(table, verdicts, str(task), family=str(family), size=str(axis)),
                 f"{family} · {task}: capability vs size",
             )
         )
-        if "step" in final.columns and final[(final["task"] == task)]["step"].notna().any():
+        if "step" in table.columns and table[(table["task"] == task)]["step"].notna().any():
             try:
                 section.blocks.append(
                     figure(
-                        scale_plots.capability_vs_step(final, str(task)), f"{family} · {task}: capability over training"
+                        scale_plots.capability_vs_step(table, str(task)), f"{family} · {task}: capability over training"
                     )
                 )
             except ValueError:

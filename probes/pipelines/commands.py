@@ -300,8 +300,9 @@ COMMANDS: tuple[Command, ...] = (
         "demo",
         "the main job on the embedded models, ending in an HTML report",
         "On minilm and smollm2-135m, offline: capture, the default probe suite, per-head attention statistics, "
-        "an ablation / interaction / erasure study of subject-verb agreement, the toy scale ladder (trained here) "
-        "and its scaling analysis; then the HTML report. About 15 minutes on 2 cores; a re-run reuses "
+        "ablation / interaction studies of induction and copula agreement (with erasure of subject number), the "
+        "induction family (attention-only models trained here, read over training), the toy scale ladder "
+        "(trained here) and its scaling analysis; then the HTML report. About 15 minutes on 2 cores; a re-run reuses "
         "everything finished and takes about a minute.",
         _demo,
         DemoSpec,

@@ -1,9 +1,11 @@
 """``probes demo`` (what ``make demo`` runs): the main job on the two embedded models, ending in the report.
 
-Seven steps, each its own run folder under OUT (so each resumes on its own): a capture of minilm, the
-default probe suite on it, per-head statistics of both models, an ablation and erasure study of
-agreement on smollm2-135m, the toy scale ladder, its evaluation and scaling analysis, and
-``OUT/report.html``. ``quick`` runs the same pipeline with small settings in about a minute.
+Eight steps, each its own run folder under OUT (so each resumes on its own): a capture of minilm, the
+default probe suite on it, per-head statistics of both models, ablation studies of induction and of
+copula agreement (with erasure of subject number) on smollm2-135m, the induction family (trained here,
+its checkpoints read as curves over training, and its two heads taken apart), the toy scale ladder, its
+evaluation and scaling analysis, and ``OUT/report.html``. ``quick`` runs the same pipeline with small
+settings in about a minute.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from probes.pipelines.specs import (
     HeadsSpec,
     LadderSpec,
     ReportSpec,
+    StudySpec,
     load_suite,
 )
+from probes.scale.induction import INDUCTION_LENGTH, InductionFamily
 
 
 @dataclass(frozen=True)
@@ -34,49 +38,85 @@ class DemoSettings:
     """What the demo runs at one size (full: about 15 minutes on 2 cores; quick: about a minute)."""
 
     suite: str
-    ablation: AblationSpec
+    ablations: tuple[AblationSpec, ...]  # studies of the 135M model, each its own run folder
+    induction: InductionFamily  # the family trained here, with checkpoints
+    induction_study: StudySpec  # the previous-token x induction head study of its two-layer model
     ladder: Literal["default", "demo", "tiny"]  # a LadderSpec setting
     ladder_n: int  # test examples per task
+    induction_n: int  # held-out sequences per checkpoint
 
 
 SETTINGS = {
-    # full: 24 pairs and the top 5 fit the demo's budget (the 64-pair default study takes 6.5 minutes alone)
+    # full: every component of the 135M model swept on the first 8 examples, the top five studied on all
+    # (sweeping every head and MLP on 96 induction sequences took 11 minutes here)
     "full": DemoSettings(
         "default",
-        AblationSpec(
-            model="smollm2-135m",
-            behaviour="agreement",
-            n=24,
-            kind="mean",
-            components="heads+mlps",
-            top_k=5,
-            permutations=12,
-            interaction_samples=2,
-            erase="subject_number",
-            erase_n=200,
-            erase_random=3,
+        (
+            AblationSpec(
+                model="smollm2-135m",
+                behaviour="induction",
+                n=48,
+                kind="mean",
+                components="heads",
+                screen=8,
+                top_k=5,
+                permutations=8,
+                interaction_samples=1,
+            ),
+            AblationSpec(
+                model="smollm2-135m",
+                behaviour="agreement-copula",
+                n=64,
+                kind="mean",
+                components="heads+mlps",
+                screen=8,
+                top_k=5,
+                permutations=8,
+                interaction_samples=1,
+                erase="subject_number",
+                erase_n=200,
+                erase_random=3,
+            ),
         ),
+        InductionFamily(),
+        StudySpec(kind="mean", components="heads+mlps", top_k=4, permutations=16),
         "demo",
         150,
+        256,
     ),
     "quick": DemoSettings(
         "quick",
-        AblationSpec(
-            model="smollm2-135m",
-            behaviour="agreement",
-            n=8,
-            kind="mean",
-            components="L0H0 L1H1 L3.mlp L8H2 L14H4 L20.mlp",
-            top_k=3,
-            permutations=4,
-            interaction_samples=2,
-            erase="subject_number",
-            erase_layers=[15],
-            erase_n=60,
-            erase_random=2,
+        (
+            AblationSpec(
+                model="smollm2-135m",
+                behaviour="induction",
+                n=8,
+                kind="mean",
+                components="L1H1 L16H0 L18H6 L29H1 L3.mlp",
+                top_k=3,
+                permutations=4,
+                interaction_samples=2,
+            ),
+            AblationSpec(
+                model="smollm2-135m",
+                behaviour="agreement-copula",
+                n=8,
+                kind="mean",
+                components="L0H0 L1H1 L3.mlp L8H2 L14H4 L20.mlp",
+                top_k=3,
+                permutations=4,
+                interaction_samples=2,
+                erase="subject_number",
+                erase_layers=[15],
+                erase_n=60,
+                erase_random=2,
+            ),
         ),
+        InductionFamily(steps=30, checkpoints=(0, 10, 20)),
+        StudySpec(kind="mean", components="heads+mlps", top_k=3, permutations=4),
         "tiny",
         50,
+        32,
     ),
 }
 
@@ -89,8 +129,8 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
     """Run every step not yet done under ``out`` and write the report; returns the report's path."""
     settings = SETTINGS["quick" if spec.quick else "full"]
     out = Path(out) if out is not None else default_out(spec)
-    start, steps = time.perf_counter(), 7
-    ablation_spec = settings.ablation.model_copy(update={"device": spec.device})
+    start, steps = time.perf_counter(), 8
+    ablations = [a.model_copy(update={"device": spec.device}) for a in settings.ablations]
 
     def step(k: int, text: str) -> None:
         print(f"\n[{time.perf_counter() - start:5.0f} s] demo {k}/{steps}: {text}", flush=True)
@@ -106,23 +146,38 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
         suite_spec = load_suite(settings.suite).model_copy(update={"device": spec.device})
         results = suite.run_suite(suite_spec, out / "probes")
         print(suite.describe(results, out / "probes"))
-        step(3, f"per-head attention statistics of {DEFAULT_MODEL} and {ablation_spec.model}")
-        models = {DEFAULT_MODEL: lm, ablation_spec.model: load(ablation_spec.model, device=spec.device)}
+        lm_name = ablations[0].model
+        step(3, f"per-head attention statistics of {DEFAULT_MODEL} and {lm_name}")
+        models = {DEFAULT_MODEL: lm, lm_name: load(lm_name, device=spec.device)}
         for name, model in models.items():
             heads.run_heads(HeadsSpec(model=name, device=spec.device), out / "heads" / name, lm=model)
-        step(
-            4,
-            f"ablation, interaction and erasure study of {ablation_spec.behaviour} on {ablation_spec.model} (resumes)",
+        for a in ablations:
+            assert a.behaviour is not None
+            erased = f", erasing {a.erase}" if a.erase else ""
+            step(4, f"ablation and interaction study of {a.behaviour} on {a.model}{erased} (resumes)")
+            study = ablation_study.run_ablation(a, out / "ablation" / a.behaviour, lm=models[a.model])
+            print(study.summary())
+        step(5, "the induction family: attention-only models of 1 and 2 layers trained here, with checkpoints")
+        family = out / "induction"
+        folders = scale.train_induction_family(family, settings.induction)
+        _, verdicts = scale.analyse_induction(family, n=settings.induction_n)
+        for row in verdicts.itertuples():
+            print(f"  {row.family} / {row.task} / {row.metric}: {row.verdict}")
+        pair = AblationSpec(
+            model=str(folders[-1]),
+            behaviour=f"induction:{INDUCTION_LENGTH}",
+            n=64,
+            device=spec.device,
+            **settings.induction_study.model_dump(),
         )
-        study = ablation_study.run_ablation(ablation_spec, out / "ablation", lm=models[ablation_spec.model])
-        print(study.summary())
-        step(5, "training the toy scale ladder (finished models are kept)")
+        print(ablation_study.run_ablation(pair, family / "ablation").summary())
+        step(6, "training the toy scale ladder (finished models are kept)")
         scale.train_ladder(out / "ladder", LadderSpec(setting=settings.ladder))
-        step(6, "scoring the ladder and analysing capability vs scale")
+        step(7, "scoring the ladder and analysing capability vs scale")
         _, verdicts = scale.analyse_ladder(out / "ladder", n=settings.ladder_n)
         for row in verdicts.itertuples():
             print(f"  {row.task} / {row.metric}: {row.verdict}")
-        step(7, "writing the report")
+        step(8, "writing the report")
         path = report.write_report(ReportSpec(results=[str(out)], title="emergence-probes demo"), out / "report.html")
     print(f"\nreport: {path.resolve()}  ({time.perf_counter() - start:.0f} s in all)")
     return path

@@ -101,13 +101,13 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert f"activations: {tmp_path}" in out.stdout and "best_layer" in out.stdout and "additivity R^2" in out.stdout
-    assert all(f"demo {k}/7" in out.stdout for k in range(1, 8))
+    assert all(f"demo {k}/8" in out.stdout for k in range(1, 9))
     summary = pd.read_csv(tmp_path / "capture" / "summary.csv")
     assert summary["layer"].nunique() == 6 and summary["model"].eq("minilm").all()
     assert (summary[summary["metric"] == "attn_entropy"]["value"] > 0).all()
     results = pd.read_csv(tmp_path / "probes" / "results.csv")
     assert set(results["task"]) == {"pos", "subject_number"}
-    ablation = pd.read_csv(tmp_path / "ablation" / "results.csv")
+    ablation = pd.read_csv(tmp_path / "ablation" / "agreement-copula" / "results.csv")
     assert {"effect", "additivity_r2", "erasure_change"} <= set(ablation["metric"])
     assert (tmp_path / "ladder" / "scale" / "verdicts.csv").exists()
     assert {p.name for p in (tmp_path / "heads").iterdir()} == {"minilm", "smollm2-135m"}

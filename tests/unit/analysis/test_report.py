@@ -112,6 +112,9 @@ def test_readings_by_hand():
     assert additivity_case(-0.6, -0.7, -0.5, "redundant") == "redundant"
     assert additivity_case(0.2, -2.0, 0.9, "conjunctive") is None  # a wide interval matches nothing
     assert overall_reading([None, None]).startswith("not enough evidence")
+    assert overall_reading([None, None], [None, "additive"]) == (
+        "in between: no measure leans past its threshold either way; closest planted case: additive"
+    )
     assert overall_reading(["reducible", None]).startswith("reduces")
     assert overall_reading(["emergent"]).startswith("emerges")
     assert overall_reading(["emergent", "reducible"]).startswith("mixed: 1")
