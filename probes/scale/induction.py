@@ -141,7 +141,8 @@ def induction_metrics(model: Any, *, n: int = 256, seed: int = 1, length: int | 
     them right), and per head (``L{layer}H{head}``) its prefix-matching score (mean attention from each
     second-run token to the token after its first occurrence; Olsson et al.) and previous-token score
     (attention to the token just before). ``length`` fixes the run length instead."""
-    ids, labels = induction_batch(n, torch.Generator().manual_seed(seed), length)
+    device = next(model.parameters()).device  # the batch follows the model (a GPU, where it sits there)
+    ids, labels = (t.to(device) for t in induction_batch(n, torch.Generator().manual_seed(seed), length))
     mask = (ids != 0).long()
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")  # attention weights exist only under eager attention
@@ -165,12 +166,12 @@ def induction_metrics(model: Any, *, n: int = 256, seed: int = 1, length: int | 
     for r, k in enumerate(lengths.tolist()):
         rows += [r] * (k - 1)
         queries += list(range(k + 1, 2 * k))
-    row, query = torch.tensor(rows), torch.tensor(queries)
+    row, query = torch.tensor(rows, device=device), torch.tensor(queries, device=device)
     key = query - lengths[row] + 1
     real = mask[:, 1:].bool()  # queries after the first token that are not padding
     for layer, pattern in enumerate(out.attentions):  # (n, heads, T, T)
         prefix = pattern[row, :, query, key].double().mean(0)  # (heads,)
-        q = torch.arange(1, ids.shape[1])
+        q = torch.arange(1, ids.shape[1], device=device)
         previous = pattern[:, :, q, q - 1].transpose(1, 2)[real].double().mean(0)
         for head in range(pattern.shape[1]):
             scores = {
