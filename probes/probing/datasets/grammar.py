@@ -216,6 +216,19 @@ def _verb_pair(g: Grammar, lex: dict, number: str) -> tuple[str, str]:
     return (verb[0], verb[1]) if number == "singular" else (verb[1], verb[0])
 
 
+def _agreement_row(i: int, good: str, bad: str, uid: str, number: str) -> dict:
+    """One agreement minimal pair in BLiMP's JSONL layout, with the subject's number and the pair's index."""
+    return {
+        "sentence_good": good,
+        "sentence_bad": bad,
+        "UID": uid,
+        "field": "syntax",
+        "linguistics_term": "subject_verb_agreement",
+        "subject_number": number,
+        "pair_id": i,
+    }
+
+
 def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
     """Subject-verb agreement minimal pairs across an attractor, in BLiMP's JSONL layout.
 
@@ -231,17 +244,7 @@ def agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
         _attractor(g, s, kind, other)
         good, bad = _verb_pair(g, lex, number)
         prefix = " ".join(s.words)
-        rows.append(
-            {
-                "sentence_good": f"{prefix} {good} .",
-                "sentence_bad": f"{prefix} {bad} .",
-                "UID": f"agreement_{kind}_attractor",
-                "field": "syntax",
-                "linguistics_term": "subject_verb_agreement",
-                "subject_number": number,
-                "pair_id": i,
-            }
-        )
+        rows.append(_agreement_row(i, f"{prefix} {good} .", f"{prefix} {bad} .", f"agreement_{kind}_attractor", number))
     return rows
 
 
@@ -254,17 +257,7 @@ def simple_agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
         g.np(s, number, pp=False)
         good, bad = _verb_pair(g, lex, number)
         prefix = " ".join(s.words)
-        rows.append(
-            {
-                "sentence_good": f"{prefix} {good} .",
-                "sentence_bad": f"{prefix} {bad} .",
-                "UID": "agreement_simple",
-                "field": "syntax",
-                "linguistics_term": "subject_verb_agreement",
-                "subject_number": number,
-                "pair_id": i,
-            }
-        )
+        rows.append(_agreement_row(i, f"{prefix} {good} .", f"{prefix} {bad} .", "agreement_simple", number))
     return rows
 
 
@@ -281,15 +274,9 @@ def copula_agreement_pairs(n: int = 200, *, seed: int = 0) -> list[dict]:
         subject = subject[0].upper() + subject[1:]
         adjective = g.choice(lex["adjectives"])
         rows.append(
-            {
-                "sentence_good": f"{subject} {good} {adjective}.",
-                "sentence_bad": f"{subject} {bad} {adjective}.",
-                "UID": "agreement_copula",
-                "field": "syntax",
-                "linguistics_term": "subject_verb_agreement",
-                "subject_number": number,
-                "pair_id": i,
-            }
+            _agreement_row(
+                i, f"{subject} {good} {adjective}.", f"{subject} {bad} {adjective}.", "agreement_copula", number
+            )
         )
     return rows
 
