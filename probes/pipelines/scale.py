@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -38,14 +40,22 @@ from probes.pipelines.run import LOCK, RunError, RunFolder, unit_file
 from probes.pipelines.specs import LadderSpec, ScaleSpec
 from probes.scale.evaluate import GenerationTask, ModelSpec, family_tables, model_rows
 from probes.scale.induction import INDUCTION_VOCAB, InductionFamily, induction_metrics, train_induction
-from probes.scale.ladder import LadderConfig, ladder_tasks, train_rung
+from probes.scale.ladder import LadderConfig, Rung, ladder_tasks, train_rung
 
 SETTINGS = {"default": LadderConfig, "demo": LadderConfig.demo, "tiny": LadderConfig.tiny}
 
 
 def ladder_config(spec: LadderSpec) -> LadderConfig:
     config = SETTINGS[spec.setting]()
-    return replace(config, seed=spec.seed, steps=spec.steps or config.steps)
+    workers = spec.workers or min(_cores(), 8)
+    # one thread per worker: the models are too small to use more, and workers must not compete for cores
+    threads = 1 if workers > 1 else config.threads
+    return replace(config, seed=spec.seed, steps=spec.steps or config.steps, workers=workers, threads=threads)
+
+
+def _cores() -> int:
+    """CPU cores this process may use (its affinity where the platform says it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _save(model: Any, tokenizer: Any, folder: Path, meta: dict) -> None:
@@ -74,26 +84,12 @@ def train_ladder(
     members = config.members()
     with RunFolder.open(out, command="ladder train", spec=config.to_dict(), seed=config.seed) as run:
         todo = [m for m in members if not run.done(m[2])]
-        threads = torch.get_num_threads()
-        if config.threads:
-            torch.set_num_threads(config.threads)
         start = time.perf_counter()
-        try:
-            with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
-                for rung, replicate, name in todo:
-
-                    def fill(folder: Path, rung=rung, replicate=replicate) -> None:
-                        def checkpoint(model: Any, tokenizer: Any, meta: dict) -> None:
-                            _save(model, tokenizer, folder / "checkpoints" / f"step-{meta['step']}", meta)
-
-                        model, tokenizer, meta = train_rung(
-                            rung, config, replicate=replicate, bar=bar, checkpoint=checkpoint
-                        )
-                        _save(model, tokenizer, folder, meta)
-
-                    run.commit_dir(name, fill)
-        finally:
-            torch.set_num_threads(threads)
+        with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
+            if config.workers > 1 and len(todo) > 1:
+                _train_in_workers(run, todo, config, bar)
+            else:
+                _train_here(run, todo, config, bar)
         run.write_text(
             "ladder.json",
             json.dumps(
@@ -102,11 +98,124 @@ def train_ladder(
                     "models": [m[2] for m in members],
                     "trained_now": [m[2] for m in todo],
                     "seconds": round(time.perf_counter() - start, 1),
+                    "workers": config.workers,
+                    "threads": config.threads,
                 },
                 indent=1,
             ),
         )
     return [out / name for _, _, name in members]
+
+
+def _train_here(run: RunFolder, todo: list[tuple[Rung, int, str]], config: LadderConfig, bar: tqdm) -> None:
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        for rung, replicate, name in todo:
+            run.commit_dir(
+                name, lambda folder, rung=rung, replicate=replicate: _train_into(folder, rung, config, replicate, bar)
+            )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_into(folder: Path, rung: Rung, config: LadderConfig, replicate: int, bar: Any) -> None:
+    """Train one model of the ladder, its checkpoints and final weights written into ``folder``."""
+
+    def checkpoint(model: Any, tokenizer: Any, meta: dict) -> None:
+        _save(model, tokenizer, folder / "checkpoints" / f"step-{meta['step']}", meta)
+
+    model, tokenizer, meta = train_rung(rung, config, replicate=replicate, bar=bar, checkpoint=checkpoint)
+    _save(model, tokenizer, folder, meta)
+
+
+def _train_in_workers(run: RunFolder, todo: list[tuple[Rung, int, str]], config: LadderConfig, bar: tqdm) -> None:
+    """``config.workers`` models at a time, each in its own process pinned to ``config.threads or 1`` torch
+    threads (these models are too small to use two cores each: two one-thread workers train about 1.5 times
+    as fast as one two-thread process). A worker trains into a staging folder inside the run folder, which is
+    committed as the model's unit when it finishes, so a kill loses only the models in flight."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    for stale in run.path.glob(".*.staging"):  # from a killed run; the run folder's lock says none is live
+        shutil.rmtree(stale, ignore_errors=True)
+    context = multiprocessing.get_context("spawn")  # a forked child of a process that ran torch can hang
+    progress = context.Queue()
+    pool = ProcessPoolExecutor(
+        config.workers, mp_context=context, initializer=_pin_worker, initargs=(config.threads or 1, progress)
+    )
+    pending: dict[Any, tuple[str, Path]] = {}
+    try:
+        # largest first, so the last model to finish is a small one
+        for rung, replicate, name in sorted(todo, key=lambda m: (m[0].n_layer, m[0].n_embd), reverse=True):
+            staging = Path(tempfile.mkdtemp(dir=run.path, prefix=f".{name}.", suffix=".staging"))
+            pending[pool.submit(_train_in_worker, staging, rung, config, replicate)] = (name, staging)
+        while pending:
+            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            _drain(progress, bar)
+            for future in done:
+                name, staging = pending.pop(future)
+                future.result()  # a worker's error, with its traceback
+                run.commit_dir(name, lambda tmp, staging=staging: _move_contents(staging, tmp))
+        _drain(progress, bar)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for _, staging in pending.values():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+_WORKER_PROGRESS: Any = None
+
+
+def _train_in_worker(folder: Path, rung: Rung, config: LadderConfig, replicate: int) -> None:
+    bar = _QueueBar()
+    _train_into(folder, rung, config, replicate, bar)
+    bar.set_postfix()  # the last steps
+
+
+def _pin_worker(threads: int, progress: Any) -> None:
+    global _WORKER_PROGRESS
+    torch.set_num_threads(threads)
+    _WORKER_PROGRESS = progress
+
+
+class _QueueBar:
+    """What ``train_rung`` needs of a progress bar, sent in a worker to the parent's bar every 25 steps."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def update(self, n: int = 1) -> None:
+        self.steps += n
+        if self.steps >= 25:
+            self._send({})
+
+    def set_postfix(self, **postfix: Any) -> None:
+        self._send(postfix)
+
+    def _send(self, postfix: dict) -> None:
+        _WORKER_PROGRESS.put((self.steps, postfix))
+        self.steps = 0
+
+
+def _drain(progress: Any, bar: tqdm) -> None:
+    import queue
+
+    while True:
+        try:
+            steps, postfix = progress.get_nowait()
+        except queue.Empty:
+            return
+        bar.update(steps)
+        if postfix:
+            bar.set_postfix(**postfix)
+
+
+def _move_contents(source: Path, target: Path) -> None:
+    for child in source.iterdir():
+        os.replace(child, target / child.name)
+    source.rmdir()
 
 
 def train_induction_family(

@@ -314,6 +314,14 @@ class LadderSpec(Spec):
     )
     steps: int | None = Field(None, ge=1, **_meta("training steps per model (default: the setting's)"))
     seed: int = Field(0, **_meta("seed of initialisation and training data"))
+    workers: int | None = Field(
+        None,
+        ge=1,
+        **_meta(
+            "models trained at once, each in its own one-thread process (default: one per CPU core, at most 8; "
+            "1 trains them one after the other in this process)"
+        ),
+    )
 
 
 class LadderEvalSpec(Spec):

@@ -66,7 +66,8 @@ class LadderConfig:
     train_queries: int = 1  # recall answers per training sequence (more did not teach recall, and slowed addition)
     replicates: int = 2  # models per size, from different seeds: one seed per size is too noisy to call a shape
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = None  # torch threads while training (default: as set); with workers, per worker
+    workers: int = 1  # models trained at once, each in its own process (pipelines only)
 
     @classmethod
     def tiny(cls) -> LadderConfig:
@@ -96,6 +97,7 @@ class LadderConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("threads")  # how fast, not what is trained
+        d.pop("workers")
         return d
 
 
@@ -201,6 +203,8 @@ def make_model(rung: Rung, vocab_size: int, n_positions: int = 32, seed: int = 0
         bos_token_id=1,
         eos_token_id=1,
         pad_token_id=0,
+        # GPT-2's gelu_new to 2.4e-7, computed as one fused op (its four separate ops were a fifth of a step)
+        activation_function="gelu_pytorch_tanh",
         loss_type="ForCausalLM",  # type: ignore[call-arg]  # a PretrainedConfig keyword the stubs leave out
     )
     torch.manual_seed(seed)

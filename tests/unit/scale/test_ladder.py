@@ -119,6 +119,40 @@ def test_training_is_deterministic(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+
+def test_workers_train_the_same_models_as_one_thread_here(tmp_path):
+    """Two one-thread worker processes give, bit for bit, what one-thread training in this process gives,
+    checkpoints included; a re-run keeps what was finished and trains the rest in workers."""
+    import shutil
+    from dataclasses import replace
+
+    rungs = (Rung(1, 8, 2), Rung(1, 16, 2), Rung(2, 16, 2))
+    config = LadderConfig(rungs=rungs, steps=6, batch_size=8, warmup=1, checkpoints=(3,), replicates=1, threads=1)
+    here = train_ladder(tmp_path / "here", config, progress=False)
+    parallel = replace(config, workers=2)
+    there = train_ladder(tmp_path / "workers", parallel, progress=False)
+    summary = json.loads((tmp_path / "workers" / "ladder.json").read_text())
+    assert summary["workers"] == 2 and len(summary["trained_now"]) == 3
+    for a, b in zip(here, there, strict=True):
+        for sub in ["", "checkpoints/step-3"]:
+            wa = AutoModelForCausalLM.from_pretrained(a / sub).state_dict()
+            wb = AutoModelForCausalLM.from_pretrained(b / sub).state_dict()
+            assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert json.loads((a / "ladder.json").read_text()) == json.loads((b / "ladder.json").read_text())
+    assert not list((tmp_path / "workers").glob("*.staging"))
+
+    kept = (there[0] / "model.safetensors").stat().st_mtime_ns
+    for folder in there[1:]:
+        shutil.rmtree(folder)
+    (tmp_path / "workers" / ".gpt2-l1-d16-r0.x.staging").mkdir()  # left by a killed run
+    train_ladder(tmp_path / "workers", parallel, progress=False)
+    summary = json.loads((tmp_path / "workers" / "ladder.json").read_text())
+    assert summary["trained_now"] == [f.name for f in there[1:]]
+    assert (there[0] / "model.safetensors").stat().st_mtime_ns == kept
+    assert all((f / "model.safetensors").exists() for f in there)
+    assert not list((tmp_path / "workers").glob(".*.staging"))
+
+
 # --- evaluation -------------------------------------------------------------------------------------------------------
 
 
