@@ -35,7 +35,7 @@ from probes.scale.induction import INDUCTION_LENGTH, InductionFamily
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo runs at one size (full: about 15 minutes on 2 cores; quick: about a minute)."""
+    """What the demo runs at one size (full: about 10 minutes on 2 cores; quick: about a minute)."""
 
     suite: str
     ablations: tuple[AblationSpec, ...]  # studies of the 135M model, each its own run folder

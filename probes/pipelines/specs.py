@@ -308,7 +308,7 @@ class LadderSpec(Spec):
     setting: Literal["default", "demo", "tiny"] = Field(
         "default",
         **_meta(
-            "default: seven sizes x two seeds, 2,500 steps (about 8.5 minutes); demo: six sizes, 2,000 steps; "
+            "default: seven sizes x two seeds, 2,500 steps (about 5 minutes on 2 cores); demo: six sizes, 2,000 steps; "
             "tiny: seconds, for trying things out"
         ),
     )

@@ -119,7 +119,6 @@ def test_training_is_deterministic(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-
 def test_workers_train_the_same_models_as_one_thread_here(tmp_path):
     """Two one-thread worker processes give, bit for bit, what one-thread training in this process gives,
     checkpoints included; a re-run keeps what was finished and trains the rest in workers."""
