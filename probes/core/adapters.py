@@ -7,8 +7,9 @@ Paths are relative to ``model.base_model`` (the same for ``AutoModel`` and
 with HF's own ``get_output_embeddings()``.
 
 To add an architecture, add one ``Adapter`` to ``ADAPTERS``: print the model,
-read off the module paths, and add a tiny config of it to ``tests/conftest.py``
-so the capture tests check it against the model's own outputs.
+read off the module paths, and add a tiny config of it to ``tests/architectures.py``
+so ``tests/unit/core/test_architectures.py`` checks it against the model's own
+outputs (``probes.core.verify.verify_sites``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from analysis.errors import ProbesError
@@ -23,11 +25,14 @@ from analysis.errors import ProbesError
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where the parts of one architecture live.
+    """Where the parts of one architecture live, and how its blocks combine them.
 
     The two ``*_out_proj`` modules are the linear maps that write into the
     residual stream: their input is the per-head output ``z`` (attention) or the
-    neuron activations (MLP), their output is the component's contribution.
+    neuron activations (MLP), their output is the component's contribution,
+    unless ``attn_write`` / ``mlp_write`` name a module after them whose output
+    is what is added to the residual (Gemma 2's post-attention norm; a mixture
+    of experts, which has no single down projection).
     """
 
     name: str
@@ -35,60 +40,214 @@ class Adapter:
     blocks: str  # the ModuleList of transformer blocks
     attn: str  # the module whose output is (attn_output, attention_weights)
     attn_out_proj: str
-    mlp_out_proj: str
+    mlp_out_proj: str | None  # None: no single down projection (experts fused into 3-D parameters)
     final_norm: str | None  # None: no norm after the last block (post-LN models)
     causal: bool  # decoder-only: load with AutoModelForCausalLM to keep the LM head
+    attn_write: str | None = None  # the module whose output attention adds to the residual, if not attn_out_proj
+    mlp_write: str | None = None  # likewise for the MLP
+    parallel: bool = False  # attention and MLP both read the block's input (GPT-J, Falcon, Phi, Cohere)
+    post_norm: bool = False  # the block normalises after each add (BERT): its output is not a sum of writes
+    mlp_flattens_tokens: bool = False  # the MLP runs on (batch * pos, d) (OPT); its sites are reshaped back
+    pre_norm_flag: str | None = None  # config attribute that, when false, makes the blocks post-norm (OPT-350m)
+    residual_multiplier: str | None = None  # config attribute scaling each write before the add (Granite)
+    logit_multiplier: str | None = None  # config attribute: the model's logits are the unembedding's times it
+    logit_divisor: str | None = None  # ... divided by it (Granite's logits_scaling)
+    logit_softcap: str | None = None  # ... softcapped at it: cap * tanh(logits / cap) (Gemma 2)
+    note: str = ""  # what a user should know about its sites (the README's architecture table shows it)
 
     def block(self, layer: int) -> str:
         return f"{self.blocks}.{layer}"
 
     def path(self, part: str, layer: int) -> str:
-        """Module path of ``part`` ("attn", "attn_out_proj", "mlp_out_proj") in block ``layer``."""
+        """Module path of ``part`` ("attn", "attn_out_proj", "mlp_out_proj", "attn_write", "mlp_write") in
+        block ``layer``; a write is its out-projection unless the row names another module."""
+        if part in ("attn_write", "mlp_write"):
+            part = part if getattr(self, part) is not None else part.replace("write", "out_proj")
         return f"{self.block(layer)}.{getattr(self, part)}"
 
+    def decomposes(self, config: Any) -> bool:
+        """Is each block's output its input plus its writes (pre-norm blocks, sequential or parallel)?"""
+        return not self.post_norm and (self.pre_norm_flag is None or bool(getattr(config, self.pre_norm_flag, True)))
 
-ADAPTERS: tuple[Adapter, ...] = (
-    Adapter(
-        name="bert",
-        model_types=("bert",),
-        blocks="encoder.layer",
-        attn="attention.self",
-        attn_out_proj="attention.output.dense",
-        mlp_out_proj="output.dense",
-        final_norm=None,
-        causal=False,
-    ),
-    Adapter(
-        name="gpt2",
-        model_types=("gpt2",),
-        blocks="h",
-        attn="attn",
-        attn_out_proj="attn.c_proj",
-        mlp_out_proj="mlp.c_proj",
-        final_norm="ln_f",
-        causal=True,
-    ),
-    Adapter(
-        name="llama",
-        model_types=("llama",),
+    def write_scale(self, config: Any) -> float:
+        """What each write is multiplied by before it is added to the residual stream."""
+        return float(getattr(config, self.residual_multiplier)) if self.residual_multiplier else 1.0
+
+    def final_logits(self, unembedded: torch.Tensor, config: Any) -> torch.Tensor:
+        """The model's logits from the unembedding's output (``hook_logits``)."""
+        out = unembedded
+        if self.logit_multiplier and getattr(config, self.logit_multiplier, None) is not None:
+            out = out * getattr(config, self.logit_multiplier)
+        if self.logit_divisor and getattr(config, self.logit_divisor, None) is not None:
+            out = out / getattr(config, self.logit_divisor)
+        if self.logit_softcap and getattr(config, self.logit_softcap, None) is not None:
+            cap = getattr(config, self.logit_softcap)
+            out = torch.tanh(out / cap) * cap
+        return out
+
+
+def _decoder(name: str, *model_types: str, **parts: Any) -> Adapter:
+    """A Llama-layout decoder (``layers.{l}.self_attn.o_proj``, ``mlp.down_proj``, final ``norm``) unless
+    ``parts`` says otherwise."""
+    layout = dict(
         blocks="layers",
         attn="self_attn",
         attn_out_proj="self_attn.o_proj",
         mlp_out_proj="mlp.down_proj",
         final_norm="norm",
         causal=True,
+    )
+    return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
+
+
+def _encoder(name: str, *model_types: str, **parts: Any) -> Adapter:
+    """A BERT-layout encoder: post-norm blocks, no final norm."""
+    layout = dict(
+        blocks="encoder.layer",
+        attn="attention.self",
+        attn_out_proj="attention.output.dense",
+        mlp_out_proj="output.dense",
+        final_norm=None,
+        causal=False,
+        post_norm=True,
+    )
+    return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
+
+
+_GEMMA2_NOTE = (
+    "hook_attn_out and hook_mlp_out are the post-attention and post-feedforward norms' outputs, what the "
+    "block adds to the residual; hook_z and mlp.hook_post feed o_proj and down_proj before those norms"
+)
+_MOE_NOTE = (
+    "a mixture of experts: hook_mlp_out is the whole expert block's output (routed experts weighted by the "
+    "router, plus any shared expert); there is no mlp.hook_post, the experts' weights being fused 3-D parameters"
+)
+_GPT2 = dict(blocks="h", attn="attn", attn_out_proj="attn.c_proj", mlp_out_proj="mlp.c_proj", final_norm="ln_f")
+
+ADAPTERS: tuple[Adapter, ...] = (
+    _encoder("bert", "bert", "roberta", "electra"),
+    _encoder(
+        "deberta-v2",
+        note="disentangled attention: hook_pattern holds the softmax over content and relative-position scores",
+    ),
+    _encoder(
+        "distilbert",
+        blocks="transformer.layer",
+        attn="attention",
+        attn_out_proj="attention.out_lin",
+        mlp_out_proj="ffn.lin2",
     ),
     Adapter(
-        name="gpt_neox",
-        model_types=("gpt_neox",),
+        name="modernbert",
+        model_types=("modernbert",),
         blocks="layers",
+        attn="attn",
+        attn_out_proj="attn.Wo",
+        mlp_out_proj="mlp.Wo",
+        final_norm="final_norm",
+        causal=False,
+        note="pre-norm encoder; mlp.hook_post is the gated activation (act(input) * gate) that feeds mlp.Wo",
+    ),
+    Adapter(name="gpt2", model_types=("gpt2",), causal=True, **_GPT2),
+    Adapter(
+        name="gpt_neo",
+        model_types=("gpt_neo",),
+        causal=True,
+        **{**_GPT2, "attn": "attn.attention", "attn_out_proj": "attn.attention.out_proj"},
+    ),
+    _decoder(
+        "llama",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "olmo",
+        "smollm3",
+        "stablelm",
+        note="",
+    ),
+    _decoder(
+        "gemma", note="hook_resid_pre of block 0 holds the embeddings times sqrt(d_model), as the block sees them"
+    ),
+    _decoder(
+        "gemma2",
+        "gemma2",
+        "gemma3_text",
+        attn_write="post_attention_layernorm",
+        mlp_write="post_feedforward_layernorm",
+        logit_softcap="final_logit_softcapping",
+        note=_GEMMA2_NOTE + "; embeddings scaled as in Gemma; the logits are softcapped hook_logits",
+    ),
+    _decoder(
+        "olmo2",
+        attn_write="post_attention_layernorm",
+        mlp_write="post_feedforward_layernorm",
+        note="norms after attention and MLP, none before: " + _GEMMA2_NOTE.split(", what")[0] + ", what the "
+        "block adds to the residual",
+    ),
+    _decoder(
+        "phi3", note="q, k, v are one fused qkv_proj and gate, up one gate_up_proj; hook_z feeds o_proj as in Llama"
+    ),
+    _decoder("starcoder2", mlp_out_proj="mlp.c_proj"),
+    _decoder(
+        "granite",
+        residual_multiplier="residual_multiplier",
+        logit_divisor="logits_scaling",
+        note="each write is scaled by residual_multiplier before the add; the logits are hook_logits / logits_scaling",
+    ),
+    _decoder("cohere", parallel=True, logit_multiplier="logit_scale", note="the logits are hook_logits x logit_scale"),
+    _decoder("mixtral", "mixtral", "qwen2_moe", "qwen3_moe", mlp_out_proj=None, mlp_write="mlp", note=_MOE_NOTE),
+    _decoder(
+        "opt",
+        blocks="decoder.layers",
+        attn_out_proj="self_attn.out_proj",
+        mlp_out_proj="fc2",
+        final_norm="decoder.final_layer_norm",
+        pre_norm_flag="do_layer_norm_before",
+        mlp_flattens_tokens=True,
+        note="OPT-350m (do_layer_norm_before=False) normalises after each add: no decomposition there",
+    ),
+    _decoder(
+        "gpt_neox",
         attn="attention",
         attn_out_proj="attention.dense",
         mlp_out_proj="mlp.dense_4h_to_h",
         final_norm="final_layer_norm",
+        parallel=True,
+    ),
+    Adapter(
+        name="gptj",
+        model_types=("gptj",),
         causal=True,
+        parallel=True,
+        **{**_GPT2, "attn_out_proj": "attn.out_proj", "mlp_out_proj": "mlp.fc_out"},
+    ),
+    _decoder(
+        "phi", attn_out_proj="self_attn.dense", mlp_out_proj="mlp.fc2", final_norm="final_layernorm", parallel=True
+    ),
+    Adapter(
+        name="falcon",
+        model_types=("falcon",),
+        blocks="h",
+        attn="self_attention",
+        attn_out_proj="self_attention.dense",
+        mlp_out_proj="mlp.dense_4h_to_h",
+        final_norm="ln_f",
+        causal=True,
+        parallel=True,
+        note="the block adds attention's output into the MLP's in place; the sites hold copies taken before",
     ),
 )
+
+
+def architecture_table() -> str:
+    """The README's list of architectures, as a Markdown table generated from ``ADAPTERS``."""
+    rows = ["| model types | row | blocks | attention writes / MLP writes | notes |", "|---|---|---|---|---|"]
+    for a in ADAPTERS:
+        kind = "post-norm" if a.post_norm else "parallel" if a.parallel else "sequential"
+        writes = f"`{a.attn_write or a.attn_out_proj}` / `{a.mlp_write or a.mlp_out_proj}`"
+        rows.append(f"| {', '.join(a.model_types)} | {a.name} | {kind} | {writes} | {a.note} |")
+    return "\n".join(rows)
 
 
 # A transformers model. Its parts are found by attribute and path (config, base_model, blocks), which
@@ -110,7 +269,7 @@ def adapter_for(model_type: str) -> Adapter:
             return adapter
     raise UnsupportedArchitectureError(
         f"unsupported architecture {model_type!r}: supported are {', '.join(supported_model_types())}; "
-        "to add one, add an Adapter row to ADAPTERS in probes/adapters.py (module paths read off print(model))"
+        "to add one, add an Adapter row to ADAPTERS in probes/core/adapters.py (module paths read off print(model))"
     )
 
 
@@ -133,13 +292,16 @@ def model_shape(model: HFModel, adapter: Adapter) -> Shape:
     config = model.config
     n_heads = int(config.num_attention_heads)
     o_proj = base.get_submodule(adapter.path("attn_out_proj", 0))
-    down = base.get_submodule(adapter.path("mlp_out_proj", 0))
+    if adapter.mlp_out_proj is not None:
+        d_mlp = _in_features(base.get_submodule(adapter.path("mlp_out_proj", 0)))
+    else:  # experts: each expert's width
+        d_mlp = int(getattr(config, "moe_intermediate_size", None) or config.intermediate_size)
     return Shape(
         n_layers=len(blocks),
         n_heads=n_heads,
         d_head=_in_features(o_proj) // n_heads,
         d_model=int(config.hidden_size),
-        d_mlp=_in_features(down),
+        d_mlp=d_mlp,
         vocab_size=int(config.vocab_size),
     )
 

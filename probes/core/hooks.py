@@ -13,6 +13,7 @@ raises. Captured tensors stay on the model's device and dtype, detached.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -28,17 +29,44 @@ from probes.core.sites import Site
 SiteFn = Callable[[Tensor], Tensor | None]  # sees the site's value; returns a replacement or None
 
 
-def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle:
+class _Handles:
+    """Several hook handles removed as one."""
+
+    def __init__(self, *handles: RemovableHandle) -> None:
+        self.handles = handles
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle | _Handles:
     """Register ``fn`` on ``site``; a returned tensor replaces the site's value."""
     module = lm.module_for(site)
     kind = site.kind
     n_heads = lm.shape.n_heads
+    extra: list[RemovableHandle] = []
+    tokens: list[torch.Size] = []  # the block input's (batch, pos), where the MLP sees tokens flattened
+
+    if kind.needs_eager:
+        extra += _ask_for_weights(module)
+    if kind.part in ("mlp_out_proj", "mlp_write") and lm.adapter.mlp_flattens_tokens:
+        assert site.layer is not None
+
+        def record(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            tokens[:] = [(args[0] if args else kwargs["hidden_states"]).shape[:-1]]
+
+        block = lm.base.get_submodule(lm.adapter.block(site.layer))
+        extra.append(block.register_forward_pre_hook(record, with_kwargs=True))
 
     def to_site(value: Tensor) -> Tensor:
+        if tokens and value.dim() == 2:  # OPT's MLP runs on (batch * pos, d)
+            value = value.unflatten(0, tokens[0])
         return value.unflatten(-1, (n_heads, -1)) if kind.per_head else value
 
     def from_site(value: Tensor) -> Tensor:
-        return value.flatten(-2) if kind.per_head else value
+        value = value.flatten(-2) if kind.per_head else value
+        return value.flatten(0, 1) if tokens and value.dim() == 3 else value
 
     if kind.io == "output":
 
@@ -57,7 +85,7 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle:
             new = from_site(new)
             return output[: kind.index] + (new,) + output[kind.index + 1 :] if is_tuple else new
 
-        return module.register_forward_hook(output_hook)
+        return _Handles(*extra, module.register_forward_hook(output_hook))
 
     def input_hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
         by_name = not args
@@ -70,7 +98,25 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle:
             return args, {**kwargs, "hidden_states": new}
         return (new, *args[1:]), kwargs
 
-    return module.register_forward_pre_hook(input_hook, with_kwargs=True)
+    return _Handles(*extra, module.register_forward_pre_hook(input_hook, with_kwargs=True))
+
+
+def _ask_for_weights(attn: torch.nn.Module) -> list[RemovableHandle]:
+    """Attention modules that return their weights only when asked (DeBERTa; Falcon, whose SDPA path returns
+    none) are asked, whatever the caller passed."""
+    try:
+        signature = inspect.signature(attn.forward)
+    except (TypeError, ValueError):
+        return []
+    if "output_attentions" not in signature.parameters:
+        return []
+
+    def ask(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        bound = signature.bind_partial(*args, **kwargs)
+        bound.arguments["output_attentions"] = True
+        return bound.args, bound.kwargs
+
+    return [attn.register_forward_pre_hook(ask, with_kwargs=True)]
 
 
 @contextmanager
@@ -107,13 +153,14 @@ def capture(lm: LoadedModel, sites: str | list[str]) -> Iterator[dict[str, Tenso
     """Record the named sites of every forward pass run inside the block.
 
     The dict fills in as the model runs; a site seen twice (two forwards) keeps
-    the last value. Values are detached views: clone them before editing.
+    the last value. Values are detached copies: some models edit a tensor in place after the site has
+    seen it (Falcon adds attention's output into the MLP's), which a view would silently follow.
     """
     cache: dict[str, Tensor] = {}
 
     def recorder(name: str) -> SiteFn:
         def record(value: Tensor) -> None:
-            cache[name] = value.detach()
+            cache[name] = value.detach().clone()
 
         return record
 

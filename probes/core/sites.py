@@ -39,7 +39,7 @@ from typing import Literal
 from analysis.errors import ProbesError
 from probes.core.adapters import Adapter, Shape
 
-Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "unembed"]
+Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "attn_write", "mlp_write", "final_norm", "unembed"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ BLOCK_SITES: dict[str, SiteKind] = {
     "hook_resid_post": SiteKind("block", "output"),
     "attn.hook_pattern": SiteKind("attn", "output", index=1, writable=False, needs_eager=True),
     "attn.hook_z": SiteKind("attn_out_proj", "input", per_head=True),
-    "hook_attn_out": SiteKind("attn_out_proj", "output"),
+    "hook_attn_out": SiteKind("attn_write", "output"),
     "mlp.hook_post": SiteKind("mlp_out_proj", "input"),
-    "hook_mlp_out": SiteKind("mlp_out_proj", "output"),
+    "hook_mlp_out": SiteKind("mlp_write", "output"),
 }
 MODEL_SITES: dict[str, SiteKind] = {
     "ln_final.hook_normalized": SiteKind("final_norm", "output"),
@@ -90,8 +90,13 @@ class Site:
         return self.name.split(".", 2)[2] if self.layer is not None else self.name
 
 
+def block_sites(adapter: Adapter) -> dict[str, SiteKind]:
+    """The block sites this architecture has (a mixture of experts has no single MLP down projection)."""
+    return {k: v for k, v in BLOCK_SITES.items() if v.part != "mlp_out_proj" or adapter.mlp_out_proj is not None}
+
+
 def all_site_names(adapter: Adapter, shape: Shape, has_unembed: bool) -> list[str]:
-    names = [f"blocks.{l}.{s}" for l in range(shape.n_layers) for s in BLOCK_SITES]
+    names = [f"blocks.{l}.{s}" for l in range(shape.n_layers) for s in block_sites(adapter)]
     if adapter.final_norm is not None:
         names.append("ln_final.hook_normalized")
     if has_unembed:
@@ -103,6 +108,11 @@ def parse_site(name: str, adapter: Adapter, shape: Shape, has_unembed: bool) -> 
     match = _BLOCK_NAME.match(name)
     if match:
         layer, short = int(match.group(1)), match.group(2)
+        if short in BLOCK_SITES and short not in block_sites(adapter):
+            raise UnknownSiteError(
+                f"site {name!r} does not exist: this {adapter.name} model's MLP is a mixture of experts with no "
+                "single down projection; use its write, 'hook_mlp_out'"
+            )
         if short in BLOCK_SITES and layer < shape.n_layers:
             return Site(name, BLOCK_SITES[short], layer)
         if short in BLOCK_SITES:

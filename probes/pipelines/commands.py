@@ -72,7 +72,7 @@ def _models(options: dict[str, Any], out: Path | None) -> None:
 
 def _sites(options: dict[str, Any], out: Path | None) -> None:
     from probes.core.models import load
-    from probes.core.sites import BLOCK_SITES
+    from probes.core.sites import block_sites
 
     spec: ModelOptions = _spec(ModelOptions, options)
     lm = load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
@@ -82,7 +82,7 @@ def _sites(options: dict[str, Any], out: Path | None) -> None:
         f"d_head {s.d_head}, d_mlp {s.d_mlp})"
     )
     print(f"per block, l = 0..{s.n_layers - 1}:")
-    for short in BLOCK_SITES:
+    for short in block_sites(lm.adapter):
         print(f"  blocks.{{l}}.{short}")
     others = [n for n in lm.site_names() if not n.startswith("blocks.")]
     if others:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from transformers import OPTConfig
+from transformers import T5Config
 
 from probes.core import models as models_mod
 from probes.core.adapters import UnsupportedArchitectureError, adapter_for
@@ -57,16 +57,15 @@ def test_alias_not_installed_names_the_package(monkeypatch):
 
 
 def test_unsupported_architecture_lists_the_supported(tmp_path):
-    OPTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=50).save_pretrained(
-        tmp_path
-    )
+    T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=50).save_pretrained(tmp_path)
     with pytest.raises(
         UnsupportedArchitectureError,
-        match=r"unsupported architecture 'opt': supported are bert, gpt2, gpt_neox, llama.*probes/adapters.py",
+        match=r"unsupported architecture 't5': supported are bert, cohere, .*, stablelm, starcoder2;.*"
+        r"probes/core/adapters.py",
     ):
         load(tmp_path)
     with pytest.raises(UnsupportedArchitectureError):
-        adapter_for("t5")
+        adapter_for("mamba")
 
 
 def test_remote_code_never_runs_unless_asked(tmp_path):
