@@ -122,7 +122,9 @@ _MOE_NOTE = (
     "a mixture of experts: hook_mlp_out is the whole expert block's output (routed experts weighted by the "
     "router, plus any shared expert); there is no mlp.hook_post, the experts' weights being fused 3-D parameters"
 )
-_GPT2 = dict(blocks="h", attn="attn", attn_out_proj="attn.c_proj", mlp_out_proj="mlp.c_proj", final_norm="ln_f")
+_GPT2: dict[str, Any] = dict(
+    blocks="h", attn="attn", attn_out_proj="attn.c_proj", mlp_out_proj="mlp.c_proj", final_norm="ln_f"
+)
 
 ADAPTERS: tuple[Adapter, ...] = (
     _encoder("bert", "bert", "roberta", "electra"),
@@ -270,6 +272,79 @@ def adapter_for(model_type: str) -> Adapter:
     raise UnsupportedArchitectureError(
         f"unsupported architecture {model_type!r}: supported are {', '.join(supported_model_types())}; "
         "to add one, add an Adapter row to ADAPTERS in probes/core/adapters.py (module paths read off print(model))"
+    )
+
+
+# The names the common conventions give each part, most common first (read off the rows above).
+_ATTENTION = ("self_attn", "attn", "attention", "self_attention")
+_ATTENTION_OUT = ("o_proj", "out_proj", "dense", "c_proj", "wo", "Wo", "out_lin", "output.dense")
+_MLP = ("mlp", "feed_forward", "ffn")
+_MLP_OUT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "fc_out", "w2", "Wo", "lin2")
+_FINAL_NORM = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
+
+
+def is_causal_lm(config: Any) -> bool:
+    """Does transformers know a causal-LM class for this config (its own or one registered)?"""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
+
+
+def generic_adapter(model: HFModel) -> Adapter:
+    """An adapter found by the common conventions, for a model type with no row: the ModuleList of as many
+    blocks as the config has layers, then attention, its out-projection, the MLP's down projection and the
+    final norm by their usual names. It is only a guess: ``probes.core.models.load`` serves it only if
+    ``probes.core.verify.verify_sites`` finds every captured site equal to the model's own outputs."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    base = model.base_model
+    n_layers = getattr(config, "num_hidden_layers", None)
+    blocks = next(
+        (n for n, m in base.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n_layers and n), None
+    )
+    model_type = model.config.model_type
+    if blocks is None:
+        raise UnsupportedArchitectureError(_no_row(model_type, f"no list of {n_layers} blocks"))
+    block = base.get_submodule(blocks)[0]
+    names = dict(block.named_modules())
+
+    def first(candidates: tuple[str, ...], within: str = "", linear: bool = False) -> str | None:
+        for name in candidates:
+            path = f"{within}.{name}" if within else name
+            if path in names and (not linear or hasattr(names[path], "weight")):
+                return path
+        return None
+
+    attn = first(_ATTENTION)
+    attn_out = first(_ATTENTION_OUT, attn, linear=True) if attn else None
+    mlp = first(_MLP)
+    mlp_out = first(_MLP_OUT, mlp, linear=True) if mlp else first(_MLP_OUT, linear=True)
+    missing = [
+        what
+        for what, found in [("attention", attn), ("its out-projection", attn_out), ("MLP down projection", mlp_out)]
+        if found is None
+    ]
+    if missing:
+        raise UnsupportedArchitectureError(_no_row(model_type, f"no {' or '.join(missing)} by the usual names"))
+    top = dict(base.named_children())
+    final_norm = next((n for n in _FINAL_NORM if n in top), None)
+    assert attn is not None and attn_out is not None
+    return Adapter(
+        name="generic",
+        model_types=(model_type,),
+        blocks=blocks,
+        attn=attn,
+        attn_out_proj=attn_out,
+        mlp_out_proj=mlp_out,
+        final_norm=final_norm,
+        causal=is_causal_lm(model.config),
+        note="found by the common conventions and verified against the model's own outputs at load",
+    )
+
+
+def _no_row(model_type: str, why: str) -> str:
+    return (
+        f"model type {model_type!r} has no row in the architecture table and the generic adapter cannot serve it "
+        f"({why}): add an Adapter row to ADAPTERS in probes/core/adapters.py (module paths read off print(model))"
     )
 
 

@@ -24,7 +24,17 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from analysis.errors import ProbesError
 from probes.core import sites as sites_mod
-from probes.core.adapters import Adapter, HFModel, Shape, adapter_for, model_shape
+from probes.core.adapters import (
+    Adapter,
+    HFModel,
+    Shape,
+    UnsupportedArchitectureError,
+    adapter_for,
+    generic_adapter,
+    is_causal_lm,
+    model_shape,
+    supported_model_types,
+)
 from probes.core.align import SequenceTooLongError, ensure_pad_token
 from probes.core.files import DiskFullError, atomic_path, write_json, write_text
 
@@ -178,6 +188,8 @@ def wrap(model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str = "in-mem
     """Wrap a model you built or loaded yourself (e.g. from a config) for capture."""
     model.eval()
     ensure_pad_token(tokenizer)
+    if model.config.model_type not in supported_model_types():
+        return _generic(model, tokenizer, name)
     return LoadedModel(model, tokenizer, adapter_for(model.config.model_type), name)
 
 
@@ -282,9 +294,9 @@ def load(
         kwargs["attn_implementation"] = attn_implementation
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        adapter = adapter_for(config.model_type)
-        auto = AutoModelForCausalLM if adapter.causal else AutoModel
-        model: HFModel = auto.from_pretrained(folder, **kwargs)
+        adapter = adapter_for(config.model_type) if config.model_type in supported_model_types() else None
+        causal = adapter.causal if adapter is not None else is_causal_lm(config)
+        model: HFModel = (AutoModelForCausalLM if causal else AutoModel).from_pretrained(folder, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except ProbesError:
         raise
@@ -294,7 +306,25 @@ def load(
         model.to(device)
     model.eval()
     ensure_pad_token(tokenizer)
+    if adapter is None:
+        return _generic(model, tokenizer, name, str(folder), revision, dict(source.info))
     return LoadedModel(model, tokenizer, adapter, name, str(folder), revision, dict(source.info))
+
+
+def _generic(model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str, *args: Any) -> LoadedModel:
+    """The model served by the generic adapter, if the sites it finds pass every check on a probe input."""
+    from probes.core.verify import verify_sites
+
+    lm = LoadedModel(model, tokenizer, generic_adapter(model), name, *args)
+    problems = verify_sites(lm)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UnsupportedArchitectureError(
+            f"model type {model.config.model_type!r} has no row in the architecture table and the generic "
+            f"adapter's sites do not match the model's own outputs: {problems[0]}{more}; add an Adapter row "
+            "to ADAPTERS in probes/core/adapters.py (module paths read off print(model))"
+        )
+    return lm
 
 
 def _load_failure(folder: Path, err: Exception) -> str:

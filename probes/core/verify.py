@@ -41,6 +41,7 @@ def probe_ids(lm: LoadedModel, batch: int = 2, length: int = 12, seed: int = 0) 
 def weight_out_in(module: nn.Module) -> Tensor:
     """A projection's weight as (out, in): nn.Linear stores it so, GPT-2's Conv1D as (in, out)."""
     weight = module.weight
+    assert isinstance(weight, Tensor)
     return weight if isinstance(module, nn.Linear) else weight.T
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,7 @@ def _train_here(run: RunFolder, todo: list[tuple[Rung, int, str]], config: Ladde
         torch.set_num_threads(config.threads)
     try:
         for rung, replicate, name in todo:
-            run.commit_dir(
-                name, lambda folder, rung=rung, replicate=replicate: _train_into(folder, rung, config, replicate, bar)
-            )
+            run.commit_dir(name, partial(_train_into, rung=rung, config=config, replicate=replicate, bar=bar))
     finally:
         torch.set_num_threads(threads)
 
@@ -157,7 +156,7 @@ def _train_in_workers(run: RunFolder, todo: list[tuple[Rung, int, str]], config:
             for future in done:
                 name, staging = pending.pop(future)
                 future.result()  # a worker's error, with its traceback
-                run.commit_dir(name, lambda tmp, staging=staging: _move_contents(staging, tmp))
+                run.commit_dir(name, partial(_move_contents, staging))
         _drain(progress, bar)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

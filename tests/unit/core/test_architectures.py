@@ -15,7 +15,7 @@ from architectures import ENCODERS, TINY, tiny_config
 from transformers import AutoModel, AutoModelForCausalLM
 
 from probes import capture, intervene
-from probes.core.adapters import ADAPTERS, adapter_for, architecture_table
+from probes.core.adapters import ADAPTERS, UnsupportedArchitectureError, adapter_for, architecture_table
 from probes.core.models import LoadedModel, load
 from probes.core.sites import UnknownSiteError
 from probes.core.verify import probe_ids, verify_sites
@@ -171,3 +171,66 @@ def test_the_readme_lists_the_registry():
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     assert architecture_table() in readme
+
+
+# --- the generic adapter ------------------------------------------------------------------------------------------
+
+
+def _register(model_type: str, layer_scale: float | None = None):
+    """A model type with no row: Llama's classes under a new name (optionally with blocks that scale their
+    output, which is no longer the input plus the writes), registered with transformers' Auto classes."""
+    from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    renamed = type(f"{model_type}Config", (LlamaConfig,), {"model_type": model_type})
+
+    class ScaledLayer(LlamaDecoderLayer):
+        def forward(self, *args, **kwargs):
+            return super().forward(*args, **kwargs) * layer_scale
+
+    class Model(LlamaForCausalLM):
+        config_class = renamed
+
+        def __init__(self, config):
+            super().__init__(config)
+            if layer_scale is not None:
+                self.model.layers = torch.nn.ModuleList(ScaledLayer(config, i) for i in range(config.num_hidden_layers))
+                self.post_init()
+
+    AutoConfig.register(model_type, renamed)
+    AutoModelForCausalLM.register(renamed, Model)
+    return renamed
+
+
+def _save_as(config_class, tiny_folders, folder):
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    config = config_class(**tiny_config("llama").to_diff_dict() | {"model_type": config_class.model_type})
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_folders["gpt2"]).save_pretrained(folder)
+    return folder
+
+
+def test_a_model_type_with_no_row_is_served_by_the_generic_adapter(tmp_path, tiny_folders):
+    folder = _save_as(_register("renamed_llama"), tiny_folders, tmp_path / "renamed")
+    lm = load(folder)
+    assert lm.adapter.name == "generic" and lm.describe()["architecture"] == "generic"
+    assert lm.describe()["model_type"] == "renamed_llama"
+    llama_row = adapter_for("llama")
+    for part in ("blocks", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "causal"):
+        assert getattr(lm.adapter, part) == getattr(llama_row, part)
+    assert verify_sites(lm) == []
+    ids = probe_ids(lm)
+    with torch.inference_mode(), capture(lm, "blocks.0.hook_resid_post") as cache:
+        out = lm.model(input_ids=ids, output_hidden_states=True)
+    torch.testing.assert_close(cache["blocks.0.hook_resid_post"], out.hidden_states[1])
+
+
+def test_an_odd_model_type_is_refused_with_what_did_not_match(tmp_path, tiny_folders):
+    folder = _save_as(_register("odd_llama", layer_scale=1.5), tiny_folders, tmp_path / "odd")
+    with pytest.raises(UnsupportedArchitectureError) as err:
+        load(folder)
+    message = str(err.value)
+    assert "\n" not in message and "'odd_llama' has no row in the architecture table" in message
+    assert "resid_pre + attn_out + mlp_out = resid_post" in message and "probes/core/adapters.py" in message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from transformers import T5Config
+from transformers import AutoTokenizer, T5Config, T5Model
 
 from probes.core import models as models_mod
 from probes.core.adapters import UnsupportedArchitectureError, adapter_for
@@ -56,12 +56,14 @@ def test_alias_not_installed_names_the_package(monkeypatch):
         load("smollm2-135m")
 
 
-def test_unsupported_architecture_lists_the_supported(tmp_path):
-    T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=50).save_pretrained(tmp_path)
+def test_unsupported_architecture_points_to_the_table(tmp_path, tiny_folders):
+    T5Model(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=32, vocab_size=50)).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_folders["gpt2"]).save_pretrained(tmp_path)
     with pytest.raises(
         UnsupportedArchitectureError,
-        match=r"unsupported architecture 't5': supported are bert, cohere, .*, stablelm, starcoder2;.*"
-        r"probes/core/adapters.py",
+        match=r"model type 't5' has no row in the architecture table and the generic adapter cannot serve it "
+        r"\(no attention or its out-projection or MLP down projection by the usual names\): add an Adapter row "
+        r"to ADAPTERS in probes/core/adapters.py",
     ):
         load(tmp_path)
     with pytest.raises(UnsupportedArchitectureError):
