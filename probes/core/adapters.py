@@ -53,6 +53,11 @@ class Adapter:
     logit_multiplier: str | None = None  # config attribute: the model's logits are the unembedding's times it
     logit_divisor: str | None = None  # ... divided by it (Granite's logits_scaling)
     logit_softcap: str | None = None  # ... softcapped at it: cap * tanh(logits / cap) (Gemma 2)
+    q: str | None = None  # the query, key and value projections, where they are separate modules
+    k: str | None = None
+    v: str | None = None
+    qkv: str | None = None  # ... or the one module that computes all three
+    qkv_layout: str = "concat"  # how its output columns are ordered: see ``qkv_columns``
     note: str = ""  # what a user should know about its sites (the README's architecture table shows it)
 
     def block(self, layer: int) -> str:
@@ -63,7 +68,13 @@ class Adapter:
         block ``layer``; a write is its out-projection unless the row names another module."""
         if part in ("attn_write", "mlp_write"):
             part = part if getattr(self, part) is not None else part.replace("write", "out_proj")
+        if part in ("q", "k", "v") and getattr(self, part) is None:
+            part = "qkv"
         return f"{self.block(layer)}.{getattr(self, part)}"
+
+    @property
+    def has_qkv(self) -> bool:
+        return self.qkv is not None or None not in (self.q, self.k, self.v)
 
     def decomposes(self, config: Any) -> bool:
         """Is each block's output its input plus its writes (pre-norm blocks, sequential or parallel)?"""
@@ -86,6 +97,34 @@ class Adapter:
         return out
 
 
+def qkv_columns(adapter: Adapter, config: Any, which: str, n_heads: int, d_head: int, width: int) -> torch.Tensor:
+    """Which output columns of a fused q/k/v projection (``width`` of them) hold ``which`` ("q", "k", "v"),
+    as a (heads, d_head) index: "concat" is [q heads | k heads | v heads] (GPT-2, Phi-3, ModernBERT, and
+    multi-query Falcon), "interleaved" is [q k v] head after head (GPT-NeoX, Falcon without multi-query),
+    Falcon's new decoder architecture groups each key-value head's queries before its key and value."""
+    layout = adapter.qkv_layout
+    if layout == "falcon":
+        if getattr(config, "new_decoder_architecture", False):
+            layout = "grouped"
+        else:
+            layout = "concat" if getattr(config, "multi_query", True) else "interleaved"
+    d = torch.arange(d_head)
+    if layout == "concat":
+        n_kv = (width - n_heads * d_head) // (2 * d_head)
+        start = {"q": 0, "k": n_heads * d_head, "v": (n_heads + n_kv) * d_head}[which]
+        return start + torch.arange((n_heads if which == "q" else n_kv) * d_head).view(-1, d_head)
+    if layout == "interleaved":
+        return torch.arange(n_heads)[:, None] * 3 * d_head + "qkv".index(which) * d_head + d
+    if layout == "grouped":
+        n_kv = int(config.num_kv_heads)
+        per = n_heads // n_kv  # queries per key-value head
+        group = torch.arange(n_kv)[:, None] * (per + 2) * d_head
+        if which == "q":
+            return (group[:, None, :] + torch.arange(per)[None, :, None] * d_head + d).view(n_heads, d_head)
+        return group + (per + "kv".index(which)) * d_head + d
+    raise ValueError(f"unknown qkv_layout {adapter.qkv_layout!r} in the {adapter.name} row")
+
+
 def _decoder(name: str, *model_types: str, **parts: Any) -> Adapter:
     """A Llama-layout decoder (``layers.{l}.self_attn.o_proj``, ``mlp.down_proj``, final ``norm``) unless
     ``parts`` says otherwise."""
@@ -96,6 +135,9 @@ def _decoder(name: str, *model_types: str, **parts: Any) -> Adapter:
         mlp_out_proj="mlp.down_proj",
         final_norm="norm",
         causal=True,
+        q="self_attn.q_proj",
+        k="self_attn.k_proj",
+        v="self_attn.v_proj",
     )
     return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
 
@@ -110,6 +152,9 @@ def _encoder(name: str, *model_types: str, **parts: Any) -> Adapter:
         final_norm=None,
         causal=False,
         post_norm=True,
+        q="attention.self.query",
+        k="attention.self.key",
+        v="attention.self.value",
     )
     return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
 
@@ -123,13 +168,25 @@ _MOE_NOTE = (
     "router, plus any shared expert); there is no mlp.hook_post, the experts' weights being fused 3-D parameters"
 )
 _GPT2: dict[str, Any] = dict(
-    blocks="h", attn="attn", attn_out_proj="attn.c_proj", mlp_out_proj="mlp.c_proj", final_norm="ln_f"
+    blocks="h",
+    attn="attn",
+    attn_out_proj="attn.c_proj",
+    mlp_out_proj="mlp.c_proj",
+    final_norm="ln_f",
+    qkv="attn.c_attn",
 )
+_QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def _separate(prefix: str, names: tuple[str, str, str] = _QKV) -> dict[str, Any]:
+    return dict(zip(("q", "k", "v"), (f"{prefix}.{n}" for n in names), strict=True), qkv=None)
+
 
 ADAPTERS: tuple[Adapter, ...] = (
     _encoder("bert", "bert", "roberta", "electra"),
     _encoder(
         "deberta-v2",
+        **_separate("attention.self", ("query_proj", "key_proj", "value_proj")),
         note="disentangled attention: hook_pattern holds the softmax over content and relative-position scores",
     ),
     _encoder(
@@ -138,6 +195,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         attn="attention",
         attn_out_proj="attention.out_lin",
         mlp_out_proj="ffn.lin2",
+        **_separate("attention", ("q_lin", "k_lin", "v_lin")),
     ),
     Adapter(
         name="modernbert",
@@ -148,6 +206,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         mlp_out_proj="mlp.Wo",
         final_norm="final_norm",
         causal=False,
+        qkv="attn.Wqkv",
         note="pre-norm encoder; mlp.hook_post is the gated activation (act(input) * gate) that feeds mlp.Wo",
     ),
     Adapter(name="gpt2", model_types=("gpt2",), causal=True, **_GPT2),
@@ -155,7 +214,12 @@ ADAPTERS: tuple[Adapter, ...] = (
         name="gpt_neo",
         model_types=("gpt_neo",),
         causal=True,
-        **{**_GPT2, "attn": "attn.attention", "attn_out_proj": "attn.attention.out_proj"},
+        **{
+            **_GPT2,
+            "attn": "attn.attention",
+            "attn_out_proj": "attn.attention.out_proj",
+            **_separate("attn.attention"),
+        },
     ),
     _decoder(
         "llama",
@@ -188,7 +252,12 @@ ADAPTERS: tuple[Adapter, ...] = (
         "block adds to the residual",
     ),
     _decoder(
-        "phi3", note="q, k, v are one fused qkv_proj and gate, up one gate_up_proj; hook_z feeds o_proj as in Llama"
+        "phi3",
+        q=None,
+        k=None,
+        v=None,
+        qkv="self_attn.qkv_proj",
+        note="q, k, v are one fused qkv_proj and gate, up one gate_up_proj; hook_z feeds o_proj as in Llama",
     ),
     _decoder("starcoder2", mlp_out_proj="mlp.c_proj"),
     _decoder(
@@ -216,13 +285,18 @@ ADAPTERS: tuple[Adapter, ...] = (
         mlp_out_proj="mlp.dense_4h_to_h",
         final_norm="final_layer_norm",
         parallel=True,
+        q=None,
+        k=None,
+        v=None,
+        qkv="attention.query_key_value",
+        qkv_layout="interleaved",
     ),
     Adapter(
         name="gptj",
         model_types=("gptj",),
         causal=True,
         parallel=True,
-        **{**_GPT2, "attn_out_proj": "attn.out_proj", "mlp_out_proj": "mlp.fc_out"},
+        **{**_GPT2, "attn_out_proj": "attn.out_proj", "mlp_out_proj": "mlp.fc_out", **_separate("attn")},
     ),
     _decoder(
         "phi", attn_out_proj="self_attn.dense", mlp_out_proj="mlp.fc2", final_norm="final_layernorm", parallel=True
@@ -237,6 +311,8 @@ ADAPTERS: tuple[Adapter, ...] = (
         final_norm="ln_f",
         causal=True,
         parallel=True,
+        qkv="self_attention.query_key_value",
+        qkv_layout="falcon",
         note="the block adds attention's output into the MLP's in place; the sites hold copies taken before",
     ),
 )
@@ -244,11 +320,19 @@ ADAPTERS: tuple[Adapter, ...] = (
 
 def architecture_table() -> str:
     """The README's list of architectures, as a Markdown table generated from ``ADAPTERS``."""
-    rows = ["| model types | row | blocks | attention writes / MLP writes | notes |", "|---|---|---|---|---|"]
+    rows = [
+        "| model types | row | blocks | q, k, v | attention writes / MLP writes | notes |",
+        "|---|---|---|---|---|---|",
+    ]
     for a in ADAPTERS:
         kind = "post-norm" if a.post_norm else "parallel" if a.parallel else "sequential"
         writes = f"`{a.attn_write or a.attn_out_proj}` / `{a.mlp_write or a.mlp_out_proj}`"
-        rows.append(f"| {', '.join(a.model_types)} | {a.name} | {kind} | {writes} | {a.note} |")
+        qkv = (
+            f"`{a.qkv}` ({a.qkv_layout})"
+            if a.qkv
+            else f"`{a.q}`, `{str(a.k).rsplit('.', 1)[-1]}`, `{str(a.v).rsplit('.', 1)[-1]}`"
+        )
+        rows.append(f"| {', '.join(a.model_types)} | {a.name} | {kind} | {qkv} | {writes} | {a.note} |")
     return "\n".join(rows)
 
 
@@ -280,6 +364,7 @@ _ATTENTION = ("self_attn", "attn", "attention", "self_attention")
 _ATTENTION_OUT = ("o_proj", "out_proj", "dense", "c_proj", "wo", "Wo", "out_lin", "output.dense")
 _MLP = ("mlp", "feed_forward", "ffn")
 _MLP_OUT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "fc_out", "w2", "Wo", "lin2")
+_QUERY_KEY_VALUE = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
 _FINAL_NORM = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
 
 
@@ -328,6 +413,8 @@ def generic_adapter(model: HFModel) -> Adapter:
     top = dict(base.named_children())
     final_norm = next((n for n in _FINAL_NORM if n in top), None)
     assert attn is not None and attn_out is not None
+    # Separate q, k, v only: a fused projection's column order cannot be told from its name.
+    qkv = next((trio for trio in _QUERY_KEY_VALUE if all(f"{attn}.{n}" in names for n in trio)), None)
     return Adapter(
         name="generic",
         model_types=(model_type,),
@@ -337,6 +424,7 @@ def generic_adapter(model: HFModel) -> Adapter:
         mlp_out_proj=mlp_out,
         final_norm=final_norm,
         causal=is_causal_lm(model.config),
+        **(_separate(attn, qkv) if qkv else {}),
         note="found by the common conventions and verified against the model's own outputs at load",
     )
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
+from probes.core.adapters import qkv_columns
 from probes.core.align import encode
 from probes.core.models import LoadedModel
 from probes.core.sites import Site
@@ -29,10 +31,14 @@ from probes.core.sites import Site
 SiteFn = Callable[[Tensor], Tensor | None]  # sees the site's value; returns a replacement or None
 
 
+class _Removable(Protocol):
+    def remove(self) -> None: ...
+
+
 class _Handles:
     """Several hook handles removed as one."""
 
-    def __init__(self, *handles: RemovableHandle) -> None:
+    def __init__(self, *handles: _Removable) -> None:
         self.handles = handles
 
     def remove(self) -> None:
@@ -40,16 +46,23 @@ class _Handles:
             handle.remove()
 
 
-def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle | _Handles:
+def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> _Handles:
     """Register ``fn`` on ``site``; a returned tensor replaces the site's value."""
     module = lm.module_for(site)
     kind = site.kind
-    n_heads = lm.shape.n_heads
+    d_head = lm.shape.d_head
     extra: list[RemovableHandle] = []
+    columns: Tensor | None = None  # q, k or v's columns of a fused projection's output, as (heads, d_head)
+    if kind.part in ("q", "k", "v") and getattr(lm.adapter, kind.part) is None:
+        width: int = getattr(module, "out_features", None) or module.nf  # type: ignore[assignment]  # Conv1D: nf
+        config = lm.model.config
+        columns = qkv_columns(lm.adapter, config, kind.part, lm.shape.n_heads, d_head, width)
     tokens: list[torch.Size] = []  # the block input's (batch, pos), where the MLP sees tokens flattened
 
     if kind.needs_eager:
         extra += _ask_for_weights(module)
+    if kind.io == "softmax":
+        return _Handles(*extra, _SoftmaxTap.on(module).add(site.name, fn))
     if kind.part in ("mlp_out_proj", "mlp_write") and lm.adapter.mlp_flattens_tokens:
         assert site.layer is not None
 
@@ -62,7 +75,9 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle | _Hand
     def to_site(value: Tensor) -> Tensor:
         if tokens and value.dim() == 2:  # OPT's MLP runs on (batch * pos, d)
             value = value.unflatten(0, tokens[0])
-        return value.unflatten(-1, (n_heads, -1)) if kind.per_head else value
+        if columns is not None:
+            return value[..., columns.to(value.device)]
+        return value.unflatten(-1, (-1, d_head)) if kind.per_head else value
 
     def from_site(value: Tensor) -> Tensor:
         value = value.flatten(-2) if kind.per_head else value
@@ -82,7 +97,12 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle | _Hand
                 return None
             if not kind.writable:
                 raise ValueError(f"site {site.name} can be read but not replaced")
-            new = from_site(new)
+            if columns is not None:  # rewrite only this site's columns of the fused output
+                fused = value.clone()
+                fused[..., columns.to(value.device)] = new.to(value.dtype)
+                new = fused
+            else:
+                new = from_site(new)
             return output[: kind.index] + (new,) + output[kind.index + 1 :] if is_tuple else new
 
         return _Handles(*extra, module.register_forward_hook(output_hook))
@@ -99,6 +119,88 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> RemovableHandle | _Hand
         return (new, *args[1:]), kwargs
 
     return _Handles(*extra, module.register_forward_pre_hook(input_hook, with_kwargs=True))
+
+
+_softmax = torch.nn.functional.softmax  # the real one, called by the tap's stand-in
+
+
+class _SoftmaxTap:
+    """Sees, and may replace, the input of the one softmax an attention module runs: its scores.
+
+    Eager attention computes them inside the module (in a function, not a submodule), so no module hook
+    reaches them. While at least one tap exists, ``torch.nn.functional.softmax`` is a stand-in that passes
+    the input through the functions of the tap whose module is running, then calls the real softmax;
+    it is the real one again once the last tap is removed. A module that runs no softmax or several is
+    refused: its scores would be ambiguous.
+    """
+
+    taps: ClassVar[dict[int, _SoftmaxTap]] = {}  # by id(module)
+    running: ClassVar[list[_SoftmaxTap]] = []  # the innermost attention module now in its forward
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.fns: list[tuple[str, SiteFn]] = []
+        self.calls = 0
+        self.handles = [module.register_forward_pre_hook(self._enter), module.register_forward_hook(self._leave)]
+
+    @classmethod
+    def on(cls, module: torch.nn.Module) -> _SoftmaxTap:
+        if id(module) not in cls.taps:
+            if not cls.taps:
+                torch.nn.functional.softmax = _tapped_softmax
+            cls.taps[id(module)] = cls(module)
+        return cls.taps[id(module)]
+
+    def add(self, name: str, fn: SiteFn) -> _Removable:
+        entry = (name, fn)
+        self.fns.append(entry)
+        return _Removal(partial(self._discard, entry))
+
+    def _discard(self, entry: tuple[str, SiteFn]) -> None:
+        if entry in self.fns:
+            self.fns.remove(entry)
+        if not self.fns:
+            self._close()
+
+    def _close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        type(self).taps.pop(id(self.module), None)
+        type(self).running[:] = [tap for tap in type(self).running if tap is not self]
+        if not type(self).taps:
+            torch.nn.functional.softmax = _softmax
+
+    def _enter(self, *_: Any) -> None:
+        self.calls = 0
+        type(self).running.append(self)
+
+    def _leave(self, *_: Any) -> None:
+        running = type(self).running
+        if running and running[-1] is self:
+            running.pop()
+        if self.calls != 1:
+            names = ", ".join(name for name, _ in self.fns)
+            raise RuntimeError(
+                f"{names}: the attention module ran {self.calls} softmaxes, not one, so its scores are ambiguous "
+                "(load the model with attn_implementation='eager')"
+            )
+
+    def __call__(self, scores: Tensor) -> Tensor:
+        self.calls += 1
+        for _name, fn in self.fns:
+            new = fn(scores)
+            scores = scores if new is None else new.to(scores.dtype)
+        return scores
+
+
+class _Removal:
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.remove = action
+
+
+def _tapped_softmax(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    running = _SoftmaxTap.running
+    return _softmax(running[-1](input) if running else input, *args, **kwargs)
 
 
 def _ask_for_weights(attn: torch.nn.Module) -> list[RemovableHandle]:
@@ -141,11 +243,25 @@ def eager_attention(lm: LoadedModel) -> Iterator[None]:
     if before == "eager":
         yield
         return
-    lm.model.set_attn_implementation("eager")
+    if type(lm.model)._can_set_attn_implementation():
+        lm.model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            lm.model.set_attn_implementation(before)
+        return
+    # Falcon reads the choice off its config at each forward but refuses set_attn_implementation; asked for
+    # weights under SDPA it runs a path that adds the boolean mask as a number (no causal mask, other logits).
+    config._attn_implementation_internal = "eager"
     try:
+        if config._attn_implementation != "eager":
+            raise RuntimeError(
+                f"{lm.name}: cannot switch this {type(lm.model).__name__} to eager attention, which attention "
+                "weights and scores need: load it with attn_implementation='eager'"
+            )
         yield
     finally:
-        lm.model.set_attn_implementation(before)
+        config._attn_implementation_internal = before
 
 
 @contextmanager

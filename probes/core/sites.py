@@ -7,6 +7,10 @@ site                           what it holds                          shape (per
 =============================  =====================================  ==========================  ===========
 ``blocks.{l}.hook_resid_pre``  residual stream entering block l       (batch, pos, d_model)       block input
 ``blocks.{l}.hook_resid_post`` residual stream leaving block l        (batch, pos, d_model)       block output
+``blocks.{l}.attn.hook_q``     queries per head, before rotary/norms  (batch, pos, head, d_head)  q projection output
+``blocks.{l}.attn.hook_k``     keys per key-value head, likewise      (batch, pos, kv_head, d_head)  k projection output
+``blocks.{l}.attn.hook_v``     values per key-value head              (batch, pos, kv_head, d_head)  v projection output
+``blocks.{l}.attn.hook_scores`` attention scores before the softmax   (batch, head, query, key)   softmax input
 ``blocks.{l}.attn.hook_pattern`` attention weights, per head           (batch, head, query, key)   attention output[1]
 ``blocks.{l}.attn.hook_z``     per-head output before the out proj    (batch, pos, head, d_head)  attn out-proj input
 ``blocks.{l}.hook_attn_out``   attention's write to the residual      (batch, pos, d_model)       attn out-proj output
@@ -24,8 +28,16 @@ Notes that differ from TransformerLens because these are unmodified HF models:
 * BERT has no final norm (its blocks end in LayerNorm) and ``AutoModel`` has no
   unembedding, so ``ln_final.hook_normalized`` and ``hook_logits`` do not exist
   for it.
-* Reading ``attn.hook_pattern`` needs eager attention; ``probes.hooks`` switches
-  to it only while a pattern is being captured.
+* ``attn.hook_q/k/v`` are the projections' outputs (bias included) split into heads, before rotary
+  embeddings and any q/k norm; under grouped-query attention k and v have one entry per key-value head
+  (query head h reads key-value head ``h // (heads // kv_heads)``). Where one module computes all three
+  (GPT-2's ``c_attn``, GPT-NeoX's ``query_key_value``, Phi-3's ``qkv_proj``) its columns are split by the
+  row's ``qkv_layout``; replacing one of them rewrites only its columns.
+* ``attn.hook_scores`` is what the model's own eager attention feeds its softmax: scaled (and softcapped,
+  Gemma 2), position terms added (ALiBi, DeBERTa), the mask added (masked entries hold the dtype's minimum
+  or -inf, as in HF). ``softmax(hook_scores) = hook_pattern``.
+* Reading ``attn.hook_pattern`` or ``attn.hook_scores`` needs eager attention; ``probes.hooks`` switches
+  to it only while one of them is hooked.
 """
 
 from __future__ import annotations
@@ -39,7 +51,9 @@ from typing import Literal
 from analysis.errors import ProbesError
 from probes.core.adapters import Adapter, Shape
 
-Part = Literal["block", "attn", "attn_out_proj", "mlp_out_proj", "attn_write", "mlp_write", "final_norm", "unembed"]
+Part = Literal[
+    "block", "attn", "q", "k", "v", "attn_out_proj", "mlp_out_proj", "attn_write", "mlp_write", "final_norm", "unembed"
+]
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,7 @@ class SiteKind:
     """How to reach one kind of site: which module, its input or output, which tuple item."""
 
     part: Part
-    io: Literal["input", "output"]
+    io: Literal["input", "output", "softmax"]  # softmax: the input of the softmax run inside the module
     index: int = 0  # item of a tuple output
     per_head: bool = False  # reshape (..., heads * d_head) -> (..., heads, d_head)
     writable: bool = True  # can an intervention replace it?
@@ -57,6 +71,10 @@ class SiteKind:
 BLOCK_SITES: dict[str, SiteKind] = {
     "hook_resid_pre": SiteKind("block", "input"),
     "hook_resid_post": SiteKind("block", "output"),
+    "attn.hook_q": SiteKind("q", "output", per_head=True),
+    "attn.hook_k": SiteKind("k", "output", per_head=True),
+    "attn.hook_v": SiteKind("v", "output", per_head=True),
+    "attn.hook_scores": SiteKind("attn", "softmax", needs_eager=True),
     "attn.hook_pattern": SiteKind("attn", "output", index=1, writable=False, needs_eager=True),
     "attn.hook_z": SiteKind("attn_out_proj", "input", per_head=True),
     "hook_attn_out": SiteKind("attn_write", "output"),
@@ -91,8 +109,15 @@ class Site:
 
 
 def block_sites(adapter: Adapter) -> dict[str, SiteKind]:
-    """The block sites this architecture has (a mixture of experts has no single MLP down projection)."""
-    return {k: v for k, v in BLOCK_SITES.items() if v.part != "mlp_out_proj" or adapter.mlp_out_proj is not None}
+    """The block sites this architecture has (a mixture of experts has no single MLP down projection; a
+    generic adapter may have found no q/k/v projections)."""
+
+    def has(kind: SiteKind) -> bool:
+        if kind.part == "mlp_out_proj":
+            return adapter.mlp_out_proj is not None
+        return kind.part not in ("q", "k", "v") or adapter.has_qkv
+
+    return {k: v for k, v in BLOCK_SITES.items() if has(v)}
 
 
 def all_site_names(adapter: Adapter, shape: Shape, has_unembed: bool) -> list[str]:
@@ -108,6 +133,11 @@ def parse_site(name: str, adapter: Adapter, shape: Shape, has_unembed: bool) -> 
     match = _BLOCK_NAME.match(name)
     if match:
         layer, short = int(match.group(1)), match.group(2)
+        if short in BLOCK_SITES and short not in block_sites(adapter) and BLOCK_SITES[short].part != "mlp_out_proj":
+            raise UnknownSiteError(
+                f"site {name!r} does not exist: no query/key/value projections were found in this "
+                f"{adapter.name} model's attention; add q, k, v (or qkv) to its row in probes/core/adapters.py"
+            )
         if short in BLOCK_SITES and short not in block_sites(adapter):
             raise UnknownSiteError(
                 f"site {name!r} does not exist: this {adapter.name} model's MLP is a mixture of experts with no "

@@ -59,8 +59,8 @@ class StoreRequestError(StoreError, ValueError):
 
 
 def token_rows(value: Tensor, site: Site, mask: Tensor) -> Tensor:
-    """(batch, seq, ...) -> (real tokens, ...); patterns become one row per query token."""
-    if site.kind.needs_eager:  # pattern: (batch, head, query, key) -> (batch, query, head, key)
+    """(batch, seq, ...) -> (real tokens, ...); patterns and scores become one row per query token."""
+    if site.kind.needs_eager:  # pattern, scores: (batch, head, query, key) -> (batch, query, head, key)
         value = value.permute(0, 2, 1, 3)
     return value[mask.bool()]
 
@@ -270,11 +270,13 @@ class ActivationStore:
                 yield fh.get_tensor(site)
 
     def read(self, site: str) -> np.ndarray:
-        """All rows of one site, (tokens, ...) in the stored dtype; patterns padded to the longest key axis."""
+        """All rows of one site, (tokens, ...) in the stored dtype; patterns padded with 0 to the longest key
+        axis, scores with -inf (keys that are not there)."""
         parts = list(self.iter_site(site))
-        if parts and parts[0].ndim == 3 and site.endswith("attn.hook_pattern"):
+        if parts and parts[0].ndim == 3 and site.endswith(("attn.hook_pattern", "attn.hook_scores")):
             width = max(p.shape[-1] for p in parts)
-            parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts]
+            fill = float("-inf") if site.endswith("hook_scores") else 0.0
+            parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1]), value=fill) for p in parts]
         return torch.cat(parts).numpy()
 
     def read_words(self, site: str, how: Pooling = "mean") -> tuple[np.ndarray, pd.DataFrame]:

@@ -8,8 +8,10 @@ before the generic adapter serves it (``probes.core.models.load``):
 
 * ``hook_resid_pre`` of each block is HF's ``hidden_states`` entry for it, ``hook_resid_post`` the next one
   (the last one through the final norm, where the model has one);
-* ``attn.hook_pattern`` is HF's ``attentions``; ``hook_logits``, through the row's logit scaling or
-  softcapping, is HF's ``logits``;
+* ``attn.hook_pattern`` is HF's ``attentions`` and the softmax of ``attn.hook_scores``; each head's
+  ``attn.hook_z`` is its pattern times ``attn.hook_v`` of the key-value head it reads (which checks the
+  split of the value projection into heads, fused or not, and the grouping of grouped-query attention);
+  ``hook_logits``, through the row's logit scaling or softcapping, is HF's ``logits``;
 * per-head ``attn.hook_z`` times the out-projection's columns per head, plus its bias, is the out-projection's
   output (``hook_attn_out`` itself where no norm follows it), and ``mlp.hook_post`` times the down projection
   is ``hook_mlp_out`` likewise;
@@ -85,6 +87,20 @@ def verify_sites(lm: LoadedModel, input_ids: Tensor | None = None, tolerance: fl
     check(last, cache[last], hidden[n])
     if "hook_logits" in cache and getattr(ref, "logits", None) is not None:
         check("hook_logits", adapter.final_logits(cache["hook_logits"], config), ref.logits)
+
+    for l in range(n):
+        pattern = cache[f"blocks.{l}.attn.hook_pattern"]
+        if f"blocks.{l}.attn.hook_scores" in cache:
+            scores = cache[f"blocks.{l}.attn.hook_scores"].float()
+            check(f"blocks.{l}.attn.hook_scores through softmax", scores.softmax(-1), pattern)
+        if f"blocks.{l}.attn.hook_v" in cache:
+            v = cache[f"blocks.{l}.attn.hook_v"]  # (batch, key, kv_head, d_head)
+            z = cache[f"blocks.{l}.attn.hook_z"]
+            if v.shape[-1] != z.shape[-1] or z.shape[-2] % v.shape[-2]:
+                problems.append(f"blocks.{l}.attn.hook_v: {v.shape[-2]} heads of {v.shape[-1]} for {z.shape[-2]} of z")
+                continue
+            v = v.repeat_interleave(z.shape[-2] // v.shape[-2], dim=-2)
+            check(f"blocks.{l}.attn.hook_pattern x hook_v per head", torch.einsum("bhqk,bkhd->bqhd", pattern, v), z)
 
     base = lm.base
     for l in range(n):

@@ -166,6 +166,21 @@ def test_zeroing_a_head_matches_zeroing_its_out_projection_columns(folders, mode
     torch.testing.assert_close(edited, by_weights)
 
 
+def test_falcon_under_sdpa_keeps_its_outputs_when_its_pattern_is_read(folders):
+    """Falcon refuses set_attn_implementation, and asked for weights under SDPA it drops the causal mask:
+    reading its pattern must switch it to eager through its config, leaving the logits as they were."""
+    lm = load(folders["falcon"], attn_implementation="sdpa")
+    ids = probe_ids(lm)
+    with torch.inference_mode():
+        plain = lm.model(input_ids=ids).logits
+        with capture(lm, "blocks.*.attn.hook_pattern") as cache:
+            read = lm.model(input_ids=ids).logits
+    torch.testing.assert_close(read, plain)
+    assert lm.model.config._attn_implementation == "sdpa"  # and back
+    future = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).triu(1)
+    assert cache["blocks.0.attn.hook_pattern"][..., future].abs().max() == 0
+
+
 def test_the_readme_lists_the_registry():
     from pathlib import Path
 
@@ -218,7 +233,7 @@ def test_a_model_type_with_no_row_is_served_by_the_generic_adapter(tmp_path, tin
     assert lm.adapter.name == "generic" and lm.describe()["architecture"] == "generic"
     assert lm.describe()["model_type"] == "renamed_llama"
     llama_row = adapter_for("llama")
-    for part in ("blocks", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "causal"):
+    for part in ("blocks", "attn", "attn_out_proj", "mlp_out_proj", "final_norm", "causal", "q", "k", "v"):
         assert getattr(lm.adapter, part) == getattr(llama_row, part)
     assert verify_sites(lm) == []
     ids = probe_ids(lm)

@@ -67,12 +67,12 @@ def test_pattern_shape_and_rows_sum_to_one(tiny):
 
 def test_outputs_unchanged_by_capture(tiny):
     batch = batch_for(tiny)
-    no_patterns = [n for n in tiny.site_names() if not n.endswith("hook_pattern")]
+    no_patterns = [n for n in tiny.site_names() if not n.endswith(("hook_pattern", "hook_scores"))]
     with torch.inference_mode():
         plain = lm_output(tiny, tiny.model(**batch))
         with capture(tiny, no_patterns):
             assert torch.equal(plain, lm_output(tiny, tiny.model(**batch)))
-    # Patterns switch to eager attention, which rounds differently from SDPA: compare eager with eager.
+    # Patterns and scores switch to eager attention, which rounds differently from SDPA: compare eager with eager.
     tiny.model.set_attn_implementation("eager")
     with torch.inference_mode():
         plain = lm_output(tiny, tiny.model(**batch))

@@ -19,7 +19,13 @@ from probes.core.align import EmptyInputError
 from probes.core.models import load
 from probes.core.store import StoreError
 
-SITES = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]
+SITES = [
+    "blocks.0.hook_resid_post",
+    "blocks.0.attn.hook_k",
+    "blocks.1.attn.hook_scores",
+    "blocks.1.attn.hook_pattern",
+    "blocks.1.attn.hook_z",
+]
 
 
 def test_round_trip_equals_in_memory_capture(tiny, tmp_path):
@@ -34,13 +40,15 @@ def test_round_trip_equals_in_memory_capture(tiny, tmp_path):
         n = int(mask.sum())
         for site in SITES:
             value = cache[site].cpu()
-            if site.endswith("pattern"):
+            if site.endswith(("pattern", "scores")):
                 value = value.permute(0, 2, 1, 3)
             expected = value[mask].numpy()
             got = store.read(site)[rows : rows + n]
             np.testing.assert_array_equal(got[..., : expected.shape[-1]], expected)
             if site.endswith("pattern"):  # padded key columns of a shorter batch are zero
                 assert not got[..., expected.shape[-1] :].any()
+            if site.endswith("scores"):  # ... and keys that are not there for scores
+                assert np.isneginf(got[..., expected.shape[-1] :]).all()
         rows += n
     assert rows == len(tokens) == store.manifest["n_tokens"]
     ids = tiny.tokenizer(texts)["input_ids"]
