@@ -20,6 +20,7 @@ _NAMES = {
     "run_capture": "probes.pipelines.capture",
     "run_demo": "probes.pipelines.demo",
     "run_heads": "probes.pipelines.heads",
+    "run_lens": "probes.pipelines.lens",
     "write_report": "probes.pipelines.report",
     "RunError": "probes.pipelines.run",
     "RunFolder": "probes.pipelines.run",
@@ -34,6 +35,7 @@ _NAMES = {
     "HeadsSpec": "probes.pipelines.specs",
     "LadderEvalSpec": "probes.pipelines.specs",
     "LadderSpec": "probes.pipelines.specs",
+    "LensSpec": "probes.pipelines.specs",
     "ProbingSpec": "probes.pipelines.specs",
     "ReportSpec": "probes.pipelines.specs",
     "ScaleSpec": "probes.pipelines.specs",
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name i
     from probes.pipelines.capture import run_capture
     from probes.pipelines.demo import run_demo
     from probes.pipelines.heads import run_heads
+    from probes.pipelines.lens import run_lens
     from probes.pipelines.report import write_report
     from probes.pipelines.run import RunError, RunFolder
     from probes.pipelines.scale import analyse_ladder, evaluate_family, evaluate_ladder, run_scale, train_ladder
@@ -63,6 +66,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name i
         HeadsSpec,
         LadderEvalSpec,
         LadderSpec,
+        LensSpec,
         ProbingSpec,
         ReportSpec,
         ScaleSpec,

@@ -18,6 +18,7 @@ from probes.pipelines.specs import (
     HeadsSpec,
     LadderEvalSpec,
     LadderSpec,
+    LensSpec,
     ModelOptions,
     ReportSpec,
     ScaleSpec,
@@ -119,6 +120,14 @@ def _show(options: dict[str, Any], out: Path | None) -> None:
 
     assert out is not None
     print(suite.describe(read_results(out / "results.csv"), out))
+
+
+def _lens(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.lens import describe, run_lens
+
+    assert out is not None
+    run_lens(_spec(LensSpec, options), out)
+    print(describe(out))
 
 
 def _ablate(options: dict[str, Any], out: Path | None) -> None:
@@ -247,6 +256,17 @@ COMMANDS: tuple[Command, ...] = (
         _heads,
         HeadsSpec,
         Out("output folder (heads.csv, pattern.npz, run.json)", required=True),
+    ),
+    Command(
+        "lens",
+        "logit lens and tuned lens per depth: KL to the output, top-1, surprisal, a behaviour's first layer",
+        "Train a tuned lens (an affine translator per depth, least squares then KL to the model's output) on a "
+        "text set, then read every depth through it and through the logit lens on held-out texts: KL to the "
+        "final distribution, top-1 agreement, surprisal of the next token, and optionally a behaviour's score "
+        "with the first depth its answer is decodable at. Resumes when re-run.",
+        _lens,
+        LensSpec,
+        Out("output folder (lens.csv, tuned/, behaviour.csv, lens-kl.png, run.json)", required=True),
     ),
     Command(
         "ladder train",

@@ -92,6 +92,31 @@ class HeadsSpec(ModelOptions):
     seed: int = Field(0, **_meta("seed of the induction set's random tokens"))
 
 
+class LensSpec(ModelOptions):
+    """``probes lens``: the logit lens and a tuned lens trained here, per depth, and a behaviour read through them."""
+
+    texts: str = Field(
+        "python-docs",
+        **_meta("built-in text set (python-docs, demo) or a .txt/.jsonl/.csv file; the last fifth is held out"),
+    )
+    steps: int = Field(60, ge=0, **_meta("Adam steps on KL after the least-squares start (0: least squares only)"))
+    batch_tokens: int = Field(128, ge=1, **_meta("tokens per training step"))
+    lr: float = Field(1e-3, gt=0, **_meta("Adam learning rate of the translators"))
+    init: Literal["least-squares", "identity"] = Field(
+        "least-squares", **_meta("where the translators start: least squares to the last residual, or the logit lens")
+    )
+    train_tokens: int = Field(16384, ge=64, **_meta("tokens of the training texts the translators learn from"))
+    test_tokens: int = Field(2048, ge=16, **_meta("held-out tokens KL, top-1 agreement and surprisal are read on"))
+    max_length: int | None = Field(
+        None, ge=8, **_meta("tokens per text; longer texts are truncated (default: the model's, at most 512)")
+    )
+    behaviour: str | None = Field(
+        None, **_meta("also read this behaviour through both lenses at every depth (e.g. induction, agreement-copula)")
+    )
+    n: int = Field(64, ge=1, **_meta("generated examples of the behaviour"))
+    seed: int = Field(0, **_meta("seed of the training batches, the behaviour's examples and the intervals"))
+
+
 class StudySpec(Spec):
     """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
 

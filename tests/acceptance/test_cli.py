@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     "demo",
     "ablate",
     "heads",
+    "lens",
     "ladder",
     "scale",
     "report",
@@ -99,6 +100,41 @@ def test_bad_input_gives_one_line_errors(args, message, tiny_folders, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("probes ")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_lens_trains_scores_reads_a_behaviour_and_resumes(tiny_folders, tmp_path, capsys):
+    out = tmp_path / "lens"
+    args = [
+        "lens",
+        str(tiny_folders["llama"]),
+        "--texts",
+        "demo",
+        "--steps",
+        "5",
+        "--max-length",
+        "64",
+        "--behaviour",
+        "induction:6",
+        "--n",
+        "8",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "tuned lens below the logit lens in KL at 2 of 2 depths before the last" in printed
+    assert "induction:6 (logprob) through the logit lens: decodable" in printed
+    frame = pd.read_csv(out / "lens.csv")
+    assert sorted(frame["lens"].unique()) == ["logit", "tuned"] and set(frame["depth"]) == {0, 1, 2}
+    behaviour = pd.read_csv(out / "behaviour.csv")
+    assert len(behaviour) == 6 and (behaviour["n"] == 8).all()
+    assert (out / "tuned" / "translators.safetensors").exists() and (out / "lens-kl.png").stat().st_size > 10_000
+    trained = (out / "tuned" / "translators.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # finished: reused, not retrained
+    assert (out / "tuned" / "translators.safetensors").stat().st_mtime_ns == trained
+    pd.testing.assert_frame_equal(pd.read_csv(out / "lens.csv"), frame)
+    assert main([*args[:-2], "--steps", "6", "--out", str(out)]) == 2  # another setting: refused, not mixed
+    assert "steps" in capsys.readouterr().err
 
 
 def test_ladder_train_eval_and_scale(tmp_path, capsys):

@@ -64,6 +64,17 @@ def test_smollm_capture_equals_hf_outputs(smollm):
         torch.testing.assert_close(o_proj(cache["blocks.10.attn.hook_z"].flatten(-2)), cache["blocks.10.hook_attn_out"])
 
 
+def test_smollm_passes_every_site_check(smollm):
+    """The table's checks on the real model: q/k/v split under grouped-query attention (9 query heads, 3
+    key-value heads), scores through softmax, the decomposition of every block."""
+    from probes.core.verify import verify_sites
+
+    assert verify_sites(smollm, tolerance=1e-3) == []
+    with torch.inference_mode(), capture(smollm, ["blocks.3.attn.hook_q", "blocks.3.attn.hook_k"]) as cache:
+        smollm.model(input_ids=torch.tensor([[1, 2, 3, 4]]))
+    assert cache["blocks.3.attn.hook_q"].shape == (1, 4, 9, 64) and cache["blocks.3.attn.hook_k"].shape == (1, 4, 3, 64)
+
+
 def test_smollm_generates_and_cache_matches_the_gguf(smollm):
     ids = smollm.tokenizer("The capital of France is", return_tensors="pt")
     with torch.inference_mode():
