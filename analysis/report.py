@@ -8,7 +8,8 @@
 
 A result folder is anything the toolkit writes: a probe suite or ablation study (``results.csv``
 and ``run.json``), a scaling analysis (``scale.csv`` and ``verdicts.csv``), per-head attention
-statistics (``heads.csv``, ``pattern.npz``). Folders that are none of these are searched below.
+statistics (``heads.csv``, ``pattern.npz``), logit and tuned lens (``lens.csv``, ``behaviour.csv``).
+Folders that are none of these are searched below.
 
 The report is built as a list of sections made of paragraphs, tables, figures and scorecards;
 ``render_html`` and ``render_markdown`` write the same list. All text from the results (model
@@ -38,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import ablation_plots, head_plots, probe_plots, scale_plots
+from . import ablation_plots, head_plots, lens_plots, probe_plots, scale_plots
 from .errors import ProbesError
 from .readings import (
     THRESHOLDS,
@@ -72,7 +73,7 @@ class ReportError(ProbesError, ValueError):
 
 @dataclass
 class Source:
-    kind: str  # "results", "scale" or "heads"
+    kind: str  # "results", "scale", "heads" or "lens"
     path: Path
     record: dict[str, Any]  # its run.json ({} when there is none)
 
@@ -84,12 +85,16 @@ class Inputs:
     scale: pd.DataFrame | None = None
     verdicts: pd.DataFrame | None = None
     heads: pd.DataFrame | None = None
+    lens: pd.DataFrame | None = None  # lens.csv of every lens folder (model column distinct per folder)
+    lens_behaviour: pd.DataFrame | None = None  # their behaviour.csv, where there is one
     patterns: dict[str, tuple[list[str], np.ndarray, str]] = field(default_factory=dict)  # model -> tokens, array, text
 
 
 def _kind(folder: Path) -> str | None:
     if (folder / "heads.csv").exists():
         return "heads"
+    if (folder / "lens.csv").exists():
+        return "lens"
     if (folder / "verdicts.csv").exists() and (folder / "scale.csv").exists():
         return "scale"
     if (folder / "results.csv").exists():
@@ -119,8 +124,8 @@ def find_sources(paths: Sequence[str | os.PathLike], max_depth: int = 4) -> list
         visit(path, 0)
         if len(found) == before:
             raise ReportError(
-                f"no results in {path}: expected results.csv, verdicts.csv or heads.csv "
-                "(written by probes run, ablate, scale / ladder eval, heads or demo)"
+                f"no results in {path}: expected results.csv, verdicts.csv, heads.csv or lens.csv "
+                "(written by probes run, ablate, scale / ladder eval, heads, lens or demo)"
             )
     return found
 
@@ -201,6 +206,16 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
                 with np.load(s.path / "pattern.npz", allow_pickle=False) as npz:
                     example = (s.record.get("spec") or {}).get("example", "")
                     inputs.patterns[model] = ([str(t) for t in npz["tokens"]], npz["patterns"], example)
+    if by_kind("lens"):
+        lenses = {s.path: _read(s.path / "lens.csv", pd.read_csv) for s in by_kind("lens")}
+        inputs.lens = _side_by_side(lenses, "model", labels)
+        behaviours = {
+            s.path: _read(s.path / "behaviour.csv", pd.read_csv)
+            for s in by_kind("lens")
+            if (s.path / "behaviour.csv").exists()
+        }
+        if behaviours:
+            inputs.lens_behaviour = _side_by_side(behaviours, "model", labels)
     return inputs
 
 
@@ -725,6 +740,49 @@ def attention_section(inputs: Inputs) -> Section | None:
     return section
 
 
+def lens_section(inputs: Inputs) -> Section | None:
+    if inputs.lens is None:
+        return None
+    section = Section("lens", "What each depth would predict: logit lens and tuned lens")
+    section.blocks.append(
+        "The residual stream after each block read through the model's own final norm and unembedding (logit "
+        "lens), or after an affine translator per depth trained to match the model's output (tuned lens, "
+        "Belrose et al. 2023), on held-out texts: KL to the model's output distribution (nats, 95% interval "
+        "from resampling texts) and top-1 agreement. A behaviour read the same way shows the first depth from "
+        "which its score stays half-way from knowing nothing (a uniform prediction) to the model's own."
+    )
+    for model in dict.fromkeys(inputs.lens["model"].astype(str)):
+        frame = inputs.lens[inputs.lens["model"] == model]
+        behaviour = None
+        if inputs.lens_behaviour is not None:
+            rows = inputs.lens_behaviour[inputs.lens_behaviour["model"].astype(str) == model]
+            behaviour = rows if len(rows) else None
+        section.blocks.append(figure(lens_plots.plot_lens(frame, behaviour), f"{model}: logit lens and tuned lens"))
+        kl = frame.pivot(index="depth", columns="lens", values="kl")
+        summary = []
+        for name in kl.columns:
+            part = frame[frame["lens"] == name].set_index("depth")
+            summary.append(
+                {
+                    "lens": name,
+                    "mean KL before the last depth": float(kl[name].iloc[:-1].mean()),
+                    "depths below the logit lens": int((kl[name] < kl["logit"]).iloc[:-1].sum())
+                    if "logit" in kl and name != "logit"
+                    else "-",
+                    "top-1 at the middle depth": float(part["top1_agreement"].iloc[len(part) // 2]),
+                }
+            )
+        if behaviour is not None:
+            first = behaviour.groupby("lens", sort=False)["first_decodable"].first()
+            for row in summary:
+                value = first.get(row["lens"])
+                row[f"{behaviour['behaviour'].iloc[0]}: first decodable depth"] = (
+                    "never" if value is None or pd.isna(value) else int(value)
+                )
+        section.blocks.append(_table(pd.DataFrame(summary), f"{model}: {len(kl) - 1} blocks"))
+    return section
+
+
 def _recorded_models(record: dict) -> dict[str, dict]:
     """name -> what a run.json records of each model it used (weights hash, source, revision, step)."""
     models = record.get("models")
@@ -780,6 +838,7 @@ def build_sections(inputs: Inputs) -> list[Section]:
         amnesic_section(inputs),
         scale_section(inputs),
         attention_section(inputs),
+        lens_section(inputs),
         provenance_section(inputs),
     ]
     return [s for s in sections if s is not None]

@@ -158,7 +158,7 @@ TITLE = '<script>alert("title")</script> report'
 @pytest.fixture(scope="session")
 def report_runs(tiny_folders, tmp_path_factory) -> Path:
     """Result folders as the CLI writes them: a probe suite, an ablation study with erasure, head statistics
-    (all on tiny models, one of them in a folder with a hostile name) and a scaling analysis."""
+    (all on tiny models, one of them in a folder with a hostile name), a scaling analysis and a lens run."""
     from probes.cli import main
     from probes.pipelines.heads import run_heads
     from probes.pipelines.scale import run_scale
@@ -227,6 +227,8 @@ def report_runs(tiny_folders, tmp_path_factory) -> Path:
     ]
     pd.DataFrame(rows).to_csv(root / "scale.csv", index=False)
     run_scale(ScaleSpec(results=[str(root / "scale.csv")], family=f"fam{EVIL}", n_boot=20), root / "scale")
+    lens = ["lens", str(tiny_folders["llama"]), "--texts", "demo", "--steps", "3", "--max-length", "64"]
+    assert main([*lens, "--behaviour", "induction:6", "--n", "8", "--out", str(root / "lens")]) == 0
     return root
 
 

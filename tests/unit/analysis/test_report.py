@@ -7,11 +7,22 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import EVIL, TITLE
 
 from analysis.readings import additivity_case, interaction_pattern, interaction_ratio, overall_reading, scale_reading
-from analysis.report import Card, ReportError, build_sections, find_sources, iter_figures, md_escape, read_inputs
+from analysis.report import (
+    Card,
+    ReportError,
+    Table,
+    _fmt,
+    build_sections,
+    find_sources,
+    iter_figures,
+    md_escape,
+    read_inputs,
+)
 from analysis.results import read_results
 from analysis.tables import profile_table
 from probes.cli import main
@@ -21,7 +32,7 @@ from probes.pipelines.specs import ReportSpec
 
 def test_every_result_folder_is_found_below_the_given_one(runs):
     kinds = {s.path.name: s.kind for s in find_sources([runs])}
-    assert kinds == {"probes": "results", "ablation": "results", "heads": "heads", "scale": "scale"}
+    assert kinds == {"probes": "results", "ablation": "results", "heads": "heads", "scale": "scale", "lens": "lens"}
     (runs / "probes" / "notes").mkdir(exist_ok=True)  # a folder that holds no results
     with pytest.raises(ReportError, match="no results in"):
         find_sources([runs / "heads" / ".." / "probes" / "notes"])
@@ -57,12 +68,26 @@ def test_sections_and_figures(runs):
         "amnesic",
         "scale",
         "attention",
+        "lens",
         "provenance",
     ]
     figures = list(iter_figures(sections))
     assert len(figures) >= 10
     for fig in figures:
         assert fig.png.startswith(b"\x89PNG") and len(fig.png) > 5_000 and fig.title
+
+
+def test_lens_section_shows_the_run_folders_numbers(runs):
+    section = next(s for s in build_sections(read_inputs([runs])) if s.id == "lens")
+    table = next(b for b in section.blocks if isinstance(b, Table))
+    frame = pd.read_csv(runs / "lens" / "lens.csv")
+    behaviour = pd.read_csv(runs / "lens" / "behaviour.csv")
+    for lens in ("logit", "tuned"):
+        rows = frame[frame["lens"] == lens].sort_values("depth")
+        shown = next(r for r in table.rows if r[0] == lens)
+        assert _fmt(rows["kl"].iloc[:-1].mean()) in shown
+    assert "induction:6: first decodable depth" in table.columns
+    assert len(behaviour) == 6 and set(behaviour["lens"]) == {"logit", "tuned"}
 
 
 def test_scorecards_show_the_tables_numbers(runs):
