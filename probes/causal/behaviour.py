@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
+from accelerate.utils import align_module_device
 from torch import Tensor
 
 from analysis.errors import ProbesError
@@ -151,10 +152,15 @@ def _final_readout(lm: LoadedModel) -> str:
     return "ln_final.hook_normalized"
 
 
+def _unembed(lm: LoadedModel, hidden: Tensor) -> Tensor:
+    """Logits (float32) of final hidden rows, on the device of ``hidden`` (under a device map the LM head
+    may run elsewhere)."""
+    return lm.model.get_output_embeddings()(hidden).float().to(hidden.device)
+
+
 def _log_probs(lm: LoadedModel, hidden: Tensor, targets: Tensor) -> Tensor:
     """Log-probability of ``targets`` (m,) from final hidden rows (m, d), unembedding only these rows."""
-    logits = lm.model.get_output_embeddings()(hidden).float()
-    return torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1)
+    return torch.log_softmax(_unembed(lm, hidden), -1).gather(-1, targets[:, None]).squeeze(-1)
 
 
 def _mean_token_logprob(lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
@@ -390,7 +396,7 @@ class MinimalPairs(Behaviour):
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
         flat = value.reshape(-1, value.shape[-1])
         p: PairPayload = batch.payload
-        logp = torch.log_softmax(lm.model.get_output_embeddings()(flat[p.unembed_at]).float(), -1)
+        logp = torch.log_softmax(_unembed(lm, flat[p.unembed_at]), -1)
         sums = []
         for idx, tok, row in ((p.good_idx, p.good_tok, p.good_row), (p.bad_idx, p.bad_tok, p.bad_row)):
             lp = logp[idx, tok]
@@ -471,10 +477,13 @@ class LogitDiff(Behaviour):
         hidden = value.reshape(-1, value.shape[-1])[p.last]
         unembed = lm.model.get_output_embeddings()
         right, wrong = p.answers[:, 0], p.answers[:, 1]
-        direction = unembed.weight[right] - unembed.weight[wrong]  # (n, d)
-        diff = (hidden * direction).sum(-1).float()
-        if getattr(unembed, "bias", None) is not None:
-            diff = diff + (unembed.bias[right] - unembed.bias[wrong]).float()
+        with align_module_device(unembed):  # weights a device map offloaded are loaded while in here
+            direction = (
+                unembed.weight[right.to(unembed.weight.device)] - unembed.weight[wrong.to(unembed.weight.device)]
+            )
+            diff = (hidden * direction.to(hidden.device)).sum(-1).float()
+            if getattr(unembed, "bias", None) is not None:
+                diff = diff + (unembed.bias[right] - unembed.bias[wrong]).float().to(diff.device)
         return diff
 
     def describe(self) -> dict[str, Any]:

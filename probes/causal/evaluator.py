@@ -206,7 +206,9 @@ class Evaluator:
                     if any(not isinstance(o, Tensor) for o in outputs):
                         raise TypeError("a block returned a tuple; prefix reuse expects transformers>=5 blocks")
                     self._recorded.append(outputs)
-                scores.append(self.behaviour.score(self.lm, value, batch))
+                scores.append(
+                    self.behaviour.score(self.lm, value.to(self.lm.device), batch)
+                )  # from the readout's device
         return torch.cat(scores).double().cpu().numpy()
 
     def values(self, subsets: Iterable[Iterable[Component]]) -> np.ndarray:
@@ -257,7 +259,8 @@ class Evaluator:
         batch = self.batches[index]
         value = self._forward(index, chunk, first_layer)
         per_condition = value.reshape(len(chunk), batch.rows, *value.shape[1:])
-        return [self.behaviour.score(self.lm, v, batch).double().cpu().numpy() for v in per_condition]
+        device = self.lm.device  # the readout's module may run elsewhere under a device map
+        return [self.behaviour.score(self.lm, v.to(device), batch).double().cpu().numpy() for v in per_condition]
 
     def value(self, subset: Iterable[Component] = ()) -> float:
         """The behaviour's mean value with ``subset`` ablated."""

@@ -118,11 +118,23 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the device the embeddings run on. Under a device map (accelerate) that is their
+        execution device, also when their weights are offloaded (on the meta device until they run)."""
+        embeddings = self.model.get_input_embeddings()
+        executes = _execution_device(embeddings) if embeddings is not None else None
+        if executes is not None:
+            return executes
+        return next(p.device for p in self.model.parameters() if p.device.type != "meta")
 
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
+
+    @property
+    def device_map(self) -> dict[str, Any] | None:
+        """accelerate's placement of each module ("disk" and "cpu" offload included), when loaded with one."""
+        placed = getattr(self.model, "hf_device_map", None)
+        return dict(placed) if placed else None
 
     def max_length(self, requested: int | None = None) -> int:
         """The sequence length to tokenise to: the request, checked against the model's positions."""
@@ -272,6 +284,9 @@ def load(
     device: str | torch.device | None = None,
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[str | int, str | int] | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> LoadedModel:
     """Load a model and tokenizer, in eval mode, with its architecture adapter.
 
@@ -280,10 +295,18 @@ def load(
     picks a branch, tag or commit of a hub id (e.g. Pythia's ``step1000``). Remote code runs
     only with ``trust_remote_code=True``. ``device`` defaults to the environment's
     ``PROBES_DEVICE`` if set, else the CPU where transformers loads.
+
+    Models larger than one device go through accelerate: ``device_map`` ("auto", "balanced", "sequential",
+    or a dict from module name to a device, "cpu" or "disk"), ``max_memory`` per device and
+    ``offload_folder`` for what goes to disk. Sites then hold each value on the device its module ran
+    on; ``LoadedModel.device`` is where inputs go.
     """
     name = str(name_or_path)
     source = resolve(name, revision)
-    device = device or os.environ.get("PROBES_DEVICE")  # e.g. PROBES_DEVICE=cuda runs every command, test too, there
+    if device_map is not None and device is not None:
+        raise ModelLoadError("give device or device_map, not both: a device map places every module itself")
+    if device_map is None:
+        device = device or os.environ.get("PROBES_DEVICE")  # PROBES_DEVICE=cuda runs every command, test too, there
     if device is not None:
         device = check_device(device)
     folder = source.folder if source.folder is not None else gguf_cache(*_alias_gguf(source))
@@ -292,6 +315,14 @@ def load(
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+        if max_memory is not None:
+            kwargs["max_memory"] = max_memory
+        if offload_folder is not None:
+            kwargs["offload_folder"] = str(offload_folder)
+    elif max_memory is not None or offload_folder is not None:
+        raise ModelLoadError("max_memory and offload_folder need a device_map (e.g. device_map='auto')")
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
         adapter = adapter_for(config.model_type) if config.model_type in supported_model_types() else None
@@ -309,6 +340,16 @@ def load(
     if adapter is None:
         return _generic(model, tokenizer, name, str(folder), revision, dict(source.info))
     return LoadedModel(model, tokenizer, adapter, name, str(folder), revision, dict(source.info))
+
+
+def _execution_device(module: nn.Module) -> torch.device | None:
+    """The device accelerate runs ``module`` on (its AlignDevicesHook), or None without one."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
+        device = getattr(h, "execution_device", None)
+        if device is not None:
+            return torch.device(device)
+    return None
 
 
 def _generic(model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str, *args: Any) -> LoadedModel:

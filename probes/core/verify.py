@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from accelerate.utils import align_module_device
 from torch import Tensor, nn
 
 from probes.core.hooks import capture, eager_attention
@@ -63,6 +64,7 @@ def verify_sites(lm: LoadedModel, input_ids: Tensor | None = None, tolerance: fl
     problems: list[str] = []
 
     def check(what: str, got: Tensor, want: Tensor) -> None:
+        got = got.to(want.device)  # under a device map, values sit where their modules ran
         if got.shape != want.shape:
             problems.append(f"{what}: shape {tuple(got.shape)}, the model's is {tuple(want.shape)}")
         elif (diff := close(got, want)) > tol:
@@ -106,18 +108,20 @@ def verify_sites(lm: LoadedModel, input_ids: Tensor | None = None, tolerance: fl
     for l in range(n):
         o_proj = base.get_submodule(adapter.path("attn_out_proj", l))
         z = cache[f"blocks.{l}.attn.hook_z"]  # (batch, pos, head, d_head)
-        w = weight_out_in(o_proj).unflatten(1, (z.shape[-2], z.shape[-1]))  # (d_model, head, d_head)
-        by_heads = torch.einsum("bphd,mhd->bpm", z.to(w.dtype), w)
-        if getattr(o_proj, "bias", None) is not None:
-            by_heads = by_heads + o_proj.bias
+        with align_module_device(o_proj):  # weights a device map offloaded are loaded while in here
+            w = weight_out_in(o_proj).unflatten(1, (z.shape[-2], z.shape[-1]))  # (d_model, head, d_head)
+            by_heads = torch.einsum("bphd,mhd->bpm", z.to(w.device, w.dtype), w)
+            if getattr(o_proj, "bias", None) is not None:
+                by_heads = by_heads + o_proj.bias
         if adapter.attn_write is None:  # else a norm follows the projection: the decomposition checks the write
             check(f"blocks.{l}.attn.hook_z x the out-projection per head", by_heads, cache[f"blocks.{l}.hook_attn_out"])
         if adapter.mlp_out_proj is not None and adapter.mlp_write is None:
             down = base.get_submodule(adapter.path("mlp_out_proj", l))
             post = cache[f"blocks.{l}.mlp.hook_post"]
-            by_neurons = post.to(down.weight.dtype) @ weight_out_in(down).T
-            if getattr(down, "bias", None) is not None:
-                by_neurons = by_neurons + down.bias
+            with align_module_device(down):
+                by_neurons = post.to(down.weight.device, down.weight.dtype) @ weight_out_in(down).T
+                if getattr(down, "bias", None) is not None:
+                    by_neurons = by_neurons + down.bias
             check(f"blocks.{l}.mlp.hook_post x the down projection", by_neurons, cache[f"blocks.{l}.hook_mlp_out"])
         if adapter.decomposes(config):
             scale = adapter.write_scale(config)

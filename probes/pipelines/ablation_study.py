@@ -250,7 +250,7 @@ def run_ablation(
     model hash) and ``stages/`` (what a re-run resumes from). ``lm``: the model, already loaded.
     """
     source = resolve(spec.model, spec.revision)
-    lm = lm or load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
+    lm = lm or load(spec.model, **spec.load_options())
     behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
     components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
     layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []

@@ -34,7 +34,7 @@ def run_capture(
     """Capture the spec's sites over its texts (or ``texts``); returns the store and the per-layer summary."""
     texts = list(texts) if texts is not None else read_texts(spec.texts) if spec.texts else builtin_texts("demo")
     source = resolve(spec.model, spec.revision)
-    lm = lm or load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
+    lm = lm or load(spec.model, **spec.load_options())
     lm.resolve(spec.sites)  # an unknown site is refused before anything is written
     lm.max_length(spec.max_length)
     record = {**spec.record(), "texts_sha256_16": content_hash(texts), "n_texts": len(texts)}

@@ -76,7 +76,7 @@ def _sites(options: dict[str, Any], out: Path | None) -> None:
     from probes.core.sites import block_sites
 
     spec: ModelOptions = _spec(ModelOptions, options)
-    lm = load(spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device)
+    lm = load(spec.model, **spec.load_options())
     s = lm.shape
     print(
         f"{lm.name}: {lm.adapter.name}, {s.n_layers} layers x {s.n_heads} heads (d_model {s.d_model}, "

@@ -35,9 +35,7 @@ def run_heads(
     ) as run:
         if run.done("heads.csv") and run.done("pattern.npz"):
             return run.read_frame("heads.csv")
-        lm = lm or load(
-            spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device
-        )
+        lm = lm or load(spec.model, **spec.load_options())
         frame = head_statistics(lm, texts, seed=spec.seed)
         tokens, patterns = attention_example(lm, example)
         run.write_npz("pattern.npz", patterns=patterns.astype(np.float32), tokens=np.array(tokens, dtype=str))

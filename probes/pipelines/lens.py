@@ -59,9 +59,7 @@ def run_lens(spec: LensSpec, out: str | os.PathLike, *, lm: LoadedModel | None =
         needed = ["lens.csv"] + (["behaviour.csv"] if spec.behaviour else [])
         if all(run.done(name) for name in needed) and run.done("tuned"):
             return run.read_frame("lens.csv")
-        lm = lm or load(
-            spec.model, revision=spec.revision, trust_remote_code=spec.trust_remote_code, device=spec.device
-        )
+        lm = lm or load(spec.model, **spec.load_options())
         if run.done("tuned"):
             tuned = load_lens(run.file("tuned"), lm)
         else:

@@ -68,6 +68,25 @@ class ModelOptions(Spec):
     revision: str | None = Field(None, **_meta("branch, tag or commit of a hub model (e.g. Pythia's step1000)"))
     trust_remote_code: bool = Field(False, **_meta("allow the model's own Python code to run"))
     device: str | None = Field(None, **_meta("cpu, cuda, cuda:1 ... (default: where the model loads)"))
+    device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | None = Field(
+        None,
+        **_meta(
+            "spread the model over every GPU, then the CPU, then disk (accelerate); instead of --device",
+            why="a model larger than one device",
+        ),
+    )
+    offload_folder: str | None = Field(None, **_meta("where a --device-map puts what fits on no device"))
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> ModelOptions:
+        if self.device is not None and self.device_map is not None:
+            raise ValueError("give device or device_map, not both: a device map places every module itself")
+        return self
+
+    def load_options(self) -> dict[str, Any]:
+        """What ``probes.core.models.load`` takes from these options."""
+        placed = {"device_map": self.device_map, "offload_folder": self.offload_folder} if self.device_map else {}
+        return {"revision": self.revision, "trust_remote_code": self.trust_remote_code, "device": self.device, **placed}
 
 
 class CaptureSpec(ModelOptions):

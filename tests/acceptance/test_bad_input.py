@@ -215,6 +215,14 @@ def test_device_cuda_on_a_cpu_only_machine(tiny_folders, tmp_path):
     nothing_left(tmp_path / "o")
 
 
+def test_device_and_device_map_together(tiny_folders, tmp_path):
+    one_line_error(
+        cli("capture", tiny_folders["gpt2"], "--device", "cpu", "--device-map", "auto", "--out", tmp_path / "o"),
+        "give device or device_map, not both",
+    )
+    nothing_left(tmp_path / "o")
+
+
 def test_corrupt_and_truncated_safetensors_and_a_refused_pickle(tiny_folders, tmp_path):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(tiny_folders["gpt2"], corrupt)
