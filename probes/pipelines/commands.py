@@ -298,9 +298,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "report",
         "one self-contained HTML (or Markdown) report from result folders",
-        "Compare models, layers and tasks from the folders written by probes run, ablate, heads, scale, ladder "
+        "Compare models, layers and tasks from the folders written by probes run, ablate, heads, lens, scale, ladder "
         "eval or demo (searched below each folder given): scorecards, probe profiles, ablation maps, amnesic "
-        "probing, scaling curves, attention heads, and the provenance of every number.",
+        "probing, scaling curves, attention heads, logit and tuned lens, and the provenance of every number.",
         _report,
         ReportSpec,
         Out("output file", default="report.html"),
