@@ -14,7 +14,7 @@ outputs (``probes.core.verify.verify_sites``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -58,6 +58,7 @@ class Adapter:
     v: str | None = None
     qkv: str | None = None  # ... or the one module that computes all three
     qkv_layout: str = "concat"  # how its output columns are ordered: see ``qkv_columns``
+    final_proj: str | None = None  # a projection the unembedding reads after the last block, where present
     note: str = ""  # what a user should know about its sites (the README's architecture table shows it)
 
     def block(self, layer: int) -> str:
@@ -71,6 +72,23 @@ class Adapter:
         if part in ("q", "k", "v") and getattr(self, part) is None:
             part = "qkv"
         return f"{self.block(layer)}.{getattr(self, part)}"
+
+    def for_model(self, model: Any) -> Adapter:
+        """This row as one model has it: a final norm the config leaves out (``None``, OPT-350m) is dropped,
+        and a final projection that is there (OPT-350m's ``project_out``) is what ``ln_final`` reads, since
+        the unembedding reads its output."""
+        base = model.base_model
+
+        def present(path: str | None) -> bool:
+            if path is None:
+                return False
+            try:
+                return base.get_submodule(path) is not None
+            except AttributeError:  # the attribute is None, not a module
+                return False
+
+        final = self.final_proj if present(self.final_proj) else self.final_norm if present(self.final_norm) else None
+        return self if final == self.final_norm else replace(self, final_norm=final)
 
     @property
     def has_qkv(self) -> bool:
@@ -274,9 +292,12 @@ ADAPTERS: tuple[Adapter, ...] = (
         attn_out_proj="self_attn.out_proj",
         mlp_out_proj="fc2",
         final_norm="decoder.final_layer_norm",
+        final_proj="decoder.project_out",
         pre_norm_flag="do_layer_norm_before",
         mlp_flattens_tokens=True,
-        note="OPT-350m (do_layer_norm_before=False) normalises after each add: no decomposition there",
+        note="OPT-350m (do_layer_norm_before=False) normalises after each add: no decomposition there, no final "
+        "norm, and ln_final.hook_normalized is project_out's output (word_embed_proj_dim wide), what the "
+        "unembedding reads",
     ),
     _decoder(
         "gpt_neox",

@@ -109,6 +109,7 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.adapter = self.adapter.for_model(self.model)
         self.shape: Shape = model_shape(self.model, self.adapter)
         self._fingerprint: str | None = None
 

@@ -181,6 +181,24 @@ def test_falcon_under_sdpa_keeps_its_outputs_when_its_pattern_is_read(folders):
     assert cache["blocks.0.attn.hook_pattern"][..., future].abs().max() == 0
 
 
+def test_opt_350m_layout_post_norm_blocks_and_a_projection_before_the_unembedding():
+    """OPT-350m: blocks normalise after each add (do_layer_norm_before=False), there is no final norm, and
+    project_out maps the 32-wide residual to the 16-wide embeddings the unembedding reads."""
+    from probes.probing.lens import depth_sites, lens_logits
+
+    config = tiny_config("opt")
+    config.do_layer_norm_before, config.word_embed_proj_dim = False, 16
+    torch.manual_seed(0)
+    lm = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), None, adapter_for("opt"), "opt-350m-like")
+    assert lm.adapter.final_norm == "decoder.project_out" and not lm.adapter.decomposes(config)
+    assert verify_sites(lm) == []
+    ids = probe_ids(lm)
+    with torch.inference_mode(), capture(lm, ["ln_final.hook_normalized", *depth_sites(lm)]) as cache:
+        logits = lm.model(input_ids=ids).logits
+        assert cache["ln_final.hook_normalized"].shape[-1] == 16
+        torch.testing.assert_close(lens_logits(lm, cache[depth_sites(lm)[-1]]), logits)
+
+
 def test_the_readme_lists_the_registry():
     from pathlib import Path
 
