@@ -18,6 +18,7 @@ from probes import capture, intervene
 from probes.causal.behaviour import Induction, LogitDiff
 from probes.causal.components import all_heads, all_mlps
 from probes.causal.evaluator import Evaluator, single_effects
+from probes.causal.patching import patch_effects
 from probes.core.models import ModelLoadError, load
 from probes.core.verify import probe_ids, verify_sites
 from probes.probing.lens import LogitLens, behaviour_by_depth
@@ -82,6 +83,13 @@ def test_interventions_and_ablations_match_the_whole_model(tiny_folders, tmp_pat
     prompts, answers = ["the cat sat on the", "a dog ran to the"], [("mat", "dog"), ("park", "cat")]
     by_weights = [Evaluator(m, LogitDiff(prompts, answers)).clean for m in (lm, whole)]  # reads the offloaded head
     np.testing.assert_allclose(by_weights[0], by_weights[1], rtol=1e-5)
+    clean, corrupt = ["the cat sat on the", "a cat ran to the"], ["the mat sat on the", "a mat ran to the"]
+    patched = [
+        patch_effects(m, clean, corrupt, [(" cat", " mat")] * 2, all_heads(m.shape)).effects["restored"].to_numpy()
+        for m in (lm, whole)
+    ]
+    np.testing.assert_allclose(patched[0], patched[1], rtol=1e-4, atol=1e-6)
+    assert np.isfinite(patched[1]).all() and np.abs(patched[1]).max() > 0
 
 
 def test_device_map_auto_with_a_memory_cap_offloads_and_still_reads(tiny_folders, tmp_path):

@@ -3,7 +3,7 @@
 ``verify_sites`` already checks, for every row, that softmax(scores) is the pattern and that the pattern
 times v is z. Here the scores themselves are recomputed by hand from the captured q and k (rotary
 embeddings written out below, not taken from the model), on one model of each layout: separate
-projections with grouped-query attention (Llama), fused [q|k|v] columns (GPT-2; Phi-3 with grouped
+projections with grouped-query attention (Llama; Qwen3 with its per-head q/k norms), fused [q|k|v] columns (GPT-2; Phi-3 with grouped
 queries), heads interleaved (GPT-NeoX, partial rotary), multi-query Falcon, and an encoder (BERT).
 """
 
@@ -49,7 +49,7 @@ def rotate(x: torch.Tensor, fraction: float, theta: float) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "model_type,changes",
-    [("llama", {}), ("gpt2", {}), ("phi3", {}), ("gpt_neox", {}), ("falcon", {}), ("bert", {})],
+    [("llama", {}), ("gpt2", {}), ("phi3", {}), ("gpt_neox", {}), ("falcon", {}), ("bert", {}), ("qwen3", {})],
 )
 def test_scores_are_queries_times_keys_by_hand(model_type, changes):
     lm = tiny(model_type, **changes)
@@ -59,8 +59,12 @@ def test_scores_are_queries_times_keys_by_hand(model_type, changes):
     q, k = cache["blocks.1.attn.hook_q"], cache["blocks.1.attn.hook_k"]
     heads, kv_heads, d = q.shape[-2], k.shape[-2], q.shape[-1]
     assert heads == lm.shape.n_heads and d == lm.shape.d_head
-    expected_kv = {"llama": 2, "phi3": 2, "falcon": 1}.get(model_type, heads)  # tests/architectures.py
+    expected_kv = {"llama": 2, "phi3": 2, "falcon": 1, "qwen3": 2}.get(model_type, heads)  # tests/architectures.py
     assert kv_heads == expected_kv and cache["blocks.1.attn.hook_v"].shape == k.shape
+    if model_type == "qwen3":  # q and k are normalised per head (RMSNorm over d_head) before rotary
+        attn = lm.base.layers[1].self_attn
+        with torch.inference_mode():
+            q, k = attn.q_norm(q), attn.k_norm(k)
     if model_type not in NO_ROTARY:
         rope = lm.model.config.rope_parameters
         fraction, theta = rope.get("partial_rotary_factor", 1.0), rope["rope_theta"]
