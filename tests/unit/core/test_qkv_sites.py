@@ -3,8 +3,9 @@
 ``verify_sites`` already checks, for every row, that softmax(scores) is the pattern and that the pattern
 times v is z. Here the scores themselves are recomputed by hand from the captured q and k (rotary
 embeddings written out below, not taken from the model), on one model of each layout: separate
-projections with grouped-query attention (Llama; Qwen3 with its per-head q/k norms), fused [q|k|v] columns (GPT-2; Phi-3 with grouped
-queries), heads interleaved (GPT-NeoX, partial rotary), multi-query Falcon, and an encoder (BERT).
+projections with grouped-query attention (Llama; Qwen3 with its per-head q/k norms), fused [q|k|v]
+columns (GPT-2; Phi-3 with grouped queries), heads interleaved (GPT-NeoX, partial rotary), multi-query
+Falcon, and an encoder (BERT).
 """
 
 from __future__ import annotations
