@@ -96,7 +96,7 @@ def test_device_map_auto_with_a_memory_cap_offloads_and_still_reads(tiny_folders
     lm = load(
         tiny_folders["llama"],
         device_map="auto",
-        max_memory={"cpu": "30KB"},
+        max_memory={"cpu": "30KB", **({0: "30KB"} if DEVICE.startswith("cuda") else {})},
         offload_folder=tmp_path / "offload",
         dtype="bfloat16",
     )
