@@ -36,6 +36,7 @@ from analysis.errors import ProbesError
 from probes.core.align import encode
 from probes.core.hooks import capture
 from probes.core.models import LoadedModel
+from probes.probing.profile import bootstrap_ci
 
 
 class LensError(ProbesError, ValueError):
@@ -53,12 +54,17 @@ def _check(lm: LoadedModel) -> None:
         raise LensError(f"{lm.name} has no unembedding (no LM head): a lens reads the residual through it")
 
 
+def final_normed(lm: LoadedModel, hidden: Tensor) -> Tensor:
+    """Residual rows through the model's final norm (``ln_final``), where it has one."""
+    if lm.adapter.final_norm is None:
+        return hidden
+    return lm.base.get_submodule(lm.adapter.final_norm)(hidden)
+
+
 def lens_logits(lm: LoadedModel, hidden: Tensor) -> Tensor:
     """Logits (float32) of residual rows ``hidden`` (..., d_model) through the final norm, the unembedding
     and the row's logit scaling: what the model would output if its last block's output were ``hidden``."""
-    if lm.adapter.final_norm is not None:
-        hidden = lm.base.get_submodule(lm.adapter.final_norm)(hidden)
-    unembedded = lm.model.get_output_embeddings()(hidden)
+    unembedded = lm.model.get_output_embeddings()(final_normed(lm, hidden))
     return lm.adapter.final_logits(unembedded, lm.model.config).float()
 
 
@@ -300,19 +306,6 @@ def _kl(logp: Tensor, logq: Tensor) -> Tensor:
     return (logp.exp() * (logp - logq)).sum(-1)
 
 
-def _interval(
-    per_text: np.ndarray, seed: int, n_boot: int = 1000, weights: np.ndarray | None = None
-) -> tuple[float, float]:
-    """A 95% percentile bootstrap interval of the mean, resampling texts (or examples); with ``weights``
-    (tokens per text) each resample's mean is token-weighted, like the point estimate."""
-    if len(per_text) < 2:
-        return float("nan"), float("nan")
-    w = np.ones_like(per_text) if weights is None else weights.astype(np.float64)
-    pick = np.random.default_rng(seed).integers(0, len(per_text), (n_boot, len(per_text)))
-    means = (per_text[pick] * w[pick]).sum(1) / w[pick].sum(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 Lens = LogitLens | TunedLens
 _MEASURES = ("kl", "top1_agreement", "surprisal")
 
@@ -352,10 +345,8 @@ def lens_scores(
             for measure in _MEASURES:
                 keep = has_next if measure == "surprisal" else np.ones(n_tokens, dtype=bool)
                 values = per_token[name, measure][depth].numpy().astype(np.float64)[keep]
-                groups = pd.Series(values).groupby(text_ids[keep])
                 row[measure] = float(values.mean())
-                low_high = _interval(groups.mean().to_numpy(), seed, weights=groups.size().to_numpy())
-                row[f"{measure}_low"], row[f"{measure}_high"] = low_high
+                row[f"{measure}_low"], row[f"{measure}_high"] = bootstrap_ci(values, text_ids[keep], seed=seed)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -381,15 +372,14 @@ def behaviour_by_depth(lm: LoadedModel, behaviour: Any, lens: Lens, *, seed: int
             lm.model(**batch_inputs)
         for depth, site in enumerate(sites):
             value = lens.translate(depth, cache[site])
-            if normed and lm.adapter.final_norm is not None:
-                value = lm.base.get_submodule(lm.adapter.final_norm)(value)
+            value = final_normed(lm, value) if normed else value
             scores[depth].append(behaviour.score(lm, value, batch).float().cpu().numpy())
         baseline.append(behaviour.score(lm, torch.zeros_like(cache[sites[-1]]), batch).float().cpu().numpy())
     know_nothing = float(np.concatenate(baseline).mean())
     rows = []
     for depth, parts in enumerate(scores):
         per_example = np.concatenate(parts).astype(np.float64)
-        low, high = _interval(per_example, seed)
+        low, high = bootstrap_ci(per_example, seed=seed)
         rows.append(
             {
                 "depth": depth,

@@ -29,7 +29,8 @@ PROBE_KINDS = ("logistic", "ridge")
 def bootstrap_ci(
     correct: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile CI of a mean accuracy; ``correct`` (m,) or (L, m) 0/1, resampled by ``groups``.
+    """Percentile CI of a mean (an accuracy: ``correct`` 0/1; or any per-item values), (m,) or (L, m),
+    resampled by ``groups`` (each draw's mean weighted by the items its groups hold).
 
     Returns (low, high), each of shape (L,) when ``correct`` is 2-D.
     """
