@@ -152,10 +152,15 @@ def _final_readout(lm: LoadedModel) -> str:
     return "ln_final.hook_normalized"
 
 
+def _wide(x: Tensor) -> Tensor:
+    """At least float32 (half-precision models' scores are computed in float32; float64 models keep theirs)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _unembed(lm: LoadedModel, hidden: Tensor) -> Tensor:
-    """Logits (float32) of final hidden rows, on the device of ``hidden`` (under a device map the LM head
-    may run elsewhere)."""
-    return lm.model.get_output_embeddings()(hidden).float().to(hidden.device)
+    """Logits (float32 or wider) of final hidden rows, on the device of ``hidden`` (under a device map the
+    LM head may run elsewhere)."""
+    return _wide(lm.model.get_output_embeddings()(hidden)).to(hidden.device)
 
 
 def _log_probs(lm: LoadedModel, hidden: Tensor, targets: Tensor) -> Tensor:
@@ -481,9 +486,9 @@ class LogitDiff(Behaviour):
             direction = (
                 unembed.weight[right.to(unembed.weight.device)] - unembed.weight[wrong.to(unembed.weight.device)]
             )
-            diff = (hidden * direction.to(hidden.device)).sum(-1).float()
+            diff = _wide((hidden * direction.to(hidden.device)).sum(-1))
             if getattr(unembed, "bias", None) is not None:
-                diff = diff + (unembed.bias[right] - unembed.bias[wrong]).float().to(diff.device)
+                diff = diff + (unembed.bias[right] - unembed.bias[wrong]).to(diff.device, diff.dtype)
         return diff
 
     def describe(self) -> dict[str, Any]:
@@ -707,7 +712,7 @@ class EmbeddingCosine(Behaviour):
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
         p: PooledPayload = batch.payload
-        emb = (p.pool @ value.reshape(-1, value.shape[-1]).to(p.pool.dtype)).float()
+        emb = _wide(p.pool @ value.reshape(-1, value.shape[-1]).to(p.pool.dtype))
         return torch.nn.functional.cosine_similarity(emb[0::2], emb[1::2], dim=-1)
 
     def describe(self) -> dict[str, Any]:

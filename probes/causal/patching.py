@@ -100,22 +100,18 @@ def patch_effects(
         if not keep:
             raise BehaviourError("no prompt pair is usable (equal token lengths, answers differing at the first token)")
     pick = lambda xs: [xs[i] for i in keep]
-    clean_b = LogitDiff(pick(clean), pick(answers), batch_size=batch_size)
-    corrupt_b = LogitDiff(pick(corrupt), pick(answers), batch_size=batch_size)
-    source_b, target_b = (clean_b, corrupt_b) if direction == "denoise" else (corrupt_b, clean_b)
-    sites = sorted({c.site for c in components})
-    readout = source_b.readout(lm)
-    source, scores = [], []
-    # one pass over the source prompts: the activations to patch in, and the source run's own metric
-    with torch.inference_mode(), capture(lm, sorted({*sites, readout})) as cache:
-        for batch in source_b.prepare(lm):
-            lm.model(**batch.inputs)
-            source.append({site: cache[site].clone() for site in sites})
-            scores.append(source_b.score(lm, cache[readout], batch))
-    ev = Evaluator(lm, target_b, kind="patch", source=source, progress=progress)
+    ev, other = patch_evaluator(
+        lm,
+        pick(clean),
+        pick(corrupt),
+        pick(answers),
+        components,
+        direction=direction,
+        batch_size=batch_size,
+        progress=progress,
+    )
     values = ev.values([[c] for c in components]).mean(1)
     baseline = float(ev.clean.mean())
-    other = torch.cat(scores).double().mean().item()
     clean_value, corrupt_value = (float(other), baseline) if direction == "denoise" else (baseline, float(other))
     span = clean_value - corrupt_value
     frame = pd.DataFrame(
@@ -131,6 +127,38 @@ def patch_effects(
         }
     )
     return PatchingResult(frame, clean_value, corrupt_value, direction)
+
+
+def patch_evaluator(
+    lm: LoadedModel,
+    clean: Sequence[str],
+    corrupt: Sequence[str],
+    answers: Sequence[tuple[str, str]],
+    components: Sequence[Component],
+    *,
+    direction: str = "denoise",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[Evaluator, float]:
+    """The Evaluator that patches (aligned pairs only), and the source run's own mean logit difference.
+
+    Denoise: the corrupted prompts are run, with the clean run's values as the replacements; noise: the
+    other way round. Attribution (``probes.causal.attribution``) takes the same Evaluator.
+    """
+    clean_b = LogitDiff(list(clean), list(answers), batch_size=batch_size)
+    corrupt_b = LogitDiff(list(corrupt), list(answers), batch_size=batch_size)
+    source_b, target_b = (clean_b, corrupt_b) if direction == "denoise" else (corrupt_b, clean_b)
+    sites = sorted({c.site for c in components})
+    readout = source_b.readout(lm)
+    source, scores = [], []
+    # one pass over the source prompts: the activations to patch in, and the source run's own metric
+    with torch.inference_mode(), capture(lm, sorted({*sites, readout})) as cache:
+        for batch in source_b.prepare(lm):
+            lm.model(**batch.inputs)
+            source.append({site: cache[site].clone() for site in sites})
+            scores.append(source_b.score(lm, cache[readout], batch))
+    ev = Evaluator(lm, target_b, kind="patch", source=source, progress=progress)
+    return ev, float(torch.cat(scores).double().mean().item())
 
 
 def resid_positions(lm: LoadedModel, n_positions: int, layers: Sequence[int] | None = None) -> list[Component]:
