@@ -61,12 +61,12 @@ class _GradGate(torch.autograd.Function):
     serves every GradDrop pass)."""
 
     @staticmethod
-    def forward(ctx, value: Tensor, gate: list) -> Tensor:  # type: ignore[override]
+    def forward(ctx, value: Tensor, gate: list) -> Tensor:
         ctx.gate = gate
         return value.view_as(value)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         return grad * ctx.gate[0], None
 
 
@@ -133,7 +133,7 @@ def _example_index(batch: Batch, rows: int, T: int, device: torch.device) -> tup
     return local.clamp(0, batch.n_examples - 1), inside
 
 
-def _owned(component: Component, contribution: Tensor) -> Tensor:
+def _owned(component: Slice, contribution: Tensor) -> Tensor:
     """(rows, T): the sum of ``contribution`` (the site's shape) over the elements the component owns."""
     if isinstance(component, Head):
         return contribution[:, :, component.head_index].sum(-1)
@@ -177,6 +177,7 @@ def _estimates(
             changed = component.apply(value, replacement, tokens, ev.kind) - value
             per_token = (changed.double() * grad.double()).sum(-1)
         else:
+            assert isinstance(component, Slice)  # every component is a slice or a residual edit
             if site not in replacements:
                 replacements[site] = plan._replacement(site, value)
             contribution = (replacements[site].double() - value.double()) * grad.double()
