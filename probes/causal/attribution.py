@@ -2,7 +2,7 @@
 
     ev = Evaluator(lm, MinimalPairs(pairs), kind="mean")
     frame = attribute(ev, all_heads(lm.shape) + all_mlps(lm.shape))          # AtP, one row per component
-    frame = attribute(ev, components, method="atp*")                          # with GradDrop
+    frame = attribute(ev, components, method="atp*")                          # QK fix and GradDrop
     check = verify(ev, frame, components, top=10, sample=20)                  # exact re-measurement
 
 AtP (Nanda 2022; Kramár et al. 2024) estimates the effect of replacing a component's value ``v`` by
@@ -15,16 +15,23 @@ follows the effect's (ablated value minus clean value).
 AtP* adds two fixes (Kramár et al. 2024):
 
 * **QK fix.** A query or key change passes through the attention softmax, which a gradient sees
-  badly where the softmax saturates. For query and key components (``L3H5.q``, ``L3H5.k``) the new
-  attention pattern is computed exactly from the model's own scores (one forward with every layer's
-  queries, or keys, set to the counterfactual and the other side kept clean; a key change at one
-  position is solved in closed form per key), and only the pattern's effect on the metric is
-  linearised: ``sum (A' - A) * d metric / d A``. Head outputs (``hook_z``), MLPs and residuals reach
-  the metric through no softmax of their own; for them the fix changes nothing.
+  badly where the softmax saturates. For query and key components (``L3H5.q``, ``L3H1.k``) the new
+  attention pattern is computed exactly, ``A' = softmax(s + M (s' - s))``, from the model's own clean
+  scores ``s`` and the scores ``s'`` of one forward in which every layer's queries (or keys) are at their
+  counterfactual, the other side clean (each such layer's block output is put back to its clean value, so
+  the next layer reads a clean input); ``M`` marks what the component changes (its query rows, or its key
+  columns: a key at one position is the closed form of one changed logit per query). Only the pattern's
+  effect on the metric is linearised: ``sum (A' - A) * d metric / d A``, where ``d metric / d A[q, k]`` is
+  ``d metric / d z[q] . v[k]`` (a head's output is its pattern times its values). Head outputs
+  (``hook_z``), values, MLPs and residuals reach the metric through no softmax of their own; for them
+  the fix changes nothing.
 * **GradDrop.** Paths whose effects cancel hide a component. For each block l the backward pass is run
   again with the gradient through block l's attention and MLP writes set to zero; the estimate under
   each is AtP_l, and the GradDrop score is the mean of |AtP_l| over the blocks (the component's own
-  block, where AtP_l is 0 by construction, left out). It costs one backward pass per block.
+  block, where AtP_l is 0 by construction, left out). In a pre-norm model the residual stream passes
+  block l unchanged, so with its writes dropped the gradient at its input is the gradient at its output:
+  each pass starts there and runs through the blocks below l only (about half a backward pass per block
+  in all); a post-norm model (BERT) gates the writes and runs each pass whole.
 
 The metric must be differentiable: logit differences, log-probabilities, losses and cosines are;
 accuracies are not.
@@ -45,7 +52,7 @@ from torch import Tensor
 from analysis.errors import ProbesError
 from probes.causal.ablation import RowPlan
 from probes.causal.behaviour import Batch
-from probes.causal.components import Component, Head, Neurons, ResidualEdit, Slice, check
+from probes.causal.components import Component, Head, HeadInput, Neurons, ResidualEdit, Slice, check
 from probes.causal.evaluator import Evaluator, _StopForward
 from probes.core.hooks import hooked
 
@@ -77,12 +84,18 @@ class _Pass:
     values: dict[str, Tensor]
     leaves: dict[str, Tensor]
     score: Tensor  # (n_examples,) per-example metric, differentiable
+    seen: dict[str, Tensor]  # clean values of sites only read (the QK fix's scores, values and block outputs)
+    used: dict[str, Tensor]  # value + leaf: what the model went on with at each site with a leaf
 
 
-def _forward_with_grad(ev: Evaluator, index: int, sites: Sequence[str], gates: dict[int, list] | None) -> _Pass:
+def _forward_with_grad(
+    ev: Evaluator, index: int, sites: Sequence[str], gates: dict[int, list] | None, read: Sequence[str] = ()
+) -> _Pass:
     batch = ev.batches[index]
     values: dict[str, Tensor] = {}
     leaves: dict[str, Tensor] = {}
+    seen: dict[str, Tensor] = {}
+    used: dict[str, Tensor] = {}
     got: dict[str, Tensor] = {}
     gated = {}
     if gates:
@@ -91,26 +104,30 @@ def _forward_with_grad(ev: Evaluator, index: int, sites: Sequence[str], gates: d
                 gated[f"blocks.{layer}.{short}"] = gate
 
     def tap(site: str):
-        def fn(value: Tensor) -> Tensor:
+        def fn(value: Tensor) -> Tensor | None:
+            if site in read:
+                seen[site] = value.detach().clone()
+            if site not in sites and site not in gated:
+                return None
             out = value
             if site in sites:
                 leaf = torch.zeros_like(value, requires_grad=True)
                 values[site], leaves[site] = value.detach(), leaf
-                out = value + leaf
+                out = used[site] = value + leaf
             if site in gated:
                 out = _GradGate.apply(out, gated[site])
             return out
 
         return fn
 
-    def read(value: Tensor) -> None:
+    def readout(value: Tensor) -> None:
         got["value"] = value
         raise _StopForward
 
-    fns = {site: tap(site) for site in {*sites, *gated}}
+    fns = {site: tap(site) for site in {*sites, *gated, *read}}
     with ExitStack() as stack, torch.enable_grad():
         stack.enter_context(hooked(ev.lm, fns))
-        stack.enter_context(hooked(ev.lm, {ev.readout: read}))
+        stack.enter_context(hooked(ev.lm, {ev.readout: readout}))
         try:
             ev.lm.model(**batch.inputs)
         except _StopForward:
@@ -121,7 +138,115 @@ def _forward_with_grad(ev: Evaluator, index: int, sites: Sequence[str], gates: d
             f"{ev.behaviour.name}'s metric {ev.behaviour.metric!r} is not differentiable, so it has no gradient to "
             "attribute with: use a logit difference, log-probability, loss or cosine (e.g. minimal pairs' logit_diff)"
         )
-    return _Pass(values, leaves, score)
+    return _Pass(values, leaves, score, seen, used)
+
+
+def _plan(ev: Evaluator, index: int, rows: int) -> RowPlan:
+    """The counterfactual values of batch ``index`` (nothing ablated: only ``_replacement`` is used)."""
+    batch = ev.batches[index]
+    source = None if ev.source is None else ev.source[index]
+    return RowPlan([frozenset()] * rows, ev.kind, batch.positions, batch.example_ids, ev.reference, source)
+
+
+# --- the QK fix ---------------------------------------------------------------------------------------------
+
+
+def _qk_layers(components: Sequence[Component], which: str) -> list[int]:
+    return sorted({c.layer for c in components if isinstance(c, HeadInput) and c.which == which})
+
+
+def _qk_sites(components: Sequence[Component]) -> tuple[list[str], list[str]]:
+    """What the QK fix needs in the layers holding a query or key component: the gradient at ``hook_z``, and
+    the clean scores, values and block outputs."""
+    layers = sorted({*_qk_layers(components, "q"), *_qk_layers(components, "k")})
+    grads = [f"blocks.{l}.attn.hook_z" for l in layers]
+    read = [f"blocks.{l}.{s}" for l in layers for s in ("attn.hook_scores", "attn.hook_v", "hook_resid_post")]
+    return grads, read
+
+
+def _counterfactual_scores(ev: Evaluator, index: int, run: _Pass, layers: list[int], which: str) -> dict[int, Tensor]:
+    """Scores of ``layers`` with all their queries (``which`` "q") or keys at the counterfactual, the other side
+    clean: every such block's output is put back to its clean value, so each layer reads a clean input."""
+    batch = ev.batches[index]
+    plan = _plan(ev, index, batch.rows)
+    scores: dict[int, Tensor] = {}
+
+    def swap(site: str):
+        return lambda value: plan._replacement(site, value)
+
+    last = max(layers)
+
+    def keep(layer: int):
+        def fn(value: Tensor) -> None:
+            scores[layer] = value.detach().clone()
+            if layer == last:
+                raise _StopForward  # nothing after the last layer's scores is needed
+
+        return fn
+
+    def restore(site: str):
+        return lambda value: run.seen[site].to(value.dtype)
+
+    fns = {}
+    for l in layers:
+        fns[f"blocks.{l}.attn.hook_{which}"] = swap(f"blocks.{l}.attn.hook_{which}")
+        fns[f"blocks.{l}.attn.hook_scores"] = keep(l)
+        if l < last:
+            fns[f"blocks.{l}.hook_resid_post"] = restore(f"blocks.{l}.hook_resid_post")
+    with torch.inference_mode(), hooked(ev.lm, fns):
+        try:
+            ev.lm.model(**batch.inputs)
+        except _StopForward:
+            pass
+    return scores
+
+
+def _pattern_changes(ev: Evaluator, index: int, run: _Pass, components: Sequence[Component]) -> dict[Component, Tensor]:
+    """(rows, heads of the component, query, key): the exact change of the attention pattern each query or key
+    component makes, A' - A, for the query heads it reaches."""
+    batch = ev.batches[index]
+    out: dict[Component, Tensor] = {}
+    for which in ("q", "k"):
+        layers = _qk_layers(components, which)
+        if not layers:
+            continue
+        changed = _counterfactual_scores(ev, index, run, layers, which)
+        for c in components:
+            if not (isinstance(c, HeadInput) and c.which == which):
+                continue
+            s = run.seen[f"blocks.{c.layer}.attn.hook_scores"].double()
+            heads = _query_heads(c, ev.lm.shape.n_heads, ev.lm.shape.n_kv_heads)
+            s = s[:, heads]
+            delta = torch.nan_to_num(changed[c.layer].double()[:, heads] - s, nan=0.0, posinf=0.0, neginf=0.0)
+            mask = torch.ones_like(delta, dtype=torch.bool)
+            if c.at is not None:
+                at = (batch.positions.to(s.device) == c.at)[:, None]  # (rows, 1, T)
+                mask = at[..., :, None] if which == "q" else at[..., None, :]  # query rows or key columns
+            out[c] = torch.softmax(s + delta * mask, -1) - torch.softmax(s, -1)
+    return out
+
+
+def _query_heads(component: HeadInput, n_heads: int, n_kv_heads: int) -> list[int]:
+    """The query heads a query, key or value component reaches."""
+    if component.which == "q":
+        return [component.head_index]
+    group = n_heads // n_kv_heads
+    return list(range(component.head_index * group, (component.head_index + 1) * group))
+
+
+def _through_pattern(ev: Evaluator, run: _Pass, grads: dict[str, Tensor], c: HeadInput, change: Tensor) -> Tensor:
+    """(rows, query): sum over keys of the pattern's change times d metric / d pattern."""
+    shape = ev.lm.shape
+    heads = _query_heads(c, shape.n_heads, shape.n_kv_heads)
+    dz = grads[f"blocks.{c.layer}.attn.hook_z"][:, :, heads].double()  # (rows, query, h, d_head)
+    v = run.seen[f"blocks.{c.layer}.attn.hook_v"].double()  # (rows, key, kv_head, d_head)
+    group = shape.n_heads // shape.n_kv_heads
+    v = v[:, :, [h // group for h in heads]]
+    d_pattern = torch.einsum("bqhd,bkhd->bhqk", dz, v)
+    return (change * d_pattern).sum((1, 3))
+
+
+# --- first-order estimates ----------------------------------------------------------------------------------
 
 
 def _example_index(batch: Batch, rows: int, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -135,7 +260,7 @@ def _example_index(batch: Batch, rows: int, T: int, device: torch.device) -> tup
 
 def _owned(component: Slice, contribution: Tensor) -> Tensor:
     """(rows, T): the sum of ``contribution`` (the site's shape) over the elements the component owns."""
-    if isinstance(component, Head):
+    if isinstance(component, (Head, HeadInput)):
         return contribution[:, :, component.head_index].sum(-1)
     if isinstance(component, Neurons):
         return contribution[..., list(component.neurons)].sum(-1)
@@ -147,43 +272,92 @@ def _owned(component: Slice, contribution: Tensor) -> Tensor:
 
 
 def _estimates(
-    ev: Evaluator, index: int, run: _Pass, grads: dict[str, Tensor], components: Sequence[Component]
+    ev: Evaluator,
+    index: int,
+    run: _Pass,
+    grads: dict[str, Tensor],
+    components: Sequence[Component],
+    patterns: dict[Component, Tensor],
 ) -> Tensor:
-    """(components, n_examples) first-order estimates for one batch from one set of gradients."""
+    """(components, n_examples) first-order estimates for one batch from one set of gradients; the query and key
+    components in ``patterns`` go through their exact pattern change (the QK fix)."""
     batch = ev.batches[index]
     first = next(iter(run.values.values()))
     rows, T = first.shape[:2]
-    plan = RowPlan(
-        [frozenset()] * rows,
-        ev.kind,
-        batch.positions,
-        batch.example_ids,
-        ev.reference,
-        None if ev.source is None else ev.source[index],
-    )
+    plan = _plan(ev, index, rows)
     positions = batch.positions.to(first.device)
     local, inside = _example_index(batch, rows, T, first.device)
     out = torch.zeros(len(components), batch.n_examples, dtype=torch.float64, device=first.device)
-    replacements: dict[str, Tensor] = {}
+    contributions: dict[str, Tensor] = {}  # per site: (counterfactual - clean) * gradient, shared by its slices
+    per_head: dict[str, Tensor] = {}  # per site: (n_examples, heads), every head's estimate at once
+
+    def by_example(per_token: Tensor) -> Tensor:
+        """(rows, T, ...) -> (n_examples, ...): summed over each example's tokens."""
+        flat = per_token.flatten(0, 1) * inside.reshape(-1, *([1] * (per_token.ndim - 2)))
+        zeros = torch.zeros(batch.n_examples, *flat.shape[1:], dtype=torch.float64, device=flat.device)
+        return zeros.index_add(0, local, flat.double())
+
+    def contribution(site: str) -> Tensor:
+        if site not in contributions:
+            value = run.values[site]
+            contributions[site] = (plan._replacement(site, value).double() - value.double()) * grads[site].double()
+        return contributions[site]
+
     for i, component in enumerate(components):
         site = component.site
-        value, grad = run.values[site], grads[site]
-        tokens = torch.ones(rows, T, dtype=torch.bool, device=value.device)
+        if site not in run.values:  # after the readout: it cannot change the behaviour
+            continue
+        if isinstance(component, (Head, HeadInput)) and component.at is None and component not in patterns:
+            if site not in per_head:
+                per_head[site] = by_example(contribution(site).sum(-1))
+            out[i] = per_head[site][:, component.head_index]
+            continue
+        tokens = torch.ones(rows, T, dtype=torch.bool, device=first.device)
         if component.at is not None:
             tokens = tokens & (positions == component.at)
-        if isinstance(component, ResidualEdit):
+        if component in patterns:  # the QK fix: the mask of what changed is in the pattern already
+            assert isinstance(component, HeadInput)
+            per_token = _through_pattern(ev, run, grads, component, patterns[component])
+        elif isinstance(component, ResidualEdit):
+            value, grad = run.values[site], grads[site]
             needs = ev.kind != "zero" and component.needs_reference
             replacement = plan._replacement(site, value) if needs else None
             changed = component.apply(value, replacement, tokens, ev.kind) - value
             per_token = (changed.double() * grad.double()).sum(-1)
         else:
-            assert isinstance(component, Slice)  # every component is a slice or a residual edit
-            if site not in replacements:
-                replacements[site] = plan._replacement(site, value)
-            contribution = (replacements[site].double() - value.double()) * grad.double()
-            per_token = _owned(component, contribution) * tokens
-        flat = (per_token.flatten() * inside).to(torch.float64)
-        out[i] = torch.zeros(batch.n_examples, dtype=torch.float64, device=flat.device).index_add(0, local, flat)
+            assert isinstance(component, Slice)  # every other component is a slice of its site
+            per_token = _owned(component, contribution(site)) * tokens
+        out[i] = by_example(per_token)
+    return out
+
+
+def _gradients(total: Tensor, run: _Pass, sites: Sequence[str], retain: bool) -> dict[str, Tensor]:
+    """d total / d each site's value (zero where the metric does not depend on it; sites after the readout, which
+    the forward never reached, have none)."""
+    sites = [s for s in sites if s in run.leaves]
+    got = torch.autograd.grad(total, [run.leaves[s] for s in sites], retain_graph=retain, allow_unused=True)
+    return {s: g if g is not None else torch.zeros_like(run.values[s]) for s, g in zip(sites, got)}
+
+
+def _site_layer(site: str) -> float:
+    """Where a site sits in depth: a block's input just before the block, anything inside it at the block."""
+    layer = int(site.split(".")[1])
+    return layer - 0.5 if site.endswith("hook_resid_pre") else layer
+
+
+def _dropped_at(run: _Pass, grads: dict[str, Tensor], layer: int, residual: list[str]) -> dict[str, Tensor]:
+    """Every site's gradient with block ``layer``'s writes dropped: the gradient at the block's output, passed
+    unchanged to its input (the residual's skip), then back through the blocks below; sites inside the block
+    get none, sites after it keep theirs."""
+    below = [s for s in grads if _site_layer(s) < layer]
+    if residual[layer] not in run.used:  # the block lies after the readout: nothing below goes through it
+        return grads
+    after = grads.get(residual[layer + 1], torch.zeros_like(run.used[residual[layer]]))  # zero: output unread
+    got = torch.autograd.grad(
+        run.used[residual[layer]], [run.leaves[s] for s in below], after, retain_graph=True, allow_unused=True
+    )
+    out = {s: (torch.zeros_like(g) if _site_layer(s) == layer else g) for s, g in grads.items()}
+    out.update({s: torch.zeros_like(grads[s]) if g is None else g for s, g in zip(below, got)})
     return out
 
 
@@ -194,52 +368,65 @@ def attribute(
     method: str = "atp",
     progress: bool = False,
 ) -> pd.DataFrame:
-    """One row per component: the AtP estimate of its effect (``estimate``, with ``stderr`` over examples),
-    and for ``method="atp*"`` the GradDrop score (``graddrop``, a magnitude). ``score`` is what components
-    are ranked by: |estimate| for AtP, max(|estimate|, graddrop) for AtP*.
+    """One row per component: the first-order estimate of its effect (``estimate``, with ``stderr`` over
+    examples), and for ``method="atp*"`` (the QK fix for queries and keys, and GradDrop) the GradDrop score
+    (``graddrop``, a magnitude). ``score`` is what components are ranked by: |estimate| for AtP,
+    max(|estimate|, graddrop) for AtP*.
 
     ``ev`` fixes the model, the behaviour, the ablation kind and its reference (or patch source); the
     estimates are of ``ev``'s exact effects, which ``verify`` re-measures.
+
+    >>> ev = Evaluator(lm, MinimalPairs(agreement_pairs(64)), kind="mean")     # doctest: +SKIP
+    >>> attribute(ev, components_from("heads+mlps", lm.shape), method="atp*")  # doctest: +SKIP
     """
     if method not in METHODS:
         raise AttributionError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)}")
     components = [check(c, ev.lm.shape) for c in components]
     if not components:
         raise AttributionError("no components to attribute: name some (L3H5 L4.mlp) or a set (heads, mlps)")
-    sites = sorted({c.site for c in components})
-    ev._cover_sites({c.site for c in components if c.needs_reference and ev.kind in ("mean", "resample")})
+    star = method == "atp*"
+    qk_grads, qk_read = _qk_sites(components) if star else ([], [])
+    sites = sorted({*(c.site for c in components), *qk_grads})
+    reference_sites = {c.site for c in components if c.needs_reference and ev.kind in ("mean", "resample")}
+    ev._cover_sites(reference_sites)
     if ev.kind == "patch":
-        missing = sorted(s for s in sites if ev.source is None or s not in ev.source[0])
+        missing = sorted({c.site for c in components} - set(ev.source[0]) if ev.source else {"all"})
         if missing:
             raise AttributionError(f"the patch source has no values for {', '.join(missing)}: capture them too")
     n_layers = ev.lm.shape.n_layers
-    drop = method == "atp*"
+    skip = star and ev.lm.adapter.decomposes(ev.lm.model.config)  # GradDrop from each block's input
+    residual = [f"blocks.{l}.hook_resid_pre" for l in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+    leaf_sites = sorted({*sites, *(residual if skip else ())})
     per_batch: list[Tensor] = []
     dropped: list[Tensor] = []  # (layers, components, n_examples) per batch
     from tqdm.auto import tqdm
 
     for index in tqdm(range(len(ev.batches)), desc="attribution", unit="batch", disable=not progress):
-        gates = {layer: [1.0] for layer in range(n_layers)} if drop else None
-        run = _forward_with_grad(ev, index, sites, gates)
+        gates = {layer: [1.0] for layer in range(n_layers)} if star and not skip else None
+        run = _forward_with_grad(ev, index, leaf_sites, gates, qk_read)
+        patterns = _pattern_changes(ev, index, run, components) if qk_read else {}
         total = run.score.sum()
-        leaves = [run.leaves[s] for s in sites]
-        grads = dict(zip(sites, torch.autograd.grad(total, leaves, retain_graph=drop, allow_unused=True)))
-        grads = {s: g if g is not None else torch.zeros_like(run.values[s]) for s, g in grads.items()}
-        per_batch.append(_estimates(ev, index, run, grads, components))
-        if drop:
+        grads = _gradients(total, run, leaf_sites, star)
+        per_batch.append(_estimates(ev, index, run, grads, components, patterns))
+        if skip:
+            layers = [
+                _estimates(ev, index, run, _dropped_at(run, grads, layer, residual), components, patterns)
+                for layer in range(n_layers)
+            ]
+            dropped.append(torch.stack(layers))
+        elif star:
             assert gates is not None
             layers = []
             for layer in range(n_layers):
                 gates[layer][0] = 0.0
-                got = torch.autograd.grad(total, leaves, retain_graph=layer < n_layers - 1, allow_unused=True)
+                got = _gradients(total, run, leaf_sites, layer < n_layers - 1)
                 gates[layer][0] = 1.0
-                g = {s: x if x is not None else torch.zeros_like(run.values[s]) for s, x in zip(sites, got)}
-                layers.append(_estimates(ev, index, run, g, components))
+                layers.append(_estimates(ev, index, run, got, components, patterns))
             dropped.append(torch.stack(layers))
         del run
     estimates = torch.cat(per_batch, 1).cpu().numpy()
     frame = _frame(components, estimates, ev)
-    if drop:
+    if star:
         by_layer = np.abs(torch.cat(dropped, 2).cpu().numpy().mean(2))  # (layers, components): |AtP_l| of the mean
         own = np.array([c.layer if not isinstance(c, ResidualEdit) and c.kind != "resid" else -1 for c in components])
         keep = np.arange(n_layers)[:, None] != own[None, :]

@@ -4,6 +4,7 @@ Each component is a type that names the site its value lives at and owns the rul
 so every intervention (ablation, patching, erasure) reaches it through the same hooks::
 
     Head(3, 5)          L3H5            head 5 of block 3            blocks.3.attn.hook_z[..., 5, :]
+    HeadInput(3, 5, "q") L3H5.q         its query (k, v: key-value head 5's key, value)  blocks.3.attn.hook_q[..., 5, :]
     Attn(3)             L3.attn         block 3's whole attention    blocks.3.hook_attn_out
     MLP(3)              L3.mlp          block 3's MLP                blocks.3.hook_mlp_out
     Neurons(3, [7, 12]) L3.mlp[7,12]    two MLP neurons              blocks.3.mlp.hook_post[..., [7, 12]]
@@ -131,6 +132,45 @@ class Head(Slice):
 
     def _order(self) -> tuple:
         return (self.layer, self.rank, self.head_index, -1 if self.at is None else self.at)
+
+
+@dataclass(frozen=True, repr=False)
+class HeadInput(Slice):
+    """A head's query, or a key-value head's key or value (under grouped-query attention ``head_index`` counts
+    key-value heads for k and v: query head h reads key-value head ``h // (n_heads // n_kv_heads)``)."""
+
+    head_index: int = 0
+    which: str = "q"
+    kind: ClassVar[str] = "qkv"
+    rank: ClassVar[float] = 0.9  # computed before the head's output
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.attn.hook_{self.which}"
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}H{self.head_index}.{self.which}"
+
+    @property
+    def head(self) -> int:
+        return self.head_index
+
+    def select(self, mask: Tensor, tokens: Tensor) -> None:
+        mask[:, :, self.head_index] |= tokens[..., None]
+
+    def check(self, shape: Shape) -> Component:
+        super().check(shape)
+        if self.which not in ("q", "k", "v"):
+            raise ComponentError(f"component {self.name}: a head's input is its q, k or v")
+        n = shape.n_heads if self.which == "q" else shape.n_kv_heads
+        if not 0 <= self.head_index < n:
+            what = "heads" if self.which == "q" else "key-value heads"
+            raise ComponentError(f"component {self.name}: the model has {what} 0..{n - 1} per layer")
+        return self
+
+    def _order(self) -> tuple:
+        return (self.layer, self.rank, "qkv".index(self.which), self.head_index, -1 if self.at is None else self.at)
 
 
 @dataclass(frozen=True, repr=False)
@@ -282,21 +322,22 @@ class Edit(ResidualEdit):
         return self
 
 
-_PATTERN = re.compile(r"^L(\d+)(?:H(\d+)|\.(attn|mlp|resid)(?:\[([\d,\s]+)\])?)(?:@(\d+))?$")
+_PATTERN = re.compile(r"^L(\d+)(?:H(\d+)(?:\.([qkv]))?|\.(attn|mlp|resid)(?:\[([\d,\s]+)\])?)(?:@(\d+))?$")
 
 
 def parse_component(text: str, shape: Shape | None = None) -> Component:
-    """``L3H5``, ``L3.attn``, ``L3.mlp``, ``L3.mlp[7,12]``, ``L3.resid``, any with ``@pos`` -> a Component."""
+    """``L3H5``, ``L3H5.q`` (``.k``, ``.v``), ``L3.attn``, ``L3.mlp``, ``L3.mlp[7,12]``, ``L3.resid``, any with
+    ``@pos`` -> a Component."""
     match = _PATTERN.match(text.strip())
     if not match:
         raise ComponentError(
-            f"cannot read component {text!r}: write L<layer>H<head> (L3H5), L<layer>.attn, L<layer>.mlp, "
-            "L<layer>.mlp[<neuron>,...] or L<layer>.resid, optionally @<position> (L3H5@7)"
+            f"cannot read component {text!r}: write L<layer>H<head> (L3H5), L3H5.q / .k / .v, L<layer>.attn, "
+            "L<layer>.mlp, L<layer>.mlp[<neuron>,...] or L<layer>.resid, optionally @<position> (L3H5@7)"
         )
-    layer, head, part, neurons, at = match.groups()
+    layer, head, which, part, neurons, at = match.groups()
     component: Component
     if head is not None:
-        component = Head(int(layer), int(head))
+        component = HeadInput(int(layer), int(head), which) if which else Head(int(layer), int(head))
     elif neurons is not None:
         if part != "mlp":
             raise ComponentError(f"component {text!r}: only MLP neurons can be listed, as L{layer}.mlp[7,12]")
@@ -321,17 +362,28 @@ def all_mlps(shape: Shape, layers: list[int] | None = None) -> list[Component]:
     return [MLP(l) for l in (layers if layers is not None else range(shape.n_layers))]
 
 
-COMPONENT_SETS = ("heads", "mlps", "heads+mlps", "layers")
+def all_head_inputs(shape: Shape, layers: list[int] | None = None, which: str = "qkv") -> list[Component]:
+    """Every head's query and every key-value head's key and value (``which`` picks among q, k, v)."""
+    out: list[Component] = []
+    for l in layers if layers is not None else range(shape.n_layers):
+        for w in which:
+            out += [HeadInput(l, h, w) for h in range(shape.n_heads if w == "q" else shape.n_kv_heads)]
+    return out
+
+
+COMPONENT_SETS = ("heads", "mlps", "heads+mlps", "layers", "qkv")
 
 
 def components_from(spec: str | list, shape: Shape) -> list[Component]:
-    """A list of names, or one of the sets "heads", "mlps", "heads+mlps", "layers" (attn and mlp of each layer)."""
+    """A list of names, or one of the sets "heads", "mlps", "heads+mlps", "layers" (attn and mlp of each layer),
+    "qkv" (every head's query, key and value)."""
     if isinstance(spec, str):
         sets = {
             "heads": lambda: all_heads(shape),
             "mlps": lambda: all_mlps(shape),
             "heads+mlps": lambda: sorted(all_heads(shape) + all_mlps(shape)),
             "layers": lambda: sorted([Attn(l) for l in range(shape.n_layers)] + all_mlps(shape)),
+            "qkv": lambda: all_head_inputs(shape),
         }
         if spec in sets:
             return sets[spec]()
@@ -340,5 +392,7 @@ def components_from(spec: str | list, shape: Shape) -> list[Component]:
         return components_from(spec[0], shape)
     out = [c if isinstance(c, Component) else parse_component(str(c), shape) for c in spec]
     if not out:
-        raise ComponentError("no components given: name some (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers)")
+        raise ComponentError(
+            "no components given: name some (L3H5 L4.mlp L3H5.q) or a set (heads, mlps, heads+mlps, layers, qkv)"
+        )
     return [c.check(shape) for c in out]

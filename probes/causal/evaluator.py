@@ -48,14 +48,20 @@ class _StopForward(Exception):
 
 
 class _Replay(nn.Module):
-    """Stands in for a block: returns what the block returned in the clean run, repeated per condition."""
+    """Stands in for a block: returns what the block returned in the clean run, repeated per condition (as the
+    first item of a tuple where the block returns one, as Falcon's does)."""
 
-    def __init__(self, output: Tensor):
+    def __init__(self, output: Tensor, as_tuple: bool = False):
         super().__init__()
-        self.output = output
+        self.output, self.as_tuple = output, as_tuple
 
     def forward(self, *args, **kwargs):
-        return self.output
+        return (self.output, None) if self.as_tuple else self.output
+
+
+def _first(output: Tensor | tuple) -> Tensor:
+    """A block's hidden states, whether it returns them alone or first in a tuple."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 class Evaluator:
@@ -102,6 +108,7 @@ class Evaluator:
             check_kind(kind, reference)
         self.reference, self.source = reference, source
         self._blocks = lm.base.get_submodule(lm.adapter.blocks)
+        self._tuples = False  # do the blocks return (hidden, ...) tuples? (Falcon's do; seen in the clean run)
         self._recorded: list[list[Tensor]] = []
         self.clean = self._clean_run()
         self._cache: dict[Subset, np.ndarray] = {frozenset(): self.clean}
@@ -174,7 +181,7 @@ class Evaluator:
     @contextmanager
     def _replayed(self, index: int, first_layer: int, C: int):
         recorded = self._recorded[index][first_layer - 1]
-        replay = _Replay(recorded.repeat(C, *([1] * (recorded.ndim - 1))) if C > 1 else recorded)
+        replay = _Replay(recorded.repeat(C, *([1] * (recorded.ndim - 1))) if C > 1 else recorded, self._tuples)
         originals = [self._blocks[i] for i in range(first_layer)]
         try:
             for i in range(first_layer):
@@ -189,22 +196,18 @@ class Evaluator:
         with torch.inference_mode():
             for index, batch in enumerate(self.batches):
                 outputs: list[Tensor] = []
-                handles = (
-                    [
-                        block.register_forward_hook(lambda _m, _a, out: outputs.append(out.detach()))  # noqa: B023
-                        for block in self._blocks
-                    ]
-                    if self.reuse_prefix
-                    else []
-                )
+
+                def record(_module: nn.Module, _args: tuple, out: Tensor | tuple) -> None:
+                    self._tuples = isinstance(out, tuple)
+                    outputs.append(_first(out).detach())  # noqa: B023  # this batch's list, used within the loop
+
+                handles = [block.register_forward_hook(record) for block in self._blocks] if self.reuse_prefix else []
                 try:
                     value = self._forward(index, [frozenset()], 0)
                 finally:
                     for h in handles:
                         h.remove()
                 if self.reuse_prefix:
-                    if any(not isinstance(o, Tensor) for o in outputs):
-                        raise TypeError("a block returned a tuple; prefix reuse expects transformers>=5 blocks")
                     self._recorded.append(outputs)
                 scores.append(
                     self.behaviour.score(self.lm, value.to(self.lm.device), batch)

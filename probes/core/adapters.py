@@ -59,6 +59,11 @@ class Adapter:
     qkv: str | None = None  # ... or the one module that computes all three
     qkv_layout: str = "concat"  # how its output columns are ordered: see ``qkv_columns``
     final_proj: str | None = None  # a projection the unembedding reads after the last block, where present
+    # Where each reader takes the residual stream (edges, ``probes.causal.circuits``): the norm q, k and v are
+    # computed from (None: the projections read the residual as it is), and the module that takes the residual
+    # on the MLP's behalf (its norm, or the MLP itself where none comes first); "a|b": the first present.
+    ln1: str | None = None
+    mlp_in: str | None = None
     note: str = ""  # what a user should know about its sites (the README's architecture table shows it)
 
     def block(self, layer: int) -> str:
@@ -72,6 +77,20 @@ class Adapter:
         if part in ("q", "k", "v") and getattr(self, part) is None:
             part = "qkv"
         return f"{self.block(layer)}.{getattr(self, part)}"
+
+    def reader_path(self, part: str, layer: int, base: Any) -> str | None:
+        """Module path of ``ln1`` or ``mlp_in`` in block ``layer`` (of alternatives "a|b", the first present)."""
+        names = getattr(self, part)
+        if names is None:
+            return None
+        for name in names.split("|"):
+            path = f"{self.block(layer)}.{name}"
+            try:
+                if base.get_submodule(path) is not None:
+                    return path
+            except AttributeError:
+                continue
+        return None
 
     def for_model(self, model: Any) -> Adapter:
         """This row as one model has it: a final norm the config leaves out (``None``, OPT-350m) is dropped,
@@ -156,6 +175,8 @@ def _decoder(name: str, *model_types: str, **parts: Any) -> Adapter:
         q="self_attn.q_proj",
         k="self_attn.k_proj",
         v="self_attn.v_proj",
+        ln1="input_layernorm",
+        mlp_in="post_attention_layernorm",
     )
     return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
 
@@ -192,6 +213,8 @@ _GPT2: dict[str, Any] = dict(
     mlp_out_proj="mlp.c_proj",
     final_norm="ln_f",
     qkv="attn.c_attn",
+    ln1="ln_1",
+    mlp_in="ln_2",
 )
 _QKV = ("q_proj", "k_proj", "v_proj")
 
@@ -225,6 +248,8 @@ ADAPTERS: tuple[Adapter, ...] = (
         final_norm="final_norm",
         causal=False,
         qkv="attn.Wqkv",
+        ln1="attn_norm",
+        mlp_in="mlp_norm",
         note="pre-norm encoder; mlp.hook_post is the gated activation (act(input) * gate) that feeds mlp.Wo",
     ),
     Adapter(name="gpt2", model_types=("gpt2",), causal=True, **_GPT2),
@@ -259,6 +284,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         "gemma3_text",
         attn_write="post_attention_layernorm",
         mlp_write="post_feedforward_layernorm",
+        mlp_in="pre_feedforward_layernorm",
         logit_softcap="final_logit_softcapping",
         note=_GEMMA2_NOTE + "; embeddings scaled as in Gemma; the logits are softcapped hook_logits",
     ),
@@ -266,6 +292,8 @@ ADAPTERS: tuple[Adapter, ...] = (
         "olmo2",
         attn_write="post_attention_layernorm",
         mlp_write="post_feedforward_layernorm",
+        ln1=None,
+        mlp_in="mlp",
         note="norms after attention and MLP, none before: " + _GEMMA2_NOTE.split(", what")[0] + ", what the "
         "block adds to the residual",
     ),
@@ -284,7 +312,13 @@ ADAPTERS: tuple[Adapter, ...] = (
         logit_divisor="logits_scaling",
         note="each write is scaled by residual_multiplier before the add; the logits are hook_logits / logits_scaling",
     ),
-    _decoder("cohere", parallel=True, logit_multiplier="logit_scale", note="the logits are hook_logits x logit_scale"),
+    _decoder(
+        "cohere",
+        parallel=True,
+        mlp_in="input_layernorm",
+        logit_multiplier="logit_scale",
+        note="the logits are hook_logits x logit_scale",
+    ),
     _decoder("mixtral", "mixtral", "qwen2_moe", "qwen3_moe", mlp_out_proj=None, mlp_write="mlp", note=_MOE_NOTE),
     _decoder(
         "opt",
@@ -293,6 +327,8 @@ ADAPTERS: tuple[Adapter, ...] = (
         mlp_out_proj="fc2",
         final_norm="decoder.final_layer_norm",
         final_proj="decoder.project_out",
+        ln1="self_attn_layer_norm",
+        mlp_in="final_layer_norm",
         pre_norm_flag="do_layer_norm_before",
         mlp_flattens_tokens=True,
         note="OPT-350m (do_layer_norm_before=False) normalises after each add: no decomposition there, no final "
@@ -317,10 +353,21 @@ ADAPTERS: tuple[Adapter, ...] = (
         model_types=("gptj",),
         causal=True,
         parallel=True,
-        **{**_GPT2, "attn_out_proj": "attn.out_proj", "mlp_out_proj": "mlp.fc_out", **_separate("attn")},
+        **{
+            **_GPT2,
+            "attn_out_proj": "attn.out_proj",
+            "mlp_out_proj": "mlp.fc_out",
+            **_separate("attn"),
+            "mlp_in": "ln_1",
+        },
     ),
     _decoder(
-        "phi", attn_out_proj="self_attn.dense", mlp_out_proj="mlp.fc2", final_norm="final_layernorm", parallel=True
+        "phi",
+        attn_out_proj="self_attn.dense",
+        mlp_out_proj="mlp.fc2",
+        final_norm="final_layernorm",
+        parallel=True,
+        mlp_in="input_layernorm",
     ),
     Adapter(
         name="falcon",
@@ -334,6 +381,8 @@ ADAPTERS: tuple[Adapter, ...] = (
         parallel=True,
         qkv="self_attention.query_key_value",
         qkv_layout="falcon",
+        ln1="ln_attn|input_layernorm",
+        mlp_in="ln_mlp|input_layernorm",
         note="the block adds attention's output into the MLP's in place; the sites hold copies taken before",
     ),
 )
@@ -387,6 +436,8 @@ _MLP = ("mlp", "feed_forward", "ffn")
 _MLP_OUT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "fc_out", "w2", "Wo", "lin2")
 _QUERY_KEY_VALUE = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
 _FINAL_NORM = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
+_LN1 = ("input_layernorm", "ln_1", "attn_norm", "self_attn_layer_norm", "ln_attn")
+_MLP_IN = ("post_attention_layernorm", "ln_2", "mlp_norm", "final_layer_norm", "ln_mlp", "pre_feedforward_layernorm")
 
 
 def is_causal_lm(config: Any) -> bool:
@@ -446,6 +497,8 @@ def generic_adapter(model: HFModel) -> Adapter:
         final_norm=final_norm,
         causal=is_causal_lm(model.config),
         **(_separate(attn, qkv) if qkv else {}),
+        ln1=first(_LN1),
+        mlp_in=first(_MLP_IN),
         note="found by the common conventions and verified against the model's own outputs at load",
     )
 
@@ -467,6 +520,7 @@ class Shape:
     d_model: int
     d_mlp: int
     vocab_size: int
+    n_kv_heads: int  # key-value heads: fewer than n_heads under grouped-query attention, one under multi-query
 
 
 def model_shape(model: HFModel, adapter: Adapter) -> Shape:
@@ -480,14 +534,31 @@ def model_shape(model: HFModel, adapter: Adapter) -> Shape:
         d_mlp = _in_features(base.get_submodule(adapter.path("mlp_out_proj", 0)))
     else:  # experts: each expert's width
         d_mlp = int(getattr(config, "moe_intermediate_size", None) or config.intermediate_size)
+    d_head = _in_features(o_proj) // n_heads
     return Shape(
         n_layers=len(blocks),
         n_heads=n_heads,
-        d_head=_in_features(o_proj) // n_heads,
+        d_head=d_head,
         d_model=int(config.hidden_size),
         d_mlp=d_mlp,
         vocab_size=int(config.vocab_size),
+        n_kv_heads=_kv_heads(model, adapter, n_heads, d_head),
     )
+
+
+def _kv_heads(model: HFModel, adapter: Adapter, n_heads: int, d_head: int) -> int:
+    """Key-value heads, read off the key projection's width (or the fused projection's columns)."""
+    if not adapter.has_qkv:
+        return n_heads
+    width = out_width(model.base_model.get_submodule(adapter.path("k", 0)))
+    if adapter.k is not None:
+        return width // d_head
+    return len(qkv_columns(adapter, model.config, "k", n_heads, d_head, width))
+
+
+def out_width(module: HFModel) -> int:
+    """Output columns of a linear map (GPT-2's Conv1D says ``nf``)."""
+    return int(getattr(module, "out_features", None) or module.nf)
 
 
 def _in_features(module: HFModel) -> int:

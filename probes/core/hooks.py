@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
-from probes.core.adapters import qkv_columns
+from probes.core.adapters import out_width, qkv_columns
 from probes.core.align import encode
 from probes.core.models import LoadedModel
 from probes.core.sites import Site
@@ -54,7 +54,7 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> _Handles:
     extra: list[RemovableHandle] = []
     columns: Tensor | None = None  # q, k or v's columns of a fused projection's output, as (heads, d_head)
     if kind.part in ("q", "k", "v") and getattr(lm.adapter, kind.part) is None:
-        width: int = getattr(module, "out_features", None) or module.nf  # type: ignore[assignment]  # Conv1D: nf
+        width = out_width(module)
         config = lm.model.config
         columns = qkv_columns(lm.adapter, config, kind.part, lm.shape.n_heads, d_head, width)
     tokens: list[torch.Size] = []  # the block input's (batch, pos), where the MLP sees tokens flattened
@@ -107,18 +107,27 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> _Handles:
 
         return _Handles(*extra, module.register_forward_hook(output_hook))
 
+    def on_input(value: Tensor) -> Tensor | None:
+        new = fn(to_site(value))
+        return None if new is None else from_site(new)
+
+    return _Handles(*extra, on_input_of(module, on_input))
+
+
+def on_input_of(module: torch.nn.Module, fn: SiteFn) -> RemovableHandle:
+    """Register ``fn`` on the tensor a module takes first (positionally or as ``hidden_states``); a returned
+    tensor replaces it. Sites are reached this way, and so are modules that are no site (a block's norms)."""
+
     def input_hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
         by_name = not args
-        value = kwargs["hidden_states"] if by_name else args[0]
-        new = fn(to_site(value))
+        new = fn(kwargs["hidden_states"] if by_name else args[0])
         if new is None:
             return None
-        new = from_site(new)
         if by_name:
             return args, {**kwargs, "hidden_states": new}
         return (new, *args[1:]), kwargs
 
-    return _Handles(*extra, module.register_forward_pre_hook(input_hook, with_kwargs=True))
+    return module.register_forward_pre_hook(input_hook, with_kwargs=True)
 
 
 _softmax = torch.nn.functional.softmax  # the real one, called by the tap's stand-in

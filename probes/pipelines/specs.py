@@ -141,7 +141,7 @@ class StudySpec(Spec):
 
     kind: Literal["zero", "mean", "resample"] = Field("mean", **_meta("ablation"))
     components: str | list[str] = Field(
-        "heads+mlps", **_meta("heads, mlps, heads+mlps, layers, or names such as L3H5 L4.mlp", nargs="+")
+        "heads+mlps", **_meta("heads, mlps, heads+mlps, layers, qkv, or names such as L3H5 L4.mlp L3H5.q", nargs="+")
     )
     screen: int | None = Field(
         None,
@@ -164,7 +164,7 @@ class StudySpec(Spec):
     def _components(cls, value: str | list[str]) -> str | list[str]:
         names = value.split() if isinstance(value, str) else value
         if not names:
-            raise ValueError("name some components (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers)")
+            raise ValueError("name some components (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers, qkv)")
         return value
 
     def settings(self) -> StudySpec:

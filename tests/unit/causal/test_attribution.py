@@ -10,7 +10,7 @@ import torch
 
 from probes.causal.attribution import AttributionError, attribute, verify
 from probes.causal.behaviour import Batch, Behaviour, LogitDiff, MinimalPairs, PooledPayload
-from probes.causal.components import MLP, Head, Neurons, Resid, all_heads, all_mlps
+from probes.causal.components import MLP, Head, HeadInput, Neurons, Resid, all_head_inputs, all_heads, all_mlps
 from probes.causal.evaluator import Evaluator
 from probes.causal.patching import aligned_pairs, patch_evaluator
 from probes.core import models as models_mod
@@ -27,11 +27,11 @@ class LinearReadout(Behaviour):
 
     name = "linear_readout"
 
-    def __init__(self, texts, weight: torch.Tensor):
-        self.texts, self.weight = list(texts), weight
+    def __init__(self, texts, weight: torch.Tensor, site: str = "hook_resid_post"):
+        self.texts, self.weight, self.site = list(texts), weight, site
 
     def readout(self, lm):
-        return f"blocks.{lm.shape.n_layers - 1}.hook_resid_post"
+        return f"blocks.{lm.shape.n_layers - 1}.{self.site}"
 
     def prepare(self, lm):
         enc = encode(lm.tokenizer, self.texts)
@@ -72,6 +72,49 @@ def test_atp_is_exact_where_the_metric_is_linear_in_the_component(tiny_folders, 
     exact = ev.effects([[c] for c in components])
     np.testing.assert_allclose(frame.attrs["per_example"], exact, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(frame["estimate"], exact.mean(1), rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize(("arch", "kind"), [("gpt_neox", "zero"), ("gpt_neox", "mean"), ("llama", "resample")])
+def test_the_qk_fix_is_exact_where_the_metric_is_linear_in_the_pattern(tiny_folders, arch, kind):
+    # the last block's attention output is its patterns times its values: linear in each pattern, so linearising
+    # only after the exact pattern change leaves nothing out; the plain gradient through the softmax does
+    lm = _double(tiny_folders[arch])
+    last = lm.shape.n_layers - 1
+    weight = torch.randn(lm.shape.d_model, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ev = Evaluator(lm, LinearReadout(TEXTS, weight, "hook_attn_out"), kind=kind)
+    components = [
+        *all_head_inputs(lm.shape, [last]),
+        HeadInput(last, 1, "q", at=3),
+        HeadInput(last, 1, "k", at=2),
+        HeadInput(last, 0, "k", at=0),
+    ]
+    exact = ev.effects([[c] for c in components])
+    star = attribute(ev, components, method="atp*")
+    # (GPT-NeoX's rotary runs in float32 in a float64 model: agreement to a few parts in 10^7)
+    np.testing.assert_allclose(star.attrs["per_example"], exact, rtol=1e-5, atol=1e-6)
+    plain = attribute(ev, components)
+    qk = [i for i, c in enumerate(components) if c.which != "v"]
+    values = [i for i, c in enumerate(components) if c.which == "v"]
+    assert np.abs(plain.attrs["per_example"][qk] - exact[qk]).max() > 1e-3  # the softmax is not linear
+    np.testing.assert_allclose(plain.attrs["per_example"][values], exact[values], rtol=1e-5, atol=1e-6)
+    if arch == "llama":  # grouped-query attention: a key-value head reaches two query heads
+        assert lm.shape.n_kv_heads == 2 < lm.shape.n_heads
+
+
+def test_qk_components_parse_check_and_ablate_their_columns(tiny_folders):
+    from probes.causal.components import ComponentError, components_from, parse_component
+
+    lm = models_mod.load(tiny_folders["llama"])
+    assert parse_component("L1H3.q@2") == HeadInput(1, 3, "q", at=2)
+    assert str(parse_component("L0H1.v")) == "L0H1.v"
+    with pytest.raises(ComponentError, match="key-value heads 0..1"):
+        parse_component("L0H3.k", lm.shape)
+    assert len(components_from("qkv", lm.shape)) == 2 * (4 + 2 + 2)
+    # zeroing a key-value head's value zeroes what its two query heads write
+    ev = Evaluator(lm, MinimalPairs(agreement_pairs(4, seed=5)), kind="zero")
+    both = ev.values([[HeadInput(0, 1, "v")]])
+    heads = ev.values([[Head(0, 2), Head(0, 3)]])
+    np.testing.assert_allclose(both, heads, rtol=1e-5, atol=1e-6)
 
 
 def _finite_difference(ev: Evaluator, component, eps: float = 3e-3) -> np.ndarray:

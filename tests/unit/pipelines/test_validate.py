@@ -87,12 +87,17 @@ def test_every_verdict_reads_its_planted_case_and_a_rerun_resumes(tmp_path):
     pd.testing.assert_frame_equal(again.reset_index(drop=True), saved, check_dtype=False)
     # The README shows this table, as the command prints it.
     shown = README.read_text().split("<!-- validate table -->\n")[1].split("\n<!-- /validate table -->")[0]
-    # Same words; numbers within 0.02 (the trained case's last digits may move with the thread count or device).
+    # Same words; numbers within 0.02, but for the trained case's: training on another CPU sums its floats in
+    # another order and trains another model (seen: R^2 -1.759 on one machine, -1.929 on another, both the
+    # conjunctive case), so its verdict is what must agree.
     number = re.compile(r"[-+]?\d+\.\d+")
     assert number.sub("#", shown) == number.sub("#", markdown_table(saved))
+    hand_set = [line for line in shown.splitlines() if not line.startswith("| induction |")]
+    measured = [line for line in markdown_table(saved).splitlines() if not line.startswith("| induction |")]
+    assert len(hand_set) == len(measured) == len(shown.splitlines()) - 1
     np.testing.assert_allclose(
-        [float(x) for x in number.findall(shown)],
-        [float(x) for x in number.findall(markdown_table(saved))],
+        [float(x) for x in number.findall("\n".join(hand_set))],
+        [float(x) for x in number.findall("\n".join(measured))],
         atol=0.02,
         rtol=0.01,
     )
