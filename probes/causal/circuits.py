@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from analysis.errors import ProbesError
-from probes.causal.attribution import _example_index, _plan
+from probes.causal.attribution import Verification, _example_index, _plan, checked_frame, pick_for_verification
 from probes.causal.components import MLP, Component, Head, Resid
 from probes.causal.evaluator import Evaluator, _StopForward
 from probes.core.adapters import out_width, qkv_columns
@@ -142,6 +142,18 @@ class Graph:
         r, u = np.nonzero(self.allowed)
         return r, u
 
+    def mask(self, edges: Sequence[str]) -> np.ndarray:
+        """(readers, writers) bool of the named edges ("L0H1->L2H3.k")."""
+        readers = {name: i for i, name in enumerate(self.readers)}
+        writers = {name: j for j, name in enumerate(self.writers)}
+        out = np.zeros(self.allowed.shape, dtype=bool)
+        for edge in edges:
+            writer, _, reader = edge.partition("->")
+            if writer not in writers or reader not in readers or not self.allowed[readers[reader], writers[writer]]:
+                raise CircuitError(f"no edge {edge!r} in this model's graph (write it as L0H1->L2H3.k)")
+            out[readers[reader], writers[writer]] = True
+        return out
+
 
 @dataclass
 class EdgeScores:
@@ -170,7 +182,8 @@ class EdgeScores:
         return kept
 
     def frame(self) -> pd.DataFrame:
-        """One row per edge, largest |score| first: writer, reader, their blocks, score and its standard error."""
+        """One row per edge, largest |estimate| first: writer, reader, the estimate of the edge's effect and its
+        standard error over examples, and ``score`` (|estimate|, what edges are ranked by)."""
         g = self.graph
         r, u = g.edge_names()
         per = self.per_example[:, r, u]
@@ -180,14 +193,13 @@ class EdgeScores:
                 "edge": [f"{g.writers[j]}->{g.readers[i]}" for i, j in zip(r, u)],
                 "writer": [g.writers[j] for j in u],
                 "reader": [g.readers[i] for i in r],
-                "score": per.mean(0),
+                "estimate": per.mean(0),
                 "stderr": per.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.nan,
             }
         )
+        frame["score"] = frame["estimate"].abs()
         frame["method"] = self.method
-        return frame.reindex(frame["score"].abs().sort_values(ascending=False, kind="stable").index).reset_index(
-            drop=True
-        )
+        return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 @dataclass
@@ -557,6 +569,18 @@ class EdgeEvaluator:
         return out * g.allowed[None]
 
 
+def verify_edges(
+    edges: EdgeEvaluator, frame: pd.DataFrame, *, top: int = 10, sample: int = 20, seed: int = 0
+) -> Verification:
+    """Remove the ``top`` edges by score and a random ``sample`` of the others one at a time, exactly, and compare
+    their effects with the estimates (``frame``: ``EdgeScores.frame()``)."""
+    chosen, sampled = pick_for_verification(frame["score"].to_numpy(), top, sample, seed)
+    names = frame["edge"].to_numpy()
+    effects = edges.values([edges.graph.mask([names[i]]) for i in chosen + sampled]) - edges.ev.clean[None]
+    picked = frame[["edge", "writer", "reader", "estimate", "score"]].rename(columns={"edge": "component"})
+    return Verification.of(checked_frame(picked, chosen, sampled, effects))
+
+
 def _module(base: torch.nn.Module, path: str | None) -> torch.nn.Module | None:
     return None if path is None else base.get_submodule(path)
 
@@ -617,6 +641,47 @@ class FaithfulnessCurve:
             return point, float(np.nanpercentile(draws_arr, 2.5)) if len(reached) else np.nan, 1.0
         return point, float(np.percentile(reached, 2.5)), float(np.percentile(reached, 97.5))
 
+    def values_frame(self) -> pd.DataFrame:
+        """Every measured value, one row per circuit and example (what ``from_values`` rebuilds the curve from)."""
+        parts = [
+            ("full", 0, -1, self.full),
+            ("empty", 0, -1, self.empty),
+            *(("top", k, -1, self.top[i]) for i, k in enumerate(self.sizes)),
+            *(
+                ("random", k, j, self.random[i, j])
+                for i, k in enumerate(self.random_sizes)
+                for j in range(self.random.shape[1])
+            ),
+        ]
+        return pd.DataFrame(
+            [
+                {"circuit": c, "edges": k, "draw": d, "example": e, "value": float(v)}
+                for c, k, d, values in parts
+                for e, v in enumerate(values)
+            ]
+        )
+
+    @classmethod
+    def from_values(cls, frame: pd.DataFrame, n_edges: int, method: str = "") -> FaithfulnessCurve:
+        def block(circuit: str) -> pd.DataFrame:
+            return frame[frame["circuit"] == circuit].sort_values(["edges", "draw", "example"], kind="stable")
+
+        n = int(frame["example"].max()) + 1
+        top, random = block("top"), block("random")
+        sizes = sorted(int(k) for k in top["edges"].unique())
+        random_sizes = sorted(int(k) for k in random["edges"].unique())
+        draws = int(random["draw"].max()) + 1 if len(random) else 0
+        return cls(
+            sizes,
+            n_edges,
+            top["value"].to_numpy().reshape(len(sizes), n),
+            random_sizes,
+            random["value"].to_numpy().reshape(len(random_sizes), draws, n),
+            block("full")["value"].to_numpy(),
+            block("empty")["value"].to_numpy(),
+            method,
+        )
+
     def frame(self) -> pd.DataFrame:
         """One row per measured circuit: size, share of edges, mean value, faithfulness; random ones by draw."""
         rows = []
@@ -658,7 +723,7 @@ def size_grid(n_edges: int, points: int = 12) -> list[int]:
 
 def faithfulness_curve(
     edges: EdgeEvaluator,
-    scores: EdgeScores,
+    scores: EdgeScores | Sequence[str],
     *,
     sizes: Sequence[int] | None = None,
     n_random: int = 3,
@@ -667,24 +732,31 @@ def faithfulness_curve(
     seed: int = 0,
     progress: bool = False,
 ) -> FaithfulnessCurve:
-    """Top-k circuits by ``scores`` at ``sizes`` (default: ``size_grid``), each measured exactly, beside ``n_random``
-    random edge sets of each size; ``refine`` bisects between the sizes around the first faithful one (mean
-    faithfulness at least ``target``), so the smallest faithful size is found to one edge."""
+    """Top-k circuits by ``scores`` (or edge names, strongest first) at ``sizes`` (default: ``size_grid``), each
+    measured exactly, beside ``n_random`` random edge sets of each size; ``refine`` bisects between the sizes
+    around the first faithful one (mean faithfulness at least ``target``), so the smallest faithful size is found
+    to one edge."""
     from tqdm.auto import tqdm
 
     g = edges.graph
+    if isinstance(scores, EdgeScores):
+        circuit, method = scores.circuit, scores.method
+    else:
+        ranked = list(scores)
+        circuit, method = (lambda k: g.mask(ranked[:k])), ""
     n_edges = g.n_edges
     grid = sorted({int(k) for k in (sizes or size_grid(n_edges))})
     if not grid or grid[0] < 1 or grid[-1] > n_edges:
         raise CircuitError(f"circuit sizes run from 1 to the graph's {n_edges} edges, got {grid}")
-    bar = tqdm(total=2 + len(grid) * (1 + n_random), desc="circuits", unit="circuit", disable=not progress)
+    bar = tqdm(desc="circuits", unit="circuit", disable=not progress)  # bisection adds an unknown few
+    bar.set_postfix_str(f"{n_edges} edges")
     full, empty = edges.circuit_values([g.allowed, np.zeros_like(g.allowed)])
     bar.update(2)
     measured: dict[int, np.ndarray] = {}
 
     def top(k: int) -> np.ndarray:
         if k not in measured:
-            measured[k] = edges.circuit_values([scores.circuit(k)])[0]
+            measured[k] = edges.circuit_values([circuit(k)])[0]
             bar.update(1)
         return measured[k]
 
@@ -695,13 +767,13 @@ def faithfulness_curve(
 
     for k in grid:
         top(k)
-    if refine:
-        first = next((i for i, k in enumerate(grid) if faithful(k)), None)
-        if first is not None:
-            low, high = (grid[first - 1] if first > 0 else 0), grid[first]
-            while high - low > 1:  # the smallest faithful size between two grid points, by bisection
-                middle = (low + high) // 2
-                low, high = (low, middle) if faithful(middle) else (middle, high)
+    first = next((i for i, k in enumerate(grid) if faithful(k)), None)
+    if refine and first is not None:
+        low, high = (grid[first - 1] if first > 0 else 0), grid[first]
+        while high - low > 1:  # the smallest faithful size between two grid points, by bisection
+            middle = (low + high) // 2
+            low, high = (low, middle) if faithful(middle) else (middle, high)
+        grid = sorted({*grid, high})  # random circuits of the smallest faithful size too: its baseline
     rng = np.random.default_rng(seed)
     edge_flat = np.flatnonzero(g.allowed)
     random = np.zeros((len(grid), n_random, len(full)))
@@ -716,6 +788,4 @@ def faithfulness_curve(
         bar.update(n_random)
     bar.close()
     ks = sorted(measured)
-    return FaithfulnessCurve(
-        ks, n_edges, np.stack([measured[k] for k in ks]), grid, random, full, empty, method=scores.method
-    )
+    return FaithfulnessCurve(ks, n_edges, np.stack([measured[k] for k in ks]), grid, random, full, empty, method=method)

@@ -13,7 +13,9 @@ from typing import Any
 
 from probes.pipelines.specs import (
     AblationSpec,
+    AttributeSpec,
     CaptureSpec,
+    CircuitSpec,
     DemoSpec,
     HeadsSpec,
     LadderEvalSpec,
@@ -140,6 +142,21 @@ def _ablate(options: dict[str, Any], out: Path | None) -> None:
     print(f"\nresults: {out / 'results.csv'}")
 
 
+def _attribute(options: dict[str, Any], out: Path | None, spec_type: type[AttributeSpec] = AttributeSpec) -> None:
+    from probes.pipelines.attribute import run_attribute
+
+    assert out is not None
+    spec = _spec(spec_type, options)
+    result = run_attribute(spec, out)
+    print()
+    print(result.summary(spec))
+    print(f"\nresults: {out / 'results.csv'}")
+
+
+def _circuit(options: dict[str, Any], out: Path | None) -> None:
+    _attribute(options, out, CircuitSpec)
+
+
 def _heads(options: dict[str, Any], out: Path | None) -> None:
     from probes.pipelines import heads
 
@@ -246,6 +263,31 @@ COMMANDS: tuple[Command, ...] = (
         _ablate,
         AblationSpec,
         Out("output folder (results.csv, run.json, stages/)", required=True),
+    ),
+    Command(
+        "attribute",
+        "attribution patching: every component's (AtP, AtP*) or edge's (EAP, EAP-IG) effect from gradients",
+        "Estimate the effect of ablating (or patching) every component, or of removing every edge between them, from "
+        "one forward and one backward pass (AtP; AtP* adds the QK fix for queries and keys and GradDrop; EAP-IG "
+        "integrates the gradients from the counterfactual to the clean input); then re-measure the strongest and a "
+        "random sample exactly and report how well the estimates hold. Resumes when re-run.",
+        _attribute,
+        AttributeSpec,
+        Out(
+            "output folder (results.csv, stages/attribution.csv or edges.csv, stages/verify.csv, run.json)",
+            required=True,
+        ),
+    ),
+    Command(
+        "circuit",
+        "circuit discovery: edges scored, then circuits of the top edges measured exactly against random ones",
+        "Score every edge (EAP-IG or EAP), keep the top k edges for k from one to all, and measure each circuit "
+        "exactly (every other edge ablated or patched), beside random circuits of the same size: the faithfulness "
+        "curve, and the smallest share of edges that keeps the target share of the behaviour, with its interval "
+        "over examples. Resumes when re-run.",
+        _circuit,
+        CircuitSpec,
+        Out("output folder (results.csv, stages/edges.csv, stages/circuits.csv, run.json)", required=True),
     ),
     Command(
         "heads",

@@ -136,6 +136,13 @@ class LensSpec(ModelOptions):
     seed: int = Field(0, **_meta("seed of the training batches, the behaviour's examples and the intervals"))
 
 
+def _check_components(value: str | list[str]) -> str | list[str]:
+    names = value.split() if isinstance(value, str) else value
+    if not names:
+        raise ValueError("name some components (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers, qkv)")
+    return value
+
+
 class StudySpec(Spec):
     """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
 
@@ -159,13 +166,18 @@ class StudySpec(Spec):
     n_boot: int = Field(200, ge=10, **_meta("bootstrap resamples of the additivity R^2's CI"))
     seed: int = Field(0, **_meta("seed of the sampled orders, subsets and bootstrap"))
 
+    select: Literal["exact", "atp", "atp*"] = Field(
+        "exact",
+        **_meta(
+            "how the top k are chosen: exact single effects of every component (one forward each), or their "
+            "attribution estimates (one forward and backward pass; the top k are then measured exactly)"
+        ),
+    )
+
     @field_validator("components")
     @classmethod
     def _components(cls, value: str | list[str]) -> str | list[str]:
-        names = value.split() if isinstance(value, str) else value
-        if not names:
-            raise ValueError("name some components (L3H5 L4.mlp) or a set (heads, mlps, heads+mlps, layers, qkv)")
-        return value
+        return _check_components(value)
 
     def settings(self) -> StudySpec:
         """Only the study's own settings (what ``ablation_study`` takes)."""
@@ -218,6 +230,87 @@ class AblationSpec(StudySpec, ModelOptions):
     def _erase_layers(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and (not value or any(layer < 0 for layer in value)):
             raise ValueError("layer numbers are whole numbers >= 0 (0 = embeddings)")
+        return value
+
+
+class AttributeSpec(ModelOptions):
+    """``probes attribute``: every component's (AtP, AtP*) or every edge's (EAP, EAP-IG) effect on a behaviour,
+    estimated from gradients; the strongest and a random sample are then measured exactly."""
+
+    behaviour: str | None = Field(
+        None,
+        **_meta(
+            "agreement (default), agreement-simple, agreement-copula, induction, pairs, loss, ... (as probes ablate); "
+            "the metric must be differentiable"
+        ),
+    )
+    data: str | None = Field(
+        None,
+        **_meta(
+            "file for the behaviour (as probes ablate); with --kind patch, a JSONL of prompt pairs: clean, corrupt, "
+            "answer, wrong"
+        ),
+    )
+    n: int = Field(64, ge=1, **_meta("generated examples"))
+    kind: Literal["zero", "mean", "resample", "patch"] = Field(
+        "mean",
+        **_meta(
+            "the counterfactual: zero, mean or resample ablation, or patch (the clean prompts run, each part takes "
+            "its value from the corrupted prompts': --behaviour agreement's generated pairs, or --data)"
+        ),
+    )
+    method: Literal["atp", "atp*", "eap", "eap-ig"] = Field(
+        "atp*",
+        **_meta(
+            "atp: first-order estimate per component; atp*: with the QK fix and GradDrop; eap: per edge; eap-ig: per "
+            "edge, gradients integrated from the counterfactual to the clean input"
+        ),
+    )
+    components: str | list[str] = Field(
+        "heads+mlps",
+        **_meta("for atp and atp*: heads, mlps, heads+mlps, layers, qkv, or names such as L3H5 L4.mlp", nargs="+"),
+    )
+    steps: int = Field(5, ge=1, **_meta("eap-ig: points on the path from the counterfactual to the clean input"))
+    exact: bool = Field(
+        False,
+        **_meta(
+            "also measure every component's exact effect (a forward per component), for the exact map beside the "
+            "attribution map"
+        ),
+    )
+    verify_top: int = Field(10, ge=1, **_meta("the strongest this many, re-measured exactly"))
+    verify_sample: int = Field(20, ge=0, **_meta("and a random sample of this many of the rest"))
+    seed: int = Field(0, **_meta("seed of the examples, the reference statistics and the verification sample"))
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, value: str | list[str]) -> str | list[str]:
+        return _check_components(value)
+
+    @property
+    def edges(self) -> bool:
+        return self.method in ("eap", "eap-ig")
+
+
+class CircuitSpec(AttributeSpec):
+    """``probes circuit``: edges scored (EAP, EAP-IG), then circuits of the top edges measured exactly against
+    random circuits of the same size, and the smallest share of edges that keeps ``target`` of the behaviour."""
+
+    method: Literal["eap", "eap-ig"] = Field(  # the edge methods only
+        "eap-ig", **_meta("eap or eap-ig (gradients integrated from the counterfactual to the clean input)")
+    )
+    sizes: list[int] | None = Field(
+        None, **_meta("circuit sizes in edges (default: 12 from one edge to all, evenly in log size)")
+    )
+    random: int = Field(3, ge=0, **_meta("random circuits of each size, the baseline"))
+    target: float = Field(0.8, gt=0, le=1, **_meta("the share of the behaviour a faithful circuit keeps"))
+    n_boot: int = Field(1000, ge=10, **_meta("bootstrap resamples (examples) of the smallest share's interval"))
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 1):
+            raise ValueError("circuit sizes are whole numbers of edges, at least 1")
         return value
 
 

@@ -6,6 +6,7 @@ and on the planted zoo the circuit found against the one planted."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from architectures import tiny_config
@@ -13,7 +14,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from probes.causal.attribution import attribute
 from probes.causal.behaviour import EmbeddingCosine, LogitDiff, MinimalPairs
-from probes.causal.circuits import CircuitError, EdgeEvaluator, Graph, faithfulness_curve, size_grid
+from probes.causal.circuits import (
+    CircuitError,
+    EdgeEvaluator,
+    FaithfulnessCurve,
+    Graph,
+    faithfulness_curve,
+    size_grid,
+    verify_edges,
+)
 from probes.causal.components import Resid
 from probes.causal.evaluator import Evaluator
 from probes.causal.patching import aligned_pairs, patch_evaluator
@@ -182,7 +191,8 @@ def test_faithfulness_curve_ends_at_one_and_finds_the_smallest_faithful_circuit(
     ev, _ = _patching(lm)
     edges = EdgeEvaluator(ev)
     scores = edges.scores("eap-ig", steps=3)
-    curve = faithfulness_curve(edges, scores, sizes=[1, 4, 16, 64, edges.graph.n_edges], n_random=2, target=0.8)
+    assert edges.graph.n_edges == 82
+    curve = faithfulness_curve(edges, scores, sizes=[1, 4, 16, 64, 82], n_random=2, target=0.8)
     faithful = dict(zip(curve.sizes, curve.faithfulness()))
     assert faithful[edges.graph.n_edges] == pytest.approx(1.0, abs=1e-6)
     share, low, high = curve.smallest_share(0.8, n_boot=200)
@@ -190,9 +200,18 @@ def test_faithfulness_curve_ends_at_one_and_finds_the_smallest_faithful_circuit(
     assert faithful[k] >= 0.8 and all(f < 0.8 for s, f in faithful.items() if s < k)  # bisected to one edge
     assert k - 1 in faithful or k == 1
     assert low <= share <= high
+    # every attribution run checks itself: single edges removed exactly, beside their estimates
+    check = verify_edges(edges, scores.frame(), top=3, sample=5)
+    assert list(check.checked["chosen"]) == ["top"] * 3 + ["sample"] * 5
+    first = check.checked.iloc[0]
+    alone = edges.values([edges.graph.mask([first["component"]])])[0] - ev.clean
+    assert first["exact"] == pytest.approx(alone.mean())
     frame = curve.frame()
     assert set(frame["circuit"]) == {"top", "random"}
-    assert len(frame[frame["circuit"] == "random"]) == 5 * 2
+    assert sorted(set(frame[frame["circuit"] == "random"]["edges"])) == sorted({1, 4, 16, 64, 82, k} - {0})
+    assert len(frame[frame["circuit"] == "random"]) == len({1, 4, 16, 64, 82, k}) * 2  # the faithful size's too
+    back = FaithfulnessCurve.from_values(curve.values_frame(), curve.n_edges, curve.method)
+    pd.testing.assert_frame_equal(back.frame(), frame)
     # each measured top-k circuit is what circuit_values gives for it
     again = edges.circuit_values([scores.circuit(16)])[0].mean()
     assert frame[(frame["circuit"] == "top") & (frame["edges"] == 16)]["value"].item() == pytest.approx(again)

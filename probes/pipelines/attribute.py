@@ -1,0 +1,266 @@
+"""``probes attribute`` and ``probes circuit``: attribution and circuits of one behaviour, into a run folder.
+
+    run_attribute(AttributeSpec(model="smollm2-135m", method="atp*"), "runs/attribute")
+    run_circuit(CircuitSpec(model="smollm2-135m", behaviour="agreement-copula"), "runs/circuit")
+
+``attribute`` writes ``stages/attribution.csv`` (one row per component: estimate, its standard error, score;
+AtP*'s GradDrop) or ``stages/edges.csv`` (one row per edge), ``stages/verify.csv`` (the top and a random sample
+re-measured exactly), with ``--exact`` ``stages/exact.csv`` (every component's exact effect), and
+``results.csv``: tidy rows (``probe`` "attribution:METHOD:KIND"). ``circuit`` adds ``stages/circuits.csv``
+(every circuit's value per example: the full and empty circuits, the top-k and random ones) and rows of
+faithfulness per size and the smallest share of edges that keeps the target. A re-run reuses every
+finished stage.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.results import tidy
+from probes.causal.attribution import Verification, attribute, verify
+from probes.causal.behaviour import BehaviourError, default_behaviour, make_behaviour
+from probes.causal.circuits import EdgeEvaluator, FaithfulnessCurve, Graph, faithfulness_curve, verify_edges
+from probes.causal.components import Component, components_from
+from probes.causal.evaluator import Evaluator, single_effects
+from probes.causal.patching import aligned_pairs, patch_evaluator
+from probes.core.models import LoadedModel, load, resolve
+from probes.pipelines.run import RunFolder
+from probes.pipelines.specs import AttributeSpec, CircuitSpec
+
+EDGE_ROWS = 500  # edges with a row of their own in results.csv (all of them are in stages/edges.csv)
+
+
+def patch_prompts(spec: AttributeSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Clean prompts, corrupted prompts and (right, wrong) answers: ``--data`` JSONL rows, or the generated
+    agreement prompts (the subject's number flipped)."""
+    from probes.core.data import iter_jsonl
+    from probes.probing.datasets.grammar import agreement_prompts
+
+    if spec.data:
+        rows = []
+        for number, row in iter_jsonl(Path(spec.data)):
+            if not isinstance(row, dict) or not {"clean", "corrupt", "answer", "wrong"} <= set(row):
+                raise BehaviourError(f"{spec.data}:{number}: a prompt pair needs clean, corrupt, answer and wrong")
+            rows.append(row)
+    elif spec.behaviour in (None, "agreement"):
+        rows = agreement_prompts(spec.n, seed=spec.seed)
+    else:
+        raise BehaviourError(
+            f"--kind patch runs clean prompts with values from corrupted ones, which behaviour {spec.behaviour!r} "
+            "does not have: use --behaviour agreement (generated pairs) or --data FILE.jsonl (clean, corrupt, answer, "
+            "wrong)"
+        )
+    rows = rows[: spec.n]
+    return [r["clean"] for r in rows], [r["corrupt"] for r in rows], [(r["answer"], r["wrong"]) for r in rows]
+
+
+def counterfactual(lm: LoadedModel, spec: AttributeSpec, components: list[Component]) -> Evaluator:
+    """The Evaluator the spec asks for: its behaviour under zero, mean or resample ablation, or its clean prompts
+    with the corrupted prompts' values patched in (pairs that tokenise unequally are left out, and said so)."""
+    if spec.kind != "patch":
+        behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
+        return Evaluator(lm, behaviour, kind=spec.kind, components=components, seed=spec.seed)
+    clean, corrupt, answers = patch_prompts(spec)
+    keep = aligned_pairs(lm, clean, corrupt, answers)
+    if not keep:
+        raise BehaviourError(
+            "no prompt pair tokenises to equal lengths with answers that differ at their first token: nothing to patch"
+        )
+    if len(keep) < len(clean):
+        print(f"patching: {len(clean) - len(keep)} of {len(clean)} prompt pairs differ in token length; left out")
+    pick = lambda xs: [xs[i] for i in keep]
+    ev, _ = patch_evaluator(lm, pick(clean), pick(corrupt), pick(answers), components, direction="noise")
+    return ev
+
+
+@dataclass
+class AttributionRun:
+    """What ``run_attribute`` (and ``run_circuit``) leave in memory: the tables of the run folder."""
+
+    frame: pd.DataFrame  # one row per component or edge
+    verification: Verification
+    n_examples: int
+    exact: pd.DataFrame | None = None
+    curve: FaithfulnessCurve | None = None
+    share: tuple[float, float, float] | None = None  # smallest share of edges keeping the target, and its CI
+
+    def summary(self, spec: AttributeSpec) -> str:
+        what = "edges" if spec.edges else "components"
+        top = self.frame.sort_values("score", ascending=False, kind="stable").head(5)
+        name = "edge" if spec.edges else "component"
+        lines = [
+            f"{spec.method} ({spec.kind}) over {len(self.frame)} {what}; largest: "
+            + ", ".join(f"{r[name]} {r['estimate']:+.4f}" for _, r in top.iterrows()),
+            "verification: " + self.verification.summary(),
+        ]
+        if self.curve is not None and self.share is not None:
+            share, low, high = self.share
+            target = f"{spec.target:.0%}" if isinstance(spec, CircuitSpec) else ""
+            lines.append(
+                f"circuits: no measured circuit keeps {target} of the behaviour"
+                if not np.isfinite(share)
+                else f"circuits: {share:.2%} of the {self.curve.n_edges} edges keep {target} of the behaviour "
+                f"[{low:.2%}, {high:.2%}]"
+            )
+        return "\n".join(lines)
+
+
+def _components(lm: LoadedModel, spec: AttributeSpec) -> list[Component]:
+    if spec.edges:
+        shape = lm.shape
+        return Graph(shape.n_layers, shape.n_heads, shape.n_kv_heads, lm.adapter.parallel).writer_components()
+    return components_from(spec.components, lm.shape)
+
+
+def _interval(value: float, stderr: float) -> dict:
+    """A value with its normal 95% interval (none where the standard error is unknown)."""
+    half = 1.96 * stderr if np.isfinite(stderr) else np.nan
+    return {"value": value, "ci_low": value - half, "ci_high": value + half}
+
+
+def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[Component]) -> list[dict]:
+    probe = f"attribution:{spec.method}:{spec.kind}"
+    rows = []
+    if spec.edges:
+        for r in run.frame.head(EDGE_ROWS).itertuples():
+            rows.append({"component": r.edge, "metric": "edge_attribution", **_interval(r.estimate, r.stderr)})
+    else:
+        sites = {c.name: c.site for c in components}
+        for r in run.frame.itertuples():
+            half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
+            base = {"component": r.component, "layer": r.layer, "site": sites[r.component]}
+            rows.append(
+                {
+                    **base,
+                    "metric": "attribution",
+                    "value": r.estimate,
+                    "ci_low": r.estimate - half,
+                    "ci_high": r.estimate + half,
+                }
+            )
+            if "graddrop" in run.frame.columns:
+                rows.append({**base, "metric": "graddrop", "value": r.graddrop})
+    verified = run.verification.rows()
+    if run.exact is not None:  # every component's exact effect: the verified ones are among them
+        verified = [r for r in verified if r["metric"] != "exact_effect"]
+        for r in run.exact.itertuples():
+            verified.append(
+                {"component": r.component, "layer": r.layer, "metric": "exact_effect", **_interval(r.effect, r.stderr)}
+            )
+    rows += verified
+    if run.curve is not None and run.share is not None and isinstance(spec, CircuitSpec):
+        curve = run.curve
+        faithful = curve.faithfulness()
+        for size, f in zip(curve.sizes, faithful):
+            rows.append({"component": f"top {size}", "metric": "faithfulness", "value": f, "edges": size})
+        random = curve.random_faithfulness()
+        for size, draws in zip(curve.random_sizes, random):
+            if len(draws):
+                rows.append(
+                    {
+                        "component": f"random {size}",
+                        "metric": "random_faithfulness",
+                        "value": float(draws.mean()),
+                        "ci_low": float(draws.min()),
+                        "ci_high": float(draws.max()),
+                        "edges": size,
+                        "n": len(draws),
+                    }
+                )
+        share, low, high = run.share
+        k = round(share * curve.n_edges) if np.isfinite(share) else None
+        at = [i for i, size in enumerate(curve.random_sizes) if k is not None and size >= k]
+        rows += [
+            {"metric": "circuit_share", "value": share, "ci_low": low, "ci_high": high, "target": spec.target},
+            {"metric": "circuit_edges", "value": np.nan if k is None else k, "target": spec.target},
+            {"metric": "graph_edges", "value": curve.n_edges},
+            {"metric": "clean_value", "value": float(curve.full.mean())},
+            {"metric": "empty_circuit_value", "value": float(curve.empty.mean())},
+        ]
+        if at and random.shape[1]:  # random circuits of the faithful size (or the next measured): the baseline
+            rows.append(
+                {
+                    "metric": "random_faithfulness_at_share",
+                    "value": float(random[at[0]].mean()),
+                    "edges": curve.random_sizes[at[0]],
+                }
+            )
+    for row in rows:
+        row.update(model=spec.model, task=task, probe=probe)
+        row.setdefault("n", run.n_examples)
+    return rows
+
+
+def _attribution(run: RunFolder, lm: LoadedModel, spec: AttributeSpec, progress: bool) -> tuple[AttributionRun, list]:
+    components = _components(lm, spec)
+    ev = counterfactual(lm, spec, components)
+    if spec.edges:
+        edges = EdgeEvaluator(ev)
+        frame = run.frame(
+            "stages/edges.csv", lambda: edges.scores(spec.method, steps=spec.steps, progress=progress).frame()
+        )
+        checked = run.frame(
+            "stages/verify.csv",
+            lambda: verify_edges(edges, frame, top=spec.verify_top, sample=spec.verify_sample, seed=spec.seed).checked,
+        )
+        result = AttributionRun(frame, Verification.of(checked), ev.n_examples)
+        if isinstance(spec, CircuitSpec):
+            n_edges = edges.graph.n_edges
+
+            def curve() -> pd.DataFrame:
+                measured = faithfulness_curve(
+                    edges,
+                    frame["edge"].tolist(),  # strongest first, as the edge table is stored
+                    sizes=spec.sizes,
+                    n_random=spec.random,
+                    target=spec.target,
+                    seed=spec.seed,
+                    progress=progress,
+                )
+                return measured.values_frame()
+
+            values = run.frame("stages/circuits.csv", curve)
+            result.curve = FaithfulnessCurve.from_values(values, n_edges, spec.method)
+            result.share = result.curve.smallest_share(spec.target, n_boot=spec.n_boot, seed=spec.seed)
+        return result, components
+    frame = run.frame(
+        "stages/attribution.csv", lambda: attribute(ev, components, method=spec.method, progress=progress)
+    )
+    checked = run.frame(
+        "stages/verify.csv",
+        lambda: verify(ev, frame, components, top=spec.verify_top, sample=spec.verify_sample, seed=spec.seed).checked,
+    )
+    result = AttributionRun(frame, Verification.of(checked), ev.n_examples)
+    if spec.exact:
+        result.exact = run.frame("stages/exact.csv", lambda: single_effects(ev, components))
+    return result, components
+
+
+def run_attribute(
+    spec: AttributeSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, progress: bool = True
+) -> AttributionRun:
+    """``probes attribute`` (and, given a ``CircuitSpec``, ``probes circuit``) into the run folder ``out``."""
+    source = resolve(spec.model, spec.revision)
+    command = "circuit" if isinstance(spec, CircuitSpec) else "attribute"
+    lm = lm or load(spec.model, **spec.load_options())
+    if not spec.edges:
+        components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
+    with RunFolder.open(
+        out, command=command, spec=spec.record(), seed=spec.seed, models={spec.model: source.identity()}
+    ) as run:
+        result, components = _attribution(run, lm, spec, progress)
+        task = spec.behaviour or default_behaviour(lm)
+        run.write_frame("results.csv", tidy(_rows(result, spec, task, components)))
+    return result
+
+
+def run_circuit(
+    spec: CircuitSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, progress: bool = True
+) -> AttributionRun:
+    """``probes circuit``: edges scored and verified, then the faithfulness curve, into the run folder ``out``."""
+    return run_attribute(spec, out, lm=lm, progress=progress)
