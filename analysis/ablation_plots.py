@@ -16,9 +16,9 @@ from .results import tidy
 _HEAD = re.compile(r"^L(\d+)H(\d+)$")
 
 
-def head_effect_grid(results: pd.DataFrame, *, model: str | None = None) -> np.ndarray:
-    """Single-head ``effect`` rows (components ``L{l}H{h}``) as a (layers, heads) array; NaN where not ablated."""
-    rows = _effects(results, model)
+def head_effect_grid(results: pd.DataFrame, *, model: str | None = None, metric: str = "effect") -> np.ndarray:
+    """Single-head ``metric`` rows (components ``L{l}H{h}``) as a (layers, heads) array; NaN where not measured."""
+    rows = _select(results, model, metric=metric)
     heads = [
         (int(m.group(1)), int(m.group(2)), v)
         for c, v in zip(rows["component"], rows["value"])

@@ -33,6 +33,11 @@ class Thresholds:
     # interaction share of the top components' joint effect
     adds_up: float = 0.2
     lives_in_interaction: float = 0.5
+    # circuits: the smallest share of edges whose top-k circuit keeps the target share of the behaviour; at most
+    # `small_circuit` (its CI's high end) it reduces to a few parts, at least `large_circuit` (low end) it needs
+    # most of the model; random circuits of that size must stay below the target
+    small_circuit: float = 0.05
+    large_circuit: float = 0.5
     # erasure: how many standard deviations of random-subspace erasures the concept's erasure must differ by
     erasure_sds: float = 3.0
     # scaling: a jump model must beat the smooth one by this much in AIC and BIC ...
@@ -196,6 +201,30 @@ def interaction_pattern(
         "emergent",
         case,
     )
+
+
+def circuit_reading(
+    share: float, low: float, high: float, random: float, target: float, t: Thresholds = THRESHOLDS
+) -> tuple[str, str | None]:
+    """The smallest share of edges whose top circuit keeps ``target`` of the behaviour (with its CI over examples),
+    and the faithfulness of random circuits of that size."""
+    if not _finite(share):
+        return "undefined: the behaviour does not change when every edge is removed", None
+    if _finite(random) and random >= target:
+        return (
+            f"random circuits of that size keep {random:.0%} too: the behaviour is spread thin, no circuit stands out",
+            None,
+        )
+    if _finite(high) and high <= t.small_circuit:
+        return f"a small circuit ({share:.1%} of the edges) keeps {target:.0%}: the behaviour reduces to a few parts", (
+            "reducible"
+        )
+    if _finite(low) and low >= t.large_circuit:
+        return (
+            f"even the best circuits need {share:.0%} of the edges: the behaviour needs most of the model",
+            "emergent",
+        )
+    return f"a circuit of {share:.1%} of the edges keeps {target:.0%}: neither small nor most of the model", None
 
 
 def decodability_reading(

@@ -39,13 +39,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import ablation_plots, head_plots, lens_plots, probe_plots, scale_plots
+from . import ablation_plots, attribution_plots, head_plots, lens_plots, probe_plots, scale_plots
 from .errors import ProbesError
 from .readings import (
     THRESHOLDS,
     additivity_case,
     additivity_lean,
     additivity_reading,
+    circuit_reading,
     compression_reading,
     concept_readable,
     decodability_reading,
@@ -320,7 +321,11 @@ def _ablations(results: pd.DataFrame) -> pd.DataFrame:
 
 def _probing(results: pd.DataFrame) -> pd.DataFrame:
     probe = results["probe"].astype(str)
-    return results[~probe.str.startswith(("ablation:", "amnesic:")) & results["probe"].notna()]
+    return results[~probe.str.startswith(("ablation:", "amnesic:", "attribution:")) & results["probe"].notna()]
+
+
+def _attribution(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"].astype(str).str.startswith("attribution:")]
 
 
 def _amnesic(results: pd.DataFrame) -> pd.DataFrame:
@@ -456,6 +461,32 @@ def ablation_card(model: str, task: str, rows: pd.DataFrame, amnesic: pd.DataFra
     )
 
 
+def circuit_card(model: str, task: str, rows: pd.DataFrame) -> Card:
+    """The circuit-size evidence of a ``probes circuit`` run."""
+    share = _scalar(rows, "circuit_share")
+    assert share is not None
+    random = _scalar(rows, "random_faithfulness_at_share")
+    edges, total = _scalar(rows, "circuit_edges"), _scalar(rows, "graph_edges")
+    target = float(share["target"]) if "target" in share and pd.notna(share["target"]) else 0.8
+    random_value = float(random["value"]) if random is not None else math.nan
+    text, lean = circuit_reading(share["value"], share["ci_low"], share["ci_high"], random_value, target)
+    count = (
+        f"{_fmt(edges['value'])} of {_fmt(total['value'])} edges; " if edges is not None and total is not None else ""
+    )
+    evidence = [
+        Evidence(
+            "reductionist",
+            f"circuit size: the smallest share of edges keeping {target:.0%} ({rows['probe'].iloc[0]})",
+            f"{count}{_ci(share['value'], share['ci_low'], share['ci_high'])}; random circuits of that size keep "
+            f"{_fmt(random_value)}",
+            text,
+            lean,
+            (share["value"], share["ci_low"], share["ci_high"]),
+        )
+    ]
+    return Card(f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence]))
+
+
 def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
     at_chance = verdicts["at_chance"] if "at_chance" in verdicts else pd.Series(False, index=verdicts.index)
     triples = list(zip(verdicts["metric"], verdicts["verdict"], at_chance.astype(bool)))
@@ -547,6 +578,10 @@ def scorecards(inputs: Inputs) -> list[Card]:
         cards.append(
             ablation_card(str(model), str(task), rows, amnesic[(amnesic["model"] == model) & (amnesic["task"] == task)])
         )
+    attributed = _attribution(inputs.results)
+    for (model, task), rows in attributed.groupby(["model", "task"], sort=False):
+        if (rows["metric"] == "circuit_share").any():
+            cards.append(circuit_card(str(model), str(task), rows))
     if inputs.verdicts is not None:
         for (family, task), rows in inputs.verdicts.groupby(["family", "task"], sort=False):
             cards.append(scale_card(str(family), str(task), rows))
@@ -634,6 +669,54 @@ def ablation_section(inputs: Inputs) -> Section | None:
         if (rows["metric"] == "shapley").any():
             section.blocks.append(
                 figure(ablation_plots.shapley_bars(rows, model=model), f"{model}: Shapley values on {task}")
+            )
+    return section
+
+
+def attribution_section(inputs: Inputs) -> Section | None:
+    attributed = _attribution(inputs.results)
+    if attributed.empty:
+        return None
+    section = Section("attribution", "Attribution and circuits: which parts carry the behaviour?")
+    section.blocks.append(
+        "Attribution patching estimates every component's effect (AtP, AtP* with the QK fix and GradDrop) or every "
+        "edge's (EAP, EAP-IG) from gradients, in one forward and one backward pass; the strongest and a random sample "
+        "are then measured exactly (right: estimate against exact effect). A circuit keeps the top edges and removes "
+        "every other one (ablated or patched, measured exactly); its faithfulness is the share of the behaviour it "
+        "keeps, beside random circuits of its size."
+    )
+    for (model, task, probe), rows in attributed.groupby(["model", "task", "probe"], sort=False):
+        model, task = str(model), str(task)
+        section.blocks.append(f"{model} · {task} · {probe}")
+        summary = rows[rows["metric"].isin(["verify_spearman", "verify_top_overlap", "verify_largest_miss"])]
+        if len(summary):
+            section.blocks.append(
+                _table(
+                    summary[["metric", "component", "value", "n"]],
+                    "verification: Spearman over the checked components above noise (n of them), exact top k "
+                    "found in the estimate's top k (of n), the largest miss (exact - estimate)",
+                )
+            )
+        if (rows["metric"] == "attribution").any():
+            try:
+                section.blocks.append(
+                    figure(attribution_plots.attribution_maps(rows, model=model), f"{model}: attribution on {task}")
+                )
+            except ValueError:
+                pass  # no heads among the components: no map to draw
+        if (rows["metric"] == "exact_effect").any():
+            section.blocks.append(
+                figure(attribution_plots.estimate_vs_exact(rows, model=model), f"{model}: estimates vs exact on {task}")
+            )
+        edges = rows[rows["metric"] == "edge_attribution"]
+        if len(edges):
+            top = edges.reindex(edges["value"].abs().sort_values(ascending=False).index).head(10)
+            section.blocks.append(
+                _table(top[["component", "value", "ci_low", "ci_high"]], f"{model}: the 10 strongest edges on {task}")
+            )
+        if (rows["metric"] == "faithfulness").any():
+            section.blocks.append(
+                figure(attribution_plots.faithfulness_plot(rows, model=model), f"{model}: circuits of {task}")
             )
     return section
 
@@ -835,6 +918,7 @@ def build_sections(inputs: Inputs) -> list[Section]:
         scorecard_section(inputs),
         probe_section(inputs),
         ablation_section(inputs),
+        attribution_section(inputs),
         amnesic_section(inputs),
         scale_section(inputs),
         attention_section(inputs),

@@ -530,7 +530,15 @@ class Verification:
         for r in self.checked.itertuples():
             half = 1.96 * r.exact_stderr if np.isfinite(r.exact_stderr) else np.nan
             interval = {"value": r.exact, "ci_low": r.exact - half, "ci_high": r.exact + half}
-            rows.append({"component": r.component, "metric": "exact_effect", **interval, "chosen": r.chosen})
+            rows.append(
+                {
+                    "component": r.component,
+                    "metric": "exact_effect",
+                    **interval,
+                    "chosen": r.chosen,
+                    "estimate": r.estimate,
+                }
+            )
         rows += [
             {"metric": "verify_spearman", "value": self.spearman, "n": self.n_above_noise},
             {"metric": "verify_top_overlap", "value": self.top_overlap, "n": self.k},

@@ -577,7 +577,7 @@ def verify_edges(
     chosen, sampled = pick_for_verification(frame["score"].to_numpy(), top, sample, seed)
     names = frame["edge"].to_numpy()
     effects = edges.values([edges.graph.mask([names[i]]) for i in chosen + sampled]) - edges.ev.clean[None]
-    picked = frame[["edge", "writer", "reader", "estimate", "score"]].rename(columns={"edge": "component"})
+    picked = frame[["writer", "reader", "estimate", "score"]].assign(component=frame["edge"])
     return Verification.of(checked_frame(picked, chosen, sampled, effects))
 
 
