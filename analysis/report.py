@@ -654,9 +654,16 @@ def ablation_section(inputs: Inputs) -> Section | None:
         model, task = str(model), str(task)
         section.blocks.append(f"{model} · {task}")
         try:
-            section.blocks.append(
-                figure(ablation_plots.effect_map(rows, model=model), f"{model}: effect of ablating each head on {task}")
-            )
+            if (rows["metric"] == "attribution").any():  # the top k were chosen by attribution: its map of every head
+                section.blocks.append(
+                    figure(attribution_plots.attribution_maps(rows, model=model), f"{model}: attribution on {task}")
+                )
+            else:
+                section.blocks.append(
+                    figure(
+                        ablation_plots.effect_map(rows, model=model), f"{model}: effect of ablating each head on {task}"
+                    )
+                )
         except ValueError:
             pass  # a study of MLPs or named components only: no head map to draw
         if (rows["metric"] == "interaction").any():

@@ -158,7 +158,8 @@ TITLE = '<script>alert("title")</script> report'
 @pytest.fixture(scope="session")
 def report_runs(tiny_folders, tmp_path_factory) -> Path:
     """Result folders as the CLI writes them: a probe suite, an ablation study with erasure, head statistics
-    (all on tiny models, one of them in a folder with a hostile name), a scaling analysis and a lens run."""
+    (all on tiny models, one of them in a folder with a hostile name), a scaling analysis, a lens run, an
+    attribution run with every exact effect and a circuit run."""
     from probes.cli import main
     from probes.pipelines.heads import run_heads
     from probes.pipelines.scale import run_scale
@@ -229,6 +230,10 @@ def report_runs(tiny_folders, tmp_path_factory) -> Path:
     run_scale(ScaleSpec(results=[str(root / "scale.csv")], family=f"fam{EVIL}", n_boot=20), root / "scale")
     lens = ["lens", str(tiny_folders["llama"]), "--texts", "demo", "--steps", "3", "--max-length", "64"]
     assert main([*lens, "--behaviour", "induction:6", "--n", "8", "--out", str(root / "lens")]) == 0
+    small = ["--n", "6", "--verify-top", "3", "--verify-sample", "3"]
+    assert main(["attribute", str(tiny_folders["llama"]), *small, "--exact", "--out", str(root / "attribute")]) == 0
+    curve = ["--sizes", "1", "4", "16", "--random", "2", "--n-boot", "50"]
+    assert main(["circuit", str(tiny_folders["llama"]), *small, *curve, "--out", str(root / "circuit")]) == 0
     return root
 
 

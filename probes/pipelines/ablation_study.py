@@ -26,6 +26,7 @@ import pandas as pd
 from analysis.readings import additivity_reading
 from analysis.results import tidy
 from probes.causal.ablation import AblationError
+from probes.causal.attribution import attribute
 from probes.causal.behaviour import Behaviour, default_behaviour, make_behaviour
 from probes.causal.components import Component, components_from
 from probes.causal.erasure import amnesic_study, check_erase_layers
@@ -51,6 +52,7 @@ class AblationStudy:
     n_examples: int
     config: dict[str, Any] = field(default_factory=dict)
     n_screened: int | None = None  # examples the single effects were measured on, when fewer than n_examples
+    attribution: pd.DataFrame | None = None  # every component's attribution estimate, when it chose the top k
 
     def effect_map(self, n_layers: int, n_heads: int) -> np.ndarray:
         return effect_map(self.singles, n_layers, n_heads)
@@ -80,6 +82,25 @@ class AblationStudy:
                     "n": n_singles,
                 }
             )
+        if self.attribution is not None:
+            method = self.config.get("select", "attribution")
+            for r in self.attribution.itertuples():
+                half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
+                rows.append(
+                    {
+                        "task": task,
+                        "probe": probe,
+                        "site": r.site,
+                        "layer": r.layer,
+                        "component": r.component,
+                        "metric": "attribution",
+                        "value": r.estimate,
+                        "ci_low": r.estimate - half,
+                        "ci_high": r.estimate + half,
+                        "n": r.n,
+                        "method": method,
+                    }
+                )
         names = list(self.interactions.index)
         for i, a in enumerate(names):
             for j, b in enumerate(names):
@@ -137,6 +158,8 @@ class AblationStudy:
         a = self.additivity
         top = self.singles.reindex(self.singles["effect"].abs().sort_values(ascending=False).index).head(5)
         screened = f" (every component screened on the first {self.n_screened})" if self.n_screened else ""
+        if self.attribution is not None:
+            screened = f" (the top {len(self.top)} chosen by {self.config.get('select')} of every component)"
         lines = [
             f"{self.behaviour['behaviour']} ({self.behaviour['metric']}), {self.kind} ablation, "
             f"{self.n_examples} examples{screened}: clean {self.clean:.4f}",
@@ -185,8 +208,21 @@ def ablation_study(
         behaviour.batch_size = spec.screen  # type: ignore[attr-defined]  # so the screen's batches hold just it
     ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed, progress=progress)
     sweep = ev.first(spec.screen) if spec.screen else ev
-    singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(sweep, comps), comps))
-    top = top_components(singles, comps, min(spec.top_k, len(comps)))
+    k = min(spec.top_k, len(comps))
+    attributed = None
+    if spec.select == "exact":
+        singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(sweep, comps), comps))
+        top = top_components(singles, comps, k)
+    else:  # every component estimated from gradients; the top k by attribution measured exactly, on every example
+        attributed = stages.frame(
+            "stages/attribution.csv",
+            lambda: _with_sites(attribute(sweep, comps, method=spec.select, progress=progress), comps).assign(
+                n=sweep.n_examples
+            ),
+        )
+        order = np.argsort(-attributed["score"].to_numpy(), kind="stable")[:k]
+        top = [comps[i] for i in sorted(order)]
+        singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(ev, top), top))
     by_name = {c.name: c for c in comps}
     interactions = stages.frame("stages/interactions.csv", lambda: interaction_matrix(ev, top), index=True)
     shap = stages.json(
@@ -217,7 +253,8 @@ def ablation_study(
         Additivity(**add),
         ev.n_examples,
         spec.record(),
-        sweep.n_examples if sweep is not ev else None,
+        sweep.n_examples if sweep is not ev and attributed is None else None,
+        attributed,
     )
 
 

@@ -32,7 +32,15 @@ from probes.pipelines.specs import ReportSpec
 
 def test_every_result_folder_is_found_below_the_given_one(runs):
     kinds = {s.path.name: s.kind for s in find_sources([runs])}
-    assert kinds == {"probes": "results", "ablation": "results", "heads": "heads", "scale": "scale", "lens": "lens"}
+    assert kinds == {
+        "probes": "results",
+        "ablation": "results",
+        "heads": "heads",
+        "scale": "scale",
+        "lens": "lens",
+        "attribute": "results",
+        "circuit": "results",
+    }
     (runs / "probes" / "notes").mkdir(exist_ok=True)  # a folder that holds no results
     with pytest.raises(ReportError, match="no results in"):
         find_sources([runs / "heads" / ".." / "probes" / "notes"])
@@ -65,6 +73,7 @@ def test_sections_and_figures(runs):
         "scorecards",
         "probes",
         "ablations",
+        "attribution",
         "amnesic",
         "scale",
         "attention",
@@ -103,7 +112,8 @@ def test_scorecards_show_the_tables_numbers(runs):
     # ablation card: the study's R^2 and the interaction share from its joint and summed effects
     abl = read_results(runs / "ablation" / "results.csv")
     value = lambda metric: float(abl[abl["metric"] == metric]["value"].iloc[0])
-    card = cards[f"{abl['model'].iloc[0]} · agreement"]  # the behaviour as the user named it (the default)
+    # the behaviour as the user named it (the default); the model with its folder, as the attribution runs hold it too
+    card = cards[f"{abl['model'].iloc[0]} (ablation) · agreement"]
     by_measure = {e.measure: e for e in card.evidence}
     assert by_measure["additivity R^2 of the top components"].point[0] == pytest.approx(value("additivity_r2"))
     ratio = by_measure["interaction of the top-k (|joint - sum of singles| / largest effect)"].point[0]
@@ -115,6 +125,25 @@ def test_scorecards_show_the_tables_numbers(runs):
     # scale card: the mirage of the synthetic exact match is not a jump that survives
     card = cards[f"fam{EVIL} · arith"]
     assert "exact_match: mirage" in card.evidence[0].value and card.evidence[0].lean == "reducible"
+
+
+def test_attribution_section_and_circuit_card_show_the_run_folders_numbers(runs):
+    inputs = read_inputs([runs])
+    sections = build_sections(inputs)
+    cards = {c.title: c for c in sections[0].blocks if isinstance(c, Card)}
+    circuit = read_results(runs / "circuit" / "results.csv")
+    share = circuit[circuit["metric"] == "circuit_share"].iloc[0]
+    card = next(c for t, c in cards.items() if "(circuit)" in t)
+    assert card.evidence[0].point == pytest.approx((share["value"], share["ci_low"], share["ci_high"]))
+    assert card.evidence[0].measure.startswith("circuit size: the smallest share of edges keeping 80%")
+    section = next(s for s in sections if s.id == "attribution")
+    titles = [b.title for b in section.blocks if hasattr(b, "png")]
+    assert any("attribution on agreement" in t for t in titles)  # the map, beside the exact one (--exact)
+    assert any("estimates vs exact" in t for t in titles) and any("circuits of agreement" in t for t in titles)
+    tables = [b for b in section.blocks if isinstance(b, Table)]
+    attribute = read_results(runs / "attribute" / "results.csv")
+    spearman = attribute[attribute["metric"] == "verify_spearman"]["value"].iloc[0]
+    assert any(_fmt(spearman) in row for t in tables for row in t.rows)
 
 
 def test_readings_by_hand():
