@@ -33,6 +33,17 @@ from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AttributeSpec, CircuitSpec
 
 EDGE_ROWS = 500  # edges with a row of their own in results.csv (all of them are in stages/edges.csv)
+# metrics that are NaN where the data cannot define them (too few checked components above noise, a sample that
+# met the threshold, a behaviour no edge removal moves): a suite keeps such rows
+UNDEFINED_WHEN_NOISY = (
+    "verify_spearman",
+    "verify_bound",
+    "circuit_share",
+    "circuit_edges",
+    "faithfulness",
+    "random_faithfulness",
+    "random_faithfulness_at_share",
+)
 
 
 def patch_prompts(spec: AttributeSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:

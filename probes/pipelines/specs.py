@@ -5,7 +5,8 @@
     probes ablate smollm2-135m --n 128 --erase subject_number                   # the CLI: flags made from the spec
 
 The three take the same names and the same checks: the CLI's flags are generated from these fields
-(``probes.cli``), a suite's ``[[ablations]]`` entries are ``AblationSpec`` s, and the pipelines take
+(``probes.cli``), a suite's ``[[ablations]]`` entries are ``AblationSpec`` s (``[[attributions]]`` and
+``[[circuits]]``: ``AttributeSpec`` s and ``CircuitSpec`` s), and the pipelines take
 a spec and nothing else. A bad value is one line that names the key (``my.toml: ablations[0]: key
 'top_k'``) or the flag (``--top-k``) and says what would be right.
 
@@ -390,6 +391,12 @@ class SuiteSpec(ProbingSpec):
     test_fraction: float = Field(0.25, gt=0, lt=1, **_meta("share of sentences held out for testing"))
     lexical_split: bool = Field(True, **_meta("test sentences use content words never seen in training"))
     ablations: list[AblationSpec] = Field(default_factory=list, **_meta("ablation studies ([[ablations]])", cli=False))
+    attributions: list[AttributeSpec] = Field(
+        default_factory=list, **_meta("attribution runs ([[attributions]], as probes attribute)", cli=False)
+    )
+    circuits: list[CircuitSpec] = Field(
+        default_factory=list, **_meta("circuit runs ([[circuits]], as probes circuit)", cli=False)
+    )
     device: str | None = Field(None, **_meta("where the models run: cpu, cuda, cuda:1 ... (default: where they load)"))
 
     @field_validator("models")
@@ -425,9 +432,10 @@ class SuiteSpec(ProbingSpec):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> SuiteSpec:
-        if not self.tasks and not self.ablations:
+        if not self.tasks and not (self.ablations or self.attributions or self.circuits):
             raise ValueError(
-                f"key 'tasks': list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]] entry"
+                f"key 'tasks': list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]], "
+                "[[attributions]] or [[circuits]] entry"
             )
         return self
 

@@ -6,14 +6,15 @@
 A suite is units, one per (model, task, probe, control), each committed with its rows as one
 file under ``OUT/units/`` (``probes.pipelines.run``), so a killed run resumes at the first unit
 not done; ``OUT/results.csv`` is rebuilt from the units, in the suite's order. Each
-``[[ablations]]`` entry is an ablation study in ``OUT/ablations/<i>/`` whose rows join the table.
+``[[ablations]]`` entry is an ablation study in ``OUT/ablations/<i>/`` whose rows join the table, and so
+is each ``[[attributions]]`` and ``[[circuits]]`` entry (``OUT/attributions/<i>/``, ``OUT/circuits/<i>/``).
 ``OUT/run.json`` records the spec, seed, package versions and every model's weights hash.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,8 @@ def units(spec: SuiteSpec) -> list[tuple[str, str, str, str]]:
 
 def suite_models(spec: SuiteSpec) -> dict[str, dict[str, Any]]:
     """Every model a suite uses (probed or ablated), as run.json records them: weights hash, source, revision."""
-    names = list(dict.fromkeys([*spec.models, *(entry.model for entry in spec.ablations)]))
+    entries = [*spec.ablations, *spec.attributions, *spec.circuits]
+    names = list(dict.fromkeys([*spec.models, *(entry.model for entry in entries)]))
     out = {}
     for name in names:
         model, revision = model_reference(name)
@@ -167,6 +169,7 @@ def suite_models(spec: SuiteSpec) -> dict[str, dict[str, Any]]:
 def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, progress: bool = True) -> pd.DataFrame:
     """Run every unit of the suite not yet done in ``out``; return the whole results table."""
     from probes.pipelines.ablation_study import run_ablation
+    from probes.pipelines.attribute import UNDEFINED_WHEN_NOISY, run_attribute
 
     spec = spec if isinstance(spec, SuiteSpec) else load_suite(Path(spec))
     out = Path(out)
@@ -200,18 +203,20 @@ def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, pr
                     run.commit_frame(name, tasks[key].unit(model_name, task_name, probe, control))
                     run.write_frame("results.csv", run.collect(names))
                 bar.update(1)
-        for i, entry in enumerate(spec.ablations):
-            name = unit_file(f"ablation|{i}|{entry.model}")
-            names.append(name)
-            if not run.done(name):
-                lm = model(entry.model)
-                seed = entry.seed if "seed" in entry.model_fields_set else spec.seed  # the suite's, unless its own
-                run_ablation(
-                    entry.model_copy(update={"seed": seed}), out / "ablations" / str(i), lm=lm, progress=progress
-                )
-                run.commit_frame(
-                    name, read_results(out / "ablations" / str(i) / "results.csv"), may_be_nan=("additivity_r2",)
-                )
+        studies: list[tuple[str, Sequence[Any], Callable[..., Any], tuple[str, ...]]] = [
+            ("ablation", spec.ablations, run_ablation, ("additivity_r2",)),
+            ("attribution", spec.attributions, run_attribute, UNDEFINED_WHEN_NOISY),
+            ("circuit", spec.circuits, run_attribute, UNDEFINED_WHEN_NOISY),
+        ]
+        for kind, entries, runner, may_be_nan in studies:
+            for i, entry in enumerate(entries):
+                name = unit_file(f"{kind}|{i}|{entry.model}")
+                names.append(name)
+                if not run.done(name):
+                    folder = out / f"{kind}s" / str(i)
+                    seed = entry.seed if "seed" in entry.model_fields_set else spec.seed  # the suite's, unless its own
+                    runner(entry.model_copy(update={"seed": seed}), folder, lm=model(entry.model), progress=progress)
+                    run.commit_frame(name, read_results(folder / "results.csv"), may_be_nan=may_be_nan)
         run.write_frame("results.csv", run.collect(names))
     return read_results(out / "results.csv")
 

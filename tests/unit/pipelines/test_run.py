@@ -147,12 +147,28 @@ def small_suite(tiny_folders) -> SuiteSpec:
                 "n_boot": 10,
             }
         ],
+        attributions=[{"model": str(tiny_folders["llama"]), "n": 4, "verify_top": 2, "verify_sample": 2}],
+        circuits=[
+            {
+                "model": str(tiny_folders["llama"]),
+                "n": 4,
+                "steps": 2,
+                "sizes": [2, 20],
+                "random": 1,
+                "verify_top": 2,
+                "verify_sample": 1,
+                "n_boot": 10,
+            }
+        ],
     )
 
 
 def test_a_kill_between_any_two_writes_resumes_to_the_same_results(tiny_folders, tmp_path, monkeypatch):
     spec = small_suite(tiny_folders)
     expected = run_suite(spec, tmp_path / "reference", progress=False)  # also fills the weights-hash cache
+    probes = set(expected["probe"].dropna())
+    assert {"ablation:zero", "attribution:atp*:mean", "attribution:eap-ig:mean"} <= probes
+    assert (expected["metric"] == "circuit_share").sum() == 1
     points = []
     real = files.fault_point
     monkeypatch.setattr(
