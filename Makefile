@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_probes.py
 	$(PY) benchmarks/bench_ablation.py
+	$(PY) benchmarks/bench_attribution.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

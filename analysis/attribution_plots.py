@@ -33,9 +33,20 @@ def attribution_maps(results: pd.DataFrame, *, model: str | None = None) -> plt.
         ax.set_ylabel("layer")
         ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=list(axes), label="change in the behaviour (its units)")
-    probe = ", ".join(sorted(_select(results, model, metric="attribution")["probe"].astype(str).unique()))
-    fig.suptitle(f"each head's effect: {probe}", fontsize=10)
+    rows = _select(results, model, metric="attribution")
+    fig.suptitle(f"each head's effect: {_method_label(rows)}", fontsize=10)
     return fig
+
+
+def _method_label(rows: pd.DataFrame) -> str:
+    """ "atp*, mean ablation" from probe "attribution:atp*:mean", or from an ablation study's rows ("ablation:mean",
+    with the method that chose its top k in their own column)."""
+    labels = []
+    for i, probe in enumerate(rows["probe"].astype(str)):
+        parts = probe.split(":")
+        method = rows["method"].iloc[i] if "method" in rows and pd.notna(rows["method"].iloc[i]) else parts[1]
+        labels.append(f"{method}, {parts[-1]} ablation")
+    return "; ".join(dict.fromkeys(labels))
 
 
 def estimate_vs_exact(results: pd.DataFrame, *, model: str | None = None) -> plt.Figure:

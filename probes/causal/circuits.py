@@ -258,10 +258,8 @@ class EdgeEvaluator:
         self._proj: dict[str, list[torch.nn.Module]] = {}
         self._columns: dict[str, Tensor] = {}
         for which in "qkv":
-            site = lm.resolve(f"blocks.0.attn.hook_{which}")[0]
             self._proj[which] = [lm.module_for(lm.resolve(f"blocks.{l}.attn.hook_{which}")[0]) for l in range(L)]
-            module = lm.module_for(site)
-            width = out_width(module)
+            width = out_width(self._proj[which][0])
             n = shape.n_heads if which == "q" else shape.n_kv_heads
             if getattr(adapter, which) is None:  # one fused projection: its columns by the row's layout
                 self._columns[which] = qkv_columns(adapter, config, which, shape.n_heads, shape.d_head, width)
@@ -311,18 +309,20 @@ class EdgeEvaluator:
         grads: bool = False,
         alpha: float | None = None,
         record: bool = False,
+        checking: bool = False,
         force: bool = False,
     ) -> _EdgePass:
-        """One forward over batch ``index``. ``record``: keep this run's writes minus the counterfactual ones (and,
-        for the check, the writes and readers' inputs); ``ablated`` ((readers, writers), 1 = removed): the circuit
-        that keeps the other edges; ``grads``: a zero leaf added to every reader's input, for its gradient;
-        ``alpha``: the embeddings at ``cf + alpha (clean - cf)``; ``force``: recompute every head's q, k, v from
-        its own input even where nothing is removed (the check of that path)."""
+        """One forward over batch ``index``. ``record``: keep this run's writes minus the counterfactual ones;
+        ``checking``: the writes themselves and every reader's input too (``check``); ``ablated`` ((readers,
+        writers), 1 = removed): the circuit that keeps the other edges; ``grads``: a zero leaf added to every
+        reader's input, for its gradient; ``alpha``: the embeddings at ``cf + alpha (clean - cf)``; ``force``:
+        recompute every head's q, k, v from its own input even where nothing is removed (the check of that
+        path)."""
         ev, g = self.ev, self.graph
         batch = ev.batches[index]
         plan = _plan(ev, index, batch.rows)
         H, G = g.n_heads, g.n_kv_heads
-        keep_delta = record or ablated is not None
+        keep_delta = record or checking or ablated is not None
         out = _EdgePass(score=torch.zeros(0))
         x_in: dict[int, Tensor] = {}
         touched = [force] * g.n_layers
@@ -351,11 +351,11 @@ class EdgeEvaluator:
                     if keep_delta:
                         out.delta = value.new_zeros(*value.shape[:2], len(g.writers), value.shape[-1])
                         out.delta[:, :, 0] = value - cf
-                        if record:
+                        if checking:
                             out.writes = torch.zeros_like(out.delta)
                             out.writes[:, :, 0] = value
                 x_in[layer] = value
-                if record:
+                if checking:
                     for which, n in (("q", H), ("k", G), ("v", G)):
                         for h in range(n):
                             out.inputs[g.reader(layer, which, h)] = value.detach()
@@ -391,14 +391,14 @@ class EdgeEvaluator:
                 if keep_delta and out.delta is not None:
                     cf = plan._replacement(site, value)
                     out.delta[:, :, first : first + H] = self._head_writes(layer, value - cf)
-                    if record and out.writes is not None:
+                    if checking and out.writes is not None:
                         out.writes[:, :, first : first + H] = self._head_writes(layer, value)
 
             return fn
 
         def attn_written(layer: int) -> Callable[[Tensor], None]:
             def fn(value: Tensor) -> None:
-                if record and out.writes is not None:
+                if checking and out.writes is not None:
                     first = g.writer(layer, 0)
                     out.bias[layer] = value * self._scale - out.writes[:, :, first : first + H].sum(2)
 
@@ -410,7 +410,7 @@ class EdgeEvaluator:
             def fn(value: Tensor) -> None:
                 if keep_delta and out.delta is not None:
                     out.delta[:, :, g.writer(layer)] = (value - plan._replacement(site, value)) * self._scale
-                    if record and out.writes is not None:
+                    if checking and out.writes is not None:
                         out.writes[:, :, g.writer(layer)] = value * self._scale
 
             return fn
@@ -418,7 +418,7 @@ class EdgeEvaluator:
         def module_input(reader: int, key: tuple[int, str], layer_end: int) -> Callable[[Tensor], Tensor | None]:
             def fn(value: Tensor) -> Tensor | None:
                 shape = value.shape
-                if record:
+                if checking:
                     out.inputs[reader] = value.detach().reshape(*x_in[0].shape)
                 if grads:
                     leaf = torch.zeros(x_in[0].shape, dtype=value.dtype, device=value.device, requires_grad=True)
@@ -465,7 +465,7 @@ class EdgeEvaluator:
         """On the first batch: every reader's input equals the sum of its writers' writes (plus attention biases),
         and recomputing every head's q, k and v from its own input gives the model's own behaviour."""
         g, ev = self.graph, self.ev
-        run = self._run(0, record=True)
+        run = self._run(0, checking=True)
         assert run.writes is not None
         allowed = torch.as_tensor(g.allowed, device=run.writes.device)
         for reader, actual in run.inputs.items():

@@ -1,10 +1,11 @@
 """``probes demo`` (what ``make demo`` runs): the main job on the two embedded models, ending in the report.
 
-Eight steps, each its own run folder under OUT (so each resumes on its own): a capture of minilm, the
+Nine steps, each its own run folder under OUT (so each resumes on its own): a capture of minilm, the
 default probe suite on it, per-head statistics of both models, ablation studies of induction and of
-copula agreement (with erasure of subject number) on smollm2-135m, the induction family (trained here,
-its checkpoints read as curves over training, and its two heads taken apart), the toy scale ladder, its
-evaluation and scaling analysis, and ``OUT/report.html``. ``quick`` runs the same pipeline with small
+copula agreement (its top components chosen by AtP*, with erasure of subject number) on smollm2-135m,
+the circuits of copula agreement (EAP-IG over every edge, the faithfulness curve), the induction family
+(trained here, its checkpoints read as curves over training, and its two heads taken apart), the toy
+scale ladder, its evaluation and scaling analysis, and ``OUT/report.html``. ``quick`` runs the same pipeline with small
 settings in about a minute.
 """
 
@@ -17,12 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 from probes.core.models import DEFAULT_MODEL, load
-from probes.pipelines import ablation_study, capture, heads, report, scale, suite
+from probes.pipelines import ablation_study, attribute, capture, heads, report, scale, suite
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import (
     DEMO_SITES,
     AblationSpec,
     CaptureSpec,
+    CircuitSpec,
     DemoSpec,
     HeadsSpec,
     LadderSpec,
@@ -39,6 +41,7 @@ class DemoSettings:
 
     suite: str
     ablations: tuple[AblationSpec, ...]  # studies of the 135M model, each its own run folder
+    circuit: CircuitSpec  # the circuits of one behaviour of the 135M model
     induction: InductionFamily  # the family trained here, with checkpoints
     induction_study: StudySpec  # the previous-token x induction head study of its two-layer model
     ladder: Literal["default", "demo", "tiny"]  # a LadderSpec setting
@@ -63,13 +66,13 @@ SETTINGS = {
                 permutations=8,
                 interaction_samples=1,
             ),
-            AblationSpec(
+            AblationSpec(  # every head and MLP estimated by AtP* on all 256 pairs; the top five measured exactly
                 model="smollm2-135m",
                 behaviour="agreement-copula",
-                n=64,
+                n=256,
                 kind="mean",
                 components="heads+mlps",
-                screen=8,
+                select="atp*",
                 top_k=5,
                 permutations=8,
                 interaction_samples=1,
@@ -78,6 +81,7 @@ SETTINGS = {
                 erase_random=3,
             ),
         ),
+        CircuitSpec(model="smollm2-135m", behaviour="agreement-copula", n=32),
         InductionFamily(),
         StudySpec(kind="mean", components="heads+mlps", top_k=4, permutations=16),
         "demo",
@@ -112,6 +116,17 @@ SETTINGS = {
                 erase_random=2,
             ),
         ),
+        CircuitSpec(
+            model="smollm2-135m",
+            behaviour="agreement-copula",
+            n=4,
+            steps=2,
+            sizes=[1000],
+            random=1,
+            verify_top=3,
+            verify_sample=3,
+            n_boot=50,
+        ),
         InductionFamily(steps=30, checkpoints=(0, 10, 20)),
         StudySpec(kind="mean", components="heads+mlps", top_k=3, permutations=4),
         "tiny",
@@ -129,7 +144,7 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
     """Run every step not yet done under ``out`` and write the report; returns the report's path."""
     settings = SETTINGS["quick" if spec.quick else "full"]
     out = Path(out) if out is not None else default_out(spec)
-    start, steps = time.perf_counter(), 8
+    start, steps = time.perf_counter(), 9
     ablations = [a.model_copy(update={"device": spec.device}) for a in settings.ablations]
 
     def step(k: int, text: str) -> None:
@@ -157,7 +172,11 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
             step(4, f"ablation and interaction study of {a.behaviour} on {a.model}{erased} (resumes)")
             study = ablation_study.run_ablation(a, out / "ablation" / a.behaviour, lm=models[a.model])
             print(study.summary())
-        step(5, "the induction family: attention-only models of 1 and 2 layers trained here, with checkpoints")
+        circuit = settings.circuit.model_copy(update={"device": spec.device})
+        step(5, f"circuits of {circuit.behaviour} on {circuit.model}: EAP-IG over every edge, then top-k circuits")
+        found = attribute.run_circuit(circuit, out / "circuit" / str(circuit.behaviour), lm=models[circuit.model])
+        print(found.summary(circuit))
+        step(6, "the induction family: attention-only models of 1 and 2 layers trained here, with checkpoints")
         family = out / "induction"
         folders = scale.train_induction_family(family, settings.induction)
         _, verdicts = scale.analyse_induction(family, n=settings.induction_n)
@@ -171,13 +190,13 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
             **settings.induction_study.model_dump(),
         )
         print(ablation_study.run_ablation(pair, family / "ablation").summary())
-        step(6, "training the toy scale ladder (finished models are kept)")
+        step(7, "training the toy scale ladder (finished models are kept)")
         scale.train_ladder(out / "ladder", LadderSpec(setting=settings.ladder))
-        step(7, "scoring the ladder and analysing capability vs scale")
+        step(8, "scoring the ladder and analysing capability vs scale")
         _, verdicts = scale.analyse_ladder(out / "ladder", n=settings.ladder_n)
         for row in verdicts.itertuples():
             print(f"  {row.task} / {row.metric}: {row.verdict}")
-        step(8, "writing the report")
+        step(9, "writing the report")
         path = report.write_report(ReportSpec(results=[str(out)], title="emergence-probes demo"), out / "report.html")
     print(f"\nreport: {path.resolve()}  ({time.perf_counter() - start:.0f} s in all)")
     return path

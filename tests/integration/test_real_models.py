@@ -112,7 +112,7 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert f"activations: {tmp_path}" in out.stdout and "best_layer" in out.stdout and "additivity R^2" in out.stdout
-    assert all(f"demo {k}/8" in out.stdout for k in range(1, 9))
+    assert all(f"demo {k}/9" in out.stdout for k in range(1, 10))
     summary = pd.read_csv(tmp_path / "capture" / "summary.csv")
     assert summary["layer"].nunique() == 6 and summary["model"].eq("minilm").all()
     assert (summary[summary["metric"] == "attn_entropy"]["value"] > 0).all()
@@ -120,6 +120,9 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
     assert set(results["task"]) == {"pos", "subject_number"}
     ablation = pd.read_csv(tmp_path / "ablation" / "agreement-copula" / "results.csv")
     assert {"effect", "additivity_r2", "erasure_change"} <= set(ablation["metric"])
+    circuit = pd.read_csv(tmp_path / "circuit" / "agreement-copula" / "results.csv")
+    assert {"edge_attribution", "faithfulness", "circuit_share", "verify_spearman"} <= set(circuit["metric"])
+    assert "keep 80% of the behaviour" in out.stdout or "no measured circuit keeps" in out.stdout
     assert (tmp_path / "ladder" / "scale" / "verdicts.csv").exists()
     assert {p.name for p in (tmp_path / "heads").iterdir()} == {"minilm", "smollm2-135m"}
     report = (tmp_path / "report.html").read_text()
@@ -128,6 +131,7 @@ def test_quick_demo_runs_end_to_end_and_writes_the_report(tmp_path):
         "Scorecards",
         "Linear probes",
         "Ablations",
+        "Attribution and circuits",
         "Amnesic probing",
         "Capability across scale",
         "Attention heads",
