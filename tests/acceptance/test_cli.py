@@ -18,6 +18,8 @@ SUBCOMMANDS = [
     "show",
     "demo",
     "ablate",
+    "attribute",
+    "circuit",
     "heads",
     "lens",
     "ladder",
