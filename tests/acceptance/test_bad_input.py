@@ -261,6 +261,30 @@ def test_bad_sites_and_components(tiny_folders, tmp_path):
     nothing_left(tmp_path / "o")
 
 
+def test_attribution_and_circuits_refuse_what_they_cannot_measure(tiny_folders, tmp_path):
+    llama, out = tiny_folders["llama"], tmp_path / "o"
+    one_line_error(
+        cli("attribute", llama, "--components", "L0H3.k", "--out", out), "component L0H3.k", "key-value heads 0..1"
+    )
+    one_line_error(
+        cli("attribute", llama, "--behaviour", "induction", "--kind", "patch", "--out", out),
+        "--kind patch runs clean prompts",
+        "--data FILE.jsonl",
+    )
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"clean": "the dog", "corrupt": "the dogs", "answer": " is", "wrong": " are"}\n{"clean": "a"}\n')
+    one_line_error(
+        cli("attribute", llama, "--kind", "patch", "--data", pairs, "--out", out),
+        f"{pairs}:2",
+        "clean, corrupt, answer and wrong",
+    )
+    one_line_error(
+        cli("circuit", tiny_folders["bert"], "--behaviour", "cosine", "--out", out), "normalises after each add"
+    )
+    one_line_error(cli("circuit", llama, "--target", "1.5", "--out", out), "--target must be at most 1")
+    nothing_left(out)
+
+
 # --- data and flags -------------------------------------------------------------------------------------------------
 
 
