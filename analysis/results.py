@@ -14,6 +14,7 @@ as Hugging Face's ``hidden_states`` counts it, 0 the embeddings and l the output
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -45,6 +46,12 @@ def tidy(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     frame["n"] = frame["n"].astype("Int64")
     extra = [c for c in frame.columns if c not in COLUMNS]
     return frame[[*COLUMNS, *extra]].reset_index(drop=True)
+
+
+def normal_interval(value: float, stderr: float) -> dict[str, float]:
+    """A row's value with its normal 95% interval (value +- 1.96 standard errors; none where the error is unknown)."""
+    half = 1.96 * stderr if math.isfinite(stderr) else math.nan
+    return {"value": value, "ci_low": value - half, "ci_high": value + half}
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:

@@ -52,7 +52,7 @@ from torch import Tensor
 from analysis.errors import ProbesError
 from probes.causal.ablation import RowPlan
 from probes.causal.behaviour import Batch
-from probes.causal.components import Component, Head, HeadInput, Neurons, ResidualEdit, Slice, check
+from probes.causal.components import Component, HeadInput, Neurons, PerHead, ResidualEdit, Slice, check
 from probes.causal.evaluator import Evaluator, _StopForward
 from probes.core.hooks import hooked
 
@@ -260,7 +260,7 @@ def _example_index(batch: Batch, rows: int, T: int, device: torch.device) -> tup
 
 def _owned(component: Slice, contribution: Tensor) -> Tensor:
     """(rows, T): the sum of ``contribution`` (the site's shape) over the elements the component owns."""
-    if isinstance(component, (Head, HeadInput)):
+    if isinstance(component, PerHead):
         return contribution[:, :, component.head_index].sum(-1)
     if isinstance(component, Neurons):
         return contribution[..., list(component.neurons)].sum(-1)
@@ -307,7 +307,7 @@ def _estimates(
         site = component.site
         if site not in run.values:  # after the readout: it cannot change the behaviour
             continue
-        if isinstance(component, (Head, HeadInput)) and component.at is None and component not in patterns:
+        if isinstance(component, PerHead) and component.at is None and component not in patterns:
             if site not in per_head:
                 per_head[site] = by_example(contribution(site).sum(-1))
             out[i] = per_head[site][:, component.head_index]

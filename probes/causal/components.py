@@ -104,8 +104,27 @@ class Slice(Component):
 
 
 @dataclass(frozen=True, repr=False)
-class Head(Slice):
+class PerHead(Slice):
+    """One head's entry of a per-head site (its output, or its query, key or value)."""
+
     head_index: int = 0
+
+    @property
+    def head(self) -> int:
+        return self.head_index
+
+    def select(self, mask: Tensor, tokens: Tensor) -> None:
+        mask[:, :, self.head_index] |= tokens[..., None]
+
+    def _check_head(self, shape: Shape, n: int, what: str) -> Component:
+        Slice.check(self, shape)
+        if not 0 <= self.head_index < n:
+            raise ComponentError(f"component {self.name}: the model has {what} 0..{n - 1} per layer")
+        return self
+
+
+@dataclass(frozen=True, repr=False)
+class Head(PerHead):
     kind: ClassVar[str] = "head"
     rank: ClassVar[float] = 1
 
@@ -117,29 +136,18 @@ class Head(Slice):
     def label_text(self) -> str:
         return f"L{self.layer}H{self.head_index}"
 
-    @property
-    def head(self) -> int:
-        return self.head_index
-
-    def select(self, mask: Tensor, tokens: Tensor) -> None:
-        mask[:, :, self.head_index] |= tokens[..., None]
-
     def check(self, shape: Shape) -> Component:
-        super().check(shape)
-        if not 0 <= self.head_index < shape.n_heads:
-            raise ComponentError(f"component {self.name}: the model has heads 0..{shape.n_heads - 1} per layer")
-        return self
+        return self._check_head(shape, shape.n_heads, "heads")
 
     def _order(self) -> tuple:
         return (self.layer, self.rank, self.head_index, -1 if self.at is None else self.at)
 
 
 @dataclass(frozen=True, repr=False)
-class HeadInput(Slice):
+class HeadInput(PerHead):
     """A head's query, or a key-value head's key or value (under grouped-query attention ``head_index`` counts
     key-value heads for k and v: query head h reads key-value head ``h // (n_heads // n_kv_heads)``)."""
 
-    head_index: int = 0
     which: str = "q"
     kind: ClassVar[str] = "qkv"
     rank: ClassVar[float] = 0.9  # computed before the head's output
@@ -152,22 +160,12 @@ class HeadInput(Slice):
     def label_text(self) -> str:
         return f"L{self.layer}H{self.head_index}.{self.which}"
 
-    @property
-    def head(self) -> int:
-        return self.head_index
-
-    def select(self, mask: Tensor, tokens: Tensor) -> None:
-        mask[:, :, self.head_index] |= tokens[..., None]
-
     def check(self, shape: Shape) -> Component:
-        super().check(shape)
         if self.which not in ("q", "k", "v"):
             raise ComponentError(f"component {self.name}: a head's input is its q, k or v")
-        n = shape.n_heads if self.which == "q" else shape.n_kv_heads
-        if not 0 <= self.head_index < n:
-            what = "heads" if self.which == "q" else "key-value heads"
-            raise ComponentError(f"component {self.name}: the model has {what} 0..{n - 1} per layer")
-        return self
+        if self.which == "q":
+            return self._check_head(shape, shape.n_heads, "heads")
+        return self._check_head(shape, shape.n_kv_heads, "key-value heads")
 
     def _order(self) -> tuple:
         return (self.layer, self.rank, "qkv".index(self.which), self.head_index, -1 if self.at is None else self.at)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.readings import additivity_reading
-from analysis.results import tidy
+from analysis.results import normal_interval, tidy
 from probes.causal.ablation import AblationError
 from probes.causal.attribution import attribute
 from probes.causal.behaviour import Behaviour, default_behaviour, make_behaviour
@@ -66,41 +66,14 @@ class AblationStudy:
             {"task": task, "probe": probe, "metric": f"clean_{self.behaviour['metric']}", "value": self.clean, "n": n}
         ]
         n_singles = self.n_screened or n
+        where = lambda r: {"task": task, "probe": probe, "site": r.site, "layer": r.layer, "component": r.component}
         for r in self.singles.itertuples():
-            half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
-            rows.append(
-                {
-                    "task": task,
-                    "probe": probe,
-                    "site": r.site,
-                    "layer": r.layer,
-                    "component": r.component,
-                    "metric": "effect",
-                    "value": r.effect,
-                    "ci_low": r.effect - half,
-                    "ci_high": r.effect + half,
-                    "n": n_singles,
-                }
-            )
+            rows.append({**where(r), "metric": "effect", **normal_interval(r.effect, r.stderr), "n": n_singles})
         if self.attribution is not None:
             method = self.config.get("select", "attribution")
             for r in self.attribution.itertuples():
-                half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
-                rows.append(
-                    {
-                        "task": task,
-                        "probe": probe,
-                        "site": r.site,
-                        "layer": r.layer,
-                        "component": r.component,
-                        "metric": "attribution",
-                        "value": r.estimate,
-                        "ci_low": r.estimate - half,
-                        "ci_high": r.estimate + half,
-                        "n": r.n,
-                        "method": method,
-                    }
-                )
+                interval = normal_interval(r.estimate, r.stderr)
+                rows.append({**where(r), "metric": "attribution", **interval, "n": r.n, "method": method})
         names = list(self.interactions.index)
         for i, a in enumerate(names):
             for j, b in enumerate(names):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.results import tidy
+from analysis.results import normal_interval, tidy
 from probes.causal.attribution import Verification, attribute, verify
 from probes.causal.behaviour import BehaviourError, default_behaviour, make_behaviour
 from probes.causal.circuits import EdgeEvaluator, FaithfulnessCurve, Graph, faithfulness_curve, verify_edges
@@ -128,18 +128,12 @@ def _components(lm: LoadedModel, spec: AttributeSpec) -> list[Component]:
     return components_from(spec.components, lm.shape)
 
 
-def _interval(value: float, stderr: float) -> dict:
-    """A value with its normal 95% interval (none where the standard error is unknown)."""
-    half = 1.96 * stderr if np.isfinite(stderr) else np.nan
-    return {"value": value, "ci_low": value - half, "ci_high": value + half}
-
-
 def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[Component]) -> list[dict]:
     probe = f"attribution:{spec.method}:{spec.kind}"
     rows = []
     if spec.edges:
         for r in run.frame.head(EDGE_ROWS).itertuples():
-            rows.append({"component": r.edge, "metric": "edge_attribution", **_interval(r.estimate, r.stderr)})
+            rows.append({"component": r.edge, "metric": "edge_attribution", **normal_interval(r.estimate, r.stderr)})
     else:
         sites = {c.name: c.site for c in components}
         for r in run.frame.itertuples():
@@ -161,7 +155,12 @@ def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[
         verified = [r for r in verified if r["metric"] != "exact_effect"]
         for r in run.exact.itertuples():
             verified.append(
-                {"component": r.component, "layer": r.layer, "metric": "exact_effect", **_interval(r.effect, r.stderr)}
+                {
+                    "component": r.component,
+                    "layer": r.layer,
+                    "metric": "exact_effect",
+                    **normal_interval(r.effect, r.stderr),
+                }
             )
     rows += verified
     if run.curve is not None and run.share is not None and isinstance(spec, CircuitSpec):
