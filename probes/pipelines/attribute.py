@@ -137,17 +137,8 @@ def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[
     else:
         sites = {c.name: c.site for c in components}
         for r in run.frame.itertuples():
-            half = 1.96 * r.stderr if np.isfinite(r.stderr) else np.nan
             base = {"component": r.component, "layer": r.layer, "site": sites[r.component]}
-            rows.append(
-                {
-                    **base,
-                    "metric": "attribution",
-                    "value": r.estimate,
-                    "ci_low": r.estimate - half,
-                    "ci_high": r.estimate + half,
-                }
-            )
+            rows.append({**base, "metric": "attribution", **normal_interval(r.estimate, r.stderr)})
             if "graddrop" in run.frame.columns:
                 rows.append({**base, "metric": "graddrop", "value": r.graddrop})
     verified = run.verification.rows()

@@ -205,6 +205,20 @@ def test_graddrop_of_a_first_block_component_is_its_direct_path_derivative(tiny_
     assert (frame["score"] >= frame["estimate"].abs() - 1e-12).all()
 
 
+def test_graddrop_on_a_post_norm_model_gates_the_writes(tiny_folders):
+    # BERT normalises after each add: no skip passes a block unchanged, so each block's writes are gated instead
+    from probes.causal.behaviour import EmbeddingCosine
+
+    lm = _double(tiny_folders["bert"])
+    ev = Evaluator(lm, EmbeddingCosine([("the dog runs .", "the dogs run ."), ("a cat sees it .", "cats see it .")]))
+    components = [Head(0, 1), MLP(0), Head(1, 0), MLP(1)]
+    frame = attribute(ev, components, method="atp*")
+    assert not lm.adapter.decomposes(lm.model.config)
+    # the last block's components: dropping block 0 leaves their gradient as it is, so GradDrop is |AtP|
+    np.testing.assert_allclose(frame["graddrop"][2:], frame["estimate"][2:].abs(), rtol=1e-9)
+    assert np.isfinite(frame["graddrop"]).all() and (frame["graddrop"][:2] > 0).all()
+
+
 def test_verify_re_measures_exactly_and_bounds_the_rest(tiny_folders):
     lm = models_mod.load(tiny_folders["llama"])
     ev = Evaluator(lm, MinimalPairs(agreement_pairs(8, seed=4)), kind="mean")
