@@ -7,6 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
+
+from probes.causal.ablation import token_positions
+from probes.causal.behaviour import Batch, Behaviour, PooledPayload
+from probes.core.align import encode
 
 
 def lm_eval_file(path, model: str, revision: str | None, acc: float, params: int | None, old: bool = False):
@@ -117,3 +122,34 @@ def real_lm_eval_file(path, model: str, revision: str | None, scores: dict, *, c
     }
     path.write_text(json.dumps(blob, indent=2))
     return path
+
+
+class LinearReadout(Behaviour):
+    """A fixed linear functional of the last block's ``site`` (its output by default), summed over each text's
+    tokens: the metric is exactly linear in anything added straight into it."""
+
+    name = "linear_readout"
+
+    def __init__(self, texts, weight: torch.Tensor, site: str = "hook_resid_post"):
+        self.texts, self.weight, self.site = list(texts), weight, site
+
+    def readout(self, lm):
+        return f"blocks.{lm.shape.n_layers - 1}.{self.site}"
+
+    def prepare(self, lm):
+        enc = encode(lm.tokenizer, self.texts)
+        mask = enc.attention_mask
+        pool = torch.block_diag(*[m.to(lm.dtype)[None] for m in mask])
+        return [
+            Batch(
+                enc.model_inputs(lm.device),
+                token_positions(mask),
+                torch.arange(len(mask)),
+                len(mask),
+                PooledPayload(pool.to(lm.device)),
+            )
+        ]
+
+    def score(self, lm, value, batch):
+        pooled = batch.payload.pool @ value.reshape(-1, value.shape[-1])
+        return pooled @ self.weight.to(value.device, value.dtype)

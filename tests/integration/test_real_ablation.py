@@ -56,3 +56,37 @@ def test_leace_erases_subject_number_from_smollms_ill_conditioned_residual(smoll
     majority = pd.Series(y).value_counts(normalize=True).iloc[0]
     assert fit_layers(X[None], y).accuracy(X[None], y)[0] > 0.8
     assert fit_layers(erased[None], y).accuracy(erased[None], y)[0] <= majority + 0.02
+
+
+def test_smollm_attribution_against_exact_effects(smollm):
+    """On the real model (grouped queries: 9 heads, 3 key-value heads): the QK fix is exact where the metric is
+    linear in the last block's patterns, AtP is exact for its values, and a writer's edge scores add up to
+    its AtP score."""
+    import torch
+    from helpers import LinearReadout
+
+    from probes.causal.attribution import attribute
+    from probes.causal.circuits import EdgeEvaluator
+    from probes.causal.components import HeadInput, all_head_inputs
+    from probes.probing.datasets.grammar import copula_agreement_pairs
+
+    last = smollm.shape.n_layers - 1
+    weight = torch.randn(smollm.shape.d_model, generator=torch.Generator().manual_seed(3))
+    texts = ["The tall dog is old.", "The keys to the cabinet are on the table.", "A cat sleeps."]
+    ev = Evaluator(smollm, LinearReadout(texts, weight, "hook_attn_out"), kind="mean")
+    components = [*all_head_inputs(smollm.shape, [last]), HeadInput(last, 1, "k", at=2)]
+    exact = ev.effects([[c] for c in components])
+    star = attribute(ev, components, method="atp*").attrs["per_example"]
+    scale = np.abs(exact).max()
+    np.testing.assert_allclose(star, exact, atol=2e-3 * scale)
+    plain = attribute(ev, components).attrs["per_example"]
+    qk = [i for i, c in enumerate(components) if c.which != "v"]
+    assert np.abs(plain[qk] - exact[qk]).max() > 10 * np.abs(star[qk] - exact[qk]).max()
+    # edges: the input's and L20.mlp's edge scores sum to their node scores, on copula pairs
+    pairs = Evaluator(smollm, MinimalPairs(copula_agreement_pairs(4)), kind="mean")
+    edges = EdgeEvaluator(pairs)
+    scores = edges.scores("eap").per_example
+    writers = [Resid(0), MLP(20)]
+    nodes = attribute(pairs, writers).attrs["per_example"]
+    index = [0, edges.graph.writer(20)]
+    np.testing.assert_allclose(scores[:, :, index].sum(1).T, nodes, rtol=2e-3, atol=2e-3)

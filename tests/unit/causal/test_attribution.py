@@ -7,51 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import LinearReadout
 
 from probes.causal.attribution import AttributionError, attribute, verify
-from probes.causal.behaviour import Batch, Behaviour, LogitDiff, MinimalPairs, PooledPayload
+from probes.causal.behaviour import LogitDiff, MinimalPairs
 from probes.causal.components import MLP, Head, HeadInput, Neurons, Resid, all_head_inputs, all_heads, all_mlps
 from probes.causal.evaluator import Evaluator
 from probes.causal.patching import aligned_pairs, patch_evaluator
 from probes.core import models as models_mod
-from probes.core.align import encode
 from probes.core.hooks import hooked
 from probes.probing.datasets import agreement_pairs, agreement_prompts
 
 TEXTS = ["the dog near the cars sleeps .", "some teachers that the cat likes run quickly .", "a tall dog sees it ."]
-
-
-class LinearReadout(Behaviour):
-    """A fixed linear functional of the last block's output, summed over each text's tokens: the metric
-    is exactly linear in anything that is added straight into that residual."""
-
-    name = "linear_readout"
-
-    def __init__(self, texts, weight: torch.Tensor, site: str = "hook_resid_post"):
-        self.texts, self.weight, self.site = list(texts), weight, site
-
-    def readout(self, lm):
-        return f"blocks.{lm.shape.n_layers - 1}.{self.site}"
-
-    def prepare(self, lm):
-        enc = encode(lm.tokenizer, self.texts)
-        mask = enc.attention_mask
-        pool = torch.block_diag(*[m.to(lm.dtype)[None] for m in mask])
-        from probes.causal.ablation import token_positions
-
-        return [
-            Batch(
-                enc.model_inputs(lm.device),
-                token_positions(mask),
-                torch.arange(len(mask)),
-                len(mask),
-                PooledPayload(pool.to(lm.device)),
-            )
-        ]
-
-    def score(self, lm, value, batch):
-        pooled = batch.payload.pool @ value.reshape(-1, value.shape[-1])
-        return pooled @ self.weight.to(value.device, value.dtype)
 
 
 def _double(folder):
