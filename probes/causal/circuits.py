@@ -499,10 +499,10 @@ class EdgeEvaluator:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != g.allowed.shape:
                 raise CircuitError(f"an edge mask is (readers, writers) = {g.allowed.shape}, got {mask.shape}")
-            scores = []
-            for index in range(len(self.ev.batches)):
-                ablated = torch.as_tensor(mask & g.allowed, device=self.lm.device)
-                scores.append(self._run(index, ablated=ablated).score.double().cpu().numpy())
+            ablated = torch.as_tensor(mask & g.allowed, device=self.lm.device)
+            scores = [
+                self._run(index, ablated=ablated).score.double().cpu().numpy() for index in range(len(self.ev.batches))
+            ]
             out.append(np.concatenate(scores))
         return np.stack(out) if out else np.zeros((0, self.ev.n_examples))
 
