@@ -81,31 +81,15 @@ class Adapter:
     def reader_path(self, part: str, layer: int, base: Any) -> str | None:
         """Module path of ``ln1`` or ``mlp_in`` in block ``layer`` (of alternatives "a|b", the first present)."""
         names = getattr(self, part)
-        if names is None:
-            return None
-        for name in names.split("|"):
-            path = f"{self.block(layer)}.{name}"
-            try:
-                if base.get_submodule(path) is not None:
-                    return path
-            except AttributeError:
-                continue
-        return None
+        paths = [f"{self.block(layer)}.{name}" for name in names.split("|")] if names else []
+        return next((path for path in paths if _present(base, path)), None)
 
     def for_model(self, model: Any) -> Adapter:
         """This row as one model has it: a final norm the config leaves out (``None``, OPT-350m) is dropped,
         and a final projection that is there (OPT-350m's ``project_out``) is what ``ln_final`` reads, since
         the unembedding reads its output."""
         base = model.base_model
-
-        def present(path: str | None) -> bool:
-            if path is None:
-                return False
-            try:
-                return base.get_submodule(path) is not None
-            except AttributeError:  # the attribute is None, not a module
-                return False
-
+        present = lambda path: path is not None and _present(base, path)
         final = self.final_proj if present(self.final_proj) else self.final_norm if present(self.final_norm) else None
         return self if final == self.final_norm else replace(self, final_norm=final)
 
@@ -132,6 +116,14 @@ class Adapter:
             cap = getattr(config, self.logit_softcap)
             out = torch.tanh(out / cap) * cap
         return out
+
+
+def _present(base: Any, path: str) -> bool:
+    """Is there a module at ``path`` (an attribute set to None, as configs leave some, is none)?"""
+    try:
+        return base.get_submodule(path) is not None
+    except AttributeError:
+        return False
 
 
 def qkv_columns(adapter: Adapter, config: Any, which: str, n_heads: int, d_head: int, width: int) -> torch.Tensor:
