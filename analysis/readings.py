@@ -38,6 +38,12 @@ class Thresholds:
     # most of the model; random circuits of that size must stay below the target
     small_circuit: float = 0.05
     large_circuit: float = 0.5
+    # features: the top-k features of a dictionary (every other ablated) that keep the target share of the behaviour;
+    # at most `few_features` (the CI's high end) it is carried by a handful, at least `many_features` (low end) by
+    # thousands; an error term carrying at least `error_carries` of the site's effect says the features do not
+    few_features: float = 10
+    many_features: float = 1000
+    error_carries: float = 0.5
     # erasure: how many standard deviations of random-subspace erasures the concept's erasure must differ by
     erasure_sds: float = 3.0
     # scaling: a jump model must beat the smooth one by this much in AIC and BIC ...
@@ -225,6 +231,37 @@ def circuit_reading(
             "emergent",
         )
     return f"a circuit of {share:.1%} of the edges keeps {target:.0%}: neither small nor most of the model", None
+
+
+def feature_reading(
+    count: float,
+    low: float,
+    high: float,
+    error: float,
+    error_low: float,
+    random: float,
+    target: float,
+    t: Thresholds = THRESHOLDS,
+) -> tuple[str, str | None]:
+    """How many of a dictionary's features (top-k by attribution, every other ablated) keep ``target`` of the
+    behaviour, with its CI over examples; the error term's share of the site's effect (and its CI's low end); the
+    share random feature sets of that size keep."""
+    if _finite(error_low) and error_low >= t.error_carries:
+        return (
+            f"the dictionary's error term carries {error:.0%} of the site's effect: what its features miss matters",
+            "emergent",
+        )
+    if not _finite(count):
+        return "no set of features measured keeps the behaviour: the features do not carry it", None
+    if _finite(random) and random >= target:
+        return f"random sets of {count:.0f} features keep {random:.0%} too: no feature stands out", None
+    if _finite(high) and high <= t.few_features:
+        return f"a handful of features ({count:.0f}) keeps {target:.0%}: the behaviour reduces to a few features", (
+            "reducible"
+        )
+    if _finite(low) and low >= t.many_features:
+        return f"it takes {count:.0f} features to keep {target:.0%}: the behaviour is spread over thousands", "emergent"
+    return f"{count:.0f} features keep {target:.0%}: neither a handful nor thousands", None
 
 
 def decodability_reading(

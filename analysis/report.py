@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import ablation_plots, attribution_plots, head_plots, lens_plots, probe_plots, scale_plots
+from . import ablation_plots, attribution_plots, feature_plots, head_plots, lens_plots, probe_plots, scale_plots
 from .errors import ProbesError
 from .readings import (
     THRESHOLDS,
@@ -52,6 +52,7 @@ from .readings import (
     decodability_reading,
     erasure_case,
     erasure_reading,
+    feature_reading,
     interaction_pattern,
     interaction_ratio,
     overall_reading,
@@ -89,6 +90,7 @@ class Inputs:
     lens: pd.DataFrame | None = None  # lens.csv of every lens folder (model column distinct per folder)
     lens_behaviour: pd.DataFrame | None = None  # their behaviour.csv, where there is one
     patterns: dict[str, tuple[list[str], np.ndarray, str]] = field(default_factory=dict)  # model -> tokens, array, text
+    feature_examples: pd.DataFrame | None = None  # stages/examples.csv of every probes sae features folder
 
 
 def _kind(folder: Path) -> str | None:
@@ -207,6 +209,15 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
                 with np.load(s.path / "pattern.npz", allow_pickle=False) as npz:
                     example = (s.record.get("spec") or {}).get("example", "")
                     inputs.patterns[model] = ([str(t) for t in npz["tokens"]], npz["patterns"], example)
+    examples = {
+        s.path: _read(s.path / "stages" / "examples.csv", pd.read_csv).assign(
+            model=(s.record.get("spec") or {}).get("model", ""), task=(s.record.get("spec") or {}).get("behaviour")
+        )
+        for s in by_kind("results")
+        if s.record.get("command") == "sae features" and (s.path / "stages" / "examples.csv").exists()
+    }
+    if examples:
+        inputs.feature_examples = _side_by_side(examples, "model", labels)
     if by_kind("lens"):
         lenses = {s.path: _read(s.path / "lens.csv", pd.read_csv) for s in by_kind("lens")}
         inputs.lens = _side_by_side(lenses, "model", labels)
@@ -239,6 +250,15 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     caption: str = ""
+
+
+@dataclass
+class Highlight:
+    """Text with each token shaded by a weight in [0, 1] (a feature's activation): one line per example."""
+
+    title: str
+    lines: list[list[tuple[str, float]]]
+    notes: list[str] = field(default_factory=list)  # one per line (the activation, the text it came from)
 
 
 @dataclass
@@ -321,11 +341,17 @@ def _ablations(results: pd.DataFrame) -> pd.DataFrame:
 
 def _probing(results: pd.DataFrame) -> pd.DataFrame:
     probe = results["probe"].astype(str)
-    return results[~probe.str.startswith(("ablation:", "amnesic:", "attribution:")) & results["probe"].notna()]
+    return results[
+        ~probe.str.startswith(("ablation:", "amnesic:", "attribution:", "features:", "sae:")) & results["probe"].notna()
+    ]
 
 
 def _attribution(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["probe"].astype(str).str.startswith("attribution:")]
+
+
+def _features(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"].astype(str).str.startswith(("features:", "sae:"))]
 
 
 def _amnesic(results: pd.DataFrame) -> pd.DataFrame:
@@ -487,6 +513,37 @@ def circuit_card(model: str, task: str, rows: pd.DataFrame) -> Card:
     return Card(f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence]))
 
 
+def feature_card(model: str, task: str, rows: pd.DataFrame) -> Card:
+    """The feature-count evidence of a ``probes sae features`` run: how many features keep the behaviour, and what
+    the dictionary's error term carries."""
+    share, count = _scalar(rows, "feature_share"), _scalar(rows, "feature_count")
+    error, total = _scalar(rows, "error_share"), _scalar(rows, "dictionary_features")
+    assert count is not None and error is not None
+    target = float(share["target"]) if share is not None and pd.notna(share.get("target")) else 0.8
+    random = rows[rows["metric"] == "random_feature_faithfulness"]
+    at = (
+        random[random["features"].astype(float) >= float(count["value"])] if np.isfinite(count["value"]) else random[:0]
+    )
+    random_value = float(at.sort_values("features")["value"].iloc[0]) if len(at) else math.nan
+    text, lean = feature_reading(
+        count["value"], count["ci_low"], count["ci_high"], error["value"], error["ci_low"], random_value, target
+    )
+    of = f" of {_fmt(total['value'])}" if total is not None else ""
+    evidence = [
+        Evidence(
+            "reductionist",
+            f"features: the fewest top features keeping {target:.0%} ({rows['probe'].iloc[0]})",
+            f"{_ci(count['value'], count['ci_low'], count['ci_high'])}{of} features; random sets of that size keep "
+            f"{_fmt(random_value)}; the error term carries {_ci(error['value'], error['ci_low'], error['ci_high'])} "
+            "of the site's effect",
+            text,
+            lean,
+            (error["value"], error["ci_low"], error["ci_high"]),
+        )
+    ]
+    return Card(f"{model} · {task}", evidence, overall_reading([e.lean for e in evidence]))
+
+
 def scale_card(family: str, task: str, verdicts: pd.DataFrame) -> Card:
     at_chance = verdicts["at_chance"] if "at_chance" in verdicts else pd.Series(False, index=verdicts.index)
     triples = list(zip(verdicts["metric"], verdicts["verdict"], at_chance.astype(bool)))
@@ -582,6 +639,9 @@ def scorecards(inputs: Inputs) -> list[Card]:
     for (model, task), rows in attributed.groupby(["model", "task"], sort=False):
         if (rows["metric"] == "circuit_share").any():
             cards.append(circuit_card(str(model), str(task), rows))
+    for (model, task), rows in _features(inputs.results).groupby(["model", "task"], sort=False):
+        if (rows["metric"] == "feature_count").any() and (rows["metric"] == "error_share").any():
+            cards.append(feature_card(str(model), str(task), rows))
     if inputs.verdicts is not None:
         for (family, task), rows in inputs.verdicts.groupby(["family", "task"], sort=False):
             cards.append(scale_card(str(family), str(task), rows))
@@ -801,6 +861,65 @@ def scale_section(inputs: Inputs) -> Section | None:
     return section
 
 
+def _highlight(examples: pd.DataFrame, feature: int) -> Highlight:
+    rows = examples[examples["feature"] == feature].sort_values("rank")
+    lines, notes = [], []
+    top = float(rows["activation"].max()) if len(rows) else 1.0
+    for r in rows.itertuples():
+        tokens, acts = json.loads(r.tokens), json.loads(r.token_activations)
+        lines.append([(str(t), max(0.0, min(1.0, float(a) / top)) if top > 0 else 0.0) for t, a in zip(tokens, acts)])
+        notes.append(f"{r.activation:.2f} at text {r.text}, token {r.position}")
+    return Highlight(f"feature {feature}", lines, notes)
+
+
+def feature_section(inputs: Inputs) -> Section | None:
+    rows = _features(inputs.results)
+    if rows.empty:
+        return None
+    section = Section("features", "Sparse features: how much do a few features carry?")
+    section.blocks.append(
+        "A sparse dictionary (a TopK sparse autoencoder trained here, or one in SAELens's format) decomposes a site "
+        "into features. Its quality is measured as SAELens measures it on held-out text: explained variance, L0, dead "
+        "and dense features, and the next-token loss recovered with it spliced in. For a behaviour, every feature's "
+        "effect is estimated (AtP) and the strongest checked exactly; the top k are kept with every other feature "
+        "ablated (measured exactly, beside random sets of k), and the error term's share of the site's effect says "
+        "what the dictionary misses."
+    )
+    quality = rows[rows["probe"].astype(str).str.startswith("sae:")]
+    for (model, site, probe), part in quality.groupby(["model", "site", "probe"], sort=False):
+        section.blocks.append(f"{model} · {site} · {probe}")
+        section.blocks.append(
+            _table(part[["metric", "value", "ci_low", "ci_high", "n"]], "dictionary quality on held-out texts")
+        )
+    studied = rows[rows["probe"].astype(str).str.startswith("features:")]
+    for (model, task), part in studied.groupby(["model", "task"], sort=False):
+        model, task = str(model), str(task)
+        section.blocks.append(f"{model} · {task} · {part['probe'].iloc[0]}")
+        summary = part[part["metric"].isin(["verify_spearman", "verify_top_overlap", "verify_largest_miss"])]
+        if len(summary):
+            section.blocks.append(
+                _table(summary[["metric", "component", "value", "n"]], "verification of the features' AtP")
+            )
+        if (part["metric"] == "feature_faithfulness").any():
+            section.blocks.append(
+                figure(feature_plots.feature_curve_plot(part, model=model), f"{model}: features of {task}")
+            )
+        concept = part[part["metric"].isin(["best_feature_accuracy", "probe_accuracy"])]
+        if len(concept):
+            section.blocks.append(
+                _table(
+                    concept[["metric", "component", "label", "value", "n"]] if "label" in concept else concept,
+                    "a concept's classes: the best single feature's balanced accuracy beside the linear probe's",
+                )
+            )
+        examples = inputs.feature_examples
+        if examples is not None:
+            mine = examples[(examples["model"].astype(str) == model)]
+            for feature in dict.fromkeys(mine["feature"].tolist()):
+                section.blocks.append(_highlight(mine, int(feature)))
+    return section
+
+
 def attention_section(inputs: Inputs) -> Section | None:
     if inputs.heads is None:
         return None
@@ -926,6 +1045,7 @@ def build_sections(inputs: Inputs) -> list[Section]:
         probe_section(inputs),
         ablation_section(inputs),
         attribution_section(inputs),
+        feature_section(inputs),
         amnesic_section(inputs),
         scale_section(inputs),
         attention_section(inputs),
@@ -952,6 +1072,7 @@ def render_html(sections: list[Section], title: str, sources: list[Source]) -> s
         is_table=lambda b: isinstance(b, Table),
         is_card=lambda b: isinstance(b, Card),
         is_details=lambda b: isinstance(b, tuple),
+        is_highlight=lambda b: isinstance(b, Highlight),
     )
 
 
@@ -1006,6 +1127,12 @@ def render_markdown(sections: list[Section], title: str, link_base: str) -> tupl
                 lines += [f"**Reading:** {md_escape(block.overall)}", ""]
                 if block.figure:
                     lines += fig_lines(block.figure)
+            elif isinstance(block, Highlight):
+                lines += [f"**{md_escape(block.title)}**", ""]
+                for tokens, note in zip(block.lines, block.notes):
+                    text = "".join(f"**{md_escape(t)}**" if w >= 0.5 else md_escape(t) for t, w in tokens)
+                    lines += [f"- {text} ({md_escape(note)})"]
+                lines.append("")
             elif isinstance(block, tuple):
                 lines += [
                     f"<details><summary>{html.escape(block[1])}</summary>",

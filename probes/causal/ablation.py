@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from analysis.errors import ProbesError
-from probes.causal.components import Component, ResidualEdit, Slice, check
+from probes.causal.components import Component, Slice, ValueEdit, check
 from probes.core.align import encode
 from probes.core.hooks import capture, hooked
 from probes.core.models import LoadedModel
@@ -84,6 +84,8 @@ class Reference:
     ) -> Reference:
         """Statistics of ``sites`` (names, or components' sites) over already tokenised batches."""
         names = sorted({s.site if isinstance(s, Component) else s for s in sites})
+        # quantities derived from a site (a dictionary's feature activations): their means only
+        derived = {s.statistic_key: s for s in sites if isinstance(s, ValueEdit) and s.statistic_key != s.site}
         if not batches:
             raise AblationError("the reference dataset is empty: give at least one text")
         values: dict[str, list[Tensor]] = defaultdict(list)
@@ -99,16 +101,18 @@ class Reference:
                 masks.append(inputs["attention_mask"].bool())
                 for site in names:
                     values[site].append(_to_position_major(cache[site], inputs["attention_mask"]))
+                for key, edit in derived.items():
+                    values[key].append(_to_position_major(edit.statistic(cache[edit.site]), inputs["attention_mask"]))
         T = max(m.shape[1] for m in masks)
         valid = torch.cat([_pad_to(_to_position_major(m, m), T) for m in masks])  # left-aligned (n, T)
         means, samples = {}, {}
-        for site in names:
+        for site in [*names, *derived]:
             stacked = torch.cat([_pad_to(v, T) for v in values[site]])  # (n, T, *value)
             w = valid.reshape(*valid.shape, *([1] * (stacked.ndim - 2))).to(stacked.dtype)
             per_position = (stacked * w).sum(0) / w.sum(0).clamp(min=1)
             overall = (stacked * w).sum((0, 1)) / w.sum()
             means[site] = torch.cat([per_position, overall[None]])
-            if keep_samples:
+            if keep_samples and site in names:  # resample reads the site itself, never a derived quantity
                 samples[site] = stacked
         return cls(means, samples, valid, seed)
 
@@ -249,6 +253,16 @@ class RowPlan:
             r = self.reference.resample(site, self.positions, self.example_ids)
         return r.to(value.device, value.dtype).reshape(value.shape)
 
+    def edit_replacement(self, edit: ValueEdit, value: Tensor, site_replacement: Tensor | None = None) -> Tensor | None:
+        """What ``edit.apply`` gets under this plan's kind (see ``ValueEdit``); ``site_replacement`` is the site's
+        replaced value where the caller has it already."""
+        if self.kind == "zero" or not edit.needs_reference:
+            return None
+        if self.kind == "mean" and edit.statistic_key != edit.site:
+            assert self.reference is not None  # hooks() checked that mean ablation has one
+            return self.reference.mean(edit.statistic_key, self.positions).to(value.device)
+        return site_replacement if site_replacement is not None else self._replacement(edit.site, value)
+
     def _tokens(self, component: Component, rows: list[int], value: Tensor) -> Tensor:
         """(rows, T) bool: the tokens this component is replaced at."""
         selected = torch.zeros(value.shape[0], dtype=torch.bool, device=value.device)
@@ -261,9 +275,11 @@ class RowPlan:
     def _site_hook(self, site: str, by_component: dict[Component, list[int]]):
         n_rows = len(self.rows)
         sliced: dict[Slice, list[int]] = {c: r for c, r in by_component.items() if isinstance(c, Slice)}
-        edits: dict[ResidualEdit, list[int]] = {c: r for c, r in by_component.items() if isinstance(c, ResidualEdit)}
-        # one replacement per call, shared by every sliced component and every edit that sets a value
-        needs_replacement = bool(sliced) or (self.kind != "zero" and any(c.needs_reference for c in edits))
+        edits: dict[ValueEdit, list[int]] = {c: r for c, r in by_component.items() if isinstance(c, ValueEdit)}
+        # one replacement per call, shared by every sliced component and every edit that reads the site's
+        needs_replacement = bool(sliced) or (
+            self.kind != "zero" and any(c.needs_reference and c.statistic_key == c.site for c in edits)
+        )
 
         def hook(value: Tensor) -> Tensor:
             if value.shape[0] != n_rows:
@@ -277,7 +293,13 @@ class RowPlan:
                 assert replacement is not None
                 new = torch.where(mask, replacement, new)
             for edit, rows in edits.items():
-                new = edit.apply(new, replacement, self._tokens(edit, rows, value), self.kind)
+                tokens = self._tokens(edit, rows, value)
+                if getattr(edit, "additive", False):  # computed from the original value: such edits add up
+                    new = new + (
+                        edit.apply(value, self.edit_replacement(edit, value, replacement), tokens, self.kind) - value
+                    )
+                else:
+                    new = edit.apply(new, self.edit_replacement(edit, value, replacement), tokens, self.kind)
             return new
 
         return hook

@@ -52,7 +52,7 @@ from torch import Tensor
 from analysis.errors import ProbesError
 from probes.causal.ablation import RowPlan
 from probes.causal.behaviour import Batch
-from probes.causal.components import Component, HeadInput, Neurons, PerHead, ResidualEdit, Slice, check
+from probes.causal.components import Component, HeadInput, Neurons, PerHead, Slice, ValueEdit, check
 from probes.causal.evaluator import Evaluator, _StopForward
 from probes.core.hooks import hooked
 
@@ -290,6 +290,7 @@ def _estimates(
     out = torch.zeros(len(components), batch.n_examples, dtype=torch.float64, device=first.device)
     contributions: dict[str, Tensor] = {}  # per site: (counterfactual - clean) * gradient, shared by its slices
     per_head: dict[str, Tensor] = {}  # per site: (n_examples, heads), every head's estimate at once
+    per_unit: dict[tuple[str, str], Tensor] = {}  # per site and family: (n_examples, units), e.g. every feature
 
     def by_example(per_token: Tensor) -> Tensor:
         """(rows, T, ...) -> (n_examples, ...): summed over each example's tokens."""
@@ -312,17 +313,26 @@ def _estimates(
                 per_head[site] = by_example(contribution(site).sum(-1))
             out[i] = per_head[site][:, component.head_index]
             continue
+        unit = getattr(component, "unit", None)  # one of many units a single pass estimates (a dictionary feature)
+        if unit is not None and component.at is None:
+            assert isinstance(component, ValueEdit)
+            group = (site, component.group)  # type: ignore[attr-defined]
+            if group not in per_unit:
+                value = run.values[site]
+                replacement = plan.edit_replacement(component, value)
+                terms = component.unit_terms(value, replacement, grads[site], ev.kind)  # type: ignore[attr-defined]
+                per_unit[group] = by_example(terms)
+            out[i] = per_unit[group][:, unit]
+            continue
         tokens = torch.ones(rows, T, dtype=torch.bool, device=first.device)
         if component.at is not None:
             tokens = tokens & (positions == component.at)
         if component in patterns:  # the QK fix: the mask of what changed is in the pattern already
             assert isinstance(component, HeadInput)
             per_token = _through_pattern(ev, run, grads, component, patterns[component])
-        elif isinstance(component, ResidualEdit):
+        elif isinstance(component, ValueEdit):
             value, grad = run.values[site], grads[site]
-            needs = ev.kind != "zero" and component.needs_reference
-            replacement = plan._replacement(site, value) if needs else None
-            changed = component.apply(value, replacement, tokens, ev.kind) - value
+            changed = component.apply(value, plan.edit_replacement(component, value), tokens, ev.kind) - value
             per_token = (changed.double() * grad.double()).sum(-1)
         else:
             assert isinstance(component, Slice)  # every other component is a slice of its site
@@ -387,8 +397,7 @@ def attribute(
     star = method == "atp*"
     qk_grads, qk_read = _qk_sites(components) if star else ([], [])
     sites = sorted({*(c.site for c in components), *qk_grads})
-    reference_sites = {c.site for c in components if c.needs_reference and ev.kind in ("mean", "resample")}
-    ev._cover_sites(reference_sites)
+    ev._cover_sites({c for c in components if c.needs_reference and ev.kind in ("mean", "resample")})
     if ev.kind == "patch":
         missing = sorted({c.site for c in components} - set(ev.source[0]) if ev.source else {"all"})
         if missing:
@@ -428,7 +437,8 @@ def attribute(
     frame = _frame(components, estimates, ev)
     if star:
         by_layer = np.abs(torch.cat(dropped, 2).cpu().numpy().mean(2))  # (layers, components): |AtP_l| of the mean
-        own = np.array([c.layer if not isinstance(c, ResidualEdit) and c.kind != "resid" else -1 for c in components])
+        # a component's own block, where AtP_l is 0 by construction (none for what enters a block)
+        own = np.array([-1 if c.site.endswith("hook_resid_pre") else c.layer for c in components])
         keep = np.arange(n_layers)[:, None] != own[None, :]
         graddrop = (by_layer * keep).sum(0) / np.maximum(keep.sum(0), 1)
         frame["graddrop"] = graddrop

@@ -250,19 +250,39 @@ class Resid(Slice, _Residual):
         return f"L{self.layer}.resid"
 
 
-class ResidualEdit(_Residual):
-    """An affine change of the residual stream entering block ``layer``."""
+class ValueEdit(Component):
+    """A component that changes its site's value by a rule computed from the value itself (a residual edit, a
+    dictionary's features or its error term), rather than by owning a slice of it.
 
-    label: str
+    ``apply`` gets the replacement its ablation kind calls for: None for zero ablation; for mean ablation the
+    per-position mean of ``statistic_key`` (the site itself, or ``statistic`` of it, such as a dictionary's
+    feature activations); for resample and patch the site's replaced value.
+    """
+
     needs_reference: ClassVar[bool] = False
 
     @property
-    def label_text(self) -> str:
-        return f"L{self.layer}.resid[{self.label}]"
+    def statistic_key(self) -> str:
+        """The reference table mean ablation reads: the site, or a quantity derived from it."""
+        return self.site
+
+    def statistic(self, value: Tensor) -> Tensor:
+        """The derived quantity ``statistic_key`` names, from the site's value (the site itself by default)."""
+        return value
 
     def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
         """``value`` with the edit applied at ``tokens`` (rows, T)."""
         raise NotImplementedError
+
+
+class ResidualEdit(ValueEdit, _Residual):
+    """An affine change of the residual stream entering block ``layer``."""
+
+    label: str
+
+    @property
+    def label_text(self) -> str:
+        return f"L{self.layer}.resid[{self.label}]"
 
 
 @dataclass(frozen=True, repr=False)

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from probes.causal.ablation import Reference, RowPlan, check_kind
 from probes.causal.behaviour import Batch, Behaviour
-from probes.causal.components import Component, check
+from probes.causal.components import Component, ValueEdit, check
 from probes.core.hooks import hooked
 from probes.core.models import LoadedModel
 
@@ -223,7 +223,7 @@ class Evaluator:
             if s not in self._cache and min(c.layer for c in s) > self._readout_layer:
                 self._cache[s] = self.clean  # everything ablated lies after the readout: nothing changes
         todo = sorted({s for s in sets if s not in self._cache}, key=lambda s: (min(c.layer for c in s), sorted(s)))
-        self._cover_sites({c.site for s in todo for c in s if c.needs_reference and self.kind in ("mean", "resample")})
+        self._cover_sites({c for s in todo for c in s if c.needs_reference and self.kind in ("mean", "resample")})
         groups: dict[int, list[Subset]] = defaultdict(list)
         for s in todo:
             groups[min(c.layer for c in s) if self.reuse_prefix else 0].append(s)
@@ -239,11 +239,18 @@ class Evaluator:
                     bar.update(len(chunk))
         return np.stack([self._cache[s] for s in sets]) if sets else np.zeros((0, self.n_examples))
 
-    def _cover_sites(self, sites: set[str]) -> None:
-        """Statistics for sites the reference lacks, computed on first use (when the reference is our own)."""
+    def _cover_sites(self, needed: Iterable[str | Component]) -> None:
+        """Statistics for sites (or components' derived quantities) the reference lacks, computed on first use
+        (when the reference is our own)."""
         if not self._own_reference or self.reference is None:
             return
-        missing = sorted(s for s in sites if s not in self.reference.means)
+
+        def key(entry: str | Component) -> str:
+            if isinstance(entry, ValueEdit) and self.kind == "mean":
+                return entry.statistic_key
+            return entry if isinstance(entry, str) else entry.site
+
+        missing = list({key(e): e for e in needed if key(e) not in self.reference.means}.values())
         if missing:
             extra = self.reference_from_behaviour(missing, seed=self._seed)
             self.reference.means.update(extra.means)

@@ -269,6 +269,13 @@ class ActivationStore:
             with self._open_shard(shard) as fh:
                 yield fh.get_tensor(site)
 
+    def iter_rows(self, site: str) -> Iterator[tuple[Tensor, Tensor]]:
+        """The site's rows shard by shard, each with its tokens' positions (to leave out, say, the first)."""
+        self._check_site(site)
+        for shard in self._shards():
+            with self._open_shard(shard) as fh:
+                yield fh.get_tensor(site), fh.get_tensor("position")
+
     def read(self, site: str) -> np.ndarray:
         """All rows of one site, (tokens, ...) in the stored dtype; patterns padded with 0 to the longest key
         axis, scores with -inf (keys that are not there)."""

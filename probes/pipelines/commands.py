@@ -17,12 +17,14 @@ from probes.pipelines.specs import (
     CaptureSpec,
     CircuitSpec,
     DemoSpec,
+    FeaturesSpec,
     HeadsSpec,
     LadderEvalSpec,
     LadderSpec,
     LensSpec,
     ModelOptions,
     ReportSpec,
+    SaeTrainSpec,
     ScaleSpec,
     Spec,
     SpecError,
@@ -155,6 +157,25 @@ def _attribute(options: dict[str, Any], out: Path | None, spec_type: type[Attrib
 
 def _circuit(options: dict[str, Any], out: Path | None) -> None:
     _attribute(options, out, CircuitSpec)
+
+
+def _sae_train(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.sae import describe_training, run_sae_train
+
+    assert out is not None
+    run_sae_train(_spec(SaeTrainSpec, options), out)
+    print(describe_training(out))
+
+
+def _sae_features(options: dict[str, Any], out: Path | None) -> None:
+    from probes.pipelines.sae import describe_features, run_features
+
+    assert out is not None
+    spec = _spec(FeaturesSpec, options)
+    result = run_features(spec, out)
+    print()
+    print(describe_features(result, spec))
+    print(f"\nresults: {out / 'results.csv'}")
 
 
 def _heads(options: dict[str, Any], out: Path | None) -> None:
@@ -290,6 +311,28 @@ COMMANDS: tuple[Command, ...] = (
         Out("output folder (results.csv, stages/edges.csv, stages/circuits.csv, run.json)", required=True),
     ),
     Command(
+        "sae train",
+        "train a TopK sparse autoencoder (or transcoder) of one site, saved in SAELens's format, and measure it",
+        "Capture a site over text sets, train a TopK sparse autoencoder on it (or, with --site-out, a transcoder), "
+        "streamed through a shuffle buffer, and save it in SAELens's format (cfg.json, sae_weights.safetensors). Then "
+        "measure it on the held-out fifth of each set as SAELens does: explained variance, L0, dead and dense "
+        "features, and the next-token loss recovered with it spliced in. Resumes when re-run.",
+        _sae_train,
+        SaeTrainSpec,
+        Out("output folder (dictionary/, results.csv, stages/, feature-density.png, run.json)", required=True),
+    ),
+    Command(
+        "sae features",
+        "how much of a behaviour a dictionary's features carry: the feature-count curve and the error term",
+        "Estimate every feature's effect on a behaviour (AtP), re-measure the strongest exactly, keep the top k "
+        "features with every other one ablated for k from one to all (exact, beside random sets), and measure the "
+        "share of the site's effect the dictionary's error term carries; with --task, the best single feature "
+        "against the linear probe of a concept. Resumes when re-run.",
+        _sae_features,
+        FeaturesSpec,
+        Out("output folder (results.csv, stages/, feature-curve.png, run.json)", required=True),
+    ),
+    Command(
         "heads",
         "per-head attention statistics (entropy, distance, previous-token, sink, induction)",
         "Score every attention head over a text set (entropy, mean attended distance, previous-token, "
@@ -373,11 +416,16 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 GROUPS = {
+    "sae": (
+        "sparse dictionaries: train them, and ask what their features carry",
+        "TopK sparse autoencoders and transcoders trained here on a site's activations, saved in SAELens's "
+        "format, measured as SAELens measures them, and used as components of a behaviour.",
+    ),
     "ladder": (
         "train and evaluate the toy scale ladder",
         "A family of GPT-2-style models trained here on multi-digit addition and in-context associative "
         "recall, to see capability jumps on 2 CPU cores.",
-    )
+    ),
 }
 
 __all__ = ["COMMANDS", "GROUPS", "Command", "Out", "SpecError"]

@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "heads",
     "lens",
     "ladder",
+    "sae",
     "scale",
     "report",
     "validate",

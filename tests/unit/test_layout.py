@@ -12,10 +12,11 @@ import pytest
 from helpers import imports_without
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTRUMENTS = ("core", "probing", "causal", "scale")
-# The two disk-backed structures of the core and its one atomic writer: the activation store (a cache of
-# captured activations), the model cache (de-quantised GGUF, weights fingerprints) and files.py itself.
-DISK_BACKED = {"probes/core/files.py", "probes/core/store.py", "probes/core/models.py"}
+INSTRUMENTS = ("core", "probing", "causal", "sparse", "scale")
+# The disk-backed structures and the one atomic writer: the activation store (a cache of captured activations),
+# the model cache (de-quantised GGUF, weights fingerprints), files.py itself, and a sparse dictionary's folder
+# (SAELens's on-disk format, which other tools read).
+DISK_BACKED = {"probes/core/files.py", "probes/core/store.py", "probes/core/models.py", "probes/sparse/dictionary.py"}
 WRITES = {
     "write_text",
     "write_bytes",
