@@ -33,8 +33,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from probes import load
+from probes.core.data import split_texts
 from probes.core.store import ActivationStore
-from probes.pipelines.sae import split_texts
 from probes.sparse.dictionary import SparseDictionary
 from probes.sparse.quality import reconstruction
 from probes.sparse.train import TopKTrainer

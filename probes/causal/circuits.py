@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -753,40 +754,65 @@ def faithfulness_curve(
     bar.set_postfix_str(f"{n_edges} edges")
     full, empty = edges.circuit_values([g.allowed, np.zeros_like(g.allowed)])
     bar.update(2)
+    edge_flat = np.flatnonzero(g.allowed)
+
+    def random_sets(k: int, rng: np.random.Generator) -> np.ndarray:
+        masks = []
+        for _ in range(n_random):
+            kept = np.zeros(g.allowed.shape, dtype=bool)
+            kept.flat[rng.choice(edge_flat, size=k, replace=False)] = True
+            masks.append(kept)
+        return edges.circuit_values(masks)
+
+    top = lambda k: edges.circuit_values([circuit(k)])[0]
+    return trace_curve(n_edges, full, empty, top, random_sets, grid, n_random, target, refine, seed, method, bar)
+
+
+def trace_curve(
+    n: int,
+    full: np.ndarray,
+    empty: np.ndarray,
+    top: Callable[[int], np.ndarray],
+    random_sets: Callable[[int, np.random.Generator], np.ndarray],
+    grid: list[int],
+    n_random: int,
+    target: float,
+    refine: bool,
+    seed: int,
+    method: str,
+    bar: Any,
+) -> FaithfulnessCurve:
+    """The curve of ``top(k)`` (values of the top-k set, per example) over ``grid`` and, with ``refine``, bisected to
+    the smallest k whose mean share of ``full - empty`` reaches ``target``; beside ``random_sets(k, rng)`` ((n_random,
+    examples): random sets of k) at every grid size. Circuits (k edges) and dictionaries (k features) share it."""
     measured: dict[int, np.ndarray] = {}
 
-    def top(k: int) -> np.ndarray:
+    def value(k: int) -> np.ndarray:
         if k not in measured:
-            measured[k] = edges.circuit_values([circuit(k)])[0]
+            measured[k] = top(k)
             bar.update(1)
         return measured[k]
 
     span = full.mean() - empty.mean()
 
     def faithful(k: int) -> bool:
-        return span != 0 and (top(k).mean() - empty.mean()) / span >= target
+        return bool(span != 0 and (value(k).mean() - empty.mean()) / span >= target)
 
     for k in grid:
-        top(k)
+        value(k)
     first = next((i for i, k in enumerate(grid) if faithful(k)), None)
     if refine and first is not None:
         low, high = (grid[first - 1] if first > 0 else 0), grid[first]
         while high - low > 1:  # the smallest faithful size between two grid points, by bisection
             middle = (low + high) // 2
             low, high = (low, middle) if faithful(middle) else (middle, high)
-        grid = sorted({*grid, high})  # random circuits of the smallest faithful size too: its baseline
+        grid = sorted({*grid, high})  # random sets of the smallest faithful size too: its baseline
     rng = np.random.default_rng(seed)
-    edge_flat = np.flatnonzero(g.allowed)
     random = np.zeros((len(grid), n_random, len(full)))
     for i, k in enumerate(grid):
-        masks = []
-        for _ in range(n_random):
-            kept = np.zeros(g.allowed.shape, dtype=bool)
-            kept.flat[rng.choice(edge_flat, size=k, replace=False)] = True
-            masks.append(kept)
-        if masks:
-            random[i] = edges.circuit_values(masks)
+        if n_random:
+            random[i] = random_sets(k, rng)
         bar.update(n_random)
     bar.close()
     ks = sorted(measured)
-    return FaithfulnessCurve(ks, n_edges, np.stack([measured[k] for k in ks]), grid, random, full, empty, method=method)
+    return FaithfulnessCurve(ks, n, np.stack([measured[k] for k in ks]), grid, random, full, empty, method=method)

@@ -80,3 +80,19 @@ def read_texts(path: str | os.PathLike, column: str = "text") -> list[str]:
     if not texts:
         raise DatasetError(f"{path} holds no texts")
     return texts
+
+
+def text_set(name: str) -> list[str]:
+    """A built-in text set (data/texts/NAME.txt) or a file of texts."""
+    return builtin_texts(name) if (DATA_DIR / "texts" / f"{name}.txt").exists() else read_texts(name)
+
+
+def split_texts(names: list[str]) -> tuple[list[str], list[str]]:
+    """Each set's first four fifths (training) and last fifth (held out), the sets concatenated."""
+    train, test = [], []
+    for name in names:
+        texts = text_set(name)
+        cut = max(1, len(texts) * 4 // 5)
+        train += texts[:cut]
+        test += texts[cut:] or texts[-1:]
+    return train, test

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from probes.core.data import DATA_DIR, builtin_texts, read_texts
+from probes.core.data import split_texts
 from probes.core.models import LoadedModel, load, resolve
 from probes.core.provenance import content_hash
 from probes.pipelines.run import RunFolder
@@ -35,17 +35,9 @@ from probes.probing.lens import (
 )
 
 
-def lens_texts(spec: LensSpec) -> tuple[list[str], list[str]]:
-    """The spec's texts, split into the first four fifths (training) and the last fifth (held out)."""
-    builtin = (DATA_DIR / "texts" / f"{spec.texts}.txt").exists()
-    texts = builtin_texts(spec.texts) if builtin else read_texts(spec.texts)
-    cut = max(1, len(texts) * 4 // 5)
-    return texts[:cut], texts[cut:] or texts[-1:]
-
-
 def run_lens(spec: LensSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None) -> pd.DataFrame:
     """Train (or reuse) the tuned lens, score both lenses per depth, and read the behaviour through them."""
-    train, test = lens_texts(spec)
+    train, test = split_texts([spec.texts])
     source = resolve(spec.model, spec.revision)
     record = {
         **spec.record(),

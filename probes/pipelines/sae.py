@@ -29,7 +29,7 @@ from probes.causal.attribution import Verification, verify
 from probes.causal.behaviour import default_behaviour, make_behaviour
 from probes.causal.circuits import FaithfulnessCurve
 from probes.causal.evaluator import Evaluator
-from probes.core.data import DATA_DIR, builtin_texts, read_texts
+from probes.core.data import split_texts
 from probes.core.models import LoadedModel, load, resolve
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
@@ -42,22 +42,6 @@ from probes.sparse.quality import loss_recovered, reconstruction
 from probes.sparse.train import TopKTrainer
 
 UNDEFINED_WHEN_NOISY = ("feature_share", "feature_count", "error_share", "verify_spearman", "verify_bound")
-
-
-def text_set(name: str) -> list[str]:
-    """A built-in text set (data/texts/NAME.txt) or a file of texts."""
-    return builtin_texts(name) if (DATA_DIR / "texts" / f"{name}.txt").exists() else read_texts(name)
-
-
-def split_texts(names: list[str]) -> tuple[list[str], list[str]]:
-    """Each set's first four fifths (training) and last fifth (held out), the sets concatenated."""
-    train, test = [], []
-    for name in names:
-        texts = text_set(name)
-        cut = max(1, len(texts) * 4 // 5)
-        train += texts[:cut]
-        test += texts[cut:] or texts[-1:]
-    return train, test
 
 
 # --- sae train ------------------------------------------------------------------------------------------------
@@ -377,4 +361,4 @@ def describe_features(result: dict, spec: FeaturesSpec) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_features", "run_sae_train", "split_texts", "text_set"]
+__all__ = ["run_features", "run_sae_train"]

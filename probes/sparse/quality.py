@@ -89,19 +89,20 @@ def reconstruction(
     sq_n, sq_r, l0_all, cos_all = (torch.cat(v).numpy() for v in (sq_norm, sq_resid, l0, cos))
     y_all = torch.cat(sums).numpy()
 
+    by_text = {t: np.flatnonzero(groups == t) for t in np.unique(groups)}  # each text's rows
+
+    def rows_of(chosen: np.ndarray | None) -> np.ndarray:
+        """Every row, or the rows of the resampled texts, each as often as it was drawn."""
+        return np.arange(len(groups)) if chosen is None else np.concatenate([by_text[t] for t in chosen])
+
     def explained(chosen: np.ndarray | None = None) -> float:
-        if chosen is None:
-            idx = np.arange(len(groups))
-        else:  # rows of the resampled texts, each as often as it was drawn
-            by_text = {t: np.flatnonzero(groups == t) for t in np.unique(groups)}
-            idx = np.concatenate([by_text[t] for t in chosen])
+        idx = rows_of(chosen)
         mean = y_all[idx].mean(0)
         variance = sq_n[idx].mean() - float(mean @ mean)
         return float(1 - sq_r[idx].mean() / variance)
 
     def mean_of(values: np.ndarray):
-        by_text = {t: np.flatnonzero(groups == t) for t in np.unique(groups)}
-        return lambda chosen: float(values[np.concatenate([by_text[t] for t in chosen])].mean())
+        return lambda chosen: float(values[rows_of(chosen)].mean())
 
     density = (fired / max(len(groups), 1)).numpy()
     rows = []

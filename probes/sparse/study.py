@@ -24,7 +24,7 @@ from sklearn.metrics import balanced_accuracy_score
 from tqdm.auto import tqdm
 
 from probes.causal.attribution import attribute
-from probes.causal.circuits import FaithfulnessCurve, size_grid
+from probes.causal.circuits import FaithfulnessCurve, size_grid, trace_curve
 from probes.causal.evaluator import Evaluator
 from probes.core.align import encode
 from probes.core.hooks import capture
@@ -72,40 +72,13 @@ def feature_curve(
     if grid[0] < 1 or grid[-1] > n:
         raise DictionaryError(f"feature counts run from 1 to the dictionary's {n} features, got {grid}")
     bar = tqdm(desc="feature sets", unit="set", disable=not progress)
-    full = ev.clean
     empty = ev.values([[Features(sae, range(n), label="all")]])[0]
-    measured: dict[int, np.ndarray] = {}
 
-    def top(k: int) -> np.ndarray:
-        if k not in measured:
-            measured[k] = ev.values([kept(sae, order, k)])[0]
-            bar.update(1)
-        return measured[k]
+    def random_sets(k: int, rng: np.random.Generator) -> np.ndarray:
+        return ev.values([kept(sae, list(rng.permutation(n)), k) for _ in range(n_random)])
 
-    span = full.mean() - empty.mean()
-
-    def faithful(k: int) -> bool:
-        return bool(span != 0 and (top(k).mean() - empty.mean()) / span >= target)
-
-    for k in grid:
-        top(k)
-    first = next((i for i, k in enumerate(grid) if faithful(k)), None)
-    if refine and first is not None:
-        low, high = (grid[first - 1] if first > 0 else 0), grid[first]
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (low, middle) if faithful(middle) else (middle, high)
-        grid = sorted({*grid, high})
-    rng = np.random.default_rng(seed)
-    random = np.zeros((len(grid), n_random, len(full)))
-    for i, k in enumerate(grid):
-        draws = [kept(sae, list(rng.permutation(n)), k) for _ in range(n_random)]
-        if draws:
-            random[i] = ev.values(draws)
-        bar.update(n_random)
-    bar.close()
-    ks = sorted(measured)
-    return FaithfulnessCurve(ks, n, np.stack([measured[k] for k in ks]), grid, random, full, empty, method="atp")
+    top = lambda k: ev.values([kept(sae, order, k)])[0]
+    return trace_curve(n, ev.clean, empty, top, random_sets, grid, n_random, target, refine, seed, "atp", bar)
 
 
 def error_share(ev: Evaluator, sae: SparseDictionary, *, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
