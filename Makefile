@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_probes.py
 	$(PY) benchmarks/bench_ablation.py
 	$(PY) benchmarks/bench_attribution.py
+	$(PY) benchmarks/bench_sae.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

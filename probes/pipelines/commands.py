@@ -200,7 +200,7 @@ def _ladder_eval(options: dict[str, Any], out: Path | None) -> None:
 
     assert out is not None
     spec: LadderEvalSpec = _spec(LadderEvalSpec, options)
-    table, verdicts = scale.analyse_ladder(out, n=spec.n)
+    table, verdicts = scale.analyse_ladder(out, n=spec.n, how=spec.spread())
     print(scale.describe(table, verdicts, out / "scale"))
 
 

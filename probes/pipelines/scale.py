@@ -37,6 +37,7 @@ from probes.core.data import read_utf8
 from probes.core.files import write_json
 from probes.core.models import load, parameter_counts, resolve
 from probes.core.provenance import content_hash
+from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, run_jobs
 from probes.pipelines.run import LOCK, RunError, RunFolder, unit_file
 from probes.pipelines.specs import LadderSpec, ScaleSpec
 from probes.scale.evaluate import GenerationTask, ModelSpec, family_tables, model_rows
@@ -336,7 +337,7 @@ def _not_being_written(folder: Path):
 
 
 def evaluate_ladder(
-    out: str | os.PathLike, *, n: int = 500, progress: bool = True
+    out: str | os.PathLike, *, n: int = 500, progress: bool = True, how: Workers | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every model and checkpoint of the ladder in ``out`` on ``n`` held-out examples per task, into
     ``out/eval``: (scale table, per-example scores)."""
@@ -344,14 +345,18 @@ def evaluate_ladder(
     with _not_being_written(out):
         specs = ladder_models(out)
         config = json.loads((out / "ladder.json").read_text())["config"]
-        return evaluate_family(specs, ladder_tasks(config, n), out / "eval", family="ladder", progress=progress)
+        return evaluate_family(
+            specs, ladder_tasks(config, n), out / "eval", family="ladder", progress=progress, how=how
+        )
 
 
-def analyse_ladder(out: str | os.PathLike, *, n: int = 500, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def analyse_ladder(
+    out: str | os.PathLike, *, n: int = 500, progress: bool = True, how: Workers | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``probes ladder eval``: score the ladder in ``out`` (into ``out/eval``), then its scaling analysis (into
     ``out/scale``): (scale table, verdicts)."""
     out = Path(out)
-    evaluate_ladder(out, n=n, progress=progress)
+    evaluate_ladder(out, n=n, progress=progress, how=how)
     return run_scale(ScaleSpec(results=[str(out / "eval")]), out / "scale")
 
 
@@ -364,12 +369,14 @@ def evaluate_family(
     batch_size: int = 256,
     progress: bool = True,
     trust_remote_code: bool = False,
+    how: Workers | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate every model on every task into the run folder ``out``: (scale table, per-example scores).
 
     Each model's per-example outputs are a unit (``outputs/``), kept as soon as it is done; ``scale.csv`` is the
     scale table, ``examples.csv`` the per-example scores, ``run.json`` the models (weights hashes), tasks and
-    versions.
+    versions. ``how=Workers(workers=8)`` (or ``address=...``) evaluates the models on Ray actors, one model per
+    actor at a time (``probes.pipelines.cluster``); the tables are those of a sequential run.
     """
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     slugs = [s.slug for s in specs]
@@ -390,21 +397,39 @@ def evaluate_family(
             for t in tasks
         },
     }
+    how = how or Workers()
+    device = "cuda" if how.distributed and how.gpus else None
+    refs = {
+        s.slug: ModelRef(
+            s.source, s.revision, identities[s.slug]["weights_sha256_16"], device, trust_remote_code=trust_remote_code
+        )
+        for s in specs
+    }
     with RunFolder.open(out, command="evaluate", spec=record, models=identities) as run:
-        frames = []
-        with tqdm(specs, desc="models", unit="model", disable=not progress) as bar:
-            for spec in bar:
-                name = unit_file(spec.slug, ".json", "outputs")
-                if not run.done(name):
-                    lm = load(spec.source, revision=spec.revision, trust_remote_code=trust_remote_code)
-                    run.commit_json(name, model_rows(lm, spec, tasks, family=family, batch_size=batch_size))
-                frames.append(pd.DataFrame(run.read_json(name)))
+        names = [unit_file(spec.slug, ".json", "outputs") for spec in specs]
+        jobs = [
+            Job(name, _evaluate_job, (spec, tasks, family, batch_size), group=spec.slug, model=spec.slug)
+            for spec, name in zip(specs, names)
+            if not run.done(name)
+        ]
+        done = len(specs) - len(jobs)
+        with tqdm(total=len(specs), initial=done, desc="models", unit="model", disable=not progress) as bar:
+            for job, rows in run_jobs(jobs, refs, how):
+                run.commit_json(job.key, rows)
+                bar.update(1)
+        frames = [pd.DataFrame(run.read_json(name)) for name in names]
         table, scored = family_tables(pd.concat(frames, ignore_index=True), tasks)
         run.write_frame("scale.csv", table)
         run.write_frame(
             "examples.csv", scored.drop(columns=["target", "generated", "option_logprobs"], errors="ignore")
         )
     return table, scored
+
+
+def _evaluate_job(
+    worker: Worker, spec: ModelSpec, tasks: Sequence[GenerationTask], family: str, batch_size: int
+) -> list[dict]:
+    return model_rows(worker.model(spec.slug), spec, tasks, family=family, batch_size=batch_size)
 
 
 def _sizes(path: str | None) -> dict[str, float] | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -405,6 +405,35 @@ class TaskFile(Spec):
     label: str | None = None
 
 
+class SpreadOptions(Spec):
+    """How a run's units are spread over processes (``probes.pipelines.cluster``): no setting of its results."""
+
+    workers: int | None = Field(
+        None,
+        ge=1,
+        **_meta(
+            "run the units on this many Ray workers (a local cluster unless --ray-address)",
+            why="one loaded model per worker; results are those of a sequential run",
+        ),
+    )
+    ray_address: str | None = Field(None, **_meta("join the Ray cluster at this address ('auto', ray://host:10001)"))
+    threads: int | None = Field(
+        None, ge=1, **_meta("torch threads per worker (default: this machine's cores shared among the workers)")
+    )
+
+    # how the units are spread changes no result, so a run may resume with other workers
+    HOW: ClassVar[tuple[str, ...]] = ("workers", "ray_address", "threads")
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in super().record().items() if k not in self.HOW}
+
+    def spread(self) -> Any:
+        """These options as ``probes.pipelines.cluster.Workers``."""
+        from probes.pipelines.cluster import Workers
+
+        return Workers(workers=self.workers, address=self.ray_address, threads=self.threads)
+
+
 class ProbingSpec(Spec):
     """How probes read a model (``probes.pipelines.suite.probe_layers`` takes this alone)."""
 
@@ -452,7 +481,7 @@ class ProbingSpec(Spec):
         return value
 
 
-class SuiteSpec(ProbingSpec):
+class SuiteSpec(ProbingSpec, SpreadOptions):
     """``probes run``: a TOML file of probing tasks (and ablation studies) over one or more models."""
 
     name: str = Field("suite", **_meta("the suite's name"))
@@ -551,7 +580,7 @@ class LadderSpec(Spec):
     )
 
 
-class LadderEvalSpec(Spec):
+class LadderEvalSpec(SpreadOptions):
     """``probes ladder eval``: score the ladder's models and checkpoints, then the scaling analysis."""
 
     n: int = Field(500, ge=10, **_meta("test examples per task"))

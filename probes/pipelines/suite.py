@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from analysis.results import read_results, tidy
 from probes.core.data import DatasetError
-from probes.core.models import LoadedModel, load, resolve
-from probes.pipelines.run import RunError, RunFolder, unit_file
+from probes.core.models import LoadedModel, resolve
+from probes.pipelines.cluster import Job, ModelRef, Worker, run_jobs
+from probes.pipelines.run import RunFolder, unit_file
 from probes.pipelines.specs import ProbingSpec, SuiteSpec, TaskFile, load_suite
 from probes.probing.controls import random_weights
 from probes.probing.datasets import ProbingDataset, generate
@@ -166,57 +167,86 @@ def suite_models(spec: SuiteSpec) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_suite(spec: SuiteSpec | str | os.PathLike, out: str | os.PathLike, *, progress: bool = True) -> pd.DataFrame:
-    """Run every unit of the suite not yet done in ``out``; return the whole results table."""
-    from probes.pipelines.ablation_study import run_ablation
-    from probes.pipelines.attribute import UNDEFINED_WHEN_NOISY, run_attribute
+def _probe_job(worker: Worker, spec: SuiteSpec, model: str, task: str, probe: str, control: str) -> pd.DataFrame:
+    """One probing unit's rows; the worker keeps the last (model, task)'s dataset and features for the next unit."""
+    lm = worker.model(model)  # first: loading another model clears what the worker kept for the last one
+    held = worker.cache.get("task")
+    if held is None or held[0] != (model, task):
+        by_name = dict(zip(spec.task_names, spec.tasks))
+        held = ((model, task), _Task(lambda: lm, by_name[task], spec))
+        worker.cache["task"] = held  # one (model, task) in memory at a time: the plan visits its units together
+    return held[1].unit(model, task, probe, control)
 
+
+def _study_job(worker: Worker, kind: str, entry: Any, folder: Path, progress: bool) -> pd.DataFrame:
+    """One ``[[ablations]]``, ``[[attributions]]`` or ``[[circuits]]`` entry, run into its own (resumable) folder."""
+    from probes.pipelines.ablation_study import run_ablation
+    from probes.pipelines.attribute import run_attribute
+
+    runner: Callable[..., Any] = run_ablation if kind == "ablation" else run_attribute
+    runner(entry, folder, lm=worker.model(entry.model), progress=progress)
+    return read_results(folder / "results.csv")
+
+
+def suite_jobs(spec: SuiteSpec, out: Path, *, progress: bool = False) -> tuple[list[Job], dict[str, tuple[str, ...]]]:
+    """Every unit of the suite as a job keyed by its unit file, in the suite's order, and the metrics each study
+    unit may leave NaN."""
+    from probes.pipelines.attribute import UNDEFINED_WHEN_NOISY
+
+    jobs = [
+        Job(unit_file("|".join(u)), _probe_job, (spec, *u), group=f"{u[0]}|{u[1]}", model=u[0]) for u in units(spec)
+    ]
+    may_be_nan: dict[str, tuple[str, ...]] = {}
+    studies: list[tuple[str, Sequence[Any], tuple[str, ...]]] = [
+        ("ablation", spec.ablations, ("additivity_r2",)),
+        ("attribution", spec.attributions, UNDEFINED_WHEN_NOISY),
+        ("circuit", spec.circuits, UNDEFINED_WHEN_NOISY),
+    ]
+    for kind, entries, nan_ok in studies:
+        for i, entry in enumerate(entries):
+            name = unit_file(f"{kind}|{i}|{entry.model}")
+            seed = entry.seed if "seed" in entry.model_fields_set else spec.seed  # the suite's, unless its own
+            entry = entry.model_copy(update={"seed": seed})
+            folder = out / f"{kind}s" / str(i)
+            jobs.append(Job(name, _study_job, (kind, entry, folder, progress), group=name, model=entry.model))
+            may_be_nan[name] = nan_ok
+    return jobs, may_be_nan
+
+
+def run_suite(
+    spec: SuiteSpec | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every unit of the suite not yet done in ``out``; return the whole results table.
+
+    With ``spec.workers`` > 1 or ``spec.ray_address`` the units run on Ray actors (``probes.pipelines.cluster``);
+    the folder, its rows and their order are those of a sequential run.
+    """
     spec = spec if isinstance(spec, SuiteSpec) else load_suite(Path(spec))
     out = Path(out)
     models = suite_models(spec)
-    loaded: dict[str, LoadedModel] = {}
-
-    def model(name: str) -> LoadedModel:
-        """Each model loaded once per run, on first use, and checked to be the one run.json records."""
-        if name not in loaded:
-            source, revision = model_reference(name)
-            loaded[name] = load(source, revision=revision, device=spec.device)
-            if loaded[name].fingerprint != models[name]["weights_sha256_16"]:
-                raise RunError(
-                    f"the weights of {name} changed as the run started (now {loaded[name].fingerprint}); run it again"
-                )
-        return loaded[name]
-
-    with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models) as run:
-        plan = units(spec)
-        names = [unit_file("|".join(u)) for u in plan]
-        tasks: dict[tuple[str, str], _Task] = {}
-        by_name = dict(zip(spec.task_names, spec.tasks))
-        with tqdm(total=len(plan), desc=f"suite {spec.name}", unit="unit", disable=not progress) as bar:
-            for (model_name, task_name, probe, control), name in zip(plan, names):
-                bar.set_postfix_str(f"{model_name}|{task_name}|{probe}|{control}")
-                if not run.done(name):
-                    key = (model_name, task_name)
-                    if key not in tasks:
-                        # one (model, task) in memory at a time: the plan visits each one's units together
-                        tasks = {key: _Task(lambda m=model_name: model(m), by_name[task_name], spec)}
-                    run.commit_frame(name, tasks[key].unit(model_name, task_name, probe, control))
-                    run.write_frame("results.csv", run.collect(names))
+    how = spec.spread()
+    gpu = how.distributed and (spec.device or "").startswith("cuda")
+    device = "cuda" if gpu else spec.device  # an actor sees only the GPU Ray gave it, as cuda:0
+    refs = {}
+    for name, identity in models.items():
+        source, revision = model_reference(name)
+        refs[name] = ModelRef(source, revision, identity["weights_sha256_16"], device=device)
+    how.gpus = 1 if gpu else 0
+    details = {"workers": how.workers or 1, "ray_address": how.address, "threads": how.threads}
+    with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models, details=details) as run:
+        jobs, may_be_nan = suite_jobs(spec, out, progress=progress and not how.distributed)
+        names = [job.key for job in jobs]
+        todo = [job for job in jobs if not run.done(job.key)]
+        with tqdm(
+            total=len(jobs), initial=len(jobs) - len(todo), desc=f"suite {spec.name}", unit="unit", disable=not progress
+        ) as bar:
+            for job, frame in run_jobs(todo, refs, how):
+                run.commit_frame(job.key, frame, may_be_nan=may_be_nan.get(job.key, ()))
+                run.write_frame("results.csv", run.collect(names))
                 bar.update(1)
-        studies: list[tuple[str, Sequence[Any], Callable[..., Any], tuple[str, ...]]] = [
-            ("ablation", spec.ablations, run_ablation, ("additivity_r2",)),
-            ("attribution", spec.attributions, run_attribute, UNDEFINED_WHEN_NOISY),
-            ("circuit", spec.circuits, run_attribute, UNDEFINED_WHEN_NOISY),
-        ]
-        for kind, entries, runner, may_be_nan in studies:
-            for i, entry in enumerate(entries):
-                name = unit_file(f"{kind}|{i}|{entry.model}")
-                names.append(name)
-                if not run.done(name):
-                    folder = out / f"{kind}s" / str(i)
-                    seed = entry.seed if "seed" in entry.model_fields_set else spec.seed  # the suite's, unless its own
-                    runner(entry.model_copy(update={"seed": seed}), folder, lm=model(entry.model), progress=progress)
-                    run.commit_frame(name, read_results(folder / "results.csv"), may_be_nan=may_be_nan)
         run.write_frame("results.csv", run.collect(names))
     return read_results(out / "results.csv")
 

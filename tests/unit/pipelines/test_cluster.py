@@ -1,0 +1,143 @@
+"""Suites on Ray: the same rows in the same order as a sequential run, a killed worker's unit re-run, a failing
+unit's own error, thread pinning, and no Ray import on the sequential path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_run import small_suite
+
+from analysis.results import read_results
+from probes.pipelines.cluster import ClusterError, Job, Workers, cpu_budget, pick, pinned_threads, run_jobs
+from probes.pipelines.specs import SpecError, SuiteSpec, make
+from probes.pipelines.suite import run_suite
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jobs_travel_by_value():
+    """This module is not importable on the workers (tests/ is not a package on their path): send its job
+    functions by value."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def square(worker, x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def die_once(worker, x: int, marker: str) -> tuple[int, int]:
+    """Kills its own worker process (as the OOM killer would) the first time any job gets here."""
+    if x == 2 and not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x, os.getpid()
+
+
+def fails(worker, x: int) -> int:
+    if x == 1:
+        raise ZeroDivisionError("a bug in a unit")
+    if x == 2:
+        raise SpecError("units.toml: key 'n' should be positive")
+    return x
+
+
+def test_a_suite_on_two_workers_gives_the_rows_of_a_sequential_run(tiny_folders, tmp_path):
+    spec = small_suite(tiny_folders)  # probing units, an ablation study, an attribution and a circuit
+    sequential = run_suite(spec.model_copy(update={"threads": 1}), tmp_path / "sequential", progress=False)
+    spread = spec.model_copy(update={"workers": 2, "threads": 1})
+    distributed = run_suite(spread, tmp_path / "workers", progress=False)
+    pd.testing.assert_frame_equal(distributed, sequential)
+    pd.testing.assert_frame_equal(read_results(tmp_path / "workers" / "results.csv"), sequential)
+    for study in ("ablations/0", "attributions/0", "circuits/0"):
+        assert (tmp_path / "workers" / study / "run.json").exists()  # each study's own folder, as sequentially
+    # how the work was spread is no setting of the results: the run resumes sequentially, with nothing to do
+    again = run_suite(spec, tmp_path / "workers", progress=False)
+    pd.testing.assert_frame_equal(again, sequential)
+
+
+def test_a_killed_worker_is_restarted_and_its_unit_run_again(tmp_path):
+    marker = tmp_path / "killed"
+    jobs = [Job(str(x), die_once, (x, str(marker)), group=str(x % 2)) for x in range(6)]
+    results = {job.key: value for job, value in run_jobs(jobs, {}, Workers(workers=2, threads=1))}
+    assert {k: v[0] for k, v in results.items()} == {str(x): x * x for x in range(6)}
+    assert marker.exists() and int(marker.read_text()) != results["2"][1]  # re-run in a new process
+
+
+def test_a_free_worker_keeps_to_its_group_then_its_model_then_takes_a_free_group_then_helps():
+    jobs = [Job(f"{m}{t}{u}", square, group=f"{m}|{t}", model=m) for m in "ab" for t in "xy" for u in "12"]
+    by = {j.key: j for j in jobs}
+    waiting = list(jobs)
+    assert pick(waiting, {}, 0).key == "ax1"  # the plan's first job
+    assert pick(waiting, {0: by["ax1"]}, 1).key == "ay1"  # a group no one holds (worker 1 holds no model yet)
+    assert pick(waiting, {0: by["ax1"], 1: by["ay1"]}, 0).key == "ax1"  # its own group first
+    rest = [by[k] for k in ("ay2", "bx1", "bx2", "by1", "by2")]
+    assert pick(rest, {0: by["ax2"], 1: by["bx1"]}, 0).key == "ay2"  # a free group on the model it holds...
+    later = [by[k] for k in ("bx2", "by1", "by2")]
+    assert pick(later, {0: by["ay2"], 1: by["bx1"]}, 0).key == "by1"  # ...else any free group
+    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0).key == "bx2"  # else it helps with another's group
+
+
+def test_jobs_run_on_the_workers_not_here():
+    jobs = [Job(str(x), square, (x,), group=str(x // 3)) for x in range(6)]
+    results = {job.key: value for job, value in run_jobs(jobs, {}, Workers(workers=2, threads=1))}
+    assert {k: v[0] for k, v in results.items()} == {str(x): x * x for x in range(6)}
+    assert os.getpid() not in {v[1] for v in results.values()}
+
+
+def test_a_failing_unit_stops_the_run_with_its_own_error():
+    with pytest.raises(ZeroDivisionError, match="a bug in a unit"):
+        list(run_jobs([Job("0", fails, (0,)), Job("1", fails, (1,))], {}, Workers(workers=2, threads=1)))
+    with pytest.raises(SpecError, match=r"^units.toml: key 'n' should be positive$"):
+        list(run_jobs([Job("2", fails, (2,))], {}, Workers(workers=2, threads=1)))
+
+
+def test_the_sequential_path_runs_in_order_here_and_pins_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def record(worker, x):
+        seen.append(torch.get_num_threads())
+        return x, os.getpid()
+
+    out = list(run_jobs([Job(str(x), record, (x,)) for x in range(3)], {}, Workers(threads=1)))
+    assert [job.key for job, _ in out] == ["0", "1", "2"] and {v[1] for _, v in out} == {os.getpid()}
+    assert seen == [1, 1, 1] and torch.get_num_threads() == before
+    with pinned_threads() as threads:
+        assert threads == cpu_budget() == torch.get_num_threads()
+    assert 1 <= cpu_budget() <= (os.cpu_count() or 1)
+
+
+def test_the_sequential_path_never_imports_ray(tiny_folders, tmp_path):
+    script = (
+        "import sys; from probes.pipelines.suite import run_suite; from probes.pipelines.specs import SuiteSpec; "
+        f"run_suite(SuiteSpec(models=[{str(tiny_folders['gpt2'])!r}], tasks=['pos'], controls=[], n_examples=40, "
+        f"n_boot=20, Cs=[1.0]), {str(tmp_path / 'out')!r}, progress=False); "
+        "assert 'ray' not in sys.modules, 'ray was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_worker_options_are_validated_and_not_part_of_the_runs_settings():
+    with pytest.raises(SpecError, match="workers"):
+        make(SuiteSpec, {"workers": 0}, "s.toml")
+    spread = make(SuiteSpec, {"workers": 2, "threads": 1, "ray_address": "auto"}, "s.toml")
+    assert spread.record() == SuiteSpec().record()
+    assert not Workers().distributed and Workers(workers=2).distributed and Workers(address="auto").distributed
+
+
+def test_without_ray_the_flags_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
+    with pytest.raises(ClusterError, match=r"pip install 'emergence-probes\[ray\]'"):
+        list(run_jobs([Job("0", square, (0,))], {}, Workers(workers=2)))
