@@ -193,10 +193,10 @@ def _run_on_ray(jobs: list[Job], models: Mapping[str, ModelRef], how: Workers) -
         _start(ray, how)
     try:
         n, threads = _sizes(ray, how)
-        actor = ray.remote(Worker).options(
+        actor: Any = ray.remote(Worker).options(
             num_cpus=threads, num_gpus=how.gpus, max_restarts=-1, max_task_retries=-1, max_concurrency=1
         )
-        actors = [actor.remote(models, threads) for _ in range(min(n, len(jobs)) or 1)]
+        actors: list[Any] = [actor.remote(models, threads) for _ in range(min(n, len(jobs)) or 1)]
         yield from _dispatch(ray, jobs, actors)
         for a in actors:
             ray.kill(a)
