@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ablation.py
 	$(PY) benchmarks/bench_attribution.py
 	$(PY) benchmarks/bench_sae.py
+	$(PY) benchmarks/bench_workers.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,8 +12,10 @@ the same number of tokens, in batches of the same size, at the same learning rat
   saelens   SAELens's ``SAETrainer`` with its ``TopKTrainingSAE`` (expected_average_only_in normalisation, folded
             into the weights at the end), fed the same batches (needs ``make bench-deps``; skipped without it)
 
-Both are scored by ``probes.sparse.quality.reconstruction`` on the held-out rows (SAELens's explained variance) with
-SAELens's dictionary saved and loaded through ``SparseDictionary.load``. Capture time is shown apart.
+Ours is also trained on twice the tokens (``--ours-scale 1,2``), so the two can be compared at equal explained
+variance as well as at equal tokens. All are scored by ``probes.sparse.quality.reconstruction`` on the held-out
+rows (SAELens's explained variance), SAELens's dictionary saved and loaded through ``SparseDictionary.load``.
+Capture time is shown apart.
 
 Goals (issue 16): explained variance at least 0.8 at L0 of 32 or less with a dictionary of 8x the width, trained
 within 10 minutes on 2 cores; tokens per second equal to SAELens's or better, at equal explained variance.
@@ -100,6 +102,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--no-saelens", action="store_true")
+    parser.add_argument(
+        "--ours-scale",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[1.0, 2.0],
+        help="ours is also trained on these multiples of --tokens (to compare at equal explained variance)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     train, test = split_texts(["python-docs", "python-prose"])
@@ -115,25 +123,32 @@ def main() -> None:
         x = rows_of(store, site, 1)
         d_sae = 8 * lm.shape.d_model
         print(f"{name} {site}: {len(x)} training tokens, {held.manifest['n_tokens']} held out; capture {capture:.0f} s")
-        trainer = TopKTrainer(
-            expansion=8, k=32, n_tokens=args.tokens, batch_size=args.batch, lr=args.lr, progress=False
-        )
-        start = time.perf_counter()
-        trainer.fit((x, x), site=site)  # the rows as one tensor: the same rows SAELens gets
-        ours_seconds = time.perf_counter() - start
-        results = {"ours": (trainer.dictionary_, ours_seconds)}
+        results = {}
+        for scale in args.ours_scale:
+            tokens = int(scale * args.tokens)
+            trainer = TopKTrainer(expansion=8, k=32, n_tokens=tokens, batch_size=args.batch, lr=args.lr, progress=False)
+            start = time.perf_counter()
+            trainer.fit((x, x), site=site)  # the rows as one tensor: the same rows SAELens gets
+            results["ours" if scale == 1 else f"ours x{scale:g}"] = (
+                trainer.dictionary_,
+                time.perf_counter() - start,
+                tokens,
+            )
         if not args.no_saelens:
             try:
-                results["saelens"] = saelens_fit(x, d_sae, 32, args.tokens, args.batch, args.lr, 0, site)
+                results["saelens"] = (
+                    *saelens_fit(x, d_sae, 32, args.tokens, args.batch, args.lr, 0, site),
+                    args.tokens,
+                )
             except ImportError:
                 print("  sae-lens is not installed (make bench-deps): its trainer is skipped")
-        for trainer_name, (sae, seconds) in results.items():
+        for trainer_name, (sae, seconds, tokens) in results.items():
             quality, _ = reconstruction(sae, held, skip_positions=1, n_boot=100)
             q = quality.set_index("metric")
             ev = q.loc["explained_variance"]
             line = (
-                f"{name:<14} {trainer_name:<8} {args.tokens:>9} tok {seconds:7.1f} s "
-                f"{args.tokens / seconds:9.0f} tok/s  "
+                f"{name:<14} {trainer_name:<8} {tokens:>9} tok {seconds:7.1f} s "
+                f"{tokens / seconds:9.0f} tok/s  "
                 f"EV {ev.value:.3f} [{ev.ci_low:.3f}, {ev.ci_high:.3f}]  L0 {q.loc['l0', 'value']:.1f}  "
                 f"dead {q.loc['dead_share', 'value']:.1%}  dense {q.loc['dense_share', 'value']:.1%}"
             )

@@ -274,7 +274,7 @@ def run_ablation(
             rows += amnesic_rows(amnesic, study.behaviour["behaviour"])  # task: relabelled below
         label = spec.behaviour or default_behaviour(lm)  # the user's name for it ("agreement"), not the class's
         for row in rows:
-            row.update(model=spec.model, task=label)
+            row.update(model=spec.model_label, task=label)
         run.write_frame("results.csv", tidy(rows))
     return study
 

@@ -192,7 +192,7 @@ def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[
                 }
             )
     for row in rows:
-        row.update(model=spec.model, task=task, probe=probe)
+        row.update(model=spec.model_label, task=task, probe=probe)
         row.setdefault("n", run.n_examples)
     return rows
 

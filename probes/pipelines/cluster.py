@@ -238,17 +238,21 @@ def _sizes(ray: Any, how: Workers) -> tuple[int, int]:
     return how.workers or max(1, fits), threads
 
 
-def pick(waiting: list[Job], holds: Mapping[int, Job], worker: int) -> Job:
+def pick(waiting: list[Job], holds: Mapping[int, Job], worker: int) -> Job | None:
     """The job a free worker takes next, in the plan's order: the next one of the group it holds, else the first
-    of a group no worker holds on the model it holds, else of any group no worker holds, else the next job of any
-    group (two workers then share that group). ``holds``: the job each worker ran last."""
+    of a group no worker holds on the model it holds, else of a group on a model no other worker holds (so two
+    workers do not both load one model while another waits), else of any group no worker holds; else none: a
+    group another worker holds stays there (sharing it would compute its features twice, for a unit or two).
+    ``holds``: the job each worker ran last."""
     mine = holds.get(worker)
     held = {j.group for j in holds.values()}
+    loaded = {j.model for i, j in holds.items() if i != worker}
     free = [j for j in waiting if j.group not in held]
     return (
         next((j for j in waiting if mine and j.group == mine.group), None)
         or next((j for j in free if mine and j.model == mine.model), None)
-        or (free[0] if free else waiting[0])
+        or next((j for j in free if j.model not in loaded), None)
+        or (free[0] if free else None)
     )
 
 
@@ -259,10 +263,14 @@ def _dispatch(ray: Any, jobs: list[Job], actors: list[Any]) -> Iterator[tuple[Jo
     in_flight: dict[Any, tuple[int, Job]] = {}
 
     def submit(i: int) -> None:
-        if waiting:
-            job = holds[i] = pick(waiting, holds, i)
+        job = pick(waiting, holds, i) if waiting else None
+        if job is not None:
+            holds[i] = job
             waiting.remove(job)
             in_flight[actors[i].run.remote(job)] = (i, job)
+
+    def busy() -> set[int]:
+        return {k for k, _ in in_flight.values()}
 
     for i in range(len(actors)):
         submit(i)
@@ -276,5 +284,7 @@ def _dispatch(ray: Any, jobs: list[Job], actors: list[Any]) -> Iterator[tuple[Jo
             if isinstance(cause, ProbesError):
                 raise cause from None  # bad input: its one line, as on the sequential path
             raise
-        submit(i)
+        for free in [i, *(k for k in range(len(actors)) if k != i and k not in busy())]:
+            submit(free)  # its own next job; then idle workers may take a group this one just let go
         yield job, result
+    assert not waiting, "every worker idle with units left"  # pick leaves none behind: a bug if it did

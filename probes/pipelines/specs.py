@@ -84,6 +84,11 @@ class ModelOptions(Spec):
             raise ValueError("give device or device_map, not both: a device map places every module itself")
         return self
 
+    @property
+    def model_label(self) -> str:
+        """The model as results name it: ``id@revision`` where a revision is given (a Pythia checkpoint)."""
+        return f"{self.model}@{self.revision}" if self.revision else self.model
+
     def load_options(self) -> dict[str, Any]:
         """What ``probes.core.models.load`` takes from these options."""
         placed = {"device_map": self.device_map, "offload_folder": self.offload_folder} if self.device_map else {}

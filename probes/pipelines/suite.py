@@ -158,13 +158,20 @@ def units(spec: SuiteSpec) -> list[tuple[str, str, str, str]]:
 
 def suite_models(spec: SuiteSpec) -> dict[str, dict[str, Any]]:
     """Every model a suite uses (probed or ablated), as run.json records them: weights hash, source, revision."""
-    entries = [*spec.ablations, *spec.attributions, *spec.circuits]
-    names = list(dict.fromkeys([*spec.models, *(entry.model for entry in entries)]))
+    entries = [_entry(e, spec) for e in [*spec.ablations, *spec.attributions, *spec.circuits]]
+    names = list(dict.fromkeys([*spec.models, *(entry.model_label for entry in entries)]))
     out = {}
     for name in names:
         model, revision = model_reference(name)
         out[name] = resolve(model, revision).identity()
     return out
+
+
+def _entry(entry: Any, spec: SuiteSpec) -> Any:
+    """A study entry as it runs: the suite's seed unless its own, ``model = "id@revision"`` split as in ``models``."""
+    source, revision = model_reference(entry.model)
+    seed = entry.seed if "seed" in entry.model_fields_set else spec.seed
+    return entry.model_copy(update={"seed": seed, "model": source, "revision": revision or entry.revision})
 
 
 def _probe_job(worker: Worker, spec: SuiteSpec, model: str, task: str, probe: str, control: str) -> pd.DataFrame:
@@ -184,7 +191,7 @@ def _study_job(worker: Worker, kind: str, entry: Any, folder: Path, progress: bo
     from probes.pipelines.attribute import run_attribute
 
     runner: Callable[..., Any] = run_ablation if kind == "ablation" else run_attribute
-    runner(entry, folder, lm=worker.model(entry.model), progress=progress)
+    runner(entry, folder, lm=worker.model(entry.model_label), progress=progress)
     return read_results(folder / "results.csv")
 
 
@@ -205,10 +212,9 @@ def suite_jobs(spec: SuiteSpec, out: Path, *, progress: bool = False) -> tuple[l
     for kind, entries, nan_ok in studies:
         for i, entry in enumerate(entries):
             name = unit_file(f"{kind}|{i}|{entry.model}")
-            seed = entry.seed if "seed" in entry.model_fields_set else spec.seed  # the suite's, unless its own
-            entry = entry.model_copy(update={"seed": seed})
+            entry = _entry(entry, spec)
             folder = out / f"{kind}s" / str(i)
-            jobs.append(Job(name, _study_job, (kind, entry, folder, progress), group=name, model=entry.model))
+            jobs.append(Job(name, _study_job, (kind, entry, folder, progress), group=name, model=entry.model_label))
             may_be_nan[name] = nan_ok
     return jobs, may_be_nan
 

@@ -72,18 +72,19 @@ def test_a_killed_worker_is_restarted_and_its_unit_run_again(tmp_path):
     assert marker.exists() and int(marker.read_text()) != results["2"][1]  # re-run in a new process
 
 
-def test_a_free_worker_keeps_to_its_group_then_its_model_then_takes_a_free_group_then_helps():
+def test_a_free_worker_keeps_to_its_group_then_its_model_then_a_model_no_one_holds():
     jobs = [Job(f"{m}{t}{u}", square, group=f"{m}|{t}", model=m) for m in "ab" for t in "xy" for u in "12"]
     by = {j.key: j for j in jobs}
     waiting = list(jobs)
     assert pick(waiting, {}, 0).key == "ax1"  # the plan's first job
-    assert pick(waiting, {0: by["ax1"]}, 1).key == "ay1"  # a group no one holds (worker 1 holds no model yet)
+    assert pick(waiting, {0: by["ax1"]}, 1).key == "bx1"  # a model no other worker holds
+    assert pick(waiting, {0: by["ax1"], 1: by["bx1"]}, 2).key == "ay1"  # else a group no one holds
     assert pick(waiting, {0: by["ax1"], 1: by["ay1"]}, 0).key == "ax1"  # its own group first
     rest = [by[k] for k in ("ay2", "bx1", "bx2", "by1", "by2")]
     assert pick(rest, {0: by["ax2"], 1: by["bx1"]}, 0).key == "ay2"  # a free group on the model it holds...
     later = [by[k] for k in ("bx2", "by1", "by2")]
     assert pick(later, {0: by["ay2"], 1: by["bx1"]}, 0).key == "by1"  # ...else any free group
-    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0).key == "bx2"  # else it helps with another's group
+    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0) is None  # another's group stays with it
 
 
 def test_jobs_run_on_the_workers_not_here():

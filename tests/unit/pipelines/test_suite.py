@@ -181,3 +181,15 @@ def test_minilm_part_of_speech_is_readable_beyond_baselines(tmp_path):
     majority = results[results["metric"] == "majority_baseline"]["value"].iloc[0]
     assert trained.max() > majority + 0.5  # far above the majority baseline
     assert trained[3] > random_init[3] + 0.1  # and above the same architecture untrained
+
+
+def test_a_study_entry_may_name_a_checkpoint_as_models_do():
+    from probes.pipelines.specs import AblationSpec
+    from probes.pipelines.suite import _entry
+
+    suite = validate({"seed": 3, "ablations": [{"model": "EleutherAI/pythia-160m@step1000"}]})
+    entry = _entry(suite.ablations[0], suite)
+    assert (entry.model, entry.revision, entry.seed) == ("EleutherAI/pythia-160m", "step1000", 3)
+    assert entry.model_label == "EleutherAI/pythia-160m@step1000"  # the rows' model: one per checkpoint
+    own = _entry(AblationSpec(model="m", revision="v2", seed=7), suite)
+    assert (own.model, own.revision, own.seed, own.model_label) == ("m", "v2", 7, "m@v2")
