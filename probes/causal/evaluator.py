@@ -276,6 +276,14 @@ class Evaluator:
         """The behaviour's mean value with ``subset`` ablated."""
         return float(self.values([subset])[0].mean())
 
+    def remember(self, subsets: Iterable[Iterable[Component]], values: np.ndarray) -> None:
+        """Keep ``values`` (as ``values(subsets)`` returns them) measured by an evaluator built as this one on
+        another worker, so later calls read them as this one's own (the same batches, the same floats)."""
+        sets = [frozenset(s) for s in subsets]
+        if values.shape != (len(sets), self.n_examples):
+            raise ValueError(f"values of shape {values.shape} for {len(sets)} subsets of {self.n_examples} examples")
+        self._cache.update(zip(sets, values))
+
     def effects(self, subsets: Iterable[Iterable[Component]]) -> np.ndarray:
         """Per-example effects: value with the subset ablated minus the clean value."""
         return self.values(subsets) - self.clean[None]

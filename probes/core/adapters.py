@@ -64,6 +64,7 @@ class Adapter:
     # on the MLP's behalf (its norm, or the MLP itself where none comes first); "a|b": the first present.
     ln1: str | None = None
     mlp_in: str | None = None
+    mlp: str | None = None  # the module that is the MLP (its input: ``hook_mlp_in``, what the MLP computes from)
     note: str = ""  # what a user should know about its sites (the README's architecture table shows it)
 
     def block(self, layer: int) -> str:
@@ -169,6 +170,7 @@ def _decoder(name: str, *model_types: str, **parts: Any) -> Adapter:
         v="self_attn.v_proj",
         ln1="input_layernorm",
         mlp_in="post_attention_layernorm",
+        mlp="mlp",
     )
     return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
 
@@ -186,6 +188,7 @@ def _encoder(name: str, *model_types: str, **parts: Any) -> Adapter:
         q="attention.self.query",
         k="attention.self.key",
         v="attention.self.value",
+        mlp="intermediate",
     )
     return Adapter(name=name, model_types=model_types or (name,), **{**layout, **parts})
 
@@ -207,6 +210,7 @@ _GPT2: dict[str, Any] = dict(
     qkv="attn.c_attn",
     ln1="ln_1",
     mlp_in="ln_2",
+    mlp="mlp",
 )
 _QKV = ("q_proj", "k_proj", "v_proj")
 
@@ -228,6 +232,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         attn="attention",
         attn_out_proj="attention.out_lin",
         mlp_out_proj="ffn.lin2",
+        mlp="ffn",
         **_separate("attention", ("q_lin", "k_lin", "v_lin")),
     ),
     Adapter(
@@ -242,6 +247,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         qkv="attn.Wqkv",
         ln1="attn_norm",
         mlp_in="mlp_norm",
+        mlp="mlp",
         note="pre-norm encoder; mlp.hook_post is the gated activation (act(input) * gate) that feeds mlp.Wo",
     ),
     Adapter(name="gpt2", model_types=("gpt2",), causal=True, **_GPT2),
@@ -321,6 +327,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         final_proj="decoder.project_out",
         ln1="self_attn_layer_norm",
         mlp_in="final_layer_norm",
+        mlp="fc1",
         pre_norm_flag="do_layer_norm_before",
         mlp_flattens_tokens=True,
         note="OPT-350m (do_layer_norm_before=False) normalises after each add: no decomposition there, no final "
@@ -375,6 +382,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         qkv_layout="falcon",
         ln1="ln_attn|input_layernorm",
         mlp_in="ln_mlp|input_layernorm",
+        mlp="mlp",
         note="the block adds attention's output into the MLP's in place; the sites hold copies taken before",
     ),
 )
@@ -491,6 +499,7 @@ def generic_adapter(model: HFModel) -> Adapter:
         **(_separate(attn, qkv) if qkv else {}),
         ln1=first(_LN1),
         mlp_in=first(_MLP_IN),
+        mlp=mlp,
         note="found by the common conventions and verified against the model's own outputs at load",
     )
 

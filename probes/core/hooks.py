@@ -63,7 +63,7 @@ def add_hook(lm: LoadedModel, site: Site, fn: SiteFn) -> _Handles:
         extra += _ask_for_weights(module)
     if kind.io == "softmax":
         return _Handles(*extra, _SoftmaxTap.on(module).add(site.name, fn))
-    if kind.part in ("mlp_out_proj", "mlp_write") and lm.adapter.mlp_flattens_tokens:
+    if kind.part in ("mlp", "mlp_out_proj", "mlp_write") and lm.adapter.mlp_flattens_tokens:
         assert site.layer is not None
 
         def record(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:

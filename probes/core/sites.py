@@ -14,6 +14,7 @@ site                           what it holds                          shape (per
 ``blocks.{l}.attn.hook_pattern`` attention weights, per head           (batch, head, query, key)   attention output[1]
 ``blocks.{l}.attn.hook_z``     per-head output before the out proj    (batch, pos, head, d_head)  attn out-proj input
 ``blocks.{l}.hook_attn_out``   attention's write to the residual      (batch, pos, d_model)       attn out-proj output
+``blocks.{l}.hook_mlp_in``     what the MLP computes from             (batch, pos, d_model)       MLP input
 ``blocks.{l}.mlp.hook_post``   MLP neuron activations                 (batch, pos, d_mlp)         MLP out-proj input
 ``blocks.{l}.hook_mlp_out``    MLP's write to the residual            (batch, pos, d_model)       MLP out-proj output
 ``ln_final.hook_normalized``   final normed residual                  (batch, pos, d_model)       final norm output
@@ -52,7 +53,18 @@ from analysis.errors import ProbesError
 from probes.core.adapters import Adapter, Shape
 
 Part = Literal[
-    "block", "attn", "q", "k", "v", "attn_out_proj", "mlp_out_proj", "attn_write", "mlp_write", "final_norm", "unembed"
+    "block",
+    "attn",
+    "q",
+    "k",
+    "v",
+    "attn_out_proj",
+    "mlp",
+    "mlp_out_proj",
+    "attn_write",
+    "mlp_write",
+    "final_norm",
+    "unembed",
 ]
 
 
@@ -78,6 +90,7 @@ BLOCK_SITES: dict[str, SiteKind] = {
     "attn.hook_pattern": SiteKind("attn", "output", index=1, writable=False, needs_eager=True),
     "attn.hook_z": SiteKind("attn_out_proj", "input", per_head=True),
     "hook_attn_out": SiteKind("attn_write", "output"),
+    "hook_mlp_in": SiteKind("mlp", "input"),
     "mlp.hook_post": SiteKind("mlp_out_proj", "input"),
     "hook_mlp_out": SiteKind("mlp_write", "output"),
 }
@@ -115,6 +128,8 @@ def block_sites(adapter: Adapter) -> dict[str, SiteKind]:
     def has(kind: SiteKind) -> bool:
         if kind.part == "mlp_out_proj":
             return adapter.mlp_out_proj is not None
+        if kind.part == "mlp":
+            return adapter.mlp is not None
         return kind.part not in ("q", "k", "v") or adapter.has_qkv
 
     return {k: v for k, v in BLOCK_SITES.items() if has(v)}
@@ -133,6 +148,11 @@ def parse_site(name: str, adapter: Adapter, shape: Shape, has_unembed: bool) -> 
     match = _BLOCK_NAME.match(name)
     if match:
         layer, short = int(match.group(1)), match.group(2)
+        if short in BLOCK_SITES and short not in block_sites(adapter) and BLOCK_SITES[short].part == "mlp":
+            raise UnknownSiteError(
+                f"site {name!r} does not exist: no MLP module was found in this {adapter.name} model's blocks; add "
+                "mlp to its row in probes/core/adapters.py"
+            )
         if short in BLOCK_SITES and short not in block_sites(adapter) and BLOCK_SITES[short].part != "mlp_out_proj":
             raise UnknownSiteError(
                 f"site {name!r} does not exist: no query/key/value projections were found in this "

@@ -16,7 +16,9 @@ before the generic adapter serves it (``probes.core.models.load``):
   output (``hook_attn_out`` itself where no norm follows it), and ``mlp.hook_post`` times the down projection
   is ``hook_mlp_out`` likewise;
 * where the blocks are pre-norm, ``hook_resid_pre + s * (hook_attn_out + hook_mlp_out) = hook_resid_post``
-  with the row's write scale ``s`` (1 but for Granite), in parallel blocks too.
+  with the row's write scale ``s`` (1 but for Granite), in parallel blocks too; and ``hook_mlp_in`` is the
+  MLP's norm (the row's ``mlp_in``) applied to ``hook_resid_pre + s * hook_attn_out`` (to ``hook_resid_pre``
+  in parallel blocks; the sum itself where no norm comes first).
 """
 
 from __future__ import annotations
@@ -123,6 +125,21 @@ def verify_sites(lm: LoadedModel, input_ids: Tensor | None = None, tolerance: fl
                 if getattr(down, "bias", None) is not None:
                     by_neurons = by_neurons + down.bias
             check(f"blocks.{l}.mlp.hook_post x the down projection", by_neurons, cache[f"blocks.{l}.hook_mlp_out"])
+        if adapter.decomposes(config) and f"blocks.{l}.hook_mlp_in" in cache:
+            # the MLP reads the residual after attention (before it, in parallel blocks), through its norm
+            resid = cache[f"blocks.{l}.hook_resid_pre"]
+            if not adapter.parallel:
+                resid = resid + adapter.write_scale(config) * cache[f"blocks.{l}.hook_attn_out"]
+            reader = adapter.reader_path("mlp_in", l, base)
+            if reader is not None and reader != adapter.path("mlp", l):
+                norm = base.get_submodule(reader)
+                with torch.no_grad(), align_module_device(norm):
+                    resid = norm(resid.to(next(norm.parameters(), resid).device))
+            check(
+                f"blocks.{l}.hook_mlp_in: the MLP's norm of the residual it reads",
+                cache[f"blocks.{l}.hook_mlp_in"],
+                resid,
+            )
         if adapter.decomposes(config):
             scale = adapter.write_scale(config)
             writes = cache[f"blocks.{l}.hook_attn_out"] + cache[f"blocks.{l}.hook_mlp_out"]

@@ -15,7 +15,10 @@ re-run picks up from the first missing one.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,6 +36,7 @@ from probes.causal.erasure import amnesic_study, check_erase_layers
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
 from probes.core.models import LoadedModel, load, resolve
+from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AblationSpec, StudySpec
 from probes.probing.datasets import generate
@@ -163,28 +167,36 @@ def ablation_study(
     *,
     stages: InMemory | RunFolder | None = None,
     progress: bool = True,
+    how: Workers | None = None,
+    model: ModelRef | None = None,
 ) -> AblationStudy:
     """Single effects of every component, then interactions, Shapley values and additivity of the top ``top_k``.
 
     ``spec`` holds the settings (``StudySpec()``: mean ablation of every head and MLP, top 6); ``stages`` keeps
     each finished stage (``run_ablation`` passes its run folder, so a re-run resumes at the first missing one).
+    ``how`` (with ``model``, how a worker loads ``lm``) spreads the sweep of single effects over Ray workers,
+    a chunk per layer (so each keeps the clean run's prefix), with the values of a sequential sweep.
     """
     spec = spec or StudySpec()
     stages = stages or InMemory()
-    comps = components_from(spec.components, lm.shape)
-    if len(comps) < 3:
-        raise AblationError(
-            f"an ablation study needs at least 3 components, got {len(comps)} ({spec.components}): "
-            "additivity compares the joint effects of several subsets of two or more"
-        )
-    if spec.screen and getattr(behaviour, "batch_size", 0) > spec.screen:
-        behaviour.batch_size = spec.screen  # type: ignore[attr-defined]  # so the screen's batches hold just it
+    spread = how is not None and how.distributed
+    if spread and model is None:
+        raise ValueError("spreading a study over workers needs `model`, the ModelRef they load it from")
+    comps = _components(lm, behaviour, spec)
+    sent = copy.deepcopy(behaviour) if spread else None  # as the workers must build it: not yet prepared here
     ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed, progress=progress)
     sweep = ev.first(spec.screen) if spec.screen else ev
     k = min(spec.top_k, len(comps))
     attributed = None
     if spec.select == "exact":
-        singles = stages.frame("stages/singles.csv", lambda: _with_sites(single_effects(sweep, comps), comps))
+
+        def sweep_singles() -> pd.DataFrame:
+            if not spread:
+                return single_effects(sweep, comps)
+            assert how is not None and model is not None
+            return _spread_singles(sweep, comps, sent, spec, how, model, stages)
+
+        singles = stages.frame("stages/singles.csv", lambda: _with_sites(sweep_singles(), comps))
         top = top_components(singles, comps, k)
     else:  # every component estimated from gradients; the top k by attribution measured exactly, on every example
         attributed = stages.frame(
@@ -231,6 +243,63 @@ def ablation_study(
     )
 
 
+def _components(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec) -> list[Component]:
+    """The study's components, checked; the behaviour's batches cut to the screen (here and on each worker)."""
+    comps = components_from(spec.components, lm.shape)
+    if len(comps) < 3:
+        raise AblationError(
+            f"an ablation study needs at least 3 components, got {len(comps)} ({spec.components}): "
+            "additivity compares the joint effects of several subsets of two or more"
+        )
+    if spec.screen and getattr(behaviour, "batch_size", 0) > spec.screen:
+        behaviour.batch_size = spec.screen  # type: ignore[attr-defined]  # so the screen's batches hold just it
+    return comps
+
+
+def _spread_singles(
+    sweep: Evaluator,
+    comps: list[Component],
+    behaviour: Any,
+    spec: StudySpec,
+    how: Workers,
+    model: ModelRef,
+    stages: InMemory | RunFolder,
+) -> pd.DataFrame:
+    """``single_effects`` of every component, a chunk of one layer's components per job, on Ray workers; in a run
+    folder each chunk is kept as it arrives (``stages/singles/``), so a killed sweep resumes at the chunks left."""
+    study = uuid.uuid4().hex  # a worker builds its evaluator once per study, not once per chunk
+    jobs = []
+    for i, (_, chunk) in enumerate(itertools.groupby(comps, key=lambda c: c.layer)):  # consecutive: order kept
+        names = [c.name for c in chunk]
+        jobs.append(Job(f"stages/singles/{i:04d}.csv", _singles_job, (behaviour, spec, study, names), group=names[0]))
+    folder = stages if isinstance(stages, RunFolder) else None
+    done = {job.key: folder.read_frame(job.key) for job in jobs if folder and folder.done(job.key)}
+    by_name = {c.name: c for c in comps}
+    for job, (frame, values) in run_jobs([job for job in jobs if job.key not in done], {"model": model}, how):
+        done[job.key] = folder.commit_frame(job.key, frame) if folder else frame
+        sweep.remember([[by_name[name]] for name in job.args[-1]], values)  # the top k's later stages read them
+    return pd.concat([done[job.key] for job in jobs], ignore_index=True)
+
+
+def _singles_job(
+    worker: Worker, behaviour: Any, spec: StudySpec, study: str, names: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One chunk of the sweep, on a worker: its rows and per-example values. The evaluator is built as
+    ``ablation_study`` builds it, so the clean run, the mean-ablation statistics and so every value are those of
+    a sequential sweep."""
+    lm = worker.model("model")  # first: loading another model clears what the worker kept for the last one
+    held = worker.cache.get("ablation")
+    if held is None or held[0] != study:
+        comps = _components(lm, behaviour, spec)
+        ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed)
+        held = worker.cache["ablation"] = (study, ev.first(spec.screen) if spec.screen else ev, comps)
+    _, sweep, comps = held
+    wanted = set(names)
+    chunk = [c for c in comps if c.name in wanted]  # in the study's order, as the names are
+    values = sweep.values([[c] for c in chunk])  # kept by the evaluator: single_effects reads them back
+    return single_effects(sweep, chunk), values
+
+
 def _with_sites(frame: pd.DataFrame, comps: list[Component]) -> pd.DataFrame:
     frame.insert(1, "site", [c.site for c in comps])
     return frame
@@ -264,10 +333,30 @@ def run_ablation(
     behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
     components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
     layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
+    how = spec.spread()
+    details = {"workers": how.workers or 1, "ray_address": how.address, "threads": how.threads}
     with RunFolder.open(
-        out, command="ablate", spec=spec.record(), seed=spec.seed, models={spec.model: source.identity()}
+        out,
+        command="ablate",
+        spec=spec.record(),
+        seed=spec.seed,
+        models={spec.model: source.identity()},
+        details=details if how.distributed else None,
     ) as run:
-        study = ablation_study(lm, behaviour, spec.settings(), stages=run, progress=progress)
+        model = None
+        if how.distributed:
+            gpu = (spec.device or "").startswith("cuda")
+            how.gpus = how.gpus or (1 if gpu else 0)  # a device map over several GPUs: gpus_per_worker says
+            model = ModelRef(
+                spec.model,
+                spec.revision,
+                lm.fingerprint,
+                device="cuda" if gpu else spec.device,  # an actor sees the GPUs Ray gave it, from cuda:0
+                device_map=spec.device_map,
+                trust_remote_code=spec.trust_remote_code,
+            )
+        with pinned_threads(how.threads):  # what runs here (all of it, or the stages after a spread sweep)
+            study = ablation_study(lm, behaviour, spec.settings(), stages=run, progress=progress, how=how, model=model)
         rows = study.rows()
         if spec.erase:
             amnesic = run.frame("stages/amnesic.csv", lambda: _amnesic(lm, behaviour, spec, layers, progress))

@@ -229,13 +229,23 @@ def _start(ray: Any, how: Workers) -> None:
 
 
 def _sizes(ray: Any, how: Workers) -> tuple[int, int]:
-    """(workers, threads per worker)."""
-    if how.address is None:
-        return how.workers or 1, how.threads or max(1, cpu_budget() // (how.workers or 1))
-    threads = how.threads or 1
+    """(workers, threads per worker); refused where the workers' GPUs are not there (their units would wait
+    for ever)."""
     resources = ray.cluster_resources()
-    fits = int(resources.get("GPU", 0) // how.gpus) if how.gpus else int(resources.get("CPU", 1) // threads)
-    return how.workers or max(1, fits), threads
+    if how.address is None:
+        n, threads = how.workers or 1, how.threads or max(1, cpu_budget() // (how.workers or 1))
+    else:
+        threads = how.threads or 1
+        fits = int(resources.get("GPU", 0) // how.gpus) if how.gpus else int(resources.get("CPU", 1) // threads)
+        n = how.workers or max(1, fits)
+    gpus = resources.get("GPU", 0)
+    if how.gpus and gpus < n * how.gpus:
+        where = "this machine" if how.address is None else f"the Ray cluster at {how.address}"
+        raise ClusterError(
+            f"{n} workers of {how.gpus:g} GPUs each need {n * how.gpus:g} GPUs and {where} has {gpus:g}: use fewer "
+            "workers or GPUs per worker (gpus_per_worker), or run the models on the CPU"
+        )
+    return n, threads
 
 
 def pick(waiting: list[Job], holds: Mapping[int, Job], worker: int) -> Job | None:

@@ -131,7 +131,7 @@ def run_sae_train(
                 )
         rows = [
             {
-                "model": spec.model,
+                "model": spec.model_label,
                 "task": "reconstruction",
                 "site": spec.site,
                 "probe": f"sae:topk:{spec.expansion}x:k{spec.k}",

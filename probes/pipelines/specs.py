@@ -149,6 +149,46 @@ def _check_components(value: str | list[str]) -> str | list[str]:
     return value
 
 
+class SpreadOptions(Spec):
+    """How a run's units are spread over processes (``probes.pipelines.cluster``): no setting of its results."""
+
+    workers: int | None = Field(
+        None,
+        ge=1,
+        **_meta(
+            "run the units on this many Ray workers (a local cluster unless --ray-address)",
+            why="one loaded model per worker; results are those of a sequential run",
+        ),
+    )
+    ray_address: str | None = Field(None, **_meta("join the Ray cluster at this address ('auto', ray://host:10001)"))
+    threads: int | None = Field(
+        None, ge=1, **_meta("torch threads per worker (default: this machine's cores shared among the workers)")
+    )
+
+    gpus_per_worker: float | None = Field(
+        None,
+        ge=0,
+        **_meta(
+            "GPUs each worker asks Ray for (default: 1 where the models run on CUDA, else 0)",
+            why="a model spread over several GPUs (device_map) needs a worker that owns them all",
+        ),
+    )
+
+    # how the units are spread changes no result, so a run may resume with other workers
+    HOW: ClassVar[tuple[str, ...]] = ("workers", "ray_address", "threads", "gpus_per_worker")
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in super().record().items() if k not in self.HOW}
+
+    def spread(self) -> Any:
+        """These options as ``probes.pipelines.cluster.Workers``."""
+        from probes.pipelines.cluster import Workers
+
+        return Workers(
+            workers=self.workers, address=self.ray_address, threads=self.threads, gpus=self.gpus_per_worker or 0
+        )
+
+
 class StudySpec(Spec):
     """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
 
@@ -190,7 +230,7 @@ class StudySpec(Spec):
         return StudySpec(**{k: getattr(self, k) for k in StudySpec.model_fields})
 
 
-class AblationSpec(StudySpec, ModelOptions):
+class AblationSpec(StudySpec, ModelOptions, SpreadOptions):
     """``probes ablate`` and a suite's ``[[ablations]]`` entry: a behaviour of one model, taken apart."""
 
     behaviour: str | None = Field(
@@ -410,35 +450,6 @@ class TaskFile(Spec):
     label: str | None = None
 
 
-class SpreadOptions(Spec):
-    """How a run's units are spread over processes (``probes.pipelines.cluster``): no setting of its results."""
-
-    workers: int | None = Field(
-        None,
-        ge=1,
-        **_meta(
-            "run the units on this many Ray workers (a local cluster unless --ray-address)",
-            why="one loaded model per worker; results are those of a sequential run",
-        ),
-    )
-    ray_address: str | None = Field(None, **_meta("join the Ray cluster at this address ('auto', ray://host:10001)"))
-    threads: int | None = Field(
-        None, ge=1, **_meta("torch threads per worker (default: this machine's cores shared among the workers)")
-    )
-
-    # how the units are spread changes no result, so a run may resume with other workers
-    HOW: ClassVar[tuple[str, ...]] = ("workers", "ray_address", "threads")
-
-    def record(self) -> dict[str, Any]:
-        return {k: v for k, v in super().record().items() if k not in self.HOW}
-
-    def spread(self) -> Any:
-        """These options as ``probes.pipelines.cluster.Workers``."""
-        from probes.pipelines.cluster import Workers
-
-        return Workers(workers=self.workers, address=self.ray_address, threads=self.threads)
-
-
 class ProbingSpec(Spec):
     """How probes read a model (``probes.pipelines.suite.probe_layers`` takes this alone)."""
 
@@ -513,7 +524,17 @@ class SuiteSpec(ProbingSpec, SpreadOptions):
     circuits: list[CircuitSpec] = Field(
         default_factory=list, **_meta("circuit runs ([[circuits]], as probes circuit)", cli=False)
     )
+    dictionaries: list[SaeTrainSpec] = Field(
+        default_factory=list, **_meta("sparse dictionaries ([[dictionaries]], as probes sae train)", cli=False)
+    )
     device: str | None = Field(None, **_meta("where the models run: cpu, cuda, cuda:1 ... (default: where they load)"))
+    device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | None = Field(
+        None,
+        **_meta(
+            "spread each model over the GPUs its worker sees (accelerate's device map)",
+            why="a model larger than one GPU; on Ray give gpus_per_worker as many GPUs",
+        ),
+    )
 
     @field_validator("models")
     @classmethod
@@ -547,11 +568,28 @@ class SuiteSpec(ProbingSpec, SpreadOptions):
         return value
 
     @model_validator(mode="after")
+    def _spread_at_the_top(self) -> SuiteSpec:
+        for i, entry in enumerate(self.ablations):
+            own = sorted(set(SpreadOptions.HOW) & entry.model_fields_set)
+            if own:
+                raise ValueError(
+                    f"[[ablations]] entry {i + 1} sets {', '.join(own)}: in a suite, the suite's workers run its "
+                    "studies; set them at the top of the file"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> SuiteSpec:
+        if self.device is not None and self.device_map is not None:
+            raise ValueError("give device or device_map, not both: a device map places every module itself")
+        return self
+
+    @model_validator(mode="after")
     def _something_to_do(self) -> SuiteSpec:
-        if not self.tasks and not (self.ablations or self.attributions or self.circuits):
+        if not self.tasks and not (self.ablations or self.attributions or self.circuits or self.dictionaries):
             raise ValueError(
                 f"key 'tasks': list at least one task (built-in: {', '.join(TASKS)}) or an [[ablations]], "
-                "[[attributions]] or [[circuits]] entry"
+                "[[attributions]], [[circuits]] or [[dictionaries]] entry"
             )
         return self
 

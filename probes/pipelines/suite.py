@@ -7,7 +7,8 @@ A suite is units, one per (model, task, probe, control), each committed with its
 file under ``OUT/units/`` (``probes.pipelines.run``), so a killed run resumes at the first unit
 not done; ``OUT/results.csv`` is rebuilt from the units, in the suite's order. Each
 ``[[ablations]]`` entry is an ablation study in ``OUT/ablations/<i>/`` whose rows join the table, and so
-is each ``[[attributions]]`` and ``[[circuits]]`` entry (``OUT/attributions/<i>/``, ``OUT/circuits/<i>/``).
+is each ``[[attributions]]``, ``[[circuits]]`` and ``[[dictionaries]]`` entry (``OUT/attributions/<i>/``,
+``OUT/circuits/<i>/``, ``OUT/dictionaries/<i>/``: a trained dictionary and its quality rows).
 ``OUT/run.json`` records the spec, seed, package versions and every model's weights hash.
 """
 
@@ -158,7 +159,7 @@ def units(spec: SuiteSpec) -> list[tuple[str, str, str, str]]:
 
 def suite_models(spec: SuiteSpec) -> dict[str, dict[str, Any]]:
     """Every model a suite uses (probed or ablated), as run.json records them: weights hash, source, revision."""
-    entries = [_entry(e, spec) for e in [*spec.ablations, *spec.attributions, *spec.circuits]]
+    entries = [_entry(e, spec) for e in [*spec.ablations, *spec.attributions, *spec.circuits, *spec.dictionaries]]
     names = list(dict.fromkeys([*spec.models, *(entry.model_label for entry in entries)]))
     out = {}
     for name in names:
@@ -186,11 +187,14 @@ def _probe_job(worker: Worker, spec: SuiteSpec, model: str, task: str, probe: st
 
 
 def _study_job(worker: Worker, kind: str, entry: Any, folder: Path, progress: bool) -> pd.DataFrame:
-    """One ``[[ablations]]``, ``[[attributions]]`` or ``[[circuits]]`` entry, run into its own (resumable) folder."""
+    """One ``[[ablations]]``, ``[[attributions]]``, ``[[circuits]]`` or ``[[dictionaries]]`` entry, run into its
+    own (resumable) folder."""
     from probes.pipelines.ablation_study import run_ablation
     from probes.pipelines.attribute import run_attribute
+    from probes.pipelines.sae import run_sae_train
 
-    runner: Callable[..., Any] = run_ablation if kind == "ablation" else run_attribute
+    runners: dict[str, Callable[..., Any]] = {"ablation": run_ablation, "dictionary": run_sae_train}
+    runner = runners.get(kind, run_attribute)
     runner(entry, folder, lm=worker.model(entry.model_label), progress=progress)
     return read_results(folder / "results.csv")
 
@@ -208,12 +212,13 @@ def suite_jobs(spec: SuiteSpec, out: Path, *, progress: bool = False) -> tuple[l
         ("ablation", spec.ablations, ("additivity_r2",)),
         ("attribution", spec.attributions, UNDEFINED_WHEN_NOISY),
         ("circuit", spec.circuits, UNDEFINED_WHEN_NOISY),
+        ("dictionary", spec.dictionaries, ("explained_variance", "cosine")),
     ]
     for kind, entries, nan_ok in studies:
         for i, entry in enumerate(entries):
             name = unit_file(f"{kind}|{i}|{entry.model}")
             entry = _entry(entry, spec)
-            folder = out / f"{kind}s" / str(i)
+            folder = out / ("dictionaries" if kind == "dictionary" else f"{kind}s") / str(i)
             jobs.append(Job(name, _study_job, (kind, entry, folder, progress), group=name, model=entry.model_label))
             may_be_nan[name] = nan_ok
     return jobs, may_be_nan
@@ -235,12 +240,14 @@ def run_suite(
     models = suite_models(spec)
     how = spec.spread()
     gpu = how.distributed and (spec.device or "").startswith("cuda")
-    device = "cuda" if gpu else spec.device  # an actor sees only the GPU Ray gave it, as cuda:0
+    device = "cuda" if gpu else spec.device  # an actor sees only the GPUs Ray gave it, from cuda:0
     refs = {}
     for name, identity in models.items():
         source, revision = model_reference(name)
-        refs[name] = ModelRef(source, revision, identity["weights_sha256_16"], device=device)
-    how.gpus = 1 if gpu else 0
+        fingerprint = identity["weights_sha256_16"]
+        refs[name] = ModelRef(source, revision, fingerprint, device=device, device_map=spec.device_map)
+    if spec.gpus_per_worker is None:
+        how.gpus = 1 if gpu else 0
     details = {"workers": how.workers or 1, "ray_address": how.address, "threads": how.threads}
     with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models, details=details) as run:
         jobs, may_be_nan = suite_jobs(spec, out, progress=progress and not how.distributed)

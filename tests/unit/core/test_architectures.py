@@ -67,6 +67,7 @@ def test_verification_catches_a_wrong_row(folders):
     problems = verify_sites(wrong)
     assert any("resid_pre + attn_out + mlp_out" in p for p in problems)
     assert any("hook_logits" in p for p in problems)  # the softcap is missed too
+    assert any("hook_mlp_in" in p for p in problems)  # and the MLP's own norm (pre_feedforward_layernorm)
 
 
 def test_gemma_block_0_reads_the_scaled_embeddings(folders):

@@ -93,7 +93,7 @@ def test_max_length_beyond_positions_is_an_error(tiny):
 
 def test_site_names_and_patterns(tiny, arch):
     names = tiny.site_names()
-    assert "blocks.1.attn.hook_pattern" in names and len([n for n in names if n.startswith("blocks.0.")]) == 11
+    assert "blocks.1.attn.hook_pattern" in names and len([n for n in names if n.startswith("blocks.0.")]) == 12
     assert ("hook_logits" in names) == (arch != "bert")
     assert [s.name for s in tiny.resolve("blocks.*.hook_resid_post")] == [
         "blocks.0.hook_resid_post",

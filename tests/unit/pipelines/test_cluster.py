@@ -14,8 +14,9 @@ import pytest
 from test_run import small_suite
 
 from analysis.results import read_results
+from probes.pipelines.ablation_study import run_ablation
 from probes.pipelines.cluster import ClusterError, Job, Workers, cpu_budget, pick, pinned_threads, run_jobs
-from probes.pipelines.specs import SpecError, SuiteSpec, make
+from probes.pipelines.specs import AblationSpec, SpecError, SuiteSpec, make
 from probes.pipelines.suite import run_suite
 
 ray = pytest.importorskip("ray")
@@ -133,8 +134,11 @@ def test_the_sequential_path_never_imports_ray(tiny_folders, tmp_path):
 def test_worker_options_are_validated_and_not_part_of_the_runs_settings():
     with pytest.raises(SpecError, match="workers"):
         make(SuiteSpec, {"workers": 0}, "s.toml")
-    spread = make(SuiteSpec, {"workers": 2, "threads": 1, "ray_address": "auto"}, "s.toml")
+    with pytest.raises(SpecError, match="gpus_per_worker"):
+        make(SuiteSpec, {"gpus_per_worker": -1}, "s.toml")
+    spread = make(SuiteSpec, {"workers": 2, "threads": 1, "ray_address": "auto", "gpus_per_worker": 2}, "s.toml")
     assert spread.record() == SuiteSpec().record()
+    assert spread.spread() == Workers(workers=2, address="auto", threads=1, gpus=2)
     assert not Workers().distributed and Workers(workers=2).distributed and Workers(address="auto").distributed
 
 
@@ -142,3 +146,45 @@ def test_without_ray_the_flags_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
     with pytest.raises(ClusterError, match=r"pip install 'emergence-probes\[ray\]'"):
         list(run_jobs([Job("0", square, (0,))], {}, Workers(workers=2)))
+
+
+@pytest.mark.parametrize("kind, screen", [("mean", None), ("resample", 4)])
+def test_an_ablation_sweep_spread_over_workers_has_the_sequential_values(tiny_folders, tmp_path, kind, screen):
+    study = {"model": str(tiny_folders["llama"]), "n": 8, "kind": kind, "components": "heads+mlps", "top_k": 3}
+    study.update(screen=screen, permutations=2, interaction_samples=1, n_boot=10, threads=1)
+    run_ablation(AblationSpec(**study), tmp_path / "sequential", progress=False)
+    run_ablation(AblationSpec(**study, workers=2), tmp_path / "workers", progress=False)
+    for name, read in (("stages/singles.csv", pd.read_csv), ("results.csv", read_results)):
+        spread, alone = (read(tmp_path / run / name) for run in ("workers", "sequential"))
+        pd.testing.assert_frame_equal(spread, alone)  # a chunk per layer on two workers: the same values
+    assert len(pd.read_csv(tmp_path / "workers" / "stages/singles.csv")) == 2 * (4 + 1)  # 2 layers x (heads+mlp)
+    # killed mid-sweep: one layer's chunk kept (marked), nothing after it; the resumed run computes the rest
+    stages = tmp_path / "workers" / "stages"
+    first = pd.read_csv(stages / "singles" / "0000.csv")
+    for path in [*stages.rglob("*.*"), tmp_path / "workers" / "results.csv"]:
+        path.unlink()
+    first.assign(stderr=first["stderr"].where(first.index > 0, 123.0)).to_csv(stages / "singles/0000.csv", index=False)
+    run_ablation(AblationSpec(**study, workers=2), tmp_path / "workers", progress=False)
+    resumed, alone = (pd.read_csv(tmp_path / r / "stages/singles.csv") for r in ("workers", "sequential"))
+    assert resumed["stderr"].iloc[0] == 123.0  # the kept chunk was read, not computed again
+    pd.testing.assert_frame_equal(resumed.iloc[1:], alone.iloc[1:])
+
+
+def test_a_suite_entry_may_not_spread_itself_and_missing_gpus_are_named():
+    with pytest.raises(SpecError, match=r"\[\[ablations\]\] entry 1 sets workers: .*top of the file"):
+        make(SuiteSpec, {"ablations": [{"model": "m", "workers": 2}]}, "s.toml")
+    with pytest.raises(ClusterError, match="2 workers of 1 GPUs each need 2 GPUs and this machine has 0"):
+        list(run_jobs([Job("0", square, (0,))], {}, Workers(workers=2, threads=1, gpus=1)))
+
+
+def test_dictionaries_in_a_suite_train_on_workers_as_they_do_here(tiny_folders, tmp_path):
+    model = str(tiny_folders["llama"])
+    entry = {"model": model, "texts": ["demo"], "expansion": 2, "k": 4, "tokens": 3000, "batch_size": 256}
+    entry.update(n_boot=10, buffer=1024)
+    sites = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]
+    spec = make(SuiteSpec, {"tasks": [], "dictionaries": [{**entry, "site": s} for s in sites], "threads": 1}, "s")
+    sequential = run_suite(spec, tmp_path / "sequential", progress=False)
+    distributed = run_suite(spec.model_copy(update={"workers": 2}), tmp_path / "workers", progress=False)
+    pd.testing.assert_frame_equal(distributed, sequential)  # the same training, step for step, on a worker
+    assert set(sequential["site"]) == set(sites) and (sequential["model"] == model).all()
+    assert (tmp_path / "workers" / "dictionaries" / "1" / "dictionary" / "cfg.json").exists()  # SAELens's format

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 import probes.pipelines.suite as suite_mod
@@ -193,3 +194,23 @@ def test_a_study_entry_may_name_a_checkpoint_as_models_do():
     assert entry.model_label == "EleutherAI/pythia-160m@step1000"  # the rows' model: one per checkpoint
     own = _entry(AblationSpec(model="m", revision="v2", seed=7), suite)
     assert (own.model, own.revision, own.seed, own.model_label) == ("m", "v2", 7, "m@v2")
+
+
+def test_a_suite_may_spread_each_model_with_a_device_map(tiny_folders, tmp_path, monkeypatch):
+    import probes.core.models as models
+
+    with pytest.raises(SpecError, match="give device or device_map, not both"):
+        validate({"device": "cpu", "device_map": "auto"})
+    placements, real_load = [], models.load
+
+    def load(*args, **kwargs):  # the real loader, its placement noted
+        placements.append(kwargs.get("device_map"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(models, "load", load)
+    folder, small = tiny_folders["llama"], {"probes": ["logistic"], "controls": ["control_task"]}
+    plain = run_suite(tiny_suite(folder, **small), tmp_path / "plain", progress=False)
+    mapped = run_suite(tiny_suite(folder, device_map="auto", **small), tmp_path / "mapped", progress=False)
+    assert placements[-1] == "auto" and None in placements  # the suite's workers load through accelerate's map
+    pd.testing.assert_frame_equal(mapped, plain)  # on this CPU "auto" places every module here: the same rows
+    assert json.loads((tmp_path / "mapped" / "run.json").read_text())["spec"]["device_map"] == "auto"
