@@ -334,24 +334,21 @@ def run_ablation(
     components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
     layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
     how = spec.spread()
-    details = {"workers": how.workers or 1, "ray_address": how.address, "threads": how.threads}
     with RunFolder.open(
         out,
         command="ablate",
         spec=spec.record(),
         seed=spec.seed,
         models={spec.model: source.identity()},
-        details=details if how.distributed else None,
+        details=how.details() if how.distributed else None,
     ) as run:
         model = None
-        if how.distributed:
-            gpu = (spec.device or "").startswith("cuda")
-            how.gpus = how.gpus or (1 if gpu else 0)  # a device map over several GPUs: gpus_per_worker says
+        if how.distributed:  # a device map over several GPUs: gpus_per_worker says how many
             model = ModelRef(
                 spec.model,
                 spec.revision,
                 lm.fingerprint,
-                device="cuda" if gpu else spec.device,  # an actor sees the GPUs Ray gave it, from cuda:0
+                device=how.place(spec.device),
                 device_map=spec.device_map,
                 trust_remote_code=spec.trust_remote_code,
             )

@@ -164,6 +164,18 @@ class Workers:
     def distributed(self) -> bool:
         return self.address is not None or (self.workers or 1) > 1
 
+    def place(self, device: str | None) -> str | None:
+        """Where a worker loads a model the run puts on ``device``: ``cuda:1`` becomes ``cuda`` (an actor sees
+        only the GPUs Ray gave it, from cuda:0), and such workers ask Ray for one GPU unless ``gpus`` says more."""
+        if not self.distributed or not (device or "").startswith("cuda"):
+            return device
+        self.gpus = self.gpus or 1
+        return "cuda"
+
+    def details(self) -> dict[str, Any]:
+        """How the work was spread, as ``run.json`` records it beside (not among) the run's settings."""
+        return {"workers": self.workers or 1, "ray_address": self.address, "threads": self.threads}
+
 
 def run_jobs(
     jobs: Sequence[Job],

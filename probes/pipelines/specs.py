@@ -58,6 +58,11 @@ S = TypeVar("S", bound=Spec)
 # --- the parts several specs share ----------------------------------------------------------------------------
 
 
+def _one_placement(device: str | None, device_map: str | None) -> None:
+    if device is not None and device_map is not None:
+        raise ValueError("give device or device_map, not both: a device map places every module itself")
+
+
 class ModelOptions(Spec):
     model: str = Field(
         **_meta(
@@ -80,8 +85,7 @@ class ModelOptions(Spec):
 
     @model_validator(mode="after")
     def _one_placement(self) -> ModelOptions:
-        if self.device is not None and self.device_map is not None:
-            raise ValueError("give device or device_map, not both: a device map places every module itself")
+        _one_placement(self.device, self.device_map)
         return self
 
     @property
@@ -580,8 +584,7 @@ class SuiteSpec(ProbingSpec, SpreadOptions):
 
     @model_validator(mode="after")
     def _one_placement(self) -> SuiteSpec:
-        if self.device is not None and self.device_map is not None:
-            raise ValueError("give device or device_map, not both: a device map places every module itself")
+        _one_placement(self.device, self.device_map)
         return self
 
     @model_validator(mode="after")

@@ -239,16 +239,13 @@ def run_suite(
     out = Path(out)
     models = suite_models(spec)
     how = spec.spread()
-    gpu = how.distributed and (spec.device or "").startswith("cuda")
-    device = "cuda" if gpu else spec.device  # an actor sees only the GPUs Ray gave it, from cuda:0
+    device = how.place(spec.device)
     refs = {}
     for name, identity in models.items():
         source, revision = model_reference(name)
         fingerprint = identity["weights_sha256_16"]
         refs[name] = ModelRef(source, revision, fingerprint, device=device, device_map=spec.device_map)
-    if spec.gpus_per_worker is None:
-        how.gpus = 1 if gpu else 0
-    details = {"workers": how.workers or 1, "ray_address": how.address, "threads": how.threads}
+    details = how.details()
     with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models, details=details) as run:
         jobs, may_be_nan = suite_jobs(spec, out, progress=progress and not how.distributed)
         names = [job.key for job in jobs]
