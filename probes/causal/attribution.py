@@ -371,6 +371,24 @@ def _dropped_at(run: _Pass, grads: dict[str, Tensor], layer: int, residual: list
     return out
 
 
+@dataclass
+class Passes:
+    """What the gradient passes over some of an evaluator's batches leave: per-example estimates, and for AtP* the
+    per-example estimates with each block's writes dropped from the backward pass. Passes over different batches
+    concatenate (``Passes.join``) into those over all of them, so batches may run in different processes."""
+
+    estimates: np.ndarray  # (components, examples)
+    dropped: np.ndarray | None = None  # (layers, components, examples); AtP* only
+
+    @classmethod
+    def join(cls, parts: Sequence[Passes]) -> Passes:
+        dropped = [p.dropped for p in parts]
+        return cls(
+            np.concatenate([p.estimates for p in parts], 1),
+            None if any(d is None for d in dropped) else np.concatenate(dropped, 2),  # type: ignore[arg-type]
+        )
+
+
 def attribute(
     ev: Evaluator,
     components: Sequence[Component],
@@ -389,6 +407,20 @@ def attribute(
     >>> ev = Evaluator(lm, MinimalPairs(agreement_pairs(64)), kind="mean")     # doctest: +SKIP
     >>> attribute(ev, components_from("heads+mlps", lm.shape), method="atp*")  # doctest: +SKIP
     """
+    passes = attribution_passes(ev, components, method=method, progress=progress)
+    return attribution_frame(ev, components, passes, method=method)
+
+
+def attribution_passes(
+    ev: Evaluator,
+    components: Sequence[Component],
+    *,
+    method: str = "atp",
+    batches: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Passes:
+    """The gradient passes of ``attribute`` over the batches ``batches`` of ``ev`` (default: all of them), in
+    that order."""
     if method not in METHODS:
         raise AttributionError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)}")
     components = [check(c, ev.lm.shape) for c in components]
@@ -410,7 +442,8 @@ def attribute(
     dropped: list[Tensor] = []  # (layers, components, n_examples) per batch
     from tqdm.auto import tqdm
 
-    for index in tqdm(range(len(ev.batches)), desc="attribution", unit="batch", disable=not progress):
+    indices = range(len(ev.batches)) if batches is None else batches
+    for index in tqdm(indices, desc="attribution", unit="batch", disable=not progress):
         gates = {layer: [1.0] for layer in range(n_layers)} if star and not skip else None
         run = _forward_with_grad(ev, index, leaf_sites, gates, qk_read)
         patterns = _pattern_changes(ev, index, run, components) if qk_read else {}
@@ -434,9 +467,22 @@ def attribute(
             dropped.append(torch.stack(layers))
         del run
     estimates = torch.cat(per_batch, 1).cpu().numpy()
-    frame = _frame(components, estimates, ev)
-    if star:
-        by_layer = np.abs(torch.cat(dropped, 2).cpu().numpy().mean(2))  # (layers, components): |AtP_l| of the mean
+    return Passes(estimates, torch.cat(dropped, 2).cpu().numpy() if star else None)
+
+
+def attribution_frame(ev: Evaluator, components: Sequence[Component], passes: Passes, *, method: str) -> pd.DataFrame:
+    """``attribute``'s table from its passes over every batch of ``ev``."""
+    components = [check(c, ev.lm.shape) for c in components]
+    if passes.estimates.shape != (len(components), ev.n_examples):
+        raise AttributionError(
+            f"passes over {passes.estimates.shape[1]} examples of {passes.estimates.shape[0]} components do not "
+            f"cover the evaluator's {ev.n_examples} examples of {len(components)}"
+        )
+    frame = _frame(components, passes.estimates, ev)
+    if method == "atp*":
+        assert passes.dropped is not None, "AtP* passes carry the GradDrop estimates"
+        n_layers = ev.lm.shape.n_layers
+        by_layer = np.abs(passes.dropped.mean(2))  # (layers, components): |AtP_l| of the mean
         # a component's own block, where AtP_l is 0 by construction (none for what enters a block)
         own = np.array([-1 if c.site.endswith("hook_resid_pre") else c.layer for c in components])
         keep = np.arange(n_layers)[:, None] != own[None, :]
@@ -446,7 +492,7 @@ def attribute(
     else:
         frame["score"] = frame["estimate"].abs()
     frame["method"] = method
-    frame.attrs["per_example"] = estimates
+    frame.attrs["per_example"] = passes.estimates
     return frame
 
 

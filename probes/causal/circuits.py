@@ -169,6 +169,12 @@ class EdgeScores:
     def mean(self) -> np.ndarray:
         return self.per_example.mean(0)
 
+    @classmethod
+    def join(cls, parts: Sequence[EdgeScores]) -> EdgeScores:
+        """Scores over the examples of every part, in order (parts over different batches of one evaluator)."""
+        first = parts[0]
+        return cls(first.graph, first.method, np.concatenate([p.per_example for p in parts]), first.steps)
+
     def order(self) -> np.ndarray:
         """Flat (reader * writers + writer) indices of every edge, largest |mean score| first."""
         r, u = self.graph.edge_names()
@@ -511,9 +517,11 @@ class EdgeEvaluator:
         """(len(kept), n_examples): the behaviour of each circuit (the edges kept; every other edge removed)."""
         return self.values([self.graph.allowed & ~np.asarray(k, dtype=bool) for k in kept])
 
-    def scores(self, method: str = "eap", *, steps: int = 5, progress: bool = False) -> EdgeScores:
+    def scores(
+        self, method: str = "eap", *, steps: int = 5, batches: Sequence[int] | None = None, progress: bool = False
+    ) -> EdgeScores:
         """Every edge's first-order effect (EAP), or averaged over ``steps`` points from the counterfactual to the
-        clean input (EAP-IG)."""
+        clean input (EAP-IG); on the examples of the batches ``batches`` (default: all), in that order."""
         if method not in METHODS:
             raise CircuitError(f"unknown edge attribution method {method!r}: choose one of {', '.join(METHODS)}")
         if steps < 1:
@@ -523,9 +531,9 @@ class EdgeEvaluator:
         g = self.graph
         alphas = [None] if method == "eap" else [(k + 0.5) / steps for k in range(steps)]
         per_batch = []
-        todo = len(self.ev.batches) * len(alphas)
-        with tqdm(total=todo, desc=method, unit="pass", disable=not progress) as bar:
-            for index in range(len(self.ev.batches)):
+        indices = range(len(self.ev.batches)) if batches is None else batches
+        with tqdm(total=len(indices) * len(alphas), desc=method, unit="pass", disable=not progress) as bar:
+            for index in indices:
                 clean = self._run(index, record=True)
                 assert clean.delta is not None
                 change = -clean.delta  # counterfactual write minus clean write

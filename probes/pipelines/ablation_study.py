@@ -16,9 +16,7 @@ re-run picks up from the first missing one.
 from __future__ import annotations
 
 import copy
-import itertools
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,9 +34,10 @@ from probes.causal.erasure import amnesic_study, check_erase_layers
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
 from probes.core.models import LoadedModel, load, resolve
-from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs
+from probes.pipelines.cluster import ModelRef, Workers, pinned_threads
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AblationSpec, StudySpec
+from probes.pipelines.sweeps import Build, spread_singles
 from probes.probing.datasets import generate
 
 
@@ -194,7 +193,7 @@ def ablation_study(
             if not spread:
                 return single_effects(sweep, comps)
             assert how is not None and model is not None
-            return _spread_singles(sweep, comps, sent, spec, how, model, stages)
+            return spread_singles(sweep, comps, Build(_study_sweep, (sent, spec)), how, model, stages)
 
         singles = stages.frame("stages/singles.csv", lambda: _with_sites(sweep_singles(), comps))
         top = top_components(singles, comps, k)
@@ -256,48 +255,12 @@ def _components(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec) -> list[
     return comps
 
 
-def _spread_singles(
-    sweep: Evaluator,
-    comps: list[Component],
-    behaviour: Any,
-    spec: StudySpec,
-    how: Workers,
-    model: ModelRef,
-    stages: InMemory | RunFolder,
-) -> pd.DataFrame:
-    """``single_effects`` of every component, a chunk of one layer's components per job, on Ray workers; in a run
-    folder each chunk is kept as it arrives (``stages/singles/``), so a killed sweep resumes at the chunks left."""
-    study = uuid.uuid4().hex  # a worker builds its evaluator once per study, not once per chunk
-    jobs = []
-    for i, (_, chunk) in enumerate(itertools.groupby(comps, key=lambda c: c.layer)):  # consecutive: order kept
-        names = [c.name for c in chunk]
-        jobs.append(Job(f"stages/singles/{i:04d}.csv", _singles_job, (behaviour, spec, study, names), group=names[0]))
-    folder = stages if isinstance(stages, RunFolder) else None
-    done = {job.key: folder.read_frame(job.key) for job in jobs if folder and folder.done(job.key)}
-    by_name = {c.name: c for c in comps}
-    for job, (frame, values) in run_jobs([job for job in jobs if job.key not in done], {"model": model}, how):
-        done[job.key] = folder.commit_frame(job.key, frame) if folder else frame
-        sweep.remember([[by_name[name]] for name in job.args[-1]], values)  # the top k's later stages read them
-    return pd.concat([done[job.key] for job in jobs], ignore_index=True)
-
-
-def _singles_job(
-    worker: Worker, behaviour: Any, spec: StudySpec, study: str, names: list[str]
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """One chunk of the sweep, on a worker: its rows and per-example values. The evaluator is built as
-    ``ablation_study`` builds it, so the clean run, the mean-ablation statistics and so every value are those of
-    a sequential sweep."""
-    lm = worker.model("model")  # first: loading another model clears what the worker kept for the last one
-    held = worker.cache.get("ablation")
-    if held is None or held[0] != study:
-        comps = _components(lm, behaviour, spec)
-        ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed)
-        held = worker.cache["ablation"] = (study, ev.first(spec.screen) if spec.screen else ev, comps)
-    _, sweep, comps = held
-    wanted = set(names)
-    chunk = [c for c in comps if c.name in wanted]  # in the study's order, as the names are
-    values = sweep.values([[c] for c in chunk])  # kept by the evaluator: single_effects reads them back
-    return single_effects(sweep, chunk), values
+def _study_sweep(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec) -> tuple[Evaluator, list[Component]]:
+    """The sweep's evaluator and components, on a worker, built as ``ablation_study`` builds them: the clean run,
+    the mean-ablation statistics and so every value are those of a sequential sweep."""
+    comps = _components(lm, behaviour, spec)
+    ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed)
+    return (ev.first(spec.screen) if spec.screen else ev), comps
 
 
 def _with_sites(frame: pd.DataFrame, comps: list[Component]) -> pd.DataFrame:

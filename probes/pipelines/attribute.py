@@ -10,11 +10,17 @@ re-measured exactly), with ``--exact`` ``stages/exact.csv`` (every component's e
 (every circuit's value per example: the full and empty circuits, the top-k and random ones) and rows of
 faithfulness per size and the smallest share of edges that keeps the target. A re-run reuses every
 finished stage.
+
+With ``--workers`` (or ``--ray-address``) the gradient passes, the bulk of the work, run on Ray workers, one of
+the behaviour's batches per job: each worker loads the model and builds the counterfactual once, and each batch's
+per-example estimates are kept as they arrive (``stages/passes/``), so a killed run resumes at the batches left.
+The tables are those of a sequential run; the exact re-measurements run here.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +28,24 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import normal_interval, tidy
-from probes.causal.attribution import Verification, attribute, verify
+from probes.causal.attribution import Passes, Verification, attribution_frame, attribution_passes, verify
 from probes.causal.behaviour import BehaviourError, default_behaviour, make_behaviour
-from probes.causal.circuits import EdgeEvaluator, FaithfulnessCurve, Graph, faithfulness_curve, verify_edges
+from probes.causal.circuits import (
+    EdgeEvaluator,
+    EdgeScores,
+    FaithfulnessCurve,
+    Graph,
+    faithfulness_curve,
+    verify_edges,
+)
 from probes.causal.components import Component, components_from
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import aligned_pairs, patch_evaluator
 from probes.core.models import LoadedModel, load, resolve
+from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AttributeSpec, CircuitSpec
+from probes.pipelines.sweeps import Build, spread_singles
 
 EDGE_ROWS = 500  # edges with a row of their own in results.csv (all of them are in stages/edges.csv)
 # metrics that are NaN where the data cannot define them (too few checked components above noise, a sample that
@@ -197,14 +212,23 @@ def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[
     return rows
 
 
-def _attribution(run: RunFolder, lm: LoadedModel, spec: AttributeSpec, progress: bool) -> tuple[AttributionRun, list]:
+def _attribution(
+    run: RunFolder, lm: LoadedModel, spec: AttributeSpec, progress: bool, model: ModelRef | None = None
+) -> tuple[AttributionRun, list]:
     components = _components(lm, spec)
     ev = counterfactual(lm, spec, components)
+    how = spec.spread()
     if spec.edges:
         edges = EdgeEvaluator(ev)
-        frame = run.frame(
-            "stages/edges.csv", lambda: edges.scores(spec.method, steps=spec.steps, progress=progress).frame()
-        )
+
+        def edge_scores() -> pd.DataFrame:
+            if model is None:
+                return edges.scores(spec.method, steps=spec.steps, progress=progress).frame()
+            parts = _spread_passes(run, spec, len(ev.batches), how, model)
+            scores = [EdgeScores(edges.graph, spec.method, p["per_example"], int(p["steps"])) for p in parts]
+            return EdgeScores.join(scores).frame()
+
+        frame = run.frame("stages/edges.csv", edge_scores)
         checked = run.frame(
             "stages/verify.csv",
             lambda: verify_edges(edges, frame, top=spec.verify_top, sample=spec.verify_sample, seed=spec.seed).checked,
@@ -229,16 +253,30 @@ def _attribution(run: RunFolder, lm: LoadedModel, spec: AttributeSpec, progress:
             result.curve = FaithfulnessCurve.from_values(values, n_edges, spec.method)
             result.share = result.curve.smallest_share(spec.target, n_boot=spec.n_boot, seed=spec.seed)
         return result, components
-    frame = run.frame(
-        "stages/attribution.csv", lambda: attribute(ev, components, method=spec.method, progress=progress)
-    )
+
+    def estimates() -> pd.DataFrame:
+        if model is None:
+            passes = attribution_passes(ev, components, method=spec.method, progress=progress)
+        else:
+            parts = _spread_passes(run, spec, len(ev.batches), how, model)
+            passes = Passes.join([Passes(p["estimates"], p.get("dropped")) for p in parts])
+        return attribution_frame(ev, components, passes, method=spec.method)
+
+    frame = run.frame("stages/attribution.csv", estimates)
     checked = run.frame(
         "stages/verify.csv",
         lambda: verify(ev, frame, components, top=spec.verify_top, sample=spec.verify_sample, seed=spec.seed).checked,
     )
     result = AttributionRun(frame, Verification.of(checked), ev.n_examples)
     if spec.exact:
-        result.exact = run.frame("stages/exact.csv", lambda: single_effects(ev, components))
+
+        def exact() -> pd.DataFrame:
+            if model is None:
+                return single_effects(ev, components)
+            build = Build(_counterfactual_sweep, (_portable(spec),))
+            return spread_singles(ev, components, build, how, model, run, "stages/exact")
+
+        result.exact = run.frame("stages/exact.csv", exact)
     return result, components
 
 
@@ -251,10 +289,27 @@ def run_attribute(
     lm = lm or load(spec.model, **spec.load_options())
     if not spec.edges:
         components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
+    how = spec.spread()
     with RunFolder.open(
-        out, command=command, spec=spec.record(), seed=spec.seed, models={spec.model: source.identity()}
+        out,
+        command=command,
+        spec=spec.record(),
+        seed=spec.seed,
+        models={spec.model: source.identity()},
+        details=how.details() if how.distributed else None,
     ) as run:
-        result, components = _attribution(run, lm, spec, progress)
+        model = None
+        if how.distributed:
+            model = ModelRef(
+                spec.model,
+                spec.revision,
+                lm.fingerprint,
+                device=how.place(spec.device),
+                device_map=spec.device_map,
+                trust_remote_code=spec.trust_remote_code,
+            )
+        with pinned_threads(how.threads):  # what runs here: all of it, or all but the gradient passes
+            result, components = _attribution(run, lm, spec, progress, model)
         task = spec.behaviour or default_behaviour(lm)
         run.write_frame("results.csv", tidy(_rows(result, spec, task, components)))
     return result
@@ -265,3 +320,45 @@ def run_circuit(
 ) -> AttributionRun:
     """``probes circuit``: edges scored and verified, then the faithfulness curve, into the run folder ``out``."""
     return run_attribute(spec, out, lm=lm, progress=progress)
+
+
+def _spread_passes(
+    run: RunFolder, spec: AttributeSpec, n_batches: int, how: Workers, model: ModelRef
+) -> list[dict[str, np.ndarray]]:
+    """The gradient passes, one batch per job on Ray workers, each batch's arrays kept as they arrive; in the
+    batches' order."""
+    spec = _portable(spec)
+    study = uuid.uuid4().hex  # a worker builds its counterfactual once per run, not once per batch
+    jobs = [Job(f"stages/passes/{i:04d}.npz", _passes_job, (spec, study, i), group=study) for i in range(n_batches)]
+    done = {job.key: run.read_arrays(job.key) for job in jobs if run.done(job.key)}
+    for job, arrays in run_jobs([job for job in jobs if job.key not in done], {"model": model}, how):
+        done[job.key] = run.commit_arrays(job.key, **arrays)
+    return [done[job.key] for job in jobs]
+
+
+def _portable(spec: AttributeSpec) -> AttributeSpec:
+    """The spec as a worker must read it: a worker may start in another folder."""
+    return spec.model_copy(update={"data": str(Path(spec.data).resolve())}) if spec.data else spec
+
+
+def _counterfactual_sweep(lm: LoadedModel, spec: AttributeSpec) -> tuple[Evaluator, list[Component]]:
+    """The counterfactual and components of ``run_attribute``, built on a worker for a sweep of exact effects."""
+    components = _components(lm, spec)
+    return counterfactual(lm, spec, components), components
+
+
+def _passes_job(worker: Worker, spec: AttributeSpec, study: str, index: int) -> dict[str, np.ndarray]:
+    """One batch's gradient passes, on a worker, with the counterfactual built as ``run_attribute`` builds it
+    (the same examples, reference statistics or patch source): the values of a sequential run."""
+    lm = worker.model("model")  # first: loading another model clears what the worker kept for the last one
+    held = worker.cache.get("attribution")
+    if held is None or held[0] != study:
+        components = _components(lm, spec)
+        ev = counterfactual(lm, spec, components)
+        held = worker.cache["attribution"] = (study, EdgeEvaluator(ev) if spec.edges else ev, components)
+    _, evaluator, components = held
+    if isinstance(evaluator, EdgeEvaluator):
+        scores = evaluator.scores(spec.method, steps=spec.steps, batches=[index])
+        return {"per_example": scores.per_example, "steps": np.array(scores.steps)}
+    passes = attribution_passes(evaluator, components, method=spec.method, batches=[index])
+    return {"estimates": passes.estimates} | ({} if passes.dropped is None else {"dropped": passes.dropped})

@@ -206,6 +206,16 @@ class RunFolder:
         self.committed += 1
         return target
 
+    def commit_arrays(self, name: str, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+        """Keep a unit that is arrays (per-example estimates), as ``.npz``."""
+        self.write_npz(name, **arrays)
+        self.committed += 1
+        return arrays
+
+    def read_arrays(self, name: str) -> dict[str, np.ndarray]:
+        with np.load(self.path / name, allow_pickle=False) as kept:
+            return dict(kept)
+
     def read_frame(self, name: str, *, index: bool = False) -> pd.DataFrame:
         return pd.read_csv(self.path / name, index_col=0 if index else None)
 

@@ -283,7 +283,7 @@ class AblationSpec(StudySpec, ModelOptions, SpreadOptions):
         return value
 
 
-class AttributeSpec(ModelOptions):
+class AttributeSpec(ModelOptions, SpreadOptions):
     """``probes attribute``: every component's (AtP, AtP*) or every edge's (EAP, EAP-IG) effect on a behaviour,
     estimated from gradients; the strongest and a random sample are then measured exactly."""
 

@@ -3,20 +3,23 @@ unit's own error, thread pinning, and no Ray import on the sequential path."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_run import small_suite
 
 from analysis.results import read_results
 from probes.pipelines.ablation_study import run_ablation
+from probes.pipelines.attribute import run_attribute
 from probes.pipelines.cluster import ClusterError, Job, Workers, cpu_budget, pick, pinned_threads, run_jobs
-from probes.pipelines.specs import AblationSpec, SpecError, SuiteSpec, make
+from probes.pipelines.specs import AblationSpec, AttributeSpec, SpecError, SuiteSpec, make
 from probes.pipelines.suite import run_suite
 
 ray = pytest.importorskip("ray")
@@ -188,3 +191,50 @@ def test_dictionaries_in_a_suite_train_on_workers_as_they_do_here(tiny_folders, 
     pd.testing.assert_frame_equal(distributed, sequential)  # the same training, step for step, on a worker
     assert set(sequential["site"]) == set(sites) and (sequential["model"] == model).all()
     assert (tmp_path / "workers" / "dictionaries" / "1" / "dictionary" / "cfg.json").exists()  # SAELens's format
+
+
+def _letter_pairs(path: Path, n: int) -> str:
+    """Prompt pairs that differ in their last letter (one token each with the tiny tokenizers)."""
+    rng = np.random.default_rng(0)
+    letters = list("abcdefgh")
+    with path.open("w") as fh:
+        for _ in range(n):
+            words = list(rng.choice(letters, 5))
+            corrupt = [*words[:-1], "h" if words[-1] != "h" else "a"]
+            pair = {"clean": " ".join(words), "corrupt": " ".join(corrupt), "answer": "x", "wrong": "y"}
+            fh.write(json.dumps(pair) + "\n")
+    return path.name
+
+
+@pytest.mark.parametrize("method, kind", [("atp*", "mean"), ("eap-ig", "patch")])
+def test_attribution_passes_spread_over_workers_have_the_sequential_values(
+    tiny_folders, tmp_path, monkeypatch, method, kind
+):
+    monkeypatch.chdir(tmp_path)  # the pairs' file named as a user would, relative to here: the workers find it
+    spec = {"model": str(tiny_folders["llama"]), "n": 150, "kind": kind, "method": method, "steps": 2}
+    spec.update(verify_top=3, verify_sample=2, threads=1, exact=method == "atp*")
+    if kind == "patch":
+        spec["data"] = _letter_pairs(tmp_path / "pairs.jsonl", 150)
+    tables = ["stages/exact.csv"] if method == "atp*" else []
+    table = "stages/edges.csv" if method == "eap-ig" else "stages/attribution.csv"
+    run_attribute(AttributeSpec(**spec), tmp_path / "sequential", progress=False)
+    run_attribute(AttributeSpec(**spec, workers=2), tmp_path / "workers", progress=False)
+    passes = sorted((tmp_path / "workers" / "stages" / "passes").glob("*.npz"))
+    assert len(passes) == -(-(150 if kind == "mean" else 104) // 64)  # a job per batch of 64 (104 pairs align)
+    readers = [(t, pd.read_csv) for t in [table, "stages/verify.csv", *tables]] + [("results.csv", read_results)]
+    for name, read in readers:
+        spread, alone = (read(tmp_path / run / name) for run in ("workers", "sequential"))
+        pd.testing.assert_frame_equal(spread, alone)
+    assert "workers" not in json.loads((tmp_path / "workers" / "run.json").read_text())["spec"]
+    # killed after one batch: that batch's arrays kept (marked), nothing after; the resumed run computes the rest
+    first, second = dict(np.load(passes[0])), dict(np.load(passes[1]))
+    for path in [*passes[1:], tmp_path / "workers" / table, tmp_path / "workers" / "stages/verify.csv"]:
+        path.unlink()
+    key = "per_example" if method == "eap-ig" else "estimates"
+    first[key] = first[key] * 0 + 7.0
+    np.savez(passes[0], **first)
+    run_attribute(AttributeSpec(**spec, workers=2), tmp_path / "workers", progress=False)
+    resumed, alone = (pd.read_csv(tmp_path / r / table) for r in ("workers", "sequential"))
+    assert not np.allclose(resumed["estimate"], alone["estimate"])  # the kept batch was read, not computed again
+    for name, value in second.items():  # and the batches left were computed again, as before
+        np.testing.assert_array_equal(np.load(passes[1])[name], value)
