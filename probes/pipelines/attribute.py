@@ -329,7 +329,7 @@ def _spread_passes(
     batches' order."""
     spec = _portable(spec)
     study = uuid.uuid4().hex  # a worker builds its counterfactual once per run, not once per batch
-    jobs = [Job(f"stages/passes/{i:04d}.npz", _passes_job, (spec, study, i), group=study) for i in range(n_batches)]
+    jobs = [Job(f"stages/passes/{i:04d}.npz", _passes_job, (spec, study, i)) for i in range(n_batches)]
     done = {job.key: run.read_arrays(job.key) for job in jobs if run.done(job.key)}
     for job, arrays in run_jobs([job for job in jobs if job.key not in done], {"model": model}, how):
         done[job.key] = run.commit_arrays(job.key, **arrays)

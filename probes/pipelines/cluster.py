@@ -11,7 +11,8 @@ imports Ray: the jobs run in this process, in order, through the same ``Worker``
 
 * **Models.** A ``Worker`` loads a model on the first job that asks for it and keeps it (checked against the
   weights hash the run recorded); jobs of one ``group`` (a model, a task's features) go to the worker that holds
-  the group where one is free, so each is loaded or computed once per worker, not once per unit.
+  the group where one is free, so each is loaded or computed once per worker, not once per unit. A worker with
+  no group left to start takes the last job of the largest group another holds rather than wait.
 * **Threads.** Each actor pins torch to its share of the cores (``cpu_budget() // workers``): two processes that
   each use every core run far slower than one after the other. The sequential path pins to ``cpu_budget()``,
   the cores this process may use (affinity and cgroup quota), not the machine's.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -263,19 +265,26 @@ def _sizes(ray: Any, how: Workers) -> tuple[int, int]:
 def pick(waiting: list[Job], holds: Mapping[int, Job], worker: int) -> Job | None:
     """The job a free worker takes next, in the plan's order: the next one of the group it holds, else the first
     of a group no worker holds on the model it holds, else of a group on a model no other worker holds (so two
-    workers do not both load one model while another waits), else of any group no worker holds; else none: a
-    group another worker holds stays there (sharing it would compute its features twice, for a unit or two).
-    ``holds``: the job each worker ran last."""
+    workers do not both load one model while another waits), else of any group no worker holds; else, rather
+    than wait idle, the last job of the held group with the most jobs waiting (it computes that group's features
+    again, but the group's owner goes on with the rest, in order); none only when nothing waits.
+    ``holds``: the job each worker ran last. A job with no group is a group of its own."""
+    group = lambda j: j.group or j.key
     mine = holds.get(worker)
-    held = {j.group for j in holds.values()}
+    held = {group(j) for j in holds.values()}
     loaded = {j.model for i, j in holds.items() if i != worker}
-    free = [j for j in waiting if j.group not in held]
-    return (
-        next((j for j in waiting if mine and j.group == mine.group), None)
+    free = [j for j in waiting if group(j) not in held]
+    chosen = (
+        next((j for j in waiting if mine and group(j) == group(mine)), None)
         or next((j for j in free if mine and j.model == mine.model), None)
         or next((j for j in free if j.model not in loaded), None)
         or (free[0] if free else None)
     )
+    if chosen is not None or not waiting:
+        return chosen
+    left = Counter(group(j) for j in waiting)
+    busiest = max(left, key=lambda g: (left[g], -min(i for i, j in enumerate(waiting) if group(j) == g)))
+    return [j for j in waiting if group(j) == busiest][-1]
 
 
 def _dispatch(ray: Any, jobs: list[Job], actors: list[Any]) -> Iterator[tuple[Job, Any]]:
@@ -309,4 +318,4 @@ def _dispatch(ray: Any, jobs: list[Job], actors: list[Any]) -> Iterator[tuple[Jo
         for free in [i, *(k for k in range(len(actors)) if k != i and k not in busy())]:
             submit(free)  # its own next job; then idle workers may take a group this one just let go
         yield job, result
-    assert not waiting, "every worker idle with units left"  # pick leaves none behind: a bug if it did
+    assert not waiting, "every worker idle with units left"  # pick takes one while any waits: a bug if not

@@ -51,7 +51,7 @@ def spread_singles(
     jobs = []
     for i, (_, chunk) in enumerate(itertools.groupby(comps, key=lambda c: c.layer)):  # consecutive: order kept
         names = [c.name for c in chunk]
-        jobs.append(Job(f"{folder}/{i:04d}.csv", _singles_job, (build, sweep, names), group=sweep))
+        jobs.append(Job(f"{folder}/{i:04d}.csv", _singles_job, (build, sweep, names), group=f"{sweep}/{i}"))
     run = stages if isinstance(stages, RunFolder) else None
     done = {job.key: run.read_frame(job.key) for job in jobs if run and run.done(job.key)}
     by_name = {c.name: c for c in comps}

@@ -88,7 +88,15 @@ def test_a_free_worker_keeps_to_its_group_then_its_model_then_a_model_no_one_hol
     assert pick(rest, {0: by["ax2"], 1: by["bx1"]}, 0).key == "ay2"  # a free group on the model it holds...
     later = [by[k] for k in ("bx2", "by1", "by2")]
     assert pick(later, {0: by["ay2"], 1: by["bx1"]}, 0).key == "by1"  # ...else any free group
-    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0) is None  # another's group stays with it
+    # with no group left to start, the last job of the largest group another holds, rather than idle
+    x0, x1, x2, x3, y0, y1, y2 = (
+        Job(f"{g}{u}", square, group=g) for g, u in [*zip("xxxx", "0123"), *zip("yyy", "012")]
+    )
+    assert pick([x1, x2, x3, y1, y2], {0: by["by2"], 1: x0, 2: y0}, 0).key == "x3"
+    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0).key == "bx2"
+    assert pick([], {0: by["by2"]}, 0) is None
+    loose = [Job(str(x), square, (x,)) for x in range(3)]  # no group: each its own
+    assert pick(loose[1:], {0: loose[0]}, 1).key == "1"
 
 
 def test_jobs_run_on_the_workers_not_here():
@@ -96,6 +104,8 @@ def test_jobs_run_on_the_workers_not_here():
     results = {job.key: value for job, value in run_jobs(jobs, {}, Workers(workers=2, threads=1))}
     assert {k: v[0] for k, v in results.items()} == {str(x): x * x for x in range(6)}
     assert os.getpid() not in {v[1] for v in results.values()}
+    loose = [Job(str(x), square, (x,)) for x in range(4)]  # no group: each its own, so both workers take some
+    assert len({value[1] for _, value in run_jobs(loose, {}, Workers(workers=2, threads=1))}) == 2
 
 
 def test_a_failing_unit_stops_the_run_with_its_own_error():
