@@ -11,9 +11,10 @@ into fresh folders three ways:
   2 workers           ``--workers 2 --threads 1``: a local Ray cluster of two actors (start-up included)
 
 Two workers against one (both one thread) is what spreading the work buys; against the default run, what it buys
-over torch's own threads. A unit group (a model and task: its units share features, so they stay on one worker)
-is the smallest share of work: the longest group, timed in the one-thread run from its units' write times, bounds
-any schedule, and is printed. The tables are compared: at equal thread counts they must be equal; against the
+over torch's own threads. A unit group (a model and task: its units share features, so they stay on one worker
+unless two or more of its units wait for a worker that is idle) is the smallest share of work: the longest group,
+timed in the one-thread run from its units' write times, bounds any schedule, and is printed with the longest
+unit. The tables are compared: at equal thread counts they must be equal; against the
 two-thread run values may differ where two threads sum in another order and a probe's fit moves a little.
 Tiny units: ``--tiny-units`` jobs that return at once, through ``run_jobs`` sequentially and on one Ray worker,
 after the cluster is up: the per-unit cost of a Ray round trip.
@@ -50,14 +51,14 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def group_seconds(spec: SuiteSpec, folder: Path, started: float) -> dict[str, float]:
-    """Each group's seconds in a sequential run, from its unit files' write times (a group's units run in a row)."""
+def unit_seconds(spec: SuiteSpec, folder: Path, started: float) -> dict[str, tuple[str, float]]:
+    """Each unit's group and seconds in a sequential run, from the unit files' write times (in the plan's order)."""
     jobs, _ = suite_jobs(spec, folder)
-    out: dict[str, float] = {}
+    out: dict[str, tuple[str, float]] = {}
     last = started
     for job in jobs:  # the plan's order is the sequential run's order
         done = (folder / job.key).stat().st_mtime
-        out[job.group] = out.get(job.group, 0.0) + done - last
+        out[job.key] = (job.group, done - last)
         last = done
     return out
 
@@ -92,7 +93,10 @@ def main() -> None:
     one = spec.model_copy(update={"threads": 1})
     start = time.time()
     single, one_s = timed(lambda: run_suite(one, root / "one-thread", progress=False))
-    groups = group_seconds(one, root / "one-thread", start)
+    unit_times = unit_seconds(one, root / "one-thread", start)
+    groups: dict[str, float] = {}
+    for group, seconds in unit_times.values():
+        groups[group] = groups.get(group, 0.0) + seconds
     print(f"sequential, 1 thread    {one_s:7.1f} s", flush=True)
     spread = spec.model_copy(update={"workers": 2, "threads": 1})
     distributed, ray_s = timed(lambda: run_suite(spread, root / "workers", progress=False))
@@ -108,6 +112,8 @@ def main() -> None:
         f"one-thread workers beats {bound:.1f} s ({one_s / bound:.2f}x one worker, {seq_s / bound:.2f}x the "
         f"sequential run) before Ray's start"
     )
+    unit = max(unit_times, key=lambda k: unit_times[k][1])
+    print(f"the longest unit, {unit} (it reads what its group's first unit computed), took {unit_times[unit][1]:.1f} s")
     print(f"2 workers against one worker, tables: {compare(single, distributed)}")
     print(f"2 workers against the sequential run ({cores} threads), tables: {compare(sequential, distributed)}")
 

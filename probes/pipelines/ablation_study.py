@@ -34,7 +34,7 @@ from probes.causal.erasure import amnesic_study, check_erase_layers
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
 from probes.core.models import LoadedModel, load, resolve
-from probes.pipelines.cluster import ModelRef, Workers, pinned_threads
+from probes.pipelines.cluster import ModelRef, Workers, pinned_threads, worker_model
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AblationSpec, StudySpec
 from probes.pipelines.sweeps import Build, spread_singles
@@ -305,16 +305,7 @@ def run_ablation(
         models={spec.model: source.identity()},
         details=how.details() if how.distributed else None,
     ) as run:
-        model = None
-        if how.distributed:  # a device map over several GPUs: gpus_per_worker says how many
-            model = ModelRef(
-                spec.model,
-                spec.revision,
-                lm.fingerprint,
-                device=how.place(spec.device),
-                device_map=spec.device_map,
-                trust_remote_code=spec.trust_remote_code,
-            )
+        model = worker_model(spec, lm.fingerprint, how)
         with pinned_threads(how.threads):  # what runs here (all of it, or the stages after a spread sweep)
             study = ablation_study(lm, behaviour, spec.settings(), stages=run, progress=progress, how=how, model=model)
         rows = study.rows()

@@ -42,7 +42,7 @@ from probes.causal.components import Component, components_from
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import aligned_pairs, patch_evaluator
 from probes.core.models import LoadedModel, load, resolve
-from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs
+from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs, worker_model
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AttributeSpec, CircuitSpec
 from probes.pipelines.sweeps import Build, spread_singles
@@ -298,16 +298,7 @@ def run_attribute(
         models={spec.model: source.identity()},
         details=how.details() if how.distributed else None,
     ) as run:
-        model = None
-        if how.distributed:
-            model = ModelRef(
-                spec.model,
-                spec.revision,
-                lm.fingerprint,
-                device=how.place(spec.device),
-                device_map=spec.device_map,
-                trust_remote_code=spec.trust_remote_code,
-            )
+        model = worker_model(spec, lm.fingerprint, how)
         with pinned_threads(how.threads):  # what runs here: all of it, or all but the gradient passes
             result, components = _attribution(run, lm, spec, progress, model)
         task = spec.behaviour or default_behaviour(lm)

@@ -12,7 +12,7 @@ imports Ray: the jobs run in this process, in order, through the same ``Worker``
 * **Models.** A ``Worker`` loads a model on the first job that asks for it and keeps it (checked against the
   weights hash the run recorded); jobs of one ``group`` (a model, a task's features) go to the worker that holds
   the group where one is free, so each is loaded or computed once per worker, not once per unit. A worker with
-  no group left to start takes the last job of the largest group another holds rather than wait.
+  no group left to start takes the last job of the largest group another holds, where two or more wait.
 * **Threads.** Each actor pins torch to its share of the cores (``cpu_budget() // workers``): two processes that
   each use every core run far slower than one after the other. The sequential path pins to ``cpu_budget()``,
   the cores this process may use (affinity and cgroup quota), not the machine's.
@@ -179,6 +179,22 @@ class Workers:
         return {"workers": self.workers or 1, "ray_address": self.address, "threads": self.threads}
 
 
+def worker_model(options: Any, fingerprint: str, how: Workers) -> ModelRef | None:
+    """How workers load the model of one run's ``options`` (a ``ModelOptions``: model, revision, device,
+    device_map, trust_remote_code), held to the weights hash the run loaded; None where the run is not spread.
+    A device map over several GPUs takes workers that own them all (``gpus``)."""
+    if not how.distributed:
+        return None
+    return ModelRef(
+        options.model,
+        options.revision,
+        fingerprint,
+        device=how.place(options.device),
+        device_map=options.device_map,
+        trust_remote_code=options.trust_remote_code,
+    )
+
+
 def run_jobs(
     jobs: Sequence[Job],
     models: Mapping[str, ModelRef],
@@ -266,8 +282,8 @@ def pick(waiting: list[Job], holds: Mapping[int, Job], worker: int) -> Job | Non
     """The job a free worker takes next, in the plan's order: the next one of the group it holds, else the first
     of a group no worker holds on the model it holds, else of a group on a model no other worker holds (so two
     workers do not both load one model while another waits), else of any group no worker holds; else, rather
-    than wait idle, the last job of the held group with the most jobs waiting (it computes that group's features
-    again, but the group's owner goes on with the rest, in order); none only when nothing waits.
+    than wait idle, the last job of the held group with the most jobs waiting, where at least two wait (it
+    computes that group's features again, which one job left to its owner would not repay); else none.
     ``holds``: the job each worker ran last. A job with no group is a group of its own."""
     group = lambda j: j.group or j.key
     mine = holds.get(worker)
@@ -284,7 +300,7 @@ def pick(waiting: list[Job], holds: Mapping[int, Job], worker: int) -> Job | Non
         return chosen
     left = Counter(group(j) for j in waiting)
     busiest = max(left, key=lambda g: (left[g], -min(i for i, j in enumerate(waiting) if group(j) == g)))
-    return [j for j in waiting if group(j) == busiest][-1]
+    return [j for j in waiting if group(j) == busiest][-1] if left[busiest] >= 2 else None
 
 
 def _dispatch(ray: Any, jobs: list[Job], actors: list[Any]) -> Iterator[tuple[Job, Any]]:

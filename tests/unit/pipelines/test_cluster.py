@@ -88,13 +88,13 @@ def test_a_free_worker_keeps_to_its_group_then_its_model_then_a_model_no_one_hol
     assert pick(rest, {0: by["ax2"], 1: by["bx1"]}, 0).key == "ay2"  # a free group on the model it holds...
     later = [by[k] for k in ("bx2", "by1", "by2")]
     assert pick(later, {0: by["ay2"], 1: by["bx1"]}, 0).key == "by1"  # ...else any free group
-    # with no group left to start, the last job of the largest group another holds, rather than idle
+    # with no group left to start, the last job of the largest group another holds, if two or more wait
     x0, x1, x2, x3, y0, y1, y2 = (
         Job(f"{g}{u}", square, group=g) for g, u in [*zip("xxxx", "0123"), *zip("yyy", "012")]
     )
     assert pick([x1, x2, x3, y1, y2], {0: by["by2"], 1: x0, 2: y0}, 0).key == "x3"
-    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0).key == "bx2"
-    assert pick([], {0: by["by2"]}, 0) is None
+    assert pick([x2, x3, y2], {0: by["by2"], 1: x0, 2: y0}, 0).key == "x3"
+    assert pick([by["bx2"]], {0: by["by2"], 1: by["bx1"]}, 0) is None  # one left: its owner takes it soon
     loose = [Job(str(x), square, (x,)) for x in range(3)]  # no group: each its own
     assert pick(loose[1:], {0: loose[0]}, 1).key == "1"
 
