@@ -573,13 +573,18 @@ class SuiteSpec(ProbingSpec, SpreadOptions):
 
     @model_validator(mode="after")
     def _spread_at_the_top(self) -> SuiteSpec:
-        for i, entry in enumerate(self.ablations):
-            own = sorted(set(SpreadOptions.HOW) & entry.model_fields_set)
-            if own:
-                raise ValueError(
-                    f"[[ablations]] entry {i + 1} sets {', '.join(own)}: in a suite, the suite's workers run its "
-                    "studies; set them at the top of the file"
-                )
+        for table, entries in (
+            ("ablations", self.ablations),
+            ("attributions", self.attributions),
+            ("circuits", self.circuits),
+        ):
+            for i, entry in enumerate(entries):
+                own = sorted(set(SpreadOptions.HOW) & entry.model_fields_set)
+                if own:
+                    raise ValueError(
+                        f"[[{table}]] entry {i + 1} sets {', '.join(own)}: in a suite, the suite's workers run its "
+                        "studies; set them at the top of the file"
+                    )
         return self
 
     @model_validator(mode="after")
