@@ -213,18 +213,23 @@ def _rows(run: AttributionRun, spec: AttributeSpec, task: str, components: list[
 
 
 def _attribution(
-    run: RunFolder, lm: LoadedModel, spec: AttributeSpec, progress: bool, model: ModelRef | None = None
+    run: RunFolder,
+    lm: LoadedModel,
+    spec: AttributeSpec,
+    progress: bool,
+    spread: tuple[Workers, ModelRef] | None = None,
 ) -> tuple[AttributionRun, list]:
+    """The run's stages; with ``spread`` (the workers, and how they load ``lm``), the gradient passes and the
+    exact sweep on Ray workers."""
     components = _components(lm, spec)
     ev = counterfactual(lm, spec, components)
-    how = spec.spread()
     if spec.edges:
         edges = EdgeEvaluator(ev)
 
         def edge_scores() -> pd.DataFrame:
-            if model is None:
+            if spread is None:
                 return edges.scores(spec.method, steps=spec.steps, progress=progress).frame()
-            parts = _spread_passes(run, spec, len(ev.batches), how, model)
+            parts = _spread_passes(run, spec, len(ev.batches), *spread)
             scores = [EdgeScores(edges.graph, spec.method, p["per_example"], int(p["steps"])) for p in parts]
             return EdgeScores.join(scores).frame()
 
@@ -255,10 +260,10 @@ def _attribution(
         return result, components
 
     def estimates() -> pd.DataFrame:
-        if model is None:
+        if spread is None:
             passes = attribution_passes(ev, components, method=spec.method, progress=progress)
         else:
-            parts = _spread_passes(run, spec, len(ev.batches), how, model)
+            parts = _spread_passes(run, spec, len(ev.batches), *spread)
             passes = Passes.join([Passes(p["estimates"], p.get("dropped")) for p in parts])
         return attribution_frame(ev, components, passes, method=spec.method)
 
@@ -271,10 +276,10 @@ def _attribution(
     if spec.exact:
 
         def exact() -> pd.DataFrame:
-            if model is None:
+            if spread is None:
                 return single_effects(ev, components)
             build = Build(_counterfactual_sweep, (_portable(spec),))
-            return spread_singles(ev, components, build, how, model, run, "stages/exact")
+            return spread_singles(ev, components, build, *spread, run, "stages/exact")
 
         result.exact = run.frame("stages/exact.csv", exact)
     return result, components
@@ -298,9 +303,9 @@ def run_attribute(
         models={spec.model: source.identity()},
         details=how.details() if how.distributed else None,
     ) as run:
-        model = worker_model(spec, lm.fingerprint, how)
+        model = worker_model(spec, lm.fingerprint, how)  # where it places a CUDA model, `how` asks for GPUs
         with pinned_threads(how.threads):  # what runs here: all of it, or all but the gradient passes
-            result, components = _attribution(run, lm, spec, progress, model)
+            result, components = _attribution(run, lm, spec, progress, None if model is None else (how, model))
         task = spec.behaviour or default_behaviour(lm)
         run.write_frame("results.csv", tidy(_rows(result, spec, task, components)))
     return result
@@ -342,12 +347,12 @@ def _passes_job(worker: Worker, spec: AttributeSpec, study: str, index: int) -> 
     """One batch's gradient passes, on a worker, with the counterfactual built as ``run_attribute`` builds it
     (the same examples, reference statistics or patch source): the values of a sequential run."""
     lm = worker.model("model")  # first: loading another model clears what the worker kept for the last one
-    held = worker.cache.get("attribution")
-    if held is None or held[0] != study:
-        components = _components(lm, spec)
-        ev = counterfactual(lm, spec, components)
-        held = worker.cache["attribution"] = (study, EdgeEvaluator(ev) if spec.edges else ev, components)
-    _, evaluator, components = held
+
+    def make() -> tuple[Evaluator | EdgeEvaluator, list[Component]]:
+        ev, components = _counterfactual_sweep(lm, spec)
+        return (EdgeEvaluator(ev) if spec.edges else ev), components
+
+    evaluator, components = worker.keep("attribution", study, make)
     if isinstance(evaluator, EdgeEvaluator):
         scores = evaluator.scores(spec.method, steps=spec.steps, batches=[index])
         return {"per_example": scores.per_example, "steps": np.array(scores.steps)}

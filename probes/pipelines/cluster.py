@@ -129,6 +129,14 @@ class Worker:
             self.models[name] = lm
         return self.models[name]
 
+    def keep(self, slot: str, key: Any, make: Callable[[], Any]) -> Any:
+        """What ``make()`` returns, made once per ``key`` and kept in ``slot`` until a job asks for another key
+        (one per slot at a time: a task's features, a study's evaluator) or another model is loaded."""
+        held = self.cache.get(slot)
+        if held is None or held[0] != key:
+            held = self.cache[slot] = (key, make())
+        return held[1]
+
     def _release(self) -> None:
         if self.models:
             import gc

@@ -178,12 +178,10 @@ def _entry(entry: Any, spec: SuiteSpec) -> Any:
 def _probe_job(worker: Worker, spec: SuiteSpec, model: str, task: str, probe: str, control: str) -> pd.DataFrame:
     """One probing unit's rows; the worker keeps the last (model, task)'s dataset and features for the next unit."""
     lm = worker.model(model)  # first: loading another model clears what the worker kept for the last one
-    held = worker.cache.get("task")
-    if held is None or held[0] != (model, task):
-        by_name = dict(zip(spec.task_names, spec.tasks))
-        held = ((model, task), _Task(lambda: lm, by_name[task], spec))
-        worker.cache["task"] = held  # one (model, task) in memory at a time: the plan visits its units together
-    return held[1].unit(model, task, probe, control)
+    by_name = dict(zip(spec.task_names, spec.tasks))
+    # one (model, task) in memory at a time: the plan visits its units together
+    kept = worker.keep("task", (model, task), lambda: _Task(lambda: lm, by_name[task], spec))
+    return kept.unit(model, task, probe, control)
 
 
 def _study_job(worker: Worker, kind: str, entry: Any, folder: Path, progress: bool) -> pd.DataFrame:

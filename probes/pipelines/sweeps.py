@@ -64,10 +64,7 @@ def spread_singles(
 def _singles_job(worker: Worker, build: Build, sweep: str, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """One chunk of the sweep, on a worker: its rows and per-example values."""
     lm = worker.model("model")  # first: loading another model clears what the worker kept for the last one
-    held = worker.cache.get("singles")
-    if held is None or held[0] != sweep:
-        held = worker.cache["singles"] = (sweep, *build.fn(lm, *build.args))
-    _, ev, comps = held
+    ev, comps = worker.keep("singles", sweep, lambda: build.fn(lm, *build.args))
     wanted = set(names)
     chunk = [c for c in comps if c.name in wanted]  # in the sweep's order, as the names are
     values = ev.values([[c] for c in chunk])  # kept by the evaluator: single_effects reads them back

@@ -250,3 +250,22 @@ def test_attribution_passes_spread_over_workers_have_the_sequential_values(
     assert not np.allclose(resumed["estimate"], alone["estimate"])  # the kept batch was read, not computed again
     for name, value in second.items():  # and the batches left were computed again, as before
         np.testing.assert_array_equal(np.load(passes[1])[name], value)
+
+
+def test_workers_of_a_cuda_attribution_ask_ray_for_a_gpu(tiny_folders, tmp_path, monkeypatch):
+    """The Workers that place the model on CUDA (and so ask for a GPU each) are those the passes are spread with."""
+    from probes.core.models import load
+    from probes.pipelines import attribute
+
+    seen = {}
+
+    def no_ray(jobs, models, how):
+        seen.update(models=models, how=how)
+        raise KeyboardInterrupt  # stop before anything runs
+
+    monkeypatch.setattr(attribute, "run_jobs", no_ray)
+    model = str(tiny_folders["llama"])
+    spec = AttributeSpec(model=model, n=8, method="atp", device="cuda:1", workers=2, verify_top=1, verify_sample=0)
+    with pytest.raises(KeyboardInterrupt):
+        run_attribute(spec, tmp_path / "run", lm=load(model), progress=False)  # the model itself stays on the CPU
+    assert seen["models"]["model"].device == "cuda" and seen["how"].gpus == 1
