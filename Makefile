@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo lint test test-fast test-gpu bench bench-deps clean
+.PHONY: install browser demo docs lint test test-fast test-gpu bench bench-deps clean
 
 install: $(STAMP)
 
@@ -31,17 +31,22 @@ browser:
 demo: $(STAMP)
 	$(VENV)/bin/probes demo --out runs/demo
 
+# The documentation site (docs/, mkdocs.yml) into runs/site; --strict: a broken link, page or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 # ruff (lint and format) and mypy on the two packages; `make test` runs them first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser lint docs
 	$(PY) -m pytest
 
+# The unit tier without real-model loads, process kills, Ray clusters or trained families: under 5 minutes.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest -m "not integration and not slow"
 
 # On a machine with a GPU: every model the unit tests load runs there (probes.load reads PROBES_DEVICE).
 test-gpu: $(STAMP) browser

@@ -69,3 +69,29 @@ def layer_table(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.Dat
     wide = frame.pivot_table(index=["model", "layer"], columns="metric", values="value", aggfunc="mean", sort=False)
     wide.columns.name = None
     return wide[[m for m in (metrics or list(wide.columns)) if m in wide.columns]]
+
+
+# --- which rows each study wrote (the ``probe`` column names it) ------------------------------------------
+
+
+def select_ablation(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"].astype(str).str.startswith("ablation:")]
+
+
+def select_probing(results: pd.DataFrame) -> pd.DataFrame:
+    probe = results["probe"].astype(str)
+    return results[
+        ~probe.str.startswith(("ablation:", "amnesic:", "attribution:", "features:", "sae:")) & results["probe"].notna()
+    ]
+
+
+def select_attribution(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"].astype(str).str.startswith("attribution:")]
+
+
+def select_features(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"].astype(str).str.startswith(("features:", "sae:"))]
+
+
+def select_amnesic(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["probe"] == "amnesic:leace"]

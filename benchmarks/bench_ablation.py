@@ -31,15 +31,16 @@ import numpy as np
 import torch
 
 from probes import load
-from probes.causal.behaviour import MinimalPairs, context_token
+from probes.causal.behaviours import MinimalPairs
 from probes.causal.components import all_heads
 from probes.causal.evaluator import Evaluator, single_effects
+from probes.core.align import start_token
 from probes.probing.datasets.grammar import agreement_pairs
 
 
 def naive_inputs(lm, pairs):
     tok = lm.tokenizer
-    start = context_token(tok)
+    start = start_token(tok)
     seqs = [
         start + tok(p[k], add_special_tokens=False)["input_ids"]
         for p in pairs

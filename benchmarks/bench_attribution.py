@@ -47,7 +47,7 @@ from bench_ablation import naive_sweep
 
 from probes import load
 from probes.causal.attribution import attribute, verify
-from probes.causal.behaviour import MinimalPairs
+from probes.causal.behaviours import MinimalPairs
 from probes.causal.circuits import EdgeEvaluator, Graph, faithfulness_curve, verify_edges
 from probes.causal.components import all_heads, all_mlps
 from probes.causal.evaluator import Evaluator, single_effects

@@ -24,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from analysis.errors import ProbesError
 from probes.pipelines.commands import COMMANDS, GROUPS, Command
+from probes.registry import REGISTRIES
 
 ISSUES = "https://github.com/emergence-probes/emergence-probes/issues"
 ENVIRONMENT_ERRORS = {
@@ -68,9 +69,11 @@ def add_spec_options(parser: argparse.ArgumentParser, spec: Any) -> None:
             continue
         default = field.get_default(call_default_factory=True)
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        help_text = (field.description or "") + (
-            "" if default is None or field.is_required() else f" (default: {shown})"
-        )
+        description = field.description or ""
+        if extra.get("registry"):  # the names registered now, a class of the user's own included
+            registry = REGISTRIES[extra["registry"]]
+            description = extra["lead"] + registry.help(**extra.get("traits", {}))
+        help_text = description + ("" if default is None or field.is_required() else f" (default: {shown})")
         is_list, item = _is_list(field.annotation)
         kind, choices = _scalar(item if is_list else field.annotation)
         options: dict[str, Any] = {"help": help_text.replace("%", "%%")}

@@ -29,7 +29,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TEXTS = (ROOT / "data" / "texts" / "demo.txt").read_text().splitlines()
@@ -68,6 +68,17 @@ def _wordpiece() -> PreTrainedTokenizerFast:
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+REAL_MODELS = {"minilm", "smollm"}  # the fixtures that load the real pretrained models
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The integration tier is every test under tests/integration and every test that loads a real model, so that
+    ``make test-fast`` (``-m "not integration and not slow"``) never loads one."""
+    for item in items:
+        if "integration" in item.path.parts or REAL_MODELS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 def tiny_config(arch: str):

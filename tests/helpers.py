@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import torch
 
-from probes.causal.ablation import token_positions
-from probes.causal.behaviour import Batch, Behaviour, PooledPayload
+from probes.causal.behaviours import Batch, Behaviour, PooledPayload
+from probes.causal.reference import token_positions
 from probes.core.align import encode
 
 

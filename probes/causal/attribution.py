@@ -8,7 +8,7 @@
 AtP (Nanda 2022; Kramár et al. 2024) estimates the effect of replacing a component's value ``v`` by
 its counterfactual ``r`` as the first-order term ``(r - v) . d metric / d v`` at the clean run. The
 counterfactual is exactly the one the ``Evaluator`` ablates with (zero, the per-position mean,
-a resampled value, or a patched value from the other run), built by the same ``RowPlan``, so the
+a resampled value, or a patched value from the other run), from the same ``Counterfactual``, so the
 estimate and the exact effect of ``single_effects`` answer the same question; the estimate's sign
 follows the effect's (ablated value minus clean value).
 
@@ -50,10 +50,9 @@ from scipy import stats
 from torch import Tensor
 
 from analysis.errors import ProbesError
-from probes.causal.ablation import RowPlan
-from probes.causal.behaviour import Batch
 from probes.causal.components import Component, HeadInput, Neurons, PerHead, Slice, ValueEdit, check
-from probes.causal.evaluator import Evaluator, _StopForward
+from probes.causal.counterfactual import StopForward, example_index
+from probes.causal.evaluator import Evaluator
 from probes.core.hooks import hooked
 
 METHODS = ("atp", "atp*")
@@ -122,7 +121,7 @@ def _forward_with_grad(
 
     def readout(value: Tensor) -> None:
         got["value"] = value
-        raise _StopForward
+        raise StopForward
 
     fns = {site: tap(site) for site in {*sites, *gated, *read}}
     with ExitStack() as stack, torch.enable_grad():
@@ -130,7 +129,7 @@ def _forward_with_grad(
         stack.enter_context(hooked(ev.lm, {ev.readout: readout}))
         try:
             ev.lm.model(**batch.inputs)
-        except _StopForward:
+        except StopForward:
             pass
         score = ev.behaviour.score(ev.lm, got["value"].to(ev.lm.device), batch)
     if not score.requires_grad:
@@ -139,13 +138,6 @@ def _forward_with_grad(
             "attribute with: use a logit difference, log-probability, loss or cosine (e.g. minimal pairs' logit_diff)"
         )
     return _Pass(values, leaves, score, seen, used)
-
-
-def _plan(ev: Evaluator, index: int, rows: int) -> RowPlan:
-    """The counterfactual values of batch ``index`` (nothing ablated: only ``_replacement`` is used)."""
-    batch = ev.batches[index]
-    source = None if ev.source is None else ev.source[index]
-    return RowPlan([frozenset()] * rows, ev.kind, batch.positions, batch.example_ids, ev.reference, source)
 
 
 # --- the QK fix ---------------------------------------------------------------------------------------------
@@ -168,11 +160,11 @@ def _counterfactual_scores(ev: Evaluator, index: int, run: _Pass, layers: list[i
     """Scores of ``layers`` with all their queries (``which`` "q") or keys at the counterfactual, the other side
     clean: every such block's output is put back to its clean value, so each layer reads a clean input."""
     batch = ev.batches[index]
-    plan = _plan(ev, index, batch.rows)
+    cf = ev.counterfactual(index)
     scores: dict[int, Tensor] = {}
 
     def swap(site: str):
-        return lambda value: plan._replacement(site, value)
+        return lambda value: cf.replacement(site, value)
 
     last = max(layers)
 
@@ -180,7 +172,7 @@ def _counterfactual_scores(ev: Evaluator, index: int, run: _Pass, layers: list[i
         def fn(value: Tensor) -> None:
             scores[layer] = value.detach().clone()
             if layer == last:
-                raise _StopForward  # nothing after the last layer's scores is needed
+                raise StopForward  # nothing after the last layer's scores is needed
 
         return fn
 
@@ -196,7 +188,7 @@ def _counterfactual_scores(ev: Evaluator, index: int, run: _Pass, layers: list[i
     with torch.inference_mode(), hooked(ev.lm, fns):
         try:
             ev.lm.model(**batch.inputs)
-        except _StopForward:
+        except StopForward:
             pass
     return scores
 
@@ -249,15 +241,6 @@ def _through_pattern(ev: Evaluator, run: _Pass, grads: dict[str, Tensor], c: Hea
 # --- first-order estimates ----------------------------------------------------------------------------------
 
 
-def _example_index(batch: Batch, rows: int, T: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """(rows * T,) local example index of each token and whether it belongs to an example of this batch."""
-    ids = batch.example_ids.to(device)
-    ids = ids[:, None].expand(rows, T) if ids.ndim == 1 else ids
-    local = (ids - ids.flatten()[0]).flatten()
-    inside = (local >= 0) & (local < batch.n_examples)
-    return local.clamp(0, batch.n_examples - 1), inside
-
-
 def _owned(component: Slice, contribution: Tensor) -> Tensor:
     """(rows, T): the sum of ``contribution`` (the site's shape) over the elements the component owns."""
     if isinstance(component, PerHead):
@@ -284,9 +267,9 @@ def _estimates(
     batch = ev.batches[index]
     first = next(iter(run.values.values()))
     rows, T = first.shape[:2]
-    plan = _plan(ev, index, rows)
+    cf = ev.counterfactual(index)
     positions = batch.positions.to(first.device)
-    local, inside = _example_index(batch, rows, T, first.device)
+    local, inside = example_index(batch.example_ids, batch.n_examples, rows, T, first.device)
     out = torch.zeros(len(components), batch.n_examples, dtype=torch.float64, device=first.device)
     contributions: dict[str, Tensor] = {}  # per site: (counterfactual - clean) * gradient, shared by its slices
     per_head: dict[str, Tensor] = {}  # per site: (n_examples, heads), every head's estimate at once
@@ -301,7 +284,7 @@ def _estimates(
     def contribution(site: str) -> Tensor:
         if site not in contributions:
             value = run.values[site]
-            contributions[site] = (plan._replacement(site, value).double() - value.double()) * grads[site].double()
+            contributions[site] = (cf.replacement(site, value).double() - value.double()) * grads[site].double()
         return contributions[site]
 
     for i, component in enumerate(components):
@@ -319,8 +302,8 @@ def _estimates(
             group = (site, component.group)  # type: ignore[attr-defined]
             if group not in per_unit:
                 value = run.values[site]
-                replacement = plan.edit_replacement(component, value)
-                terms = component.unit_terms(value, replacement, grads[site], ev.kind)  # type: ignore[attr-defined]
+                replacement, derived = cf.edit_replacement(component, value)
+                terms = component.unit_terms(value, replacement, grads[site], derived)  # type: ignore[attr-defined]
                 per_unit[group] = by_example(terms)
             out[i] = per_unit[group][:, unit]
             continue
@@ -332,7 +315,8 @@ def _estimates(
             per_token = _through_pattern(ev, run, grads, component, patterns[component])
         elif isinstance(component, ValueEdit):
             value, grad = run.values[site], grads[site]
-            changed = component.apply(value, plan.edit_replacement(component, value), tokens, ev.kind) - value
+            goal, derived = cf.edit_replacement(component, value)
+            changed = component.apply(value, goal, tokens, derived) - value
             per_token = (changed.double() * grad.double()).sum(-1)
         else:
             assert isinstance(component, Slice)  # every other component is a slice of its site
@@ -429,8 +413,8 @@ def attribution_passes(
     star = method == "atp*"
     qk_grads, qk_read = _qk_sites(components) if star else ([], [])
     sites = sorted({*(c.site for c in components), *qk_grads})
-    ev._cover_sites({c for c in components if c.needs_reference and ev.kind in ("mean", "resample")})
-    if ev.kind == "patch":
+    ev._cover_sites({c for c in components if c.needs_reference})
+    if ev.ablation.needs_source:
         missing = sorted({c.site for c in components} - set(ev.source[0]) if ev.source else {"all"})
         if missing:
             raise AttributionError(f"the patch source has no values for {', '.join(missing)}: capture them too")

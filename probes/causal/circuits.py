@@ -46,9 +46,10 @@ import torch
 from torch import Tensor
 
 from analysis.errors import ProbesError
-from probes.causal.attribution import Verification, _example_index, _plan, checked_frame, pick_for_verification
+from probes.causal.attribution import Verification, checked_frame, pick_for_verification
 from probes.causal.components import MLP, Component, Head, Resid
-from probes.causal.evaluator import Evaluator, _StopForward
+from probes.causal.counterfactual import StopForward, example_index
+from probes.causal.evaluator import Evaluator
 from probes.core.adapters import out_width, qkv_columns
 from probes.core.hooks import hooked, on_input_of
 
@@ -273,7 +274,7 @@ class EdgeEvaluator:
             else:
                 self._columns[which] = torch.arange(n * shape.d_head).view(n, shape.d_head)
         writers = self.graph.writer_components()
-        if ev.kind == "patch":
+        if ev.ablation.needs_source:
             have = set(ev.source[0]) if ev.source else set()
             missing = sorted({c.site for c in writers} - have)
             if missing:
@@ -281,7 +282,7 @@ class EdgeEvaluator:
                     f"the patch source has no values for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: "
                     "build it with patch_evaluator(..., components=Graph.writer_components())"
                 )
-        elif ev.kind in ("mean", "resample"):
+        else:
             ev._cover_sites({c.site for c in writers})
         if check:
             self.check()
@@ -327,7 +328,7 @@ class EdgeEvaluator:
         path)."""
         ev, g = self.ev, self.graph
         batch = ev.batches[index]
-        plan = _plan(ev, index, batch.rows)
+        counterfactual = ev.counterfactual(index)
         H, G = g.n_heads, g.n_kv_heads
         keep_delta = record or checking or ablated is not None
         out = _EdgePass(score=torch.zeros(0))
@@ -351,7 +352,7 @@ class EdgeEvaluator:
             def fn(value: Tensor) -> Tensor | None:
                 new = None
                 if layer == 0:
-                    cf = plan._replacement("blocks.0.hook_resid_pre", value)
+                    cf = counterfactual.replacement("blocks.0.hook_resid_pre", value)
                     if alpha is not None:
                         new = cf + alpha * (value - cf)
                         value = new
@@ -396,7 +397,7 @@ class EdgeEvaluator:
 
             def fn(value: Tensor) -> None:
                 if keep_delta and out.delta is not None:
-                    cf = plan._replacement(site, value)
+                    cf = counterfactual.replacement(site, value)
                     out.delta[:, :, first : first + H] = self._head_writes(layer, value - cf)
                     if checking and out.writes is not None:
                         out.writes[:, :, first : first + H] = self._head_writes(layer, value)
@@ -416,7 +417,7 @@ class EdgeEvaluator:
 
             def fn(value: Tensor) -> None:
                 if keep_delta and out.delta is not None:
-                    out.delta[:, :, g.writer(layer)] = (value - plan._replacement(site, value)) * self._scale
+                    out.delta[:, :, g.writer(layer)] = (value - counterfactual.replacement(site, value)) * self._scale
                     if checking and out.writes is not None:
                         out.writes[:, :, g.writer(layer)] = value * self._scale
 
@@ -440,7 +441,7 @@ class EdgeEvaluator:
 
         def readout(value: Tensor) -> None:
             got["value"] = value
-            raise _StopForward
+            raise StopForward
 
         fns: dict[str, Callable] = {}
         for l in range(g.n_layers):
@@ -461,7 +462,7 @@ class EdgeEvaluator:
             stack.enter_context(hooked(self.lm, {ev.readout: readout}))
             try:
                 self.lm.model(**batch.inputs)
-            except _StopForward:
+            except StopForward:
                 pass
             out.score = ev.behaviour.score(self.lm, got["value"].to(self.lm.device), batch)
         return out
@@ -554,7 +555,7 @@ class EdgeEvaluator:
         g = self.graph
         batch = self.ev.batches[index]
         rows, T, U, d = change.shape
-        local, inside = _example_index(batch, rows, T, change.device)
+        local, inside = example_index(batch.example_ids, batch.n_examples, rows, T, change.device)
         flat_change = change.reshape(rows * T, U, d)
         out = np.zeros((batch.n_examples, len(g.readers), U))
 

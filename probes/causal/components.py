@@ -254,9 +254,10 @@ class ValueEdit(Component):
     """A component that changes its site's value by a rule computed from the value itself (a residual edit, a
     dictionary's features or its error term), rather than by owning a slice of it.
 
-    ``apply`` gets the replacement its ablation kind calls for: None for zero ablation; for mean ablation the
-    per-position mean of ``statistic_key`` (the site itself, or ``statistic`` of it, such as a dictionary's
-    feature activations); for resample and patch the site's replaced value.
+    ``apply`` gets what its ablation kind moves it towards (``probes.causal.ablations``): None for nothing (zero
+    ablation); with ``derived`` true, its own quantity already (mean ablation: the per-position mean of
+    ``statistic_key``, the site itself or ``statistic`` of it, such as a dictionary's feature activations);
+    else the site's replaced value (resample, patch), from which the edit derives its quantity.
     """
 
     needs_reference: ClassVar[bool] = False
@@ -270,7 +271,7 @@ class ValueEdit(Component):
         """The derived quantity ``statistic_key`` names, from the site's value (the site itself by default)."""
         return value
 
-    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, derived: bool) -> Tensor:
         """``value`` with the edit applied at ``tokens`` (rows, T)."""
         raise NotImplementedError
 
@@ -303,9 +304,9 @@ class Direction(ResidualEdit):
     def needs_reference(self) -> bool:  # type: ignore[override]
         return True  # mean and resample set the coordinate to the reference's
 
-    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, derived: bool) -> Tensor:
         v = self.vector.to(value.device, value.dtype)[:, None]
-        goal = 0.0 if kind == "zero" or replacement is None else replacement @ v
+        goal = 0.0 if replacement is None else replacement @ v  # its statistic is the site itself: derived or not
         return value + tokens[..., None].to(value.dtype) * ((goal - value @ v) * v.T)
 
     def check(self, shape: Shape) -> Component:
@@ -329,7 +330,7 @@ class Edit(ResidualEdit):
         object.__setattr__(self, "matrix", torch.as_tensor(self.matrix))
         object.__setattr__(self, "mean", torch.as_tensor(self.mean).flatten())
 
-    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, derived: bool) -> Tensor:
         matrix, mean = self.matrix.to(value.device, value.dtype), self.mean.to(value.device, value.dtype)
         return value - tokens[..., None].to(value.dtype) * ((value - mean) @ matrix.T)
 
@@ -413,4 +414,7 @@ def components_from(spec: str | list, shape: Shape) -> list[Component]:
         raise ComponentError(
             "no components given: name some (L3H5 L4.mlp L3H5.q) or a set (heads, mlps, heads+mlps, layers, qkv)"
         )
+    twice = next((c for c in out if out.count(c) > 1), None)
+    if twice is not None:
+        raise ComponentError(f"component {twice.name} is named {out.count(twice)} times: name each component once")
     return [c.check(shape) for c in out]

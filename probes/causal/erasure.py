@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from probes.causal.behaviour import Behaviour
+from probes.causal.behaviours import Behaviour
 from probes.causal.components import Component, Edit
 from probes.causal.evaluator import Evaluator
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.probing.datasets.base import DatasetError, ProbingDataset
 from probes.probing.features import extract_features
 

@@ -34,17 +34,16 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from probes.causal.ablation import Reference, RowPlan, check_kind
-from probes.causal.behaviour import Batch, Behaviour
-from probes.causal.components import Component, ValueEdit, check
+from probes.causal.ablation import RowPlan
+from probes.causal.ablations.base import Ablation, AblationError, ablation_kind
+from probes.causal.behaviours import Batch, Behaviour
+from probes.causal.components import Component, check
+from probes.causal.counterfactual import Counterfactual, StopForward
+from probes.causal.reference import Reference
 from probes.core.hooks import hooked
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 
 Subset = frozenset  # a set of components ablated together
-
-
-class _StopForward(Exception):
-    """Raised by the readout hook: nothing after the readout site is needed."""
 
 
 class _Replay(nn.Module):
@@ -67,17 +66,18 @@ def _first(output: Tensor | tuple) -> Tensor:
 class Evaluator:
     """Per-example behaviour values of a model under sets of ablated components.
 
-    kind: "zero", "mean" or "resample" (see ``probes.ablation``). ``reference``: the
-    dataset whose statistics mean/resample use; by default the behaviour's own inputs,
-    at the sites of ``components`` now and of any other component when first ablated. Kind "patch" takes
-    values from ``source`` instead (per batch, site -> value; see ``probes.patching``).
+    kind: an ablation kind's name ("zero", "mean", "resample", "patch", or one you registered) or an
+    ``Ablation`` (``probes.causal.ablations``). ``reference``: the dataset whose statistics mean/resample use; by
+    default the behaviour's own inputs, at the sites of ``components`` now and of any other component when first
+    ablated. Kind "patch" takes values from ``source`` instead (per batch, site -> value; see
+    ``probes.causal.patching``).
     """
 
     def __init__(
         self,
         lm: LoadedModel,
         behaviour: Behaviour,
-        kind: str = "zero",
+        kind: str | Ablation = "zero",
         reference: Reference | None = None,
         *,
         components: Sequence[Component] = (),
@@ -88,7 +88,8 @@ class Evaluator:
         seed: int = 0,
         progress: bool = False,
     ):
-        self.lm, self.behaviour, self.kind = lm, behaviour, kind
+        self.ablation = ablation_kind(kind)
+        self.lm, self.behaviour, self.kind = lm, behaviour, self.ablation.name
         self.reuse_prefix, self.batch_conditions, self.max_tokens = reuse_prefix, batch_conditions, max_tokens
         self.progress = progress
         self.readout = behaviour.readout(lm)
@@ -96,17 +97,17 @@ class Evaluator:
         self._readout_layer = lm.shape.n_layers if site.layer is None else site.layer
         self.batches: list[Batch] = behaviour.prepare(lm)
         self.n_examples = sum(b.n_examples for b in self.batches)
-        if kind == "patch":
-            if source is None or len(source) != len(self.batches):
-                raise ValueError("patching needs source values for every batch: see probes.patching")
-        self._own_reference = kind in ("mean", "resample") and reference is None
+        if self.ablation.needs_source and (source is None or len(source) != len(self.batches)):
+            raise AblationError(
+                f"{self.kind} needs source values for every batch (the paired run's): see probes.causal.patching"
+            )
+        self._own_reference = self.ablation.statistics is not None and reference is None
         self._seed = seed
         if self._own_reference:
             # statistics for the given components now; any other component's site on first use
             reference = self.reference_from_behaviour(components or ["blocks.0.hook_resid_pre"], seed=seed)
-        if kind != "patch":
-            check_kind(kind, reference)
         self.reference, self.source = reference, source
+        self.counterfactual(0).check()
         self._blocks = lm.base.get_submodule(lm.adapter.blocks)
         self._tuples = False  # do the blocks return (hidden, ...) tuples? (Falcon's do; seen in the clean run)
         self._recorded: list[list[Tensor]] = []
@@ -139,7 +140,25 @@ class Evaluator:
         """Mean/resample statistics over the behaviour's own inputs (unpacked, one text per row)."""
         batches = self.behaviour.reference_inputs(self.lm, self.batches)
         return Reference.from_batches(
-            self.lm, batches, list(components), keep_samples=self.kind == "resample", seed=seed
+            self.lm, batches, list(components), keep_samples=self.ablation.statistics == "samples", seed=seed
+        )
+
+    def counterfactual(self, index: int, repeats: int = 1) -> Counterfactual:
+        """The counterfactual values of batch ``index`` (repeated ``repeats`` times, one copy per condition)."""
+        batch = self.batches[index] if self.batches else None
+        if batch is None:
+            return Counterfactual(self.ablation, torch.zeros(0), torch.zeros(0), self.reference, None)
+        source = None
+        if self.source is not None:
+            source = self.source[index]
+            if repeats > 1:
+                source = {site: v.repeat(repeats, *([1] * (v.ndim - 1))) for site, v in source.items()}
+        return Counterfactual(
+            self.ablation,
+            batch.positions.repeat(repeats, 1),
+            batch.example_ids.repeat(repeats, *([1] * (batch.example_ids.ndim - 1))),
+            self.reference,
+            source,
         )
 
     # --- running ------------------------------------------------------------------------------------
@@ -149,22 +168,20 @@ class Evaluator:
         batch = self.batches[index]
         C = len(subsets)
         inputs = {k: v.repeat(C, *([1] * (v.ndim - 1))) if C > 1 else v for k, v in batch.inputs.items()}
-        source = None
-        if self.source is not None:
-            source = {site: v.repeat(C, *([1] * (v.ndim - 1))) for site, v in self.source[index].items()}
+        cf = self.counterfactual(index, C)
         plan = RowPlan(
             [s for s in subsets for _ in range(batch.rows)],
-            self.kind,
-            batch.positions.repeat(C, 1),
-            batch.example_ids.repeat(C, *([1] * (batch.example_ids.ndim - 1))),
-            self.reference,
-            source,
+            cf.kind,
+            cf.positions,
+            cf.example_ids,
+            cf.reference,
+            cf.source,
         )
         got: dict[str, Tensor] = {}
 
         def read(value: Tensor) -> None:
             got["value"] = value
-            raise _StopForward
+            raise StopForward
 
         with ExitStack() as stack:
             if first_layer > 0 and self._recorded:
@@ -174,7 +191,7 @@ class Evaluator:
             stack.enter_context(hooked(self.lm, {self.readout: read}))
             try:
                 self.lm.model(**inputs)
-            except _StopForward:
+            except StopForward:
                 pass
         return got["value"]
 
@@ -223,7 +240,7 @@ class Evaluator:
             if s not in self._cache and min(c.layer for c in s) > self._readout_layer:
                 self._cache[s] = self.clean  # everything ablated lies after the readout: nothing changes
         todo = sorted({s for s in sets if s not in self._cache}, key=lambda s: (min(c.layer for c in s), sorted(s)))
-        self._cover_sites({c for s in todo for c in s if c.needs_reference and self.kind in ("mean", "resample")})
+        self._cover_sites({c for s in todo for c in s if c.needs_reference})
         groups: dict[int, list[Subset]] = defaultdict(list)
         for s in todo:
             groups[min(c.layer for c in s) if self.reuse_prefix else 0].append(s)
@@ -241,14 +258,12 @@ class Evaluator:
 
     def _cover_sites(self, needed: Iterable[str | Component]) -> None:
         """Statistics for sites (or components' derived quantities) the reference lacks, computed on first use
-        (when the reference is our own)."""
+        (when the reference is our own and the ablation kind reads one)."""
         if not self._own_reference or self.reference is None:
             return
 
         def key(entry: str | Component) -> str:
-            if isinstance(entry, ValueEdit) and self.kind == "mean":
-                return entry.statistic_key
-            return entry if isinstance(entry, str) else entry.site
+            return entry if isinstance(entry, str) else self.ablation.reference_key(entry)
 
         missing = list({key(e): e for e in needed if key(e) not in self.reference.means}.values())
         if missing:

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 
 from analysis.results import tidy
-from probes.causal.behaviour import pad_right
+from probes.causal.behaviours import pad_right
 from probes.core.hooks import run_with_cache
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.core.summary import attention_rows
 
 TEXT_METRICS = ("entropy", "distance", "prev_token", "first_token")

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probes.causal.behaviour import BehaviourError, LogitDiff, first_token, scored_ids
+from probes.causal.behaviours import BehaviourError, LogitDiff, first_token
 from probes.causal.components import Component, Resid
 from probes.causal.evaluator import Evaluator
 from probes.core.hooks import capture
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 
 
 @dataclass
@@ -56,7 +56,7 @@ def aligned_pairs(
     """Indices of the pairs whose two prompts tokenise to the same length (and whose answers differ at
     their first token, when ``answers`` are given)."""
     tok = lm.tokenizer
-    keep = [i for i, (a, b) in enumerate(zip(clean, corrupt)) if len(scored_ids(tok, a)) == len(scored_ids(tok, b))]
+    keep = [i for i, (a, b) in enumerate(zip(clean, corrupt)) if len(lm.token_ids(a)) == len(lm.token_ids(b))]
     if answers is not None:
         firsts = {i: (first_token(tok, answers[i][0]), first_token(tok, answers[i][1])) for i in keep}
         keep = [i for i in keep if firsts[i][0] is not None and firsts[i][0] != firsts[i][1]]

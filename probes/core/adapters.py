@@ -9,7 +9,8 @@ with HF's own ``get_output_embeddings()``.
 To add an architecture, add one ``Adapter`` to ``ADAPTERS``: print the model,
 read off the module paths, and add a tiny config of it to ``tests/architectures.py``
 so ``tests/unit/core/test_architectures.py`` checks it against the model's own
-outputs (``probes.core.verify.verify_sites``).
+outputs (``probes.core.verify.verify_sites``). From your own code, ``register_adapter(row)`` adds one
+at run time.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Adapter:
     ln1: str | None = None
     mlp_in: str | None = None
     mlp: str | None = None  # the module that is the MLP (its input: ``hook_mlp_in``, what the MLP computes from)
-    note: str = ""  # what a user should know about its sites (the README's architecture table shows it)
+    note: str = ""  # what a user should know about its sites (the docs' architecture table shows it)
 
     def block(self, layer: int) -> str:
         return f"{self.blocks}.{layer}"
@@ -389,7 +390,7 @@ ADAPTERS: tuple[Adapter, ...] = (
 
 
 def architecture_table() -> str:
-    """The README's list of architectures, as a Markdown table generated from ``ADAPTERS``."""
+    """The docs' list of architectures (docs/models.md), as a Markdown table generated from ``ADAPTERS``."""
     rows = [
         "| model types | row | blocks | q, k, v | attention writes / MLP writes | notes |",
         "|---|---|---|---|---|---|",
@@ -415,12 +416,28 @@ class UnsupportedArchitectureError(ProbesError, ValueError):
     """The model's architecture has no entry in ``ADAPTERS``."""
 
 
+_REGISTERED: list[Adapter] = []  # rows added at run time (register_adapter), consulted before the table
+
+
+def register_adapter(adapter: Adapter, *, replace: bool = False) -> Adapter:
+    """Add a row for model types the table does not know (or, with ``replace``, serve known ones differently);
+    ``load`` and ``wrap`` then use it. Check it with ``probes.core.verify.verify_sites`` on a model of each type."""
+    taken = [t for t in adapter.model_types if t in supported_model_types()]
+    if taken and not replace:
+        raise UnsupportedArchitectureError(
+            f"model type {taken[0]!r} has a row already; pass replace=True to serve it with this one"
+        )
+    _REGISTERED[:] = [a for a in _REGISTERED if not set(a.model_types) & set(adapter.model_types)]
+    _REGISTERED.insert(0, adapter)
+    return adapter
+
+
 def supported_model_types() -> list[str]:
-    return sorted(t for a in ADAPTERS for t in a.model_types)
+    return sorted({t for a in (*_REGISTERED, *ADAPTERS) for t in a.model_types})
 
 
 def adapter_for(model_type: str) -> Adapter:
-    for adapter in ADAPTERS:
+    for adapter in (*_REGISTERED, *ADAPTERS):
         if model_type in adapter.model_types:
             return adapter
     raise UnsupportedArchitectureError(
@@ -450,7 +467,7 @@ def is_causal_lm(config: Any) -> bool:
 def generic_adapter(model: HFModel) -> Adapter:
     """An adapter found by the common conventions, for a model type with no row: the ModuleList of as many
     blocks as the config has layers, then attention, its out-projection, the MLP's down projection and the
-    final norm by their usual names. It is only a guess: ``probes.core.models.load`` serves it only if
+    final norm by their usual names. It is only a guess: ``probes.core.loading.load`` serves it only if
     ``probes.core.verify.verify_sites`` finds every captured site equal to the model's own outputs."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     base = model.base_model

@@ -4,6 +4,12 @@ Word-level labels (part of speech, agreement) name words; models see subwords.
 ``encode`` gives every token the index of the word it belongs to, from the
 tokenizer's character offsets, and ``pool_words`` turns token rows into word
 rows (first, last or mean subword). Special and padding tokens get word -1.
+
+One rule says how a text becomes tokens, for a capture and a study alike (``LoadedModel.encode`` applies it):
+an encoder's text gets its tokenizer's own special tokens (BERT's ``[CLS] ... [SEP]``); a causal language
+model's text gets one start token in front, its tokenizer's BOS (else EOS), whether or not the tokenizer adds
+one itself, and no other special token (``prepend_bos=False``: none), as TransformerLens's ``to_tokens`` and
+lm-evaluation-harness condition on it. ``start_token`` names that token.
 """
 
 from __future__ import annotations
@@ -90,14 +96,26 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.padding_side = "right"
 
 
+def start_token(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The token a causal model's text is conditioned on, so its first word is predicted too: BOS, else EOS."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return [int(token_id)]
+    return []
+
+
 def encode(
     tokenizer: PreTrainedTokenizerBase,
     items: Sequence[str] | Sequence[Sequence[str]],
     max_length: int | None = None,
+    *,
+    start: Sequence[int] | None = None,
 ) -> Encoded:
     """Tokenise texts (or pre-split word lists, joined by spaces) into a padded batch.
 
-    Texts longer than ``max_length`` tokens are truncated, and a warning says how
+    ``start`` None: the tokenizer's own special tokens (an encoder's); a list of ids: those first, then the
+    text's tokens with no special token (a causal model's start token; ``LoadedModel.encode`` chooses).
+    Texts longer than ``max_length`` tokens (the start included) are truncated, and a warning says how
     many and how many words were lost.
     """
     if len(items) == 0:
@@ -115,13 +133,18 @@ def encode(
     ensure_pad_token(tokenizer)
     if max_length is None and tokenizer.model_max_length < 1_000_000:
         max_length = int(tokenizer.model_max_length)
+    lead = list(start or [])
+    text_length = None if max_length is None else max_length - len(lead)
+    if text_length is not None and text_length < 1:
+        raise SequenceTooLongError(f"max_length {max_length} leaves no room for text after the start token")
     enc = tokenizer(
         texts,
         padding=True,
-        truncation=max_length is not None,
-        max_length=max_length,
+        truncation=text_length is not None,
+        max_length=text_length,
         return_offsets_mapping=True,
         return_tensors="pt",
+        add_special_tokens=start is None,
     )
     offsets = enc.pop("offset_mapping").tolist()
     mask = enc["attention_mask"]
@@ -131,7 +154,7 @@ def encode(
     n_words = [len(s) for s in spans]
     kept = [int(row.max()) + 1 if row.numel() else 0 for row in word_index]
     words_lost = [max(n - k, 0) for n, k in zip(n_words, kept)]
-    truncated = _truncated(tokenizer, texts, mask, max_length)
+    truncated = _truncated(tokenizer, texts, mask, text_length, add_special_tokens=start is None)
     empty = int((mask.sum(1) == 0).sum())
     if empty:
         warnings.warn(
@@ -143,11 +166,26 @@ def encode(
             f"({sum(words_lost)} words lost); raise max_length to keep them",
             stacklevel=2,
         )
-    return Encoded(dict(enc), word_index, n_words, truncated, words_lost)
+    inputs = dict(enc)
+    if lead:  # the start token leads every row (right padding keeps the rows aligned)
+        rows = len(texts)
+        ahead = {
+            "input_ids": torch.tensor(lead, dtype=torch.long).expand(rows, -1),
+            "attention_mask": torch.ones(rows, len(lead), dtype=mask.dtype),
+        }
+        inputs = {
+            k: torch.cat([ahead.get(k, torch.zeros(rows, len(lead), dtype=v.dtype)), v], 1) for k, v in inputs.items()
+        }
+        word_index = torch.cat([torch.full((rows, len(lead)), -1, dtype=torch.long), word_index], 1)
+    return Encoded(inputs, word_index, n_words, truncated, words_lost)
 
 
 def _truncated(
-    tokenizer: PreTrainedTokenizerBase, texts: list[str], mask: Tensor, max_length: int | None
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    mask: Tensor,
+    max_length: int | None,
+    add_special_tokens: bool = True,
 ) -> list[bool]:
     if max_length is None:
         return [False] * len(texts)
@@ -159,7 +197,7 @@ def _truncated(
             out.append(False)
             continue
         if full is None:  # only texts that hit the limit need the untruncated length
-            full = tokenizer(texts, truncation=False)["input_ids"]
+            full = tokenizer(texts, truncation=False, add_special_tokens=add_special_tokens)["input_ids"]
         out.append(len(full[i]) > max_length)
     return out
 

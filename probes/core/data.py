@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -96,3 +97,19 @@ def split_texts(names: list[str]) -> tuple[list[str], list[str]]:
         train += texts[:cut]
         test += texts[cut:] or texts[-1:]
     return train, test
+
+
+def text_fields(path: str | os.PathLike, number: int, row: Any, keys: Sequence[str], what: str) -> dict:
+    """A JSONL row whose ``keys`` hold text, or one line naming the file, the line and the key."""
+    if not isinstance(row, dict):
+        raise DatasetError(f"{path}:{number}: {what} is a JSON object with {', '.join(keys)}")
+    missing = [k for k in keys if k not in row]
+    if missing:
+        needs = ", ".join(keys[:-1]) + f" and {keys[-1]}" if len(keys) > 1 else keys[0]
+        raise DatasetError(f"{path}:{number}: {what} needs {needs}; this one lacks {', '.join(missing)}")
+    for key in keys:
+        if not isinstance(row[key], str):
+            raise DatasetError(
+                f"{path}:{number}: key {key!r} should be text, got {json.dumps(row[key])}: write it in quotes"
+            )
+    return row

@@ -1,32 +1,42 @@
-"""Capture and intervene on named sites with PyTorch hooks on unmodified HF models.
+"""Capture and intervene on named sites with PyTorch hooks on unmodified HF models: the functional forms
+under the handle's ``lm.run_with_cache`` / ``lm.run_with_hooks`` / ``lm.hooks`` (``probes.core.model``).
 
     with capture(lm, ["blocks.*.hook_resid_post", "blocks.3.attn.hook_pattern"]) as cache:
         lm.model(**batch)
     cache["blocks.3.attn.hook_pattern"]        # (batch, head, query, key)
 
-    with intervene(lm, {"blocks.2.attn.hook_z": zero_head(5)}):
+    with intervene(lm, {"blocks.2.attn.hook_z": lambda z: z * 0}):     # functions of the value alone
         logits = lm.model(**batch).logits
 
 Every hook is removed when the ``with`` block ends, also when the forward
 raises. Captured tensors stay on the model's device and dtype, detached.
+
+Attention scores (``attn.hook_scores``) are computed inside the attention module's forward, where no module
+hook reaches: while such a site is hooked, and only inside its ``with`` block, ``torch.nn.functional.softmax``
+is a stand-in that hands the scores of the attention module running in this thread to its hooks (other
+threads, and softmaxes outside a hooked module, pass through unchanged); the real softmax is back when the
+last such block ends.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from functools import partial
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
 from probes.core.adapters import out_width, qkv_columns
-from probes.core.align import encode
-from probes.core.models import LoadedModel
+from probes.core.cache import ActivationCache
 from probes.core.sites import Site
+
+if TYPE_CHECKING:  # the handle calls these functions; they only read its attributes
+    from probes.core.model import LoadedModel
 
 SiteFn = Callable[[Tensor], Tensor | None]  # sees the site's value; returns a replacement or None
 
@@ -131,6 +141,19 @@ def on_input_of(module: torch.nn.Module, fn: SiteFn) -> RemovableHandle:
 
 
 _softmax = torch.nn.functional.softmax  # the real one, called by the tap's stand-in
+_taps_lock = threading.RLock()  # guards the set of taps and the swap of softmax
+_thread = threading.local()  # per thread: the attention modules now in their forward, and their softmax counts
+
+
+def _running() -> list[_SoftmaxTap]:
+    if not hasattr(_thread, "running"):
+        _thread.running, _thread.calls = [], {}
+    return _thread.running
+
+
+def _calls() -> dict[int, int]:
+    _running()
+    return _thread.calls
 
 
 class _SoftmaxTap:
@@ -138,64 +161,66 @@ class _SoftmaxTap:
 
     Eager attention computes them inside the module (in a function, not a submodule), so no module hook
     reaches them. While at least one tap exists, ``torch.nn.functional.softmax`` is a stand-in that passes
-    the input through the functions of the tap whose module is running, then calls the real softmax;
-    it is the real one again once the last tap is removed. A module that runs no softmax or several is
-    refused: its scores would be ambiguous.
+    the input through the functions of the tap whose module is running in this thread, then calls the real
+    softmax; it is the real one again once the last tap is removed. A module that runs no softmax or several
+    is refused: its scores would be ambiguous.
     """
 
     taps: ClassVar[dict[int, _SoftmaxTap]] = {}  # by id(module)
-    running: ClassVar[list[_SoftmaxTap]] = []  # the innermost attention module now in its forward
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.module = module
         self.fns: list[tuple[str, SiteFn]] = []
-        self.calls = 0
         self.handles = [module.register_forward_pre_hook(self._enter), module.register_forward_hook(self._leave)]
 
     @classmethod
     def on(cls, module: torch.nn.Module) -> _SoftmaxTap:
-        if id(module) not in cls.taps:
-            if not cls.taps:
-                torch.nn.functional.softmax = _tapped_softmax
-            cls.taps[id(module)] = cls(module)
-        return cls.taps[id(module)]
+        with _taps_lock:
+            if id(module) not in cls.taps:
+                if not cls.taps:
+                    torch.nn.functional.softmax = _tapped_softmax
+                cls.taps[id(module)] = cls(module)
+            return cls.taps[id(module)]
 
     def add(self, name: str, fn: SiteFn) -> _Removable:
         entry = (name, fn)
-        self.fns.append(entry)
+        with _taps_lock:
+            self.fns.append(entry)
         return _Removal(partial(self._discard, entry))
 
     def _discard(self, entry: tuple[str, SiteFn]) -> None:
-        if entry in self.fns:
-            self.fns.remove(entry)
-        if not self.fns:
-            self._close()
+        with _taps_lock:
+            if entry in self.fns:
+                self.fns.remove(entry)
+            if not self.fns:
+                self._close()
 
     def _close(self) -> None:
         for handle in self.handles:
             handle.remove()
         type(self).taps.pop(id(self.module), None)
-        type(self).running[:] = [tap for tap in type(self).running if tap is not self]
+        _running()[:] = [tap for tap in _running() if tap is not self]
         if not type(self).taps:
             torch.nn.functional.softmax = _softmax
 
     def _enter(self, *_: Any) -> None:
-        self.calls = 0
-        type(self).running.append(self)
+        _calls()[id(self)] = 0
+        _running().append(self)
 
     def _leave(self, *_: Any) -> None:
-        running = type(self).running
+        running = _running()
         if running and running[-1] is self:
             running.pop()
-        if self.calls != 1:
+        calls = _calls().pop(id(self), 0)
+        if calls != 1:
             names = ", ".join(name for name, _ in self.fns)
             raise RuntimeError(
-                f"{names}: the attention module ran {self.calls} softmaxes, not one, so its scores are ambiguous "
+                f"{names}: the attention module ran {calls} softmaxes, not one, so its scores are ambiguous "
                 "(load the model with attn_implementation='eager')"
             )
 
     def __call__(self, scores: Tensor) -> Tensor:
-        self.calls += 1
+        _calls()[id(self)] = _calls().get(id(self), 0) + 1
         for _name, fn in self.fns:
             new = fn(scores)
             scores = scores if new is None else new.to(scores.dtype)
@@ -208,7 +233,7 @@ class _Removal:
 
 
 def _tapped_softmax(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-    running = _SoftmaxTap.running
+    running = _running()
     return _softmax(running[-1](input) if running else input, *args, **kwargs)
 
 
@@ -312,13 +337,10 @@ def run_with_cache(
     *,
     max_length: int | None = None,
     **forward_kwargs: Any,
-) -> tuple[Any, dict[str, Tensor]]:
-    """One forward pass over text (or an already-tokenised batch) with the sites captured."""
-    if isinstance(inputs, Mapping):
-        batch = {k: v.to(lm.device) for k, v in inputs.items()}
-    else:
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        batch = encode(lm.tokenizer, texts, lm.max_length(max_length)).model_inputs(lm.device)
+) -> tuple[Any, ActivationCache]:
+    """One forward pass over text (or an already-tokenised batch) with the sites captured: the model's whole
+    output and an ``ActivationCache`` (``lm.run_with_cache`` returns the logits instead of the output)."""
+    batch = lm.batch(inputs, max_length=max_length)
     with torch.inference_mode(), capture(lm, sites) as cache:
         output = lm.model(**batch, **forward_kwargs)
-    return output, cache
+    return output, ActivationCache(cache, lm.shape.n_layers)

@@ -99,6 +99,62 @@ MODEL_SITES: dict[str, SiteKind] = {
     "hook_logits": SiteKind("unembed", "output"),
 }
 
+# TransformerLens's short names (``utils.get_act_name``): ``site_name("z", 3)`` is ``blocks.3.attn.hook_z``.
+SHORT_NAMES: dict[str, str] = {
+    "resid_pre": "hook_resid_pre",
+    "resid_post": "hook_resid_post",
+    "q": "attn.hook_q",
+    "k": "attn.hook_k",
+    "v": "attn.hook_v",
+    "scores": "attn.hook_scores",
+    "attn_scores": "attn.hook_scores",
+    "pattern": "attn.hook_pattern",
+    "z": "attn.hook_z",
+    "attn_out": "hook_attn_out",
+    "mlp_in": "hook_mlp_in",
+    "post": "mlp.hook_post",
+    "mlp_post": "mlp.hook_post",
+    "mlp_out": "hook_mlp_out",
+    "normalized": "ln_final.hook_normalized",
+    "ln_final": "ln_final.hook_normalized",
+    "logits": "hook_logits",
+}
+
+
+def site_name(name: str, layer: int | None = None, n_layers: int | None = None) -> str:
+    """A full site name from a short one and a layer: ``site_name("z", 3)`` -> ``blocks.3.attn.hook_z``.
+
+    ``name`` is a short name (``SHORT_NAMES``), a block site's own name (``attn.hook_z``) or a full name; a
+    negative ``layer`` counts from the end and needs ``n_layers``.
+    """
+    full = SHORT_NAMES.get(name, name)
+    if full in MODEL_SITES or name.startswith("blocks."):
+        if layer is not None:
+            raise UnknownSiteError(f"site {full!r} takes no layer, got {layer}")
+        return full
+    if full not in BLOCK_SITES:
+        raise UnknownSiteError(
+            f"unknown site {name!r}: use a short name ({', '.join(SHORT_NAMES)}) or a block site "
+            f"({', '.join(BLOCK_SITES)})"
+        )
+    if layer is None:
+        raise UnknownSiteError(f"site {name!r} lives in every block: give a layer, e.g. ({name!r}, 0)")
+    if layer < 0:
+        if n_layers is None:
+            raise UnknownSiteError(f"layer {layer} counts from the end, which needs the model's number of layers")
+        layer += n_layers
+    return f"blocks.{layer}.{full}"
+
+
+def head_axis(short: str) -> int | None:
+    """Where a block site keeps its heads: the axis after the batch for patterns and scores (batch, head, query,
+    key), the one before the last for per-head values (batch, pos, head, d_head); None for other sites."""
+    if short in ("attn.hook_pattern", "attn.hook_scores"):
+        return 1
+    kind = BLOCK_SITES.get(short)
+    return -2 if kind is not None and kind.per_head else None
+
+
 _BLOCK_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 

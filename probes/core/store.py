@@ -38,10 +38,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.errors import ProbesError
-from probes.core.align import EmptyInputError, Encoded, Pooling, encode, pool_words
+from probes.core.align import EmptyInputError, Encoded, Pooling, pool_words
 from probes.core.files import DiskFullError, atomic_path, write_bytes, write_json
 from probes.core.hooks import capture
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash, environment
 from probes.core.sites import Site, UnknownSiteError
 
@@ -108,6 +108,7 @@ class ActivationStore:
             "sites": [s.name for s in resolved],
             "dtype": dtype,
             "max_length": max_length,
+            "start_tokens": lm.start_tokens(),  # the one tokenisation rule, as this model applies it
         }
         path = Path(root) / f"{_slug(lm.name)}-{content_hash(request)}"
         path.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ class ActivationStore:
         ) as bar:  # closed on an error too, so the error starts a line of its own
             for i in todo:
                 chunk = texts[i * batch_size : (i + 1) * batch_size]
-                enc = encode(lm.tokenizer, chunk, self.manifest["request"]["max_length"])
+                enc = lm.encode(chunk, max_length=self.manifest["request"]["max_length"])
                 with torch.inference_mode(), capture(lm, names) as cache:
                     lm.model(**enc.model_inputs(lm.device))
                 self._write_shard(i, lm, enc, sites, cache, first_example=i * batch_size)

@@ -4,7 +4,7 @@
     assert not problems, problems
 
 The checks are the ones every table row is tested with, and the ones a model type with no row must pass
-before the generic adapter serves it (``probes.core.models.load``):
+before the generic adapter serves it (``probes.core.loading.load``):
 
 * ``hook_resid_pre`` of each block is HF's ``hidden_states`` entry for it, ``hook_resid_post`` the next one
   (the last one through the final norm, where the model has one);
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from probes.core.hooks import capture, eager_attention
 
 if TYPE_CHECKING:
-    from probes.core.models import LoadedModel
+    from probes.core.model import LoadedModel
 
 
 def probe_ids(lm: LoadedModel, batch: int = 2, length: int = 12, seed: int = 0) -> Tensor:

@@ -26,14 +26,15 @@ import pandas as pd
 
 from analysis.readings import additivity_reading
 from analysis.results import normal_interval, tidy
-from probes.causal.ablation import AblationError
+from probes.causal.ablations import AblationError
 from probes.causal.attribution import attribute
-from probes.causal.behaviour import Behaviour, default_behaviour, make_behaviour
+from probes.causal.behaviours import Behaviour, default_behaviour, make_behaviour
 from probes.causal.components import Component, components_from
 from probes.causal.erasure import amnesic_study, check_erase_layers
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
-from probes.core.models import LoadedModel, load, resolve
+from probes.core.loading import load, resolve
+from probes.core.model import LoadedModel
 from probes.pipelines.cluster import ModelRef, Workers, pinned_threads, worker_model
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AblationSpec, StudySpec
@@ -284,23 +285,36 @@ def erase_layers(spec: AblationSpec, n_layers: int) -> list[int]:
 
 
 def run_ablation(
-    spec: AblationSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, progress: bool = True
+    spec: AblationSpec,
+    out: str | os.PathLike,
+    *,
+    lm: LoadedModel | None = None,
+    behaviour: Behaviour | None = None,
+    progress: bool = True,
 ) -> AblationStudy:
     """Run one ablation study (``probes ablate`` or a suite's ``[[ablations]]`` entry) into the run folder ``out``.
 
     ``out`` gets ``results.csv`` (tidy rows, model column filled), ``run.json`` (spec, seed, package versions,
-    model hash) and ``stages/`` (what a re-run resumes from). ``lm``: the model, already loaded.
+    model hash) and ``stages/`` (what a re-run resumes from). ``lm``: the model, already loaded; ``behaviour``:
+    a behaviour built in Python (a ``FunctionBehaviour``), instead of the spec's named one (``run.json`` records
+    its description, so a resumed run must be given the same one).
     """
     source = resolve(spec.model, spec.revision)
     lm = lm or load(spec.model, **spec.load_options())
-    behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
+    how = spec.spread()
+    record = spec.record()
+    if behaviour is not None:
+        if how.distributed:
+            raise AblationError("a behaviour given in Python runs in this process: leave out workers and ray_address")
+        record["behaviour"] = behaviour.describe()
+    else:
+        behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
     components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
     layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
-    how = spec.spread()
     with RunFolder.open(
         out,
         command="ablate",
-        spec=spec.record(),
+        spec=record,
         seed=spec.seed,
         models={spec.model: source.identity()},
         details=how.details() if how.distributed else None,
@@ -312,7 +326,11 @@ def run_ablation(
         if spec.erase:
             amnesic = run.frame("stages/amnesic.csv", lambda: _amnesic(lm, behaviour, spec, layers, progress))
             rows += amnesic_rows(amnesic, study.behaviour["behaviour"])  # task: relabelled below
-        label = spec.behaviour or default_behaviour(lm)  # the user's name for it ("agreement"), not the class's
+        label = (  # the user's name for it ("agreement"), not the class's
+            study.behaviour["behaviour"]
+            if isinstance(record["behaviour"], dict)
+            else spec.behaviour or default_behaviour(lm)
+        )
         for row in rows:
             row.update(model=spec.model_label, task=label)
         run.write_frame("results.csv", tidy(rows))

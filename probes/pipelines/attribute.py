@@ -28,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import normal_interval, tidy
+from probes.causal.ablations import ablation_kind
 from probes.causal.attribution import Passes, Verification, attribution_frame, attribution_passes, verify
-from probes.causal.behaviour import BehaviourError, default_behaviour, make_behaviour
+from probes.causal.behaviours import Behaviour, BehaviourError, default_behaviour, make_behaviour
 from probes.causal.circuits import (
+    CircuitError,
     EdgeEvaluator,
     EdgeScores,
     FaithfulnessCurve,
@@ -41,7 +43,8 @@ from probes.causal.circuits import (
 from probes.causal.components import Component, components_from
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import aligned_pairs, patch_evaluator
-from probes.core.models import LoadedModel, load, resolve
+from probes.core.loading import load, resolve
+from probes.core.model import LoadedModel
 from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs, worker_model
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AttributeSpec, CircuitSpec
@@ -64,15 +67,14 @@ UNDEFINED_WHEN_NOISY = (
 def patch_prompts(spec: AttributeSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """Clean prompts, corrupted prompts and (right, wrong) answers: ``--data`` JSONL rows, or the generated
     agreement prompts (the subject's number flipped)."""
-    from probes.core.data import iter_jsonl
+    from probes.core.data import iter_jsonl, text_fields
     from probes.probing.datasets.grammar import agreement_prompts
 
     if spec.data:
-        rows = []
-        for number, row in iter_jsonl(Path(spec.data)):
-            if not isinstance(row, dict) or not {"clean", "corrupt", "answer", "wrong"} <= set(row):
-                raise BehaviourError(f"{spec.data}:{number}: a prompt pair needs clean, corrupt, answer and wrong")
-            rows.append(row)
+        keys = ("clean", "corrupt", "answer", "wrong")
+        rows = [
+            text_fields(spec.data, number, row, keys, "a prompt pair") for number, row in iter_jsonl(Path(spec.data))
+        ]
     elif spec.behaviour in (None, "agreement"):
         rows = agreement_prompts(spec.n, seed=spec.seed)
     else:
@@ -85,11 +87,14 @@ def patch_prompts(spec: AttributeSpec) -> tuple[list[str], list[str], list[tuple
     return [r["clean"] for r in rows], [r["corrupt"] for r in rows], [(r["answer"], r["wrong"]) for r in rows]
 
 
-def counterfactual(lm: LoadedModel, spec: AttributeSpec, components: list[Component]) -> Evaluator:
-    """The Evaluator the spec asks for: its behaviour under zero, mean or resample ablation, or its clean prompts
-    with the corrupted prompts' values patched in (pairs that tokenise unequally are left out, and said so)."""
-    if spec.kind != "patch":
-        behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
+def counterfactual(
+    lm: LoadedModel, spec: AttributeSpec, components: list[Component], behaviour: Behaviour | None = None
+) -> Evaluator:
+    """The Evaluator the spec asks for: its behaviour (or ``behaviour``, built in Python) under an ablation kind,
+    or its clean prompts with the corrupted prompts' values patched in (pairs that tokenise unequally are left
+    out, and said so)."""
+    if behaviour is not None or not ablation_kind(spec.kind).needs_source:
+        behaviour = behaviour or make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
         return Evaluator(lm, behaviour, kind=spec.kind, components=components, seed=spec.seed)
     clean, corrupt, answers = patch_prompts(spec)
     keep = aligned_pairs(lm, clean, corrupt, answers)
@@ -218,11 +223,12 @@ def _attribution(
     spec: AttributeSpec,
     progress: bool,
     spread: tuple[Workers, ModelRef] | None = None,
+    behaviour: Behaviour | None = None,
 ) -> tuple[AttributionRun, list]:
     """The run's stages; with ``spread`` (the workers, and how they load ``lm``), the gradient passes and the
     exact sweep on Ray workers."""
     components = _components(lm, spec)
-    ev = counterfactual(lm, spec, components)
+    ev = counterfactual(lm, spec, components, behaviour)
     if spec.edges:
         edges = EdgeEvaluator(ev)
 
@@ -286,36 +292,61 @@ def _attribution(
 
 
 def run_attribute(
-    spec: AttributeSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, progress: bool = True
+    spec: AttributeSpec,
+    out: str | os.PathLike,
+    *,
+    lm: LoadedModel | None = None,
+    behaviour: Behaviour | None = None,
+    progress: bool = True,
 ) -> AttributionRun:
-    """``probes attribute`` (and, given a ``CircuitSpec``, ``probes circuit``) into the run folder ``out``."""
+    """``probes attribute`` (and, given a ``CircuitSpec``, ``probes circuit``) into the run folder ``out``;
+    ``behaviour``: one built in Python (a ``FunctionBehaviour``) instead of the spec's named one."""
     source = resolve(spec.model, spec.revision)
     command = "circuit" if isinstance(spec, CircuitSpec) else "attribute"
     lm = lm or load(spec.model, **spec.load_options())
     if not spec.edges:
         components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
+    if isinstance(spec, CircuitSpec) and spec.sizes:
+        shape = lm.shape
+        n_edges = Graph(shape.n_layers, shape.n_heads, shape.n_kv_heads, lm.adapter.parallel).n_edges
+        if max(spec.sizes) > n_edges:
+            raise CircuitError(
+                f"--sizes {' '.join(map(str, spec.sizes))}: {lm.name}'s circuit graph has {n_edges} edges; "
+                f"give sizes from 1 to {n_edges}"
+            )
     how = spec.spread()
+    record = spec.record()
+    if behaviour is not None:
+        if how.distributed:
+            raise BehaviourError("a behaviour given in Python runs in this process: leave out workers and ray_address")
+        record["behaviour"] = behaviour.describe()
     with RunFolder.open(
         out,
         command=command,
-        spec=spec.record(),
+        spec=record,
         seed=spec.seed,
         models={spec.model: source.identity()},
         details=how.details() if how.distributed else None,
     ) as run:
         model = worker_model(spec, lm.fingerprint, how)  # where it places a CUDA model, `how` asks for GPUs
         with pinned_threads(how.threads):  # what runs here: all of it, or all but the gradient passes
-            result, components = _attribution(run, lm, spec, progress, None if model is None else (how, model))
-        task = spec.behaviour or default_behaviour(lm)
+            spread = None if model is None else (how, model)
+            result, components = _attribution(run, lm, spec, progress, spread, behaviour)
+        task = behaviour.name if behaviour is not None else spec.behaviour or default_behaviour(lm)
         run.write_frame("results.csv", tidy(_rows(result, spec, task, components)))
     return result
 
 
 def run_circuit(
-    spec: CircuitSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None, progress: bool = True
+    spec: CircuitSpec,
+    out: str | os.PathLike,
+    *,
+    lm: LoadedModel | None = None,
+    behaviour: Behaviour | None = None,
+    progress: bool = True,
 ) -> AttributionRun:
     """``probes circuit``: edges scored and verified, then the faithfulness curve, into the run folder ``out``."""
-    return run_attribute(spec, out, lm=lm, progress=progress)
+    return run_attribute(spec, out, lm=lm, behaviour=behaviour, progress=progress)
 
 
 def _spread_passes(

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from probes.core.data import builtin_texts, read_texts
-from probes.core.models import LoadedModel, load, resolve
+from probes.core.loading import load, resolve
+from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
 from probes.core.summary import layer_summary

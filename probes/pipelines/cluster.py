@@ -52,6 +52,7 @@ class ModelRef:
     device: str | None = None
     device_map: str | None = None
     trust_remote_code: bool = False
+    prepend_bos: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class Worker:
     def model(self, name: str) -> Any:
         """The run's model ``name``, loaded once, refused if its weights are not those the run recorded."""
         if name not in self.models:
-            from probes.core.models import load
+            from probes.core.loading import load
             from probes.pipelines.run import RunError
 
             ref = self.refs[name]
@@ -120,6 +121,7 @@ class Worker:
                 device=ref.device,
                 device_map=ref.device_map,
                 trust_remote_code=ref.trust_remote_code,
+                prepend_bos=ref.prepend_bos,
             )
             if ref.fingerprint is not None and lm.fingerprint != ref.fingerprint:
                 raise RunError(
@@ -200,6 +202,7 @@ def worker_model(options: Any, fingerprint: str, how: Workers) -> ModelRef | Non
         device=how.place(options.device),
         device_map=options.device_map,
         trust_remote_code=options.trust_remote_code,
+        prepend_bos=options.prepend_bos,
     )
 
 

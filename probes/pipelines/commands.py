@@ -61,7 +61,7 @@ def _spec(spec: type[Spec], options: dict[str, Any]) -> Any:
 
 
 def _models(options: dict[str, Any], out: Path | None) -> None:
-    from probes.core.models import ALIASES, DEFAULT_MODEL, installed_aliases
+    from probes.core.loading import ALIASES, DEFAULT_MODEL, installed_aliases
 
     installed = installed_aliases()
     print(f"{'alias':<14} {'installed':<10} {'package':<22} description")
@@ -76,7 +76,7 @@ def _models(options: dict[str, Any], out: Path | None) -> None:
 
 
 def _sites(options: dict[str, Any], out: Path | None) -> None:
-    from probes.core.models import load
+    from probes.core.loading import load
     from probes.core.sites import block_sites
 
     spec: ModelOptions = _spec(ModelOptions, options)

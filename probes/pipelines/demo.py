@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from probes.core.models import DEFAULT_MODEL, load
+from probes.core.loading import DEFAULT_MODEL, load
 from probes.pipelines import ablation_study, attribute, capture, heads, report, scale, suite
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import (

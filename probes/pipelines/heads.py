@@ -16,10 +16,10 @@ import pandas as pd
 
 from probes.causal.head_stats import EXAMPLE, attention_example, head_statistics
 from probes.core.data import builtin_texts, read_texts
-from probes.core.models import LoadedModel, load, resolve
+from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import HeadsSpec
+from probes.pipelines.study import Study
 
 
 def run_heads(
@@ -28,18 +28,14 @@ def run_heads(
     """Score every head over the spec's texts (or ``texts``) and keep its pattern on the example input."""
     texts = list(texts) if texts is not None else read_texts(spec.texts) if spec.texts else builtin_texts("demo")
     example = spec.example or EXAMPLE
-    source = resolve(spec.model, spec.revision)
     record = {**spec.record(), "example": example, "texts_sha256_16": content_hash(texts), "n_texts": len(texts)}
-    with RunFolder.open(
-        out, command="heads", spec=record, seed=spec.seed, models={spec.model: source.identity()}
-    ) as run:
-        if run.done("heads.csv") and run.done("pattern.npz"):
-            return run.read_frame("heads.csv")
-        lm = lm or load(spec.model, **spec.load_options())
-        frame = head_statistics(lm, texts, seed=spec.seed)
-        tokens, patterns = attention_example(lm, example)
-        run.write_npz("pattern.npz", patterns=patterns.astype(np.float32), tokens=np.array(tokens, dtype=str))
-        run.commit_frame("heads.csv", frame)
+    with Study.open(spec, out, command="heads", record=record, lm=lm) as study:
+        if study.done("heads.csv", "pattern.npz"):
+            return study.run.read_frame("heads.csv")
+        frame = head_statistics(study.lm, texts, seed=spec.seed)
+        tokens, patterns = attention_example(study.lm, example)
+        study.run.write_npz("pattern.npz", patterns=patterns.astype(np.float32), tokens=np.array(tokens, dtype=str))
+        study.run.commit_frame("heads.csv", frame)
     return frame
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from probes.core.data import split_texts
-from probes.core.models import LoadedModel, load, resolve
+from probes.core.loading import load, resolve
+from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import LensSpec
@@ -79,7 +80,7 @@ def run_lens(spec: LensSpec, out: str | os.PathLike, *, lm: LoadedModel | None =
             frame = lens_scores(lm, held_out, lenses, seed=spec.seed).assign(model=spec.model)
             run.commit_frame("lens.csv", frame)
         if spec.behaviour and not run.done("behaviour.csv"):
-            from probes.causal.behaviour import make_behaviour
+            from probes.causal.behaviours import make_behaviour
 
             behaviour = make_behaviour(lm, spec.behaviour, n=spec.n, seed=spec.seed)
             parts = []
@@ -101,12 +102,13 @@ def run_lens(spec: LensSpec, out: str | os.PathLike, *, lm: LoadedModel | None =
 
 def save_lens(lens: TunedLens, folder: str | os.PathLike) -> None:
     """``translators.safetensors`` and ``lens.json`` (settings, the model's name and weights hash, the loss)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors, meta = lens.state()
-    save_file(tensors, str(folder / "translators.safetensors"))
+    # bytes written by Python, so that a full disk is an OSError (one line), not safetensors' own error (a bug)
+    (folder / "translators.safetensors").write_bytes(save(tensors))
     (folder / "lens.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

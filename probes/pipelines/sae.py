@@ -26,11 +26,12 @@ import pandas as pd
 
 from analysis.results import normal_interval, tidy
 from probes.causal.attribution import Verification, verify
-from probes.causal.behaviour import default_behaviour, make_behaviour
+from probes.causal.behaviours import default_behaviour, make_behaviour
 from probes.causal.circuits import FaithfulnessCurve
 from probes.causal.evaluator import Evaluator
 from probes.core.data import split_texts
-from probes.core.models import LoadedModel, load, resolve
+from probes.core.loading import load, resolve
+from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
 from probes.pipelines.run import RunFolder
@@ -171,6 +172,17 @@ def load_dictionary(spec: FeaturesSpec, lm: LoadedModel) -> SparseDictionary:
         raise DictionaryError(
             f"{spec.sae} reads {sae.d_in} dimensions but {lm.name}'s {sae.site} has {lm.shape.d_model}: "
             "it was trained on another model"
+        )
+    trained_on = sae.info.get("model_weights_sha256_16")
+    if trained_on and trained_on != lm.fingerprint:
+        raise DictionaryError(
+            f"{spec.sae} was trained on {sae.model_name or 'another model'} (weights {trained_on}), not on {lm.name} "
+            f"(weights {lm.fingerprint}): give the model it was trained on, or train one on {lm.name}"
+        )
+    if spec.sizes and max(spec.sizes) > sae.d_sae:
+        raise DictionaryError(
+            f"--sizes {' '.join(map(str, spec.sizes))}: {spec.sae} has {sae.d_sae} features; "
+            f"give sizes from 1 to {sae.d_sae}"
         )
     return sae
 

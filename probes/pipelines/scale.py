@@ -35,7 +35,7 @@ from analysis.scale_table import MULTIPLE_CHOICE, ScaleTableError, read_scale_in
 from analysis.scaling import analyse
 from probes.core.data import read_utf8
 from probes.core.files import write_json
-from probes.core.models import load, parameter_counts, resolve
+from probes.core.loading import load, parameter_counts, resolve
 from probes.core.provenance import content_hash
 from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, run_jobs
 from probes.pipelines.run import LOCK, RunError, RunFolder, unit_file

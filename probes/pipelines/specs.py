@@ -19,19 +19,24 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from analysis.errors import ProbesError
 from probes.core.data import DATA_DIR
 from probes.probing.datasets import TASKS
+from probes.registry import ABLATIONS, BEHAVIOURS, Registry, RegistryError
 
 SUITES_DIR = DATA_DIR / "suites"
 CONTROLS = ("control_task", "random_weights", "mdl")
-PROBE_KINDS = ("logistic", "ridge")
-ABLATION_KINDS = ("zero", "mean", "resample")
 DEMO_SITES = ["blocks.*.hook_resid_post", "blocks.*.attn.hook_pattern"]
+MAX_EXAMPLES = 1_000_000
+WHY_MAX_EXAMPLES = "every example is generated, tokenised and scored in memory before the first batch runs"
+PREPEND_BOS = (
+    "causal models: every text starts with the start token (BOS, else EOS), in captures and studies alike "
+    "(--no-prepend-bos: texts start with their own first token)"
+)
 
 
 class SpecError(ProbesError, ValueError):
@@ -40,6 +45,29 @@ class SpecError(ProbesError, ValueError):
 
 def _meta(help: str, **extra: Any) -> dict[str, Any]:
     return {"description": help, "json_schema_extra": extra} if extra else {"description": help}
+
+
+def _registered(registry: Registry, lead: str, **traits: Any) -> dict[str, Any]:
+    """A field that takes a name of ``registry`` (with ``traits``): its help lists them, the CLI reads them live."""
+    return _meta(lead + registry.help(**traits), registry=registry.what, traits=traits, lead=lead)
+
+
+def _name_in(registry: Registry, **traits: Any) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is not None:
+            try:
+                registry.entry(value.partition(":")[0] if registry is BEHAVIOURS else value, **traits)
+            except RegistryError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    return AfterValidator(check)
+
+
+Kind = Annotated[str, _name_in(ABLATIONS, needs_source=False)]  # an ablation kind that needs no paired run
+Counterfactual = Annotated[str, _name_in(ABLATIONS)]  # any ablation kind, patching included
+BehaviourName = Annotated[str | None, _name_in(BEHAVIOURS)]
+BEHAVIOUR_HELP = "default: agreement for causal LMs, probe:subject_number for encoders; "
 
 
 class Spec(BaseModel):
@@ -82,6 +110,7 @@ class ModelOptions(Spec):
         ),
     )
     offload_folder: str | None = Field(None, **_meta("where a --device-map puts what fits on no device"))
+    prepend_bos: bool = Field(True, **_meta(PREPEND_BOS))
 
     @model_validator(mode="after")
     def _one_placement(self) -> ModelOptions:
@@ -94,9 +123,15 @@ class ModelOptions(Spec):
         return f"{self.model}@{self.revision}" if self.revision else self.model
 
     def load_options(self) -> dict[str, Any]:
-        """What ``probes.core.models.load`` takes from these options."""
+        """What ``probes.core.loading.load`` takes from these options."""
         placed = {"device_map": self.device_map, "offload_folder": self.offload_folder} if self.device_map else {}
-        return {"revision": self.revision, "trust_remote_code": self.trust_remote_code, "device": self.device, **placed}
+        return {
+            "revision": self.revision,
+            "trust_remote_code": self.trust_remote_code,
+            "device": self.device,
+            "prepend_bos": self.prepend_bos,
+            **placed,
+        }
 
 
 class CaptureSpec(ModelOptions):
@@ -139,10 +174,10 @@ class LensSpec(ModelOptions):
     max_length: int | None = Field(
         None, ge=8, **_meta("tokens per text; longer texts are truncated (default: the model's, at most 512)")
     )
-    behaviour: str | None = Field(
-        None, **_meta("also read this behaviour through both lenses at every depth (e.g. induction, agreement-copula)")
+    behaviour: BehaviourName = Field(
+        None, **_registered(BEHAVIOURS, "also read this behaviour through both lenses at every depth: ")
     )
-    n: int = Field(64, ge=1, **_meta("generated examples of the behaviour"))
+    n: int = Field(64, ge=1, le=MAX_EXAMPLES, **_meta("generated examples of the behaviour", why=WHY_MAX_EXAMPLES))
     seed: int = Field(0, **_meta("seed of the training batches, the behaviour's examples and the intervals"))
 
 
@@ -196,7 +231,9 @@ class SpreadOptions(Spec):
 class StudySpec(Spec):
     """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
 
-    kind: Literal["zero", "mean", "resample"] = Field("mean", **_meta("ablation"))
+    kind: Kind = Field(
+        "mean", **_registered(ABLATIONS, "what an ablated component's value becomes: ", needs_source=False)
+    )
     components: str | list[str] = Field(
         "heads+mlps", **_meta("heads, mlps, heads+mlps, layers, qkv, or names such as L3H5 L4.mlp L3H5.q", nargs="+")
     )
@@ -237,17 +274,11 @@ class StudySpec(Spec):
 class AblationSpec(StudySpec, ModelOptions, SpreadOptions):
     """``probes ablate`` and a suite's ``[[ablations]]`` entry: a behaviour of one model, taken apart."""
 
-    behaviour: str | None = Field(
-        None,
-        **_meta(
-            "agreement (default for causal LMs), agreement-simple, agreement-copula, induction, pairs, loss, "
-            "probe:TASK (default for encoders: probe:subject_number), cosine"
-        ),
-    )
+    behaviour: BehaviourName = Field(None, **_registered(BEHAVIOURS, BEHAVIOUR_HELP))
     data: str | None = Field(
         None, **_meta("file for the behaviour: BLiMP JSONL (pairs), texts (loss), text_a/text_b JSONL (cosine)")
     )
-    n: int = Field(64, ge=1, **_meta("generated examples"))
+    n: int = Field(64, ge=1, le=MAX_EXAMPLES, **_meta("generated examples", why=WHY_MAX_EXAMPLES))
     erase: str | None = Field(
         None,
         **_meta(
@@ -287,12 +318,8 @@ class AttributeSpec(ModelOptions, SpreadOptions):
     """``probes attribute``: every component's (AtP, AtP*) or every edge's (EAP, EAP-IG) effect on a behaviour,
     estimated from gradients; the strongest and a random sample are then measured exactly."""
 
-    behaviour: str | None = Field(
-        None,
-        **_meta(
-            "agreement (default), agreement-simple, agreement-copula, induction, pairs, loss, ... (as probes ablate); "
-            "the metric must be differentiable"
-        ),
+    behaviour: BehaviourName = Field(
+        None, **_registered(BEHAVIOURS, "its metric must be differentiable; " + BEHAVIOUR_HELP)
     )
     data: str | None = Field(
         None,
@@ -301,12 +328,13 @@ class AttributeSpec(ModelOptions, SpreadOptions):
             "answer, wrong"
         ),
     )
-    n: int = Field(64, ge=1, **_meta("generated examples"))
-    kind: Literal["zero", "mean", "resample", "patch"] = Field(
+    n: int = Field(64, ge=1, le=MAX_EXAMPLES, **_meta("generated examples", why=WHY_MAX_EXAMPLES))
+    kind: Counterfactual = Field(
         "mean",
-        **_meta(
-            "the counterfactual: zero, mean or resample ablation, or patch (the clean prompts run, each part takes "
-            "its value from the corrupted prompts': --behaviour agreement's generated pairs, or --data)"
+        **_registered(
+            ABLATIONS,
+            "the counterfactual (patch: the clean prompts run, each part takes its value from the corrupted prompts': "
+            "--behaviour agreement's generated pairs, or --data): ",
         ),
     )
     method: Literal["atp", "atp*", "eap", "eap-ig"] = Field(
@@ -413,14 +441,12 @@ class FeaturesSpec(ModelOptions):
             missing="name the dictionary: --sae FOLDER (probes sae train writes OUT/dictionary)",
         )
     )
-    behaviour: str | None = Field(
-        None, **_meta("agreement (default), agreement-copula, induction, pairs, ... (as probes ablate); differentiable")
+    behaviour: BehaviourName = Field(
+        None, **_registered(BEHAVIOURS, "its metric must be differentiable; " + BEHAVIOUR_HELP)
     )
     data: str | None = Field(None, **_meta("file for the behaviour (as probes ablate)"))
-    n: int = Field(64, ge=1, **_meta("generated examples"))
-    kind: Literal["zero", "mean", "resample"] = Field(
-        "mean", **_meta("what an ablated feature is set to: zero, its per-position mean, or a resampled value")
-    )
+    n: int = Field(64, ge=1, le=MAX_EXAMPLES, **_meta("generated examples", why=WHY_MAX_EXAMPLES))
+    kind: Kind = Field("mean", **_registered(ABLATIONS, "what an ablated feature is set to: ", needs_source=False))
     sizes: list[int] | None = Field(
         None, **_meta("feature counts to keep (default: a log grid from 1 to all)", nargs="+")
     )
@@ -532,6 +558,7 @@ class SuiteSpec(ProbingSpec, SpreadOptions):
         default_factory=list, **_meta("sparse dictionaries ([[dictionaries]], as probes sae train)", cli=False)
     )
     device: str | None = Field(None, **_meta("where the models run: cpu, cuda, cuda:1 ... (default: where they load)"))
+    prepend_bos: bool = Field(True, **_meta(PREPEND_BOS))
     device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | None = Field(
         None,
         **_meta(

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from analysis.results import read_results, tidy
 from probes.core.data import DatasetError
-from probes.core.models import LoadedModel, resolve
+from probes.core.loading import resolve
+from probes.core.model import LoadedModel
 from probes.pipelines.cluster import Job, ModelRef, Worker, run_jobs
 from probes.pipelines.run import RunFolder, unit_file
 from probes.pipelines.specs import ProbingSpec, SuiteSpec, TaskFile, load_suite
@@ -242,7 +243,9 @@ def run_suite(
     for name, identity in models.items():
         source, revision = model_reference(name)
         fingerprint = identity["weights_sha256_16"]
-        refs[name] = ModelRef(source, revision, fingerprint, device=device, device_map=spec.device_map)
+        refs[name] = ModelRef(
+            source, revision, fingerprint, device=device, device_map=spec.device_map, prepend_bos=spec.prepend_bos
+        )
     details = how.details()
     with RunFolder.open(out, command="run", spec=spec.record(), seed=spec.seed, models=models, details=details) as run:
         jobs, may_be_nan = suite_jobs(spec, out, progress=progress and not how.distributed)

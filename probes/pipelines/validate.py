@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.mirage import aggregate, chance_levels, score_examples
-from analysis.report import Card, ablation_card, scale_card
 from analysis.results import tidy
 from analysis.scaling import analyse
-from probes.causal.behaviour import Behaviour, Induction
-from probes.core.models import load
+from analysis.verdicts import Card, ablation_card, scale_card
+from probes.causal.behaviours import Behaviour, Induction
+from probes.core.loading import load
 from probes.pipelines import zoo
 from probes.pipelines.ablation_study import ablation_study, amnesic_rows
 from probes.pipelines.run import RunFolder, unit_file
@@ -195,7 +195,7 @@ def describe(table: pd.DataFrame) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """The table as the README shows it."""
+    """The table as the docs show it (docs/validation.md)."""
     lines = ["| case | planted | verdict matches | measured |", "|---|---|---|---|"]
     for r in table.itertuples():
         lines.append(f"| {r.case} | {r.planted} | {r.matches}{'' if r.right else ' (WRONG)'} | {r.measured} |")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from probes.causal.behaviour import LogitDiff
+from probes.causal.behaviours import LogitDiff
 from probes.probing.datasets.base import ProbingDataset
 from probes.scale.induction import train_induction
 from probes.scale.ladder import BOS, PAD, word_tokenizer

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoModelForCausalLM
 
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 
 # Voita & Titov's block boundaries, as fractions of the training set
 MDL_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)

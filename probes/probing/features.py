@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 from analysis.errors import ProbesError
-from probes.core.align import encode, pool_words
+from probes.core.align import pool_words
 from probes.core.hooks import capture
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.core.sites import BLOCK_SITES
 from probes.probing.datasets.base import ProbingDataset
 
@@ -135,7 +135,7 @@ def extract_features(
     with torch.inference_mode(), capture(lm, sites) as cache:
         for lo in range(0, len(chosen), batch_size):
             idx = chosen[lo : lo + batch_size]
-            enc = encode(lm.tokenizer, [dataset.words[i] for i in idx], limit)
+            enc = lm.encode([dataset.words[i] for i in idx], max_length=limit)
             lm.model(**enc.model_inputs(lm.device))
             mask = enc.attention_mask.bool()
             example = np.asarray(idx)[:, None].repeat(mask.shape[1], 1)[mask.numpy()]

@@ -33,9 +33,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.errors import ProbesError
-from probes.core.align import encode
 from probes.core.hooks import capture
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.probing.profile import bootstrap_ci
 
 
@@ -107,7 +106,7 @@ def collect(
     hidden, text_of, following = [], [], []
     kept = 0
     for lo in tqdm(range(0, len(texts), batch_size), desc="residuals", disable=not progress, leave=False):
-        enc = encode(lm.tokenizer, list(texts[lo : lo + batch_size]), lm.max_length(max_length))
+        enc = lm.encode(list(texts[lo : lo + batch_size]), max_length=max_length)
         inputs = enc.model_inputs(lm.device)
         mask = inputs["attention_mask"].bool()
         with capture(lm, sites) as cache:
@@ -353,7 +352,7 @@ def lens_scores(
 
 @torch.inference_mode()
 def behaviour_by_depth(lm: LoadedModel, behaviour: Any, lens: Lens, *, seed: int = 0) -> pd.DataFrame:
-    """A behaviour's score (``probes.causal.behaviour``) read through ``lens`` at every depth: its readout
+    """A behaviour's score (``probes.causal.behaviours``) read through ``lens`` at every depth: its readout
     replaced by what the lens makes of that depth's residual. Rows: depth, mean score with its 95% interval
     over examples, and ``baseline``, the score of a prediction that knows nothing (uniform over the
     vocabulary: a zero readout, which the unembedding maps to equal logits)."""

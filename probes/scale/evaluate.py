@@ -22,8 +22,9 @@ import torch
 
 from analysis.mirage import aggregate, chance_levels, score_examples
 from analysis.scale_table import scale_table
-from probes.causal.behaviour import BehaviourError, pad_right, scored_ids
-from probes.core.models import LoadedModel, parameter_counts
+from probes.causal.behaviours import BehaviourError, pad_right
+from probes.core.loading import parameter_counts
+from probes.core.model import LoadedModel
 
 
 @dataclass
@@ -93,7 +94,7 @@ def _continuation_logprobs(lm: LoadedModel, prompts: list[list[int]], continuati
 def evaluate_task(lm: LoadedModel, task: GenerationTask, *, batch_size: int = 256) -> list[dict]:
     """Per-example outputs of one model on one task."""
     tok = lm.tokenizer
-    encoded = [(scored_ids(tok, ex["prompt"]), ex) for ex in task.examples]
+    encoded = [(lm.token_ids(ex["prompt"]), ex) for ex in task.examples]
     rows: list[dict] = [{} for _ in encoded]
     # greedy decoding batches prompts of one length and targets of one length
     by_shape: dict[tuple[int, int], list[tuple[int, list[int], list[int]]]] = defaultdict(list)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from probes.core.models import parameter_counts
+from probes.core.loading import parameter_counts
 from probes.core.provenance import content_hash
 from probes.probing.datasets.synthetic import ALPHABET
 

@@ -120,33 +120,33 @@ class Features(_OfDictionary):
     def group(self) -> str:
         return self.key
 
-    def _goal(self, codes: Tensor, replacement: Tensor | None, kind: str) -> Tensor:
+    def _goal(self, codes: Tensor, replacement: Tensor | None, derived: bool) -> Tensor:
         """Every feature's activation under the ablation (zero, the mean, the other run's)."""
         if replacement is None:
             return torch.zeros_like(codes)
-        if kind == "mean":
+        if derived:  # the features' own activations already (mean ablation's means of them)
             return replacement.to(codes.dtype)
         return self.dictionary.codes(replacement)
 
     @torch.no_grad()  # the dictionary is an instrument here, not something trained
-    def unit_terms(self, value: Tensor, replacement: Tensor | None, grad: Tensor, kind: str) -> Tensor:
+    def unit_terms(self, value: Tensor, replacement: Tensor | None, grad: Tensor, derived: bool) -> Tensor:
         """(rows, T, d_sae): each single feature's change dotted with the gradient at the site, per token."""
         sae = self.dictionary
         codes = self._codes(value)
-        delta = self._goal(codes, replacement, kind) - codes
+        delta = self._goal(codes, replacement, derived) - codes
         reads = grad.to(sae.W_dec.dtype) @ sae.W_dec.T  # what moving each feature by one does to the metric
         if sae.rescale_acts_by_decoder_norm:
             reads = reads / sae.W_dec.norm(dim=-1)
         return delta * reads
 
     @torch.no_grad()
-    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, derived: bool) -> Tensor:
         sae = self.dictionary
         idx = torch.tensor(self.features, device=value.device)
         codes = self._codes(value)
         if replacement is None:
             goal = torch.zeros_like(codes[..., idx])
-        elif kind == "mean":  # the per-position mean of the activations
+        elif derived:  # the activations themselves (mean ablation: their per-position means)
             goal = replacement[..., idx].to(codes.dtype)
         else:  # another run's value of the site: its own activations
             goal = sae.codes(replacement)[..., idx]
@@ -189,11 +189,11 @@ class ErrorTerm(_OfDictionary):
             return value.to(self.dictionary.W_dec.dtype) - self.dictionary.decode(self._codes(value))
 
     @torch.no_grad()
-    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, kind: str) -> Tensor:
+    def apply(self, value: Tensor, replacement: Tensor | None, tokens: Tensor, derived: bool) -> Tensor:
         error = self._error(value)
         if replacement is None:
             goal = torch.zeros_like(error)
-        elif kind == "mean":
+        elif derived:
             goal = replacement.to(error.dtype)
         else:
             goal = self._error(replacement)

@@ -241,6 +241,11 @@ class SparseDictionary(nn.Module):
             cfg = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as err:
             raise DictionaryError(f"{cfg_path} is not valid JSON (line {err.lineno}): {err.msg}") from None
+        if not isinstance(cfg, dict):
+            raise DictionaryError(
+                f"{cfg_path} is a JSON {type(cfg).__name__.replace('dict', 'object')}: a dictionary's cfg.json is one "
+                "object with d_in, d_sae and the site (save it again with SparseDictionary.save or SAELens)"
+            )
         architecture = cfg.get("architecture", "standard")
         if architecture not in ARCHITECTURES:
             raise DictionaryError(
@@ -256,6 +261,11 @@ class SparseDictionary(nn.Module):
         for key in ("d_in", "d_sae"):
             if key not in cfg:
                 raise DictionaryError(f"{cfg_path} has no {key!r}: it is not a SAELens config")
+            if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+                raise DictionaryError(
+                    f"{cfg_path}: key {key!r} should be a whole number, got {cfg[key]!r}: the width of the "
+                    "dictionary's input (d_in) or its number of features (d_sae)"
+                )
         activation, transcoder = ARCHITECTURES[architecture]
         meta = cfg.get("metadata") or {}
         site = meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")  # 6.x, 5.x, older
@@ -270,6 +280,12 @@ class SparseDictionary(nn.Module):
             ) from None
         if "log_threshold" in state:  # older SAELens JumpReLU checkpoints
             state["threshold"] = state.pop("log_threshold").exp()
+        encoder = tuple(state["W_enc"].shape) if "W_enc" in state else None
+        if encoder is not None and encoder != (cfg["d_in"], cfg["d_sae"]):
+            raise DictionaryError(
+                f"{cfg_path}: d_in {cfg['d_in']} and d_sae {cfg['d_sae']} disagree with {weights_path.name}'s W_enc of "
+                f"shape {encoder}: the weights and cfg.json come from different dictionaries; save them together"
+            )
         dtype = state["W_enc"].dtype if "W_enc" in state else torch.float32
         sae = cls(
             int(cfg["d_in"]),

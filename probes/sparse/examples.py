@@ -14,9 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from probes.core.align import encode
 from probes.core.hooks import capture
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.sparse.dictionary import SparseDictionary
 
 
@@ -41,7 +40,7 @@ def activating_examples(
     limit = lm.max_length(max_length)
     with torch.inference_mode(), capture(lm, [sae.site]) as cache:
         for lo in range(0, len(texts), batch_size):
-            enc = encode(lm.tokenizer, list(texts[lo : lo + batch_size]), limit)
+            enc = lm.encode(list(texts[lo : lo + batch_size]), max_length=limit)
             lm.model(**enc.model_inputs(lm.device))
             codes = sae.encode(cache[sae.site].to(sae.W_enc.device))[..., feats.to(sae.W_enc.device)].float().cpu()
             mask = enc.attention_mask.bool()

@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from probes.causal.ablation import Reference
-from probes.causal.behaviour import NextTokenLoss
+from probes.causal.behaviours import NextTokenLoss
+from probes.causal.reference import Reference
 from probes.core.hooks import capture, hooked
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.core.store import ActivationStore
 from probes.sparse.dictionary import DictionaryError, SparseDictionary
 

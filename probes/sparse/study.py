@@ -26,9 +26,8 @@ from tqdm.auto import tqdm
 from probes.causal.attribution import attribute
 from probes.causal.circuits import FaithfulnessCurve, size_grid, trace_curve
 from probes.causal.evaluator import Evaluator
-from probes.core.align import encode
 from probes.core.hooks import capture
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.probing.datasets import ProbingDataset
 from probes.probing.features import pool_units
 from probes.sparse.components import ErrorTerm, Features, all_features
@@ -137,7 +136,7 @@ def concept_features(
     with torch.inference_mode(), capture(lm, [sae.site]) as cache:
         for lo in range(0, len(dataset), batch_size):
             idx = list(range(lo, min(lo + batch_size, len(dataset))))
-            enc = encode(lm.tokenizer, [dataset.words[i] for i in idx], limit)
+            enc = lm.encode([dataset.words[i] for i in idx], max_length=limit)
             lm.model(**enc.model_inputs(lm.device))
             mask = enc.attention_mask.bool()
             example = np.asarray(idx)[:, None].repeat(mask.shape[1], 1)[mask.numpy()]

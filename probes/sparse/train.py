@@ -161,6 +161,9 @@ class TopKTrainer:
         site = site or (source.sites[0] if isinstance(source, ActivationStore) and len(source.sites) == 1 else site)
         if site is None:
             raise DictionaryError("name the site the dictionary reads (site='blocks.6.hook_resid_pre')")
+        self.model_fingerprint_ = (
+            source.manifest["model"].get("weights_sha256_16") if isinstance(source, ActivationStore) else None
+        )
         chunks, n_rows = self._chunks(source, site, site_out)
         budget = self.n_tokens or n_rows
         gen = torch.Generator().manual_seed(self.seed)
@@ -257,6 +260,8 @@ class TopKTrainer:
         d_in, d_sae = params["W_enc"].shape
         d_out = params["W_dec"].shape[1]
         info = {"trainer": "probes.sparse.TopKTrainer", **self.get_params(), "tokens_seen": seen}
+        if self.model_fingerprint_:  # the weights it was trained on: applying it to another model is refused
+            info["model_weights_sha256_16"] = self.model_fingerprint_
         info.update(input_scale=s_in, output_scale=s_out)
         sae = SparseDictionary(
             d_in, d_sae, site=site, site_out=site_out, k=self.k, d_out=d_out, model_name=model_name, info=info

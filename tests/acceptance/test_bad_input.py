@@ -455,3 +455,107 @@ def test_user_text_is_escaped_in_every_report_field(tiny_folders, tmp_path):
         assert f"{field}&lt;img src=x onerror=alert(1)&gt;" in text, field
     result = cli("report", tmp_path / f"run{EVIL}", "--out", tmp_path / "r.md", "--title", f"title{EVIL}")
     assert result.returncode == 0 and "<img src=x" not in (tmp_path / "r.md").read_text()
+
+
+# --- refused before the first write ---------------------------------------------------------------------------------
+
+
+def test_sizes_beyond_the_model_are_refused_before_any_stage(tiny_folders, tmp_path):
+    llama, out = tiny_folders["llama"], tmp_path / "o"
+    one_line_error(cli("circuit", llama, "--sizes", "1000000000", "--out", out), "--sizes", "edges", "1000000000")
+    nothing_left(out)
+    one_line_error(cli("attribute", llama, "--n", "1000000000", "--out", out), "--n must be at most")
+    one_line_error(cli("ablate", llama, "--n", "1000000000", "--out", out), "--n must be at most")
+    nothing_left(out)
+    # the corrected command then runs: nothing of the refused one is left to call it "other settings"
+    assert cli("circuit", llama, "--sizes", "1", "2", "--n", "4", "--random", "0", "--out", out).returncode == 0
+
+
+def _dictionary(tiny_folders, tmp_path, model="llama"):
+    from probes.core.loading import load
+    from probes.sparse import SparseDictionary
+
+    lm = load(tiny_folders[model])
+    sae = SparseDictionary(
+        lm.shape.d_model, 16, site="blocks.1.hook_resid_pre", k=4, model_name=str(tiny_folders[model])
+    )
+    sae.info["model_weights_sha256_16"] = lm.fingerprint
+    return sae.save(tmp_path / f"sae-{model}")
+
+
+def test_a_dictionary_is_checked_against_its_model_and_its_files(tiny_folders, tmp_path):
+    out = tmp_path / "o"
+    folder = _dictionary(tiny_folders, tmp_path)
+    one_line_error(
+        cli("sae", "features", tiny_folders["llama"], "--sae", folder, "--sizes", "100000", "--out", out),
+        "--sizes",
+        "16 features",
+    )
+    nothing_left(out)
+    # the same width, another model: gpt2 and llama are both 32 wide here
+    one_line_error(
+        cli("sae", "features", tiny_folders["gpt2"], "--sae", folder, "--out", out),
+        "trained on",
+        str(tiny_folders["llama"]),
+        str(tiny_folders["gpt2"]),
+    )
+    nothing_left(out)
+    cfg = folder / "cfg.json"
+    good = cfg.read_text()
+    for bad, says in (
+        ("[1, 2]", "is a JSON list: a dictionary's cfg.json is one object"),
+        (good.replace('"d_in": 32', '"d_in": "wide"'), "key 'd_in' should be a whole number, got 'wide'"),
+        (good.replace('"d_sae": 16', '"d_sae": 8'), "d_sae"),
+    ):
+        cfg.write_text(bad)
+        line = one_line_error(cli("sae", "features", tiny_folders["llama"], "--sae", folder, "--out", out), str(cfg))
+        assert says in line, line
+        nothing_left(out)
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"clean": 3, "corrupt": "the dogs", "answer": " is", "wrong": " are"}', "key 'clean' should be text, got 3"),
+        ('{"clean": "the dog", "corrupt": "the dogs", "answer": null, "wrong": " are"}', "key 'answer' should be text"),
+    ],
+)
+def test_a_pairs_file_with_a_field_of_the_wrong_type_names_the_line_and_key(tiny_folders, tmp_path, line, says):
+    pairs, out = tmp_path / "pairs.jsonl", tmp_path / "o"
+    pairs.write_text('{"clean": "the dog", "corrupt": "the dogs", "answer": " is", "wrong": " are"}\n' + line + "\n")
+    one_line_error(
+        cli("attribute", tiny_folders["llama"], "--kind", "patch", "--data", pairs, "--out", out), f"{pairs}:2", says
+    )
+    nothing_left(out)
+    blimp = tmp_path / "blimp.jsonl"
+    blimp.write_text('{"sentence_good": "the dog is", "sentence_bad": 7}\n')
+    one_line_error(
+        cli("ablate", tiny_folders["llama"], "--behaviour", "pairs", "--data", blimp, "--out", out),
+        f"{blimp}:1",
+        "key 'sentence_bad' should be text, got 7",
+    )
+    nothing_left(out)
+
+
+def test_a_component_named_twice_is_one_line(tiny_folders, tmp_path):
+    out = tmp_path / "o"
+    one_line_error(
+        cli("ablate", tiny_folders["llama"], "--components", "L0H0", "L0H0", "L0H0", "--out", out),
+        "L0H0 is named 3 times",
+    )
+    nothing_left(out)
+
+
+def test_a_full_disk_during_lens_is_one_line(tiny_folders, tmp_path, monkeypatch):
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name == "translators.safetensors":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    out = tmp_path / "o"
+    args = ("--texts", "demo", "--steps", "1", "--train-tokens", "256", "--test-tokens", "64", "--out", out)
+    one_line_error(cli("lens", tiny_folders["llama"], *args), "disk full")
+    nothing_left(out)

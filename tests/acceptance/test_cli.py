@@ -140,6 +140,7 @@ def test_lens_trains_scores_reads_a_behaviour_and_resumes(tiny_folders, tmp_path
     assert "steps" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ladder_train_eval_and_scale(tmp_path, capsys):
     """The tiny ladder end to end as a user runs it: train, evaluate, and the verdict table printed."""
     out = tmp_path / "ladder"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes.causal.behaviour import MinimalPairs, ProbeAccuracy
+from probes.causal.behaviours import MinimalPairs, ProbeAccuracy
 from probes.causal.components import MLP, Head, Neurons, Resid
 from probes.causal.erasure import LeaceEraser, token_features
 from probes.causal.evaluator import Evaluator

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from probes import ActivationStore, capture
 from probes.core.align import encode
-from probes.core.models import ALIASES, alias_folder, cache_root, file_sha256
+from probes.core.loading import ALIASES, alias_folder, cache_root, file_sha256
 
 pytestmark = pytest.mark.integration
 

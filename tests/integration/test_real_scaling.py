@@ -7,7 +7,7 @@ import pytest
 from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 
 from analysis.mirage import score_examples
-from probes.core.models import parameter_counts
+from probes.core.loading import parameter_counts
 from probes.probing.datasets.synthetic import make_task
 from probes.scale.evaluate import GenerationTask, evaluate_task
 

@@ -1,6 +1,7 @@
-"""The house rules (README: Map), held by reading the code: instruments never write to disk, only pipelines
+"""The house rules (docs/map.md), held by reading the code: instruments never write to disk, only pipelines
 write run folders, ``analysis`` imports neither torch nor ``probes``, the CLI holds no defaults and no steps,
-every spec field is documented, and the README's map names every module there is."""
+every spec field is documented, the docs' map names every module there is, the facades' exports all import,
+and no module imports another that imports it back."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ INSTRUMENTS = ("core", "probing", "causal", "sparse", "scale")
 # The disk-backed structures and the one atomic writer: the activation store (a cache of captured activations),
 # the model cache (de-quantised GGUF, weights fingerprints), files.py itself, and a sparse dictionary's folder
 # (SAELens's on-disk format, which other tools read).
-DISK_BACKED = {"probes/core/files.py", "probes/core/store.py", "probes/core/models.py", "probes/sparse/dictionary.py"}
+DISK_BACKED = {"probes/core/files.py", "probes/core/store.py", "probes/core/loading.py", "probes/sparse/dictionary.py"}
 WRITES = {
     "write_text",
     "write_bytes",
@@ -109,6 +110,7 @@ def test_the_cli_only_parses():
         "typing",
         "analysis.errors",
         "probes.pipelines.commands",
+        "probes.registry",
     }, imported
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
@@ -151,14 +153,76 @@ def map_modules(block: str) -> set[str]:
     return named
 
 
-def test_the_readme_map_names_every_module():
-    readme = (ROOT / "README.md").read_text()
-    named = map_modules(re.search(r"## Map\n.*?```\n(.*?)```", readme, re.S).group(1))
+def test_the_docs_map_names_every_module():
+    page = (ROOT / "docs" / "map.md").read_text()
+    named = map_modules(re.search(r"```\n(.*?)```", page, re.S).group(1))
     actual = {str(p.relative_to(ROOT)) for p in [*modules("probes"), *modules("analysis")] if p.name != "__init__.py"}
-    assert actual - named == set(), "modules the README's map does not name"
-    assert named - actual == set(), "the README's map names modules that do not exist"
+    assert actual - named == set(), "modules the docs' map does not name"
+    assert named - actual == set(), "the docs' map names modules that do not exist"
 
 
 def test_the_cli_starts_without_torch():
     """``probes --help`` and the parsing of any command import no torch: each command imports its pipeline."""
     imports_without("from probes.cli import build_parser; build_parser()", "torch", "transformers")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every first-party module ``path`` imports, at the top or inside a function (a local import still closes a
+    cycle), except under ``if TYPE_CHECKING:`` (read by type checkers only)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+        for stmt in node.body
+        for child in ast.walk(stmt)
+    }
+    found = set()
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            found.add(base)
+    return {name for name in found if name.split(".")[0] in ("probes", "analysis")}
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = {_module_name(p): _imports(p) for p in [*modules("probes"), *modules("analysis")]}
+    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    cycles = []
+    for start in graph:  # a path from a module back to itself, through the modules it imports
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph[node]:
+                if dep == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*path, dep]))
+    assert not cycles, cycles[:5]
+
+
+def test_every_facade_export_imports():
+    """Each package's exports (its __init__.pyi) name something its module really has."""
+    import importlib
+
+    from probes.lazy import stub_exports
+
+    for stub in (ROOT / "probes").rglob("__init__.pyi"):
+        package = importlib.import_module(_module_name(stub.with_suffix(".py")))
+        for name in stub_exports(stub.with_suffix(".py")):
+            assert getattr(package, name) is not None, (package.__name__, name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from probes.core.data import iter_jsonl, read_utf8
+from probes.core.data import iter_jsonl, read_utf8, text_fields
 
 from .base import DatasetError, ProbingDataset
 
@@ -102,12 +102,7 @@ def load_blimp(path: str | os.PathLike) -> list[dict]:
     path = _existing(path)
     rows = []
     for number, row in iter_jsonl(path):
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path}:{number}: a BLiMP pair is a JSON object")
-        missing = [k for k in ("sentence_good", "sentence_bad") if k not in row]
-        if missing:
-            raise DatasetError(f"{path}:{number}: a BLiMP pair needs {' and '.join(missing)}")
-        rows.append(row)
+        rows.append(text_fields(path, number, row, ("sentence_good", "sentence_bad"), "a BLiMP pair"))
     if not rows:
         raise DatasetError(f"{path} holds no minimal pairs")
     return rows

@@ -13,10 +13,8 @@ from conftest import EVIL, TITLE
 
 from analysis.readings import additivity_case, interaction_pattern, interaction_ratio, overall_reading, scale_reading
 from analysis.report import (
-    Card,
     ReportError,
     Table,
-    _fmt,
     build_sections,
     find_sources,
     iter_figures,
@@ -25,6 +23,8 @@ from analysis.report import (
 )
 from analysis.results import read_results
 from analysis.tables import profile_table
+from analysis.verdicts import Card
+from analysis.verdicts import fmt as _fmt
 from probes.cli import main
 from probes.pipelines.report import write_report
 from probes.pipelines.specs import ReportSpec
@@ -226,7 +226,7 @@ def test_cli_report_and_errors(runs, tmp_path, capsys):
 def test_user_text_in_figures_is_literal_but_log_ticks_keep_their_mathtext():
     import matplotlib.pyplot as plt
 
-    from analysis.report import _literal_text
+    from analysis.report.document import literal_text as _literal_text
 
     fig, ax = plt.subplots()
     ax.plot([1e3, 1e5], [0, 1], label="model $x$")

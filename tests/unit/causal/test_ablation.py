@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from probes.causal.ablation import AblationError, Reference, ablate
-from probes.causal.behaviour import (
+from probes.causal.ablation import ablate
+from probes.causal.ablations import AblationError
+from probes.causal.behaviours import (
     BehaviourError,
     EmbeddingCosine,
     Induction,
@@ -32,6 +33,7 @@ from probes.causal.components import (
 )
 from probes.causal.evaluator import Evaluator, interaction_matrix, single_effects
 from probes.causal.patching import patch_effects
+from probes.causal.reference import Reference
 from probes.core.align import encode
 from probes.probing.datasets import agreement_pairs, agreement_prompts, generate
 
@@ -256,7 +258,7 @@ def test_minimal_pair_score_equals_full_sentence_log_probabilities(tiny):
 def test_next_token_loss_equals_hf_loss(tiny):
     ev = Evaluator(tiny, NextTokenLoss(TEXTS, batch_size=2))
     for text, got in zip(TEXTS, ev.clean):
-        ids = tiny.tokenizer(text, return_tensors="pt")["input_ids"].to(tiny.device)
+        ids = tiny.to_tokens(text)  # the one tokenisation rule: the start token, then the text
         with torch.inference_mode():
             assert got == pytest.approx(float(tiny.model(input_ids=ids, labels=ids).loss), abs=1e-5)
 
@@ -279,7 +281,7 @@ def test_induction_score_equals_the_models_log_probabilities_of_the_repeats(tiny
 
 def test_induction_by_name_takes_its_run_length(tiny_folders):
     from probes import load
-    from probes.causal.behaviour import make_behaviour
+    from probes.causal.behaviours import make_behaviour
 
     lm = load(tiny_folders["llama"])
     assert make_behaviour(lm, "induction:5", n=3).length == 5

@@ -10,11 +10,11 @@ import torch
 from helpers import LinearReadout
 
 from probes.causal.attribution import AttributionError, attribute, verify
-from probes.causal.behaviour import LogitDiff, MinimalPairs
+from probes.causal.behaviours import LogitDiff, MinimalPairs
 from probes.causal.components import MLP, Head, HeadInput, Neurons, Resid, all_head_inputs, all_heads, all_mlps
 from probes.causal.evaluator import Evaluator
 from probes.causal.patching import aligned_pairs, patch_evaluator
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.core.hooks import hooked
 from probes.probing.datasets import agreement_pairs, agreement_prompts
 
@@ -174,7 +174,7 @@ def test_graddrop_of_a_first_block_component_is_its_direct_path_derivative(tiny_
 
 def test_graddrop_on_a_post_norm_model_gates_the_writes(tiny_folders):
     # BERT normalises after each add: no skip passes a block unchanged, so each block's writes are gated instead
-    from probes.causal.behaviour import EmbeddingCosine
+    from probes.causal.behaviours import EmbeddingCosine
 
     lm = _double(tiny_folders["bert"])
     ev = Evaluator(lm, EmbeddingCosine([("the dog runs .", "the dogs run ."), ("a cat sees it .", "cats see it .")]))

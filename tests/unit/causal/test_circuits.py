@@ -13,7 +13,7 @@ from architectures import tiny_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from probes.causal.attribution import attribute
-from probes.causal.behaviour import EmbeddingCosine, LogitDiff, MinimalPairs
+from probes.causal.behaviours import EmbeddingCosine, LogitDiff, MinimalPairs
 from probes.causal.circuits import (
     CircuitError,
     EdgeEvaluator,
@@ -26,7 +26,7 @@ from probes.causal.circuits import (
 from probes.causal.components import Resid
 from probes.causal.evaluator import Evaluator
 from probes.causal.patching import aligned_pairs, patch_evaluator
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.probing.datasets import agreement_pairs, agreement_prompts
 
 # decomposing decoders of every layout: sequential and parallel blocks, fused and separate q/k/v, grouped

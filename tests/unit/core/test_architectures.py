@@ -16,7 +16,8 @@ from transformers import AutoModel, AutoModelForCausalLM
 
 from probes import capture, intervene
 from probes.core.adapters import ADAPTERS, UnsupportedArchitectureError, adapter_for, architecture_table
-from probes.core.models import LoadedModel, load
+from probes.core.loading import load
+from probes.core.model import LoadedModel
 from probes.core.sites import UnknownSiteError
 from probes.core.verify import probe_ids, verify_sites
 
@@ -200,11 +201,11 @@ def test_opt_350m_layout_post_norm_blocks_and_a_projection_before_the_unembeddin
         torch.testing.assert_close(lens_logits(lm, cache[depth_sites(lm)[-1]]), logits)
 
 
-def test_the_readme_lists_the_registry():
+def test_the_docs_list_the_registry():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    assert architecture_table() in readme
+    page = (Path(__file__).resolve().parents[3] / "docs" / "models.md").read_text()
+    assert architecture_table() in page
 
 
 # --- the generic adapter ------------------------------------------------------------------------------------------

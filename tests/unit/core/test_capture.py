@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from probes import capture, intervene, run_with_cache
-from probes.core.align import encode
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 
 TEXTS = ["The cat sat on the mat.", "Unbelievably, the tortoise overtook the hare near the river."]
 
 
 def batch_for(lm: LoadedModel, texts=TEXTS) -> dict[str, torch.Tensor]:
-    return encode(lm.tokenizer, texts, lm.max_length()).model_inputs(lm.device)
+    return lm.batch(texts)  # the one tokenisation rule, as run_with_cache applies it
 
 
 def reference(lm: LoadedModel, batch):
@@ -131,7 +130,7 @@ def test_z_is_pattern_times_values_by_hand(tiny):
 
 
 def test_capture_switches_to_eager_only_while_needed(arch, tiny_folders):
-    from probes.core.models import load
+    from probes.core.loading import load
 
     lm = load(tiny_folders[arch], attn_implementation="sdpa")
     batch = batch_for(lm)

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from probes import capture, intervene
-from probes.causal.behaviour import Induction, LogitDiff
+from probes.causal.behaviours import Induction, LogitDiff
 from probes.causal.components import all_heads, all_mlps
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import patch_effects
-from probes.core.models import ModelLoadError, load
+from probes.core.loading import ModelLoadError, load
 from probes.core.verify import probe_ids, verify_sites
 from probes.probing.lens import LogitLens, behaviour_by_depth
 

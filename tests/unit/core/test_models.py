@@ -7,10 +7,10 @@ import json
 import pytest
 from transformers import AutoTokenizer, T5Config, T5Model
 
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.core.adapters import UnsupportedArchitectureError, adapter_for
 from probes.core.align import SequenceTooLongError
-from probes.core.models import ModelNotFoundError, load
+from probes.core.loading import ModelNotFoundError, load
 from probes.core.sites import UnknownSiteError
 
 

@@ -20,7 +20,7 @@ from transformers import AutoModel, AutoModelForCausalLM
 
 from probes import capture, intervene
 from probes.core.adapters import adapter_for
-from probes.core.models import LoadedModel
+from probes.core.model import LoadedModel
 from probes.core.verify import probe_ids
 
 NO_ROTARY = {"gpt2", "bert"}

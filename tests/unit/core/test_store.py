@@ -16,7 +16,7 @@ from conftest import DEMO_TEXTS
 
 from probes import ActivationStore, run_with_cache
 from probes.core.align import EmptyInputError
-from probes.core.models import load
+from probes.core.loading import load
 from probes.core.store import StoreError
 
 SITES = [
@@ -36,7 +36,7 @@ def test_round_trip_equals_in_memory_capture(tiny, tmp_path):
     rows = 0
     for start in range(0, len(texts), 3):  # the same batches, captured in memory
         _, cache = run_with_cache(tiny, texts[start : start + 3], SITES)
-        mask = tiny.tokenizer(texts[start : start + 3], padding=True, return_tensors="pt")["attention_mask"].bool()
+        mask = tiny.encode(texts[start : start + 3]).attention_mask.bool()  # the one tokenisation rule
         n = int(mask.sum())
         for site in SITES:
             value = cache[site].cpu()
@@ -51,7 +51,7 @@ def test_round_trip_equals_in_memory_capture(tiny, tmp_path):
                 assert np.isneginf(got[..., expected.shape[-1] :]).all()
         rows += n
     assert rows == len(tokens) == store.manifest["n_tokens"]
-    ids = tiny.tokenizer(texts)["input_ids"]
+    ids = [tiny.token_ids(t) for t in texts]
     assert tokens["token_id"].tolist() == [t for row in ids for t in row]
     assert tokens["token"].tolist() == tiny.tokenizer.convert_ids_to_tokens(tokens["token_id"].tolist())
     assert tokens["position"].tolist() == [p for row in ids for p in range(len(row))]
@@ -65,7 +65,7 @@ def test_float16_store_and_word_pooling(tiny, tmp_path):
     values = store.read("blocks.1.hook_resid_post")
     assert values.dtype == np.float16
     _, cache = run_with_cache(tiny, texts[:2], "blocks.1.hook_resid_post")
-    mask = tiny.tokenizer(texts[:2], padding=True, return_tensors="pt")["attention_mask"].bool()
+    mask = tiny.encode(texts[:2]).attention_mask.bool()
     np.testing.assert_allclose(
         values[: int(mask.sum())], cache["blocks.1.hook_resid_post"].cpu()[mask].numpy(), rtol=1e-3, atol=1e-3
     )
@@ -97,7 +97,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from probes import ActivationStore
-    from probes.core.models import load
+    from probes.core.loading import load
     lm = load(sys.argv[1])
     lm.model.register_forward_hook(lambda *a: time.sleep(0.3))  # slow enough to be killed mid-run
     texts = [l for l in open(sys.argv[3]).read().splitlines()]
@@ -106,6 +106,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_resume_after_a_killed_run(tiny_folders, tmp_path):
     folder = tiny_folders["gpt2"]
     texts_file = tmp_path / "texts.txt"

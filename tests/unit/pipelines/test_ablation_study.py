@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from analysis.results import read_results
-from probes.causal.behaviour import MinimalPairs, make_behaviour
+from probes.causal.behaviours import MinimalPairs, make_behaviour
 from probes.causal.erasure import LeaceEraser, amnesic_study, random_subspace_edit, token_features
 from probes.causal.shapley import (
     additivity,

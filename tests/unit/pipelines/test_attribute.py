@@ -10,12 +10,12 @@ import pytest
 from analysis.results import read_results
 from probes.causal import attribution as attribution_mod
 from probes.causal.attribution import attribute
-from probes.causal.behaviour import make_behaviour
+from probes.causal.behaviours import make_behaviour
 from probes.causal.circuits import EdgeEvaluator, Graph
 from probes.causal.components import components_from
 from probes.causal.evaluator import Evaluator
 from probes.cli import main
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.pipelines.ablation_study import ablation_study
 from probes.pipelines.attribute import counterfactual, run_attribute, run_circuit
 from probes.pipelines.run import RunError

@@ -54,6 +54,7 @@ def fails(worker, x: int) -> int:
     return x
 
 
+@pytest.mark.slow
 def test_a_suite_on_two_workers_gives_the_rows_of_a_sequential_run(tiny_folders, tmp_path):
     spec = small_suite(tiny_folders)  # probing units, an ablation study, an attribution and a circuit
     sequential = run_suite(spec.model_copy(update={"threads": 1}), tmp_path / "sequential", progress=False)
@@ -68,6 +69,7 @@ def test_a_suite_on_two_workers_gives_the_rows_of_a_sequential_run(tiny_folders,
     pd.testing.assert_frame_equal(again, sequential)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_its_unit_run_again(tmp_path):
     marker = tmp_path / "killed"
     jobs = [Job(str(x), die_once, (x, str(marker)), group=str(x % 2)) for x in range(6)]
@@ -99,6 +101,7 @@ def test_a_free_worker_keeps_to_its_group_then_its_model_then_a_model_no_one_hol
     assert pick(loose[1:], {0: loose[0]}, 1).key == "1"
 
 
+@pytest.mark.slow
 def test_jobs_run_on_the_workers_not_here():
     jobs = [Job(str(x), square, (x,), group=str(x // 3)) for x in range(6)]
     results = {job.key: value for job, value in run_jobs(jobs, {}, Workers(workers=2, threads=1))}
@@ -108,6 +111,7 @@ def test_jobs_run_on_the_workers_not_here():
     assert len({value[1] for _, value in run_jobs(loose, {}, Workers(workers=2, threads=1))}) == 2
 
 
+@pytest.mark.slow
 def test_a_failing_unit_stops_the_run_with_its_own_error():
     with pytest.raises(ZeroDivisionError, match="a bug in a unit"):
         list(run_jobs([Job("0", fails, (0,)), Job("1", fails, (1,))], {}, Workers(workers=2, threads=1)))
@@ -133,6 +137,7 @@ def test_the_sequential_path_runs_in_order_here_and_pins_threads():
     assert 1 <= cpu_budget() <= (os.cpu_count() or 1)
 
 
+@pytest.mark.slow
 def test_the_sequential_path_never_imports_ray(tiny_folders, tmp_path):
     script = (
         "import sys; from probes.pipelines.suite import run_suite; from probes.pipelines.specs import SuiteSpec; "
@@ -161,6 +166,7 @@ def test_without_ray_the_flags_say_how_to_install_it(monkeypatch):
         list(run_jobs([Job("0", square, (0,))], {}, Workers(workers=2)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, screen", [("mean", None), ("resample", 4)])
 def test_an_ablation_sweep_spread_over_workers_has_the_sequential_values(tiny_folders, tmp_path, kind, screen):
     study = {"model": str(tiny_folders["llama"]), "n": 8, "kind": kind, "components": "heads+mlps", "top_k": 3}
@@ -192,6 +198,7 @@ def test_a_suite_entry_may_not_spread_itself_and_missing_gpus_are_named():
         list(run_jobs([Job("0", square, (0,))], {}, Workers(workers=2, threads=1, gpus=1)))
 
 
+@pytest.mark.slow
 def test_dictionaries_in_a_suite_train_on_workers_as_they_do_here(tiny_folders, tmp_path):
     model = str(tiny_folders["llama"])
     entry = {"model": model, "texts": ["demo"], "expansion": 2, "k": 4, "tokens": 3000, "batch_size": 256}
@@ -218,6 +225,7 @@ def _letter_pairs(path: Path, n: int) -> str:
     return path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, kind", [("atp*", "mean"), ("eap-ig", "patch")])
 def test_attribution_passes_spread_over_workers_have_the_sequential_values(
     tiny_folders, tmp_path, monkeypatch, method, kind
@@ -254,7 +262,7 @@ def test_attribution_passes_spread_over_workers_have_the_sequential_values(
 
 def test_workers_of_a_cuda_attribution_ask_ray_for_a_gpu(tiny_folders, tmp_path, monkeypatch):
     """The Workers that place the model on CUDA (and so ask for a GPU each) are those the passes are spread with."""
-    from probes.core.models import load
+    from probes.core.loading import load
     from probes.pipelines import attribute
 
     seen = {}

@@ -163,6 +163,7 @@ def small_suite(tiny_folders) -> SuiteSpec:
     )
 
 
+@pytest.mark.slow
 def test_a_kill_between_any_two_writes_resumes_to_the_same_results(tiny_folders, tmp_path, monkeypatch):
     spec = small_suite(tiny_folders)
     expected = run_suite(spec, tmp_path / "reference", progress=False)  # also fills the weights-hash cache
@@ -196,6 +197,7 @@ def test_a_kill_between_any_two_writes_resumes_to_the_same_results(tiny_folders,
         assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_real_kill_leaves_temporary_files_that_the_resumed_run_clears(tiny_folders, tmp_path):
     """``PROBES_FAULT_AT`` kills the process itself (no clean-up, as SIGKILL) right after a temporary file is
     written, before it is renamed; the next run takes the lock, sweeps the temporaries and finishes."""

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from analysis.results import read_results
-from probes.causal.behaviour import make_behaviour
+from probes.causal.behaviours import make_behaviour
 from probes.causal.evaluator import Evaluator
 from probes.cli import main
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.pipelines.run import RunError
 from probes.pipelines.sae import run_features, run_sae_train
 from probes.pipelines.specs import FeaturesSpec, SaeTrainSpec

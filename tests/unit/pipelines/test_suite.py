@@ -197,7 +197,7 @@ def test_a_study_entry_may_name_a_checkpoint_as_models_do():
 
 
 def test_a_suite_may_spread_each_model_with_a_device_map(tiny_folders, tmp_path, monkeypatch):
-    import probes.core.models as models
+    import probes.core.loading as models
 
     with pytest.raises(SpecError, match="give device or device_map, not both"):
         validate({"device": "cpu", "device_map": "auto"})

@@ -11,10 +11,9 @@ from scipy.special import log_softmax as np_log_softmax
 from scipy.special import rel_entr
 
 from probes import capture
-from probes.causal.behaviour import Induction
+from probes.causal.behaviours import Induction
 from probes.causal.evaluator import Evaluator
-from probes.core.align import encode
-from probes.core.models import load
+from probes.core.loading import load
 from probes.pipelines.lens import load_lens, save_lens
 from probes.probing.lens import (
     LensError,
@@ -39,7 +38,7 @@ def decoder(request, tiny_folders):
 def test_the_last_depth_is_the_models_own_output(decoder):
     lm = decoder
     texts = DEMO_TEXTS[:6]
-    batch = encode(lm.tokenizer, texts, 64).model_inputs(lm.device)
+    batch = lm.encode(texts, max_length=64).model_inputs(lm.device)  # the one tokenisation rule
     with torch.inference_mode(), capture(lm, depth_sites(lm)) as cache:
         out = lm.model(**batch, labels=batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100))
         torch.testing.assert_close(lens_logits(lm, cache[depth_sites(lm)[-1]]), out.logits)
@@ -66,7 +65,7 @@ def test_kl_and_agreement_by_hand(tiny_folders):
     assert row["kl"] == pytest.approx(kl.mean(), rel=1e-4)
     assert row["top1_agreement"] == pytest.approx((final.argmax(-1) == depth1.argmax(-1)).mean())
     assert row["kl_low"] <= row["kl"] <= row["kl_high"]
-    assert row["n_tokens"] == len(kl) == sum(len(lm.tokenizer(t)["input_ids"]) for t in texts)
+    assert row["n_tokens"] == len(kl) == sum(len(lm.token_ids(t)) for t in texts)
 
 
 def test_tuned_lens_beats_the_logit_lens_and_round_trips(tiny_folders, tmp_path):

@@ -11,7 +11,7 @@ from hf_reference import hf_continuation_logprob, hf_greedy_tokens
 from transformers import AutoModelForCausalLM
 
 from probes import load
-from probes.core.models import parameter_counts
+from probes.core.loading import parameter_counts
 from probes.pipelines.scale import evaluate_family, evaluate_ladder, train_ladder
 from probes.probing.datasets.base import DatasetError
 from probes.probing.datasets.synthetic import addition, make_task, recall
@@ -119,6 +119,7 @@ def test_training_is_deterministic(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_workers_train_the_same_models_as_one_thread_here(tmp_path):
     """Two one-thread worker processes give, bit for bit, what one-thread training in this process gives,
     checkpoints included; a re-run keeps what was finished and trains the rest in workers."""
@@ -196,6 +197,7 @@ def test_evaluate_family_writes_tables_and_resumes(tiny_ladder, tmp_path):
     pd.testing.assert_frame_equal(table, table2)
 
 
+@pytest.mark.slow
 def test_evaluate_ladder_and_analyse(tiny_ladder):
     from analysis.scaling import analyse
 

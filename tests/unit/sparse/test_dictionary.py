@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.core.store import ActivationStore
 from probes.sparse.dictionary import DictionaryError, SparseDictionary
 from probes.sparse.quality import loss_recovered, reconstruction

@@ -10,10 +10,10 @@ import torch
 from helpers import LinearReadout
 
 from probes.causal.attribution import attribute
-from probes.causal.behaviour import MinimalPairs
+from probes.causal.behaviours import MinimalPairs
 from probes.causal.components import Attn, ComponentError
 from probes.causal.evaluator import Evaluator
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.core.hooks import hooked
 from probes.probing.datasets import agreement_pairs
 from probes.sparse.components import ErrorTerm, Features, all_features, parse_feature

@@ -10,7 +10,7 @@ from helpers import LinearReadout
 
 from analysis.readings import feature_reading
 from probes.causal.evaluator import Evaluator
-from probes.core import models as models_mod
+from probes.core import loading as models_mod
 from probes.probing.datasets import generate
 from probes.sparse.dictionary import SparseDictionary
 from probes.sparse.study import concept_features, error_share, feature_curve, feature_scores

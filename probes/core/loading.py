@@ -1,8 +1,9 @@
 """Load a model by alias, local folder or Hugging Face id, offline-first.
 
-``load("minilm")`` returns a :class:`LoadedModel`: the unmodified HF model, its
+``load("minilm")`` returns a :class:`~probes.core.model.LoadedModel`: the unmodified HF model, its
 tokenizer, the architecture adapter, and a fingerprint of the weights that runs
-record for reproducibility.
+record for reproducibility. Here too: where a model's files are (``resolve``, never downloading), the
+built-in aliases, the GGUF conversion cache and the weights' fingerprints.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,20 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from analysis.errors import ProbesError
-from probes.core import sites as sites_mod
 from probes.core.adapters import (
-    Adapter,
     HFModel,
-    Shape,
     UnsupportedArchitectureError,
     adapter_for,
     generic_adapter,
     is_causal_lm,
-    model_shape,
     supported_model_types,
 )
-from probes.core.align import SequenceTooLongError, ensure_pad_token
+from probes.core.align import ensure_pad_token
 from probes.core.files import DiskFullError, atomic_path, write_json, write_text
+from probes.core.model import LoadedModel
+from probes.core.verify import verify_sites
 
 DEFAULT_MODEL = "minilm"
-DEFAULT_MAX_LENGTH = 512  # tokens; longer texts are truncated and reported
 
 
 @dataclass(frozen=True)
@@ -96,114 +94,15 @@ def installed_aliases() -> dict[str, bool]:
     return {name: alias_folder(alias) is not None for name, alias in ALIASES.items()}
 
 
-@dataclass
-class LoadedModel:
-    """An unmodified HF model with what the toolkit needs to hook it."""
-
-    model: HFModel
-    tokenizer: PreTrainedTokenizerBase
-    adapter: Adapter
-    name: str
-    source: str = ""  # folder the weights came from ("" for a model built in memory)
-    revision: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.adapter = self.adapter.for_model(self.model)
-        self.shape: Shape = model_shape(self.model, self.adapter)
-        self._fingerprint: str | None = None
-
-    @property
-    def base(self) -> HFModel:
-        return self.model.base_model
-
-    @property
-    def device(self) -> torch.device:
-        """Where inputs go: the device the embeddings run on. Under a device map (accelerate) that is their
-        execution device, also when their weights are offloaded (on the meta device until they run)."""
-        embeddings = self.model.get_input_embeddings()
-        executes = _execution_device(embeddings) if embeddings is not None else None
-        if executes is not None:
-            return executes
-        return next(p.device for p in self.model.parameters() if p.device.type != "meta")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    @property
-    def device_map(self) -> dict[str, Any] | None:
-        """accelerate's placement of each module ("disk" and "cpu" offload included), when loaded with one."""
-        placed = getattr(self.model, "hf_device_map", None)
-        return dict(placed) if placed else None
-
-    def max_length(self, requested: int | None = None) -> int:
-        """The sequence length to tokenise to: the request, checked against the model's positions."""
-        limit = getattr(self.model.config, "max_position_embeddings", None) or 1_000_000
-        tokenizer_limit = self.tokenizer.model_max_length
-        if requested is None:
-            return int(min(limit, tokenizer_limit, DEFAULT_MAX_LENGTH))
-        if requested > limit:
-            raise SequenceTooLongError(
-                f"max_length {requested} is longer than {self.name} can attend over ({limit} positions); "
-                f"use max_length <= {limit}"
-            )
-        if requested < 1:
-            raise SequenceTooLongError(f"max_length must be at least 1, got {requested}")
-        return int(requested)
-
-    @property
-    def has_unembed(self) -> bool:
-        return self.model.get_output_embeddings() is not None
-
-    def site_names(self) -> list[str]:
-        return sites_mod.all_site_names(self.adapter, self.shape, self.has_unembed)
-
-    def resolve(self, patterns: str | list[str]) -> list[sites_mod.Site]:
-        return sites_mod.expand(patterns, self.adapter, self.shape, self.has_unembed)
-
-    def module_for(self, site: sites_mod.Site) -> nn.Module:
-        part = site.kind.part
-        if part == "unembed":
-            return self.model.get_output_embeddings()
-        if part == "final_norm":
-            assert self.adapter.final_norm is not None  # sites_mod offers the site only where there is one
-            return self.base.get_submodule(self.adapter.final_norm)
-        assert site.layer is not None  # every other part lives in a block
-        if part == "block":
-            return self.base.get_submodule(self.adapter.block(site.layer))
-        return self.base.get_submodule(self.adapter.path(part, site.layer))
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 (first 16 hex) of the weights: files when loaded from disk, tensors otherwise."""
-        if self._fingerprint is None:
-            self._fingerprint = self.info.get("weights_sha256") or _tensor_fingerprint(self.model)
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
-        """What a run records about its model."""
-        return {
-            "name": self.name,
-            "source": self.source,
-            "revision": self.revision,
-            "architecture": self.adapter.name,
-            "model_type": self.model.config.model_type,
-            "weights_sha256_16": self.fingerprint,
-            "n_parameters": sum(p.numel() for p in self.model.parameters()),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "device": str(self.device),
-            **{k: v for k, v in self.info.items() if k != "weights_sha256"},
-        }
-
-
-def wrap(model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory") -> LoadedModel:
+def wrap(
+    model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory", *, prepend_bos: bool = True
+) -> LoadedModel:
     """Wrap a model you built or loaded yourself (e.g. from a config) for capture."""
     model.eval()
     ensure_pad_token(tokenizer)
     if model.config.model_type not in supported_model_types():
-        return _generic(model, tokenizer, name)
-    return LoadedModel(model, tokenizer, adapter_for(model.config.model_type), name)
+        return _generic(model, tokenizer, name, prepend_bos=prepend_bos)
+    return LoadedModel(model, tokenizer, adapter_for(model.config.model_type), name, prepend_bos=prepend_bos)
 
 
 class ModelLoadError(ProbesError, ValueError):
@@ -288,6 +187,7 @@ def load(
     device_map: str | dict[str, Any] | None = None,
     max_memory: dict[str | int, str | int] | None = None,
     offload_folder: str | os.PathLike | None = None,
+    prepend_bos: bool = True,
 ) -> LoadedModel:
     """Load a model and tokenizer, in eval mode, with its architecture adapter.
 
@@ -301,6 +201,9 @@ def load(
     or a dict from module name to a device, "cpu" or "disk"), ``max_memory`` per device and
     ``offload_folder`` for what goes to disk. Sites then hold each value on the device its module ran
     on; ``LoadedModel.device`` is where inputs go.
+
+    ``prepend_bos`` (causal models): every text of this model starts with its start token, BOS (else EOS),
+    in a capture and in every study (``probes.core.align``); False: texts start with their own first token.
     """
     name = str(name_or_path)
     source = resolve(name, revision)
@@ -339,25 +242,21 @@ def load(
     model.eval()
     ensure_pad_token(tokenizer)
     if adapter is None:
-        return _generic(model, tokenizer, name, str(folder), revision, dict(source.info))
-    return LoadedModel(model, tokenizer, adapter, name, str(folder), revision, dict(source.info))
+        return _generic(model, tokenizer, name, str(folder), revision, dict(source.info), prepend_bos)
+    return LoadedModel(model, tokenizer, adapter, name, str(folder), revision, dict(source.info), prepend_bos)
 
 
-def _execution_device(module: nn.Module) -> torch.device | None:
-    """The device accelerate runs ``module`` on (its AlignDevicesHook), or None without one."""
-    hook = getattr(module, "_hf_hook", None)
-    for h in getattr(hook, "hooks", None) or ([hook] if hook is not None else []):
-        device = getattr(h, "execution_device", None)
-        if device is not None:
-            return torch.device(device)
-    return None
-
-
-def _generic(model: HFModel, tokenizer: PreTrainedTokenizerBase, name: str, *args: Any) -> LoadedModel:
+def _generic(
+    model: HFModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    source: str = "",
+    revision: str | None = None,
+    info: dict[str, Any] | None = None,
+    prepend_bos: bool = True,
+) -> LoadedModel:
     """The model served by the generic adapter, if the sites it finds pass every check on a probe input."""
-    from probes.core.verify import verify_sites
-
-    lm = LoadedModel(model, tokenizer, generic_adapter(model), name, *args)
+    lm = LoadedModel(model, tokenizer, generic_adapter(model), name, source, revision, info or {}, prepend_bos)
     problems = verify_sites(lm)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -513,11 +412,3 @@ def weights_fingerprint(folder: Path) -> str:
     except OSError:
         pass  # a read-only cache only costs the hash again next time
     return value
-
-
-def _tensor_fingerprint(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
