@@ -1,4 +1,4 @@
-"""Layer x head maps of per-head attention statistics (``probes.head_stats``), one panel per metric."""
+"""Layer x head maps of per-head attention statistics (``probes.causal.head_stats``), one panel per metric."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def pattern_heatmaps(
     tokens: list[str], patterns: np.ndarray, heads: list[tuple[int, int, str]], *, model: str = ""
 ) -> plt.Figure:
     """Attention patterns (queries down, keys across) of chosen heads on one input; ``patterns`` is
-    (layers, heads, queries, keys) as ``probes.head_stats.attention_example`` returns it."""
+    (layers, heads, queries, keys) as ``probes.causal.head_stats.attention_example`` returns it."""
     if not heads:
         raise ValueError("no heads to show")
     T = len(tokens)

@@ -2,7 +2,7 @@
 
     model | family | parameters | non_embedding_parameters | tokens | step | task | metric | value | stderr | n | chance
 
-Three ways in: this toolkit's evaluations (``probes ladder eval``, ``probes.scale_eval``),
+Three ways in: this toolkit's evaluations (``probes ladder eval``, ``probes.pipelines.evaluate_family``),
 lm-evaluation-harness results JSON files (``read_lm_eval``) and CSV files in the
 tidy layout above or the wide one (one row per model, one ``task_metric`` column per
 score: ``read_scale_csv``). ``scale_table`` validates any of them.
@@ -449,7 +449,7 @@ def read_scale_inputs(
     size: str = "parameters",
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(scale table, per-example scores or None) from lm-eval JSON files, CSV files, or folders written by
-    ``probes ladder eval`` / ``probes.scale_eval`` (their ``scale.csv`` and ``examples.csv``)."""
+    ``probes ladder eval`` / ``probes.pipelines.evaluate_family`` (their ``scale.csv`` and ``examples.csv``)."""
     if not paths:
         raise ScaleTableError("no results given: pass lm-eval JSON files, scale CSVs or evaluation folders")
     tables, examples, json_files = [], [], []

@@ -36,9 +36,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import pandas as pd
 
-from probes.pipelines.cluster import Job, Workers, cpu_budget, run_jobs
 from probes.pipelines.specs import SuiteSpec
 from probes.pipelines.suite import run_suite, suite_jobs
+from probes.runtime.cluster import Job, Workers, cpu_budget, run_jobs
 
 
 def nothing(worker, x: int) -> int:

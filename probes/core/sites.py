@@ -37,7 +37,7 @@ Notes that differ from TransformerLens because these are unmodified HF models:
 * ``attn.hook_scores`` is what the model's own eager attention feeds its softmax: scaled (and softcapped,
   Gemma 2), position terms added (ALiBi, DeBERTa), the mask added (masked entries hold the dtype's minimum
   or -inf, as in HF). ``softmax(hook_scores) = hook_pattern``.
-* Reading ``attn.hook_pattern`` or ``attn.hook_scores`` needs eager attention; ``probes.hooks`` switches
+* Reading ``attn.hook_pattern`` or ``attn.hook_scores`` needs eager attention; ``probes.core.hooks`` switches
   to it only while one of them is hooked.
 """
 

@@ -12,7 +12,7 @@ from probes.pipelines.demo import run_demo as run_demo
 from probes.pipelines.heads import run_heads as run_heads
 from probes.pipelines.lens import run_lens as run_lens
 from probes.pipelines.report import write_report as write_report
-from probes.pipelines.run import RunError as RunError, RunFolder as RunFolder
+from probes.runtime.run import RunError as RunError, RunFolder as RunFolder
 from probes.pipelines.scale import (
     analyse_ladder as analyse_ladder,
     evaluate_family as evaluate_family,

@@ -35,11 +35,11 @@ from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, s
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
-from probes.pipelines.cluster import ModelRef, Workers, pinned_threads, worker_model
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AblationSpec, StudySpec
-from probes.pipelines.sweeps import Build, spread_singles
 from probes.probing.datasets import generate
+from probes.runtime.cluster import ModelRef, Workers, pinned_threads, worker_model
+from probes.runtime.run import RunFolder
+from probes.runtime.sweeps import Build, spread_singles
 
 
 @dataclass
@@ -346,7 +346,7 @@ def _amnesic(
 
 
 def amnesic_rows(frame: pd.DataFrame, task: str) -> list[dict]:
-    """An amnesic study (``probes.erasure.amnesic_study``) as tidy rows: per layer, the behaviour change after
+    """An amnesic study (``probes.causal.erasure.amnesic_study``) as tidy rows: per layer, the behaviour change after
     erasing the concept, the change after erasing random subspaces (CI: mean +- 1.96 sd over the draws), and
     the concept probe's accuracy before and after erasure."""
     rows = []

@@ -45,10 +45,10 @@ from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import aligned_pairs, patch_evaluator
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
-from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs, worker_model
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import AttributeSpec, CircuitSpec
-from probes.pipelines.sweeps import Build, spread_singles
+from probes.runtime.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs, worker_model
+from probes.runtime.run import RunFolder
+from probes.runtime.sweeps import Build, spread_singles
 
 EDGE_ROWS = 500  # edges with a row of their own in results.csv (all of them are in stages/edges.csv)
 # metrics that are NaN where the data cannot define them (too few checked components above noise, a sample that

@@ -20,8 +20,8 @@ from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
 from probes.core.summary import layer_summary
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import CaptureSpec
+from probes.runtime.run import RunFolder
 
 
 def run_capture(

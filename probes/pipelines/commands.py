@@ -407,8 +407,8 @@ COMMANDS: tuple[Command, ...] = (
         "On minilm and smollm2-135m, offline: capture, the default probe suite, per-head attention statistics, "
         "ablation / interaction studies of induction and copula agreement (with erasure of subject number), the "
         "induction family (attention-only models trained here, read over training), the toy scale ladder "
-        "(trained here) and its scaling analysis; then the HTML report. About 15 minutes on 2 cores; a re-run reuses "
-        "everything finished and takes about a minute.",
+        "(trained here) and its scaling analysis; then the HTML report. About 12 minutes on 2 cores "
+        "(benchmarks/RESULTS.md); a re-run reuses everything finished and takes about a minute.",
         _demo,
         DemoSpec,
         Out("output folder (default: runs/demo, or runs/demo-quick with --quick)"),

@@ -19,7 +19,6 @@ from typing import Literal
 
 from probes.core.loading import DEFAULT_MODEL, load
 from probes.pipelines import ablation_study, attribute, capture, heads, report, scale, suite
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import (
     DEMO_SITES,
     AblationSpec,
@@ -32,6 +31,7 @@ from probes.pipelines.specs import (
     StudySpec,
     load_suite,
 )
+from probes.runtime.run import RunFolder
 from probes.scale.induction import INDUCTION_LENGTH, InductionFamily
 
 

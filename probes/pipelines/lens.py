@@ -22,7 +22,6 @@ from probes.core.data import split_texts
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import LensSpec
 from probes.probing.lens import (
     Lens,
@@ -34,6 +33,7 @@ from probes.probing.lens import (
     first_decodable_depth,
     lens_scores,
 )
+from probes.runtime.run import RunFolder
 
 
 def run_lens(spec: LensSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None) -> pd.DataFrame:

@@ -34,8 +34,8 @@ from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import FeaturesSpec, SaeTrainSpec
+from probes.runtime.run import RunFolder
 from probes.sparse.components import all_features
 from probes.sparse.dictionary import DictionaryError, SparseDictionary
 from probes.sparse.examples import activating_examples

@@ -4,7 +4,7 @@
     table, per_example = evaluate_ladder("runs/ladder", n=500)           # writes runs/ladder/eval/
     table, verdicts = run_scale(ScaleSpec(results=["runs/ladder/eval"]), "runs/ladder/scale")
 
-Each writes a run folder (``probes.pipelines.run``): the ladder's units are its models (one folder
+Each writes a run folder (``probes.runtime.run``): the ladder's units are its models (one folder
 per model and seed, with its checkpoints), an evaluation's are each model's per-example outputs,
 so a killed run resumes with what was finished.
 """
@@ -37,9 +37,9 @@ from probes.core.data import read_utf8
 from probes.core.files import write_json
 from probes.core.loading import load, parameter_counts, resolve
 from probes.core.provenance import content_hash
-from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, run_jobs
-from probes.pipelines.run import LOCK, RunError, RunFolder, unit_file
 from probes.pipelines.specs import LadderSpec, ScaleSpec
+from probes.runtime.cluster import Job, ModelRef, Worker, Workers, run_jobs
+from probes.runtime.run import LOCK, RunError, RunFolder, unit_file
 from probes.scale.evaluate import GenerationTask, ModelSpec, family_tables, model_rows
 from probes.scale.induction import INDUCTION_VOCAB, InductionFamily, induction_metrics, train_induction
 from probes.scale.ladder import LadderConfig, Rung, ladder_tasks, train_rung
@@ -376,7 +376,7 @@ def evaluate_family(
     Each model's per-example outputs are a unit (``outputs/``), kept as soon as it is done; ``scale.csv`` is the
     scale table, ``examples.csv`` the per-example scores, ``run.json`` the models (weights hashes), tasks and
     versions. ``how=Workers(workers=8)`` (or ``address=...``) evaluates the models on Ray actors, one model per
-    actor at a time (``probes.pipelines.cluster``); the tables are those of a sequential run.
+    actor at a time (``probes.runtime.cluster``); the tables are those of a sequential run.
     """
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
     slugs = [s.slug for s in specs]

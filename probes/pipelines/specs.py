@@ -189,7 +189,7 @@ def _check_components(value: str | list[str]) -> str | list[str]:
 
 
 class SpreadOptions(Spec):
-    """How a run's units are spread over processes (``probes.pipelines.cluster``): no setting of its results."""
+    """How a run's units are spread over processes (``probes.runtime.cluster``): no setting of its results."""
 
     workers: int | None = Field(
         None,
@@ -220,8 +220,8 @@ class SpreadOptions(Spec):
         return {k: v for k, v in super().record().items() if k not in self.HOW}
 
     def spread(self) -> Any:
-        """These options as ``probes.pipelines.cluster.Workers``."""
-        from probes.pipelines.cluster import Workers
+        """These options as ``probes.runtime.cluster.Workers``."""
+        from probes.runtime.cluster import Workers
 
         return Workers(
             workers=self.workers, address=self.ray_address, threads=self.threads, gpus=self.gpus_per_worker or 0

@@ -22,8 +22,8 @@ from typing import Any
 
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
-from probes.pipelines.run import RunFolder
 from probes.pipelines.specs import ModelOptions
+from probes.runtime.run import RunFolder
 
 
 class Study:

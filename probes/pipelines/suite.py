@@ -4,7 +4,7 @@
     probe_layers(lm, generate("pos", 300), controls=["control_task"])   # the same rows in memory, one dataset
 
 A suite is units, one per (model, task, probe, control), each committed with its rows as one
-file under ``OUT/units/`` (``probes.pipelines.run``), so a killed run resumes at the first unit
+file under ``OUT/units/`` (``probes.runtime.run``), so a killed run resumes at the first unit
 not done; ``OUT/results.csv`` is rebuilt from the units, in the suite's order. Each
 ``[[ablations]]`` entry is an ablation study in ``OUT/ablations/<i>/`` whose rows join the table, and so
 is each ``[[attributions]]``, ``[[circuits]]`` and ``[[dictionaries]]`` entry (``OUT/attributions/<i>/``,
@@ -26,14 +26,14 @@ from analysis.results import read_results, tidy
 from probes.core.data import DatasetError
 from probes.core.loading import resolve
 from probes.core.model import LoadedModel
-from probes.pipelines.cluster import Job, ModelRef, Worker, run_jobs
-from probes.pipelines.run import RunFolder, unit_file
 from probes.pipelines.specs import ProbingSpec, SuiteSpec, TaskFile, load_suite
 from probes.probing.controls import random_weights
 from probes.probing.datasets import ProbingDataset, generate
 from probes.probing.datasets.loaders import load_conllu, load_table
 from probes.probing.features import Features, extract_features
 from probes.probing.profile import accuracy_rows, control_task_rows, mdl_rows, probe_correct, task_rows
+from probes.runtime.cluster import Job, ModelRef, Worker, run_jobs
+from probes.runtime.run import RunFolder, unit_file
 
 
 def model_reference(name: str) -> tuple[str, str | None]:
@@ -231,7 +231,7 @@ def run_suite(
 ) -> pd.DataFrame:
     """Run every unit of the suite not yet done in ``out``; return the whole results table.
 
-    With ``spec.workers`` > 1 or ``spec.ray_address`` the units run on Ray actors (``probes.pipelines.cluster``);
+    With ``spec.workers`` > 1 or ``spec.ray_address`` the units run on Ray actors (``probes.runtime.cluster``);
     the folder, its rows and their order are those of a sequential run.
     """
     spec = spec if isinstance(spec, SuiteSpec) else load_suite(Path(spec))

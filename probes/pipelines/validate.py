@@ -26,8 +26,8 @@ from probes.causal.behaviours import Behaviour, Induction
 from probes.core.loading import load
 from probes.pipelines import zoo
 from probes.pipelines.ablation_study import ablation_study, amnesic_rows
-from probes.pipelines.run import RunFolder, unit_file
 from probes.pipelines.specs import StudySpec, ValidateSpec
+from probes.runtime.run import RunFolder, unit_file
 from probes.scale.induction import INDUCTION_LENGTH
 
 MECHANISMS = ("additive", "conjunctive", "redundant", "induction")

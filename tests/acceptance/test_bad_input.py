@@ -86,7 +86,7 @@ def test_a_second_writer_gets_the_holders_pid(tiny_folders, tmp_path):
     out = tmp_path / "out"
     holder = textwrap.dedent(f"""
         import sys
-        from probes.pipelines.run import RunFolder
+        from probes.runtime.run import RunFolder
         with RunFolder.open({str(out)!r}, command="run", spec={{}}):
             print("locked", flush=True)
             sys.stdin.readline()

@@ -97,8 +97,8 @@ def test_a_metric_that_averages_is_refused_in_one_line(llama):
 
 def test_a_run_folder_records_the_function_and_refuses_another(llama, tiny_folders, tmp_path):
     from probes.pipelines.ablation_study import run_ablation
-    from probes.pipelines.run import RunError
     from probes.pipelines.specs import AblationSpec
+    from probes.runtime.run import RunError
 
     spec = AblationSpec(model=str(tiny_folders["llama"]), kind="zero", top_k=3, permutations=4, n_boot=10)
     behaviour = FunctionBehaviour(PROMPTS, right_minus_wrong, ANSWERS, name="pets")

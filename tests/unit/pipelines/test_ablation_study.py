@@ -22,10 +22,10 @@ from probes.causal.shapley import (
 )
 from probes.cli import main
 from probes.pipelines.ablation_study import ablation_study, run_ablation
-from probes.pipelines.run import RunError
 from probes.pipelines.specs import AblationSpec, SpecError, SuiteSpec, make
 from probes.probing.datasets import agreement_pairs, generate
 from probes.probing.linear import fit_layers
+from probes.runtime.run import RunError
 
 
 def validate(raw: dict, where: str = "suite") -> SuiteSpec:

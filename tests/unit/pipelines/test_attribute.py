@@ -18,8 +18,8 @@ from probes.cli import main
 from probes.core import loading as models_mod
 from probes.pipelines.ablation_study import ablation_study
 from probes.pipelines.attribute import counterfactual, run_attribute, run_circuit
-from probes.pipelines.run import RunError
 from probes.pipelines.specs import AttributeSpec, CircuitSpec, StudySpec
+from probes.runtime.run import RunError
 
 
 def test_attribute_writes_every_components_estimate_and_the_verified_ones(tiny_folders, tmp_path, monkeypatch):

@@ -18,9 +18,9 @@ from test_run import small_suite
 from analysis.results import read_results
 from probes.pipelines.ablation_study import run_ablation
 from probes.pipelines.attribute import run_attribute
-from probes.pipelines.cluster import ClusterError, Job, Workers, cpu_budget, pick, pinned_threads, run_jobs
 from probes.pipelines.specs import AblationSpec, AttributeSpec, SpecError, SuiteSpec, make
 from probes.pipelines.suite import run_suite
+from probes.runtime.cluster import ClusterError, Job, Workers, cpu_budget, pick, pinned_threads, run_jobs
 
 ray = pytest.importorskip("ray")
 

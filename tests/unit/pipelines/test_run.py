@@ -16,9 +16,9 @@ import pytest
 
 import probes.core.files as files
 from analysis.results import read_results
-from probes.pipelines.run import RunError, RunFolder, UnitError, unit_file
 from probes.pipelines.specs import SuiteSpec
 from probes.pipelines.suite import run_suite
+from probes.runtime.run import RunError, RunFolder, UnitError, unit_file
 
 
 def rows(value: float = 0.5) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def test_run_json_is_written_once_and_a_mismatch_changes_nothing(tmp_path):
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
     holder = textwrap.dedent(f"""
         import sys, time
-        from probes.pipelines.run import RunFolder
+        from probes.runtime.run import RunFolder
         with RunFolder.open({str(tmp_path / "r")!r}, command="run", spec={{}}):
             print("locked", flush=True)
             sys.stdin.readline()

@@ -14,9 +14,9 @@ from probes.causal.behaviours import make_behaviour
 from probes.causal.evaluator import Evaluator
 from probes.cli import main
 from probes.core import loading as models_mod
-from probes.pipelines.run import RunError
 from probes.pipelines.sae import run_features, run_sae_train
 from probes.pipelines.specs import FeaturesSpec, SaeTrainSpec
+from probes.runtime.run import RunError
 from probes.sparse import train as train_mod
 from probes.sparse.dictionary import SparseDictionary
 from probes.sparse.study import error_share

@@ -10,9 +10,9 @@ import pytest
 import probes.pipelines.suite as suite_mod
 from analysis.tables import profile_table
 from probes.cli import main
-from probes.pipelines.run import RunError
 from probes.pipelines.specs import SpecError, SuiteSpec, load_suite, make, ready_suites
 from probes.pipelines.suite import run_suite
+from probes.runtime.run import RunError
 
 
 def validate(raw: dict, where: str = "suite") -> SuiteSpec:

@@ -111,7 +111,7 @@ class Worker:
         """The run's model ``name``, loaded once, refused if its weights are not those the run recorded."""
         if name not in self.models:
             from probes.core.loading import load
-            from probes.pipelines.run import RunError
+            from probes.runtime.run import RunError
 
             ref = self.refs[name]
             self._release()

@@ -24,8 +24,8 @@ import pandas as pd
 
 from probes.causal.components import Component
 from probes.causal.evaluator import Evaluator, single_effects
-from probes.pipelines.cluster import Job, ModelRef, Worker, Workers, run_jobs
-from probes.pipelines.run import RunFolder
+from probes.runtime.cluster import Job, ModelRef, Worker, Workers, run_jobs
+from probes.runtime.run import RunFolder
 
 
 @dataclass(frozen=True)
