@@ -53,6 +53,11 @@ from probes.causal.evaluator import (
 )
 from probes.causal.head_stats import head_map as head_map, head_statistics as head_statistics
 from probes.causal.patching import patch_effects as patch_effects, patch_evaluator as patch_evaluator
+from probes.causal.study import (
+    AblationStudy as AblationStudy,
+    ablation_study as ablation_study,
+    amnesic_rows as amnesic_rows,
+)
 from probes.causal.shapley import (
     additivity as additivity,
     interaction_indices as interaction_indices,

@@ -1,11 +1,6 @@
 """The exports of probes.pipelines: what its ``__init__.py`` imports on first use (``probes.lazy``)."""
 
-from probes.pipelines.ablation_study import (
-    AblationStudy as AblationStudy,
-    ablation_study as ablation_study,
-    amnesic_rows as amnesic_rows,
-    run_ablation as run_ablation,
-)
+from probes.pipelines.ablation_study import run_ablation as run_ablation
 from probes.pipelines.attribute import run_attribute as run_attribute, run_circuit as run_circuit
 from probes.pipelines.capture import run_capture as run_capture
 from probes.pipelines.demo import run_demo as run_demo

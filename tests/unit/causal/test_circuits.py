@@ -225,7 +225,7 @@ def test_faithfulness_curve_ends_at_one_and_finds_the_smallest_faithful_circuit(
     ],
 )
 def test_on_the_planted_zoo_the_circuit_found_is_the_planted_one(tmp_path, case, planted):
-    from probes.pipelines import zoo
+    from probes.validation import zoo
 
     zoo.save(case, tmp_path)
     lm = _double(tmp_path)

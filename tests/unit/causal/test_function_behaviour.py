@@ -16,8 +16,8 @@ from probes.causal.behaviours import BehaviourError, FunctionBehaviour, LogitDif
 from probes.causal.circuits import EdgeEvaluator, faithfulness_curve
 from probes.causal.components import all_heads, all_mlps
 from probes.causal.evaluator import Evaluator, single_effects
+from probes.causal.study import ablation_study
 from probes.core import loading as models_mod
-from probes.pipelines.ablation_study import ablation_study
 from probes.pipelines.specs import StudySpec
 
 PROMPTS = ["The cat sat on", "A dog ran to", "The keys are in", "Birds fly over", "She put it on", "We walk to"]

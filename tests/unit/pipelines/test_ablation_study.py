@@ -20,8 +20,9 @@ from probes.causal.shapley import (
     interaction_indices,
     shapley_values,
 )
+from probes.causal.study import ablation_study
 from probes.cli import main
-from probes.pipelines.ablation_study import ablation_study, run_ablation
+from probes.pipelines.ablation_study import run_ablation
 from probes.pipelines.specs import AblationSpec, SpecError, SuiteSpec, make
 from probes.probing.datasets import agreement_pairs, generate
 from probes.probing.linear import fit_layers

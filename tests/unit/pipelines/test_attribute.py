@@ -14,9 +14,9 @@ from probes.causal.behaviours import make_behaviour
 from probes.causal.circuits import EdgeEvaluator, Graph
 from probes.causal.components import components_from
 from probes.causal.evaluator import Evaluator
+from probes.causal.study import ablation_study
 from probes.cli import main
 from probes.core import loading as models_mod
-from probes.pipelines.ablation_study import ablation_study
 from probes.pipelines.attribute import counterfactual, run_attribute, run_circuit
 from probes.pipelines.specs import AttributeSpec, CircuitSpec, StudySpec
 from probes.runtime.run import RunError

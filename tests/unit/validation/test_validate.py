@@ -13,10 +13,11 @@ import torch
 
 from probes.core.hooks import run_with_cache
 from probes.core.loading import load
-from probes.pipelines import zoo
 from probes.pipelines.specs import ValidateSpec
-from probes.pipelines.validate import CASES, markdown_table, planted_outputs, run_validate
+from probes.pipelines.validate import run_validate
 from probes.scale.induction import INDUCTION_LENGTH, induction_batch
+from probes.validation import zoo
+from probes.validation.cases import CASES, markdown_table, planted_outputs
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "validation.md"
 PLANTED = {
