@@ -46,11 +46,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_ablation import naive_sweep
 
 from probes import load
-from probes.causal.attribution import attribute, verify
+from probes.causal.attribution import attribute
 from probes.causal.behaviours import MinimalPairs
 from probes.causal.circuits import EdgeEvaluator, Graph, faithfulness_curve, verify_edges
 from probes.causal.components import all_heads, all_mlps
 from probes.causal.evaluator import Evaluator, single_effects
+from probes.causal.verification import verify
 from probes.probing.datasets.grammar import agreement_pairs, copula_agreement_pairs
 
 

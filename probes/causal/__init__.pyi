@@ -22,7 +22,8 @@ from probes.causal.behaviours import (
     ProbeAccuracy as ProbeAccuracy,
     make_behaviour as make_behaviour,
 )
-from probes.causal.attribution import attribute as attribute, verify as verify
+from probes.causal.attribution import attribute as attribute
+from probes.causal.verification import Verification as Verification, verify as verify
 from probes.causal.circuits import (
     EdgeEvaluator as EdgeEvaluator,
     FaithfulnessCurve as FaithfulnessCurve,

@@ -29,7 +29,7 @@ import pandas as pd
 
 from analysis.results import normal_interval, tidy
 from probes.causal.ablations import ablation_kind
-from probes.causal.attribution import Passes, Verification, attribution_frame, attribution_passes, verify
+from probes.causal.attribution import Passes, attribution_frame, attribution_passes
 from probes.causal.behaviours import Behaviour, BehaviourError, default_behaviour, make_behaviour
 from probes.causal.circuits import (
     CircuitError,
@@ -43,6 +43,7 @@ from probes.causal.circuits import (
 from probes.causal.components import Component, components_from
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import aligned_pairs, patch_evaluator
+from probes.causal.verification import Verification, verify
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.pipelines.specs import AttributeSpec, CircuitSpec

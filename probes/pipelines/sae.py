@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import normal_interval, tidy
-from probes.causal.attribution import Verification, verify
 from probes.causal.behaviours import default_behaviour, make_behaviour
 from probes.causal.circuits import FaithfulnessCurve
 from probes.causal.evaluator import Evaluator
+from probes.causal.verification import Verification, verify
 from probes.core.data import split_texts
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel

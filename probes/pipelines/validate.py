@@ -44,6 +44,4 @@ def _model(run: RunFolder, case: str):
     return load(folder)
 
 
-
-
 __all__ = ["describe", "markdown_table", "run_validate"]

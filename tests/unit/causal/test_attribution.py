@@ -9,11 +9,12 @@ import pytest
 import torch
 from helpers import LinearReadout
 
-from probes.causal.attribution import AttributionError, attribute, verify
+from probes.causal.attribution import AttributionError, attribute
 from probes.causal.behaviours import LogitDiff, MinimalPairs
 from probes.causal.components import MLP, Head, HeadInput, Neurons, Resid, all_head_inputs, all_heads, all_mlps
 from probes.causal.evaluator import Evaluator
 from probes.causal.patching import aligned_pairs, patch_evaluator
+from probes.causal.verification import verify
 from probes.core import loading as models_mod
 from probes.core.hooks import hooked
 from probes.probing.datasets import agreement_pairs, agreement_prompts

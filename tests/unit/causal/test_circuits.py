@@ -165,7 +165,7 @@ def test_eap_equals_finite_differences_of_removing_an_edge(folders, arch):
             mask[r, u] = sign * eps
             values.append(
                 np.concatenate(
-                    [edges._run(i, ablated=mask).score.detach().double().numpy() for i in range(len(ev.batches))]
+                    [edges.circuit_pass(i, mask).score.detach().double().numpy() for i in range(len(ev.batches))]
                 )
             )
         finite = (values[0] - values[1]) / (2 * eps)
