@@ -1,6 +1,6 @@
 """The ablation study in memory: from ablations to one reducibility measure per model and behaviour.
 
-    study = ablation_study(lm, MinimalPairs(agreement_pairs(64)), StudySpec(kind="mean", top_k=6))
+    study = ablation_study(lm, MinimalPairs(agreement_pairs(64)), AblationSettings(kind="mean", top_k=6))
     study.singles        # effect of ablating each head / MLP alone
     study.interactions   # joint effect of each top-k pair minus the sum of the two single effects
     study.shapley        # Shapley values of the top-k with standard errors
@@ -30,7 +30,7 @@ from probes.causal.components import Component, components_from
 from probes.causal.evaluator import Evaluator, effect_map, interaction_matrix, single_effects, top_components
 from probes.causal.shapley import Additivity, additivity, interaction_indices, shapley_values
 from probes.core.model import LoadedModel
-from probes.pipelines.specs import StudySpec
+from probes.pipelines.specs import AblationSettings
 
 Sweep = Callable[[Evaluator, list[Component]], pd.DataFrame]  # the single effects of components
 
@@ -166,7 +166,7 @@ class InMemory:
 def ablation_study(
     lm: LoadedModel,
     behaviour: Behaviour,
-    spec: StudySpec | None = None,
+    spec: AblationSettings | None = None,
     *,
     stages: Stages | None = None,
     progress: bool = True,
@@ -174,12 +174,12 @@ def ablation_study(
 ) -> AblationStudy:
     """Single effects of every component, then interactions, Shapley values and additivity of the top ``top_k``.
 
-    ``spec`` holds the settings (``StudySpec()``: mean ablation of every head and MLP, top 6); ``stages`` keeps
+    ``spec`` holds the settings (``AblationSettings()``: mean ablation of every head and MLP, top 6); ``stages`` keeps
     each finished stage (``run_ablation`` passes its run folder, so a re-run resumes at the first missing one).
     ``sweep(evaluator, components)`` measures the single effects instead of ``single_effects`` (``probes ablate
     --workers`` spreads them over Ray workers, with the values of a sequential sweep).
     """
-    spec = spec or StudySpec()
+    spec = spec or AblationSettings()
     stages = stages or InMemory()
     comps = study_components(lm, behaviour, spec)
     ev = Evaluator(lm, behaviour, kind=spec.kind, components=comps, seed=spec.seed, progress=progress)
@@ -235,7 +235,7 @@ def ablation_study(
     )
 
 
-def study_components(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec) -> list[Component]:
+def study_components(lm: LoadedModel, behaviour: Behaviour, spec: AblationSettings) -> list[Component]:
     """The study's components, checked; the behaviour's batches cut to the screen (here and on each worker)."""
     comps = components_from(spec.components, lm.shape)
     if len(comps) < 3:

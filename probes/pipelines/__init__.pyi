@@ -29,7 +29,7 @@ from probes.pipelines.specs import (
     ReportSpec as ReportSpec,
     ScaleSpec as ScaleSpec,
     SpecError as SpecError,
-    StudySpec as StudySpec,
+    AblationSettings as AblationSettings,
     SuiteSpec as SuiteSpec,
     load_suite as load_suite,
     make as make,

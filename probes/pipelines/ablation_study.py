@@ -22,14 +22,14 @@ from probes.causal.evaluator import Evaluator
 from probes.causal.study import AblationStudy, ablation_study, amnesic_rows, study_components
 from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
-from probes.pipelines.specs import AblationSpec, StudySpec
+from probes.pipelines.specs import AblationSettings, AblationSpec
 from probes.probing.datasets import generate
 from probes.runtime.cluster import pinned_threads, worker_model
 from probes.runtime.run import RunFolder
 from probes.runtime.sweeps import Build, spread_singles
 
 
-def _study_sweep(lm: LoadedModel, behaviour: Behaviour, spec: StudySpec) -> tuple[Evaluator, list[Component]]:
+def _study_sweep(lm: LoadedModel, behaviour: Behaviour, spec: AblationSettings) -> tuple[Evaluator, list[Component]]:
     """The sweep's evaluator and components, on a worker, built as ``ablation_study`` builds them: the clean run,
     the mean-ablation statistics and so every value are those of a sequential sweep."""
     comps = study_components(lm, behaviour, spec)

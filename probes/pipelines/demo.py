@@ -21,6 +21,7 @@ from probes.core.loading import DEFAULT_MODEL, load
 from probes.pipelines import ablation_study, attribute, capture, heads, report, scale, suite
 from probes.pipelines.specs import (
     DEMO_SITES,
+    AblationSettings,
     AblationSpec,
     CaptureSpec,
     CircuitSpec,
@@ -28,7 +29,6 @@ from probes.pipelines.specs import (
     HeadsSpec,
     LadderSpec,
     ReportSpec,
-    StudySpec,
     load_suite,
 )
 from probes.runtime.run import RunFolder
@@ -43,7 +43,7 @@ class DemoSettings:
     ablations: tuple[AblationSpec, ...]  # studies of the 135M model, each its own run folder
     circuit: CircuitSpec  # the circuits of one behaviour of the 135M model
     induction: InductionFamily  # the family trained here, with checkpoints
-    induction_study: StudySpec  # the previous-token x induction head study of its two-layer model
+    induction_study: AblationSettings  # the previous-token x induction head study of its two-layer model
     ladder: Literal["default", "demo", "tiny"]  # a LadderSpec setting
     ladder_n: int  # test examples per task
     induction_n: int  # held-out sequences per checkpoint
@@ -83,7 +83,7 @@ SETTINGS = {
         ),
         CircuitSpec(model="smollm2-135m", behaviour="agreement-copula", n=32),
         InductionFamily(),
-        StudySpec(kind="mean", components="heads+mlps", top_k=4, permutations=16),
+        AblationSettings(kind="mean", components="heads+mlps", top_k=4, permutations=16),
         "demo",
         150,
         256,
@@ -128,7 +128,7 @@ SETTINGS = {
             n_boot=50,
         ),
         InductionFamily(steps=30, checkpoints=(0, 10, 20)),
-        StudySpec(kind="mean", components="heads+mlps", top_k=3, permutations=4),
+        AblationSettings(kind="mean", components="heads+mlps", top_k=3, permutations=4),
         "tiny",
         50,
         32,

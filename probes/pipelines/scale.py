@@ -40,7 +40,7 @@ from probes.core.provenance import content_hash
 from probes.pipelines.specs import LadderSpec, ScaleSpec
 from probes.runtime.cluster import Job, ModelRef, Worker, Workers, run_jobs
 from probes.runtime.run import LOCK, RunError, RunFolder, unit_file
-from probes.scale.evaluate import GenerationTask, ModelSpec, family_tables, model_rows
+from probes.scale.evaluate import FamilyMember, GenerationTask, family_tables, model_rows
 from probes.scale.induction import INDUCTION_VOCAB, InductionFamily, induction_metrics, train_induction
 from probes.scale.ladder import LadderConfig, Rung, ladder_tasks, train_rung
 
@@ -49,10 +49,10 @@ SETTINGS = {"default": LadderConfig, "demo": LadderConfig.demo, "tiny": LadderCo
 
 def ladder_config(spec: LadderSpec) -> LadderConfig:
     config = SETTINGS[spec.setting]()
-    workers = spec.workers or min(_cores(), 8)
-    # one thread per worker: the models are too small to use more, and workers must not compete for cores
-    threads = 1 if workers > 1 else config.threads
-    return replace(config, seed=spec.seed, steps=spec.steps or config.steps, workers=workers, threads=threads)
+    processes = spec.processes or min(_cores(), 8)
+    # one thread per process: the models are too small to use more, and processes must not compete for cores
+    threads = 1 if processes > 1 else config.threads
+    return replace(config, seed=spec.seed, steps=spec.steps or config.steps, processes=processes, threads=threads)
 
 
 def _cores() -> int:
@@ -88,8 +88,8 @@ def train_ladder(
         todo = [m for m in members if not run.done(m[2])]
         start = time.perf_counter()
         with tqdm(total=len(todo) * config.steps, desc="ladder", unit="step", disable=not progress) as bar:
-            if config.workers > 1 and len(todo) > 1:
-                _train_in_workers(run, todo, config, bar)
+            if config.processes > 1 and len(todo) > 1:
+                _train_in_processes(run, todo, config, bar)
             else:
                 _train_here(run, todo, config, bar)
         run.write_text(
@@ -100,7 +100,7 @@ def train_ladder(
                     "models": [m[2] for m in members],
                     "trained_now": [m[2] for m in todo],
                     "seconds": round(time.perf_counter() - start, 1),
-                    "workers": config.workers,
+                    "processes": config.processes,
                     "threads": config.threads,
                 },
                 indent=1,
@@ -130,9 +130,9 @@ def _train_into(folder: Path, rung: Rung, config: LadderConfig, replicate: int, 
     _save(model, tokenizer, folder, meta)
 
 
-def _train_in_workers(run: RunFolder, todo: list[tuple[Rung, int, str]], config: LadderConfig, bar: tqdm) -> None:
-    """``config.workers`` models at a time, each in its own process pinned to ``config.threads or 1`` torch
-    threads (these models are too small to use two cores each: two one-thread workers train about 1.5 times
+def _train_in_processes(run: RunFolder, todo: list[tuple[Rung, int, str]], config: LadderConfig, bar: tqdm) -> None:
+    """``config.processes`` models at a time, each in its own process pinned to ``config.threads or 1`` torch
+    threads (these models are too small to use two cores each: two one-thread processes train about 1.5 times
     as fast as one two-thread process). A worker trains into a staging folder inside the run folder, which is
     committed as the model's unit when it finishes, so a kill loses only the models in flight."""
     import multiprocessing
@@ -143,7 +143,7 @@ def _train_in_workers(run: RunFolder, todo: list[tuple[Rung, int, str]], config:
     context = multiprocessing.get_context("spawn")  # a forked child of a process that ran torch can hang
     progress = context.Queue()
     pool = ProcessPoolExecutor(
-        config.workers, mp_context=context, initializer=_pin_worker, initargs=(config.threads or 1, progress)
+        config.processes, mp_context=context, initializer=_pin_worker, initargs=(config.threads or 1, progress)
     )
     pending: dict[Any, tuple[str, Path]] = {}
     try:
@@ -276,7 +276,7 @@ def evaluate_induction(out: str | os.PathLike, *, n: int = 256, progress: bool =
     return table
 
 
-def induction_rows(lm: Any, spec: ModelSpec, n: int) -> list[dict]:
+def induction_rows(lm: Any, spec: FamilyMember, n: int) -> list[dict]:
     """One checkpoint's rows of the induction family's scale table."""
     m = induction_metrics(lm.model, n=n)
     total, non_embedding = parameter_counts(lm.model)
@@ -308,7 +308,7 @@ def analyse_induction(
     return run_scale(ScaleSpec(results=[str(out / "eval" / "scale.csv")], size="step"), out / "scale")
 
 
-def ladder_models(out: str | os.PathLike) -> list[ModelSpec]:
+def ladder_models(out: str | os.PathLike) -> list[FamilyMember]:
     """Every model of a trained ladder and its checkpoints, as the scale evaluation's model specs."""
     out = Path(out)
     if not (out / "ladder.json").exists():
@@ -318,7 +318,7 @@ def ladder_models(out: str | os.PathLike) -> list[ModelSpec]:
         folders = sorted((out / name / "checkpoints").glob("step-*"), key=lambda f: int(f.name[5:]))
         for folder in [*folders, out / name]:
             meta = json.loads((folder / "ladder.json").read_text())
-            specs.append(ModelSpec(str(folder), name=name, step=meta["step"], tokens=meta["tokens"]))
+            specs.append(FamilyMember(str(folder), name=name, step=meta["step"], tokens=meta["tokens"]))
     return specs
 
 
@@ -361,7 +361,7 @@ def analyse_ladder(
 
 
 def evaluate_family(
-    models: Sequence[ModelSpec | str],
+    models: Sequence[FamilyMember | str],
     tasks: Sequence[GenerationTask],
     out: str | os.PathLike,
     *,
@@ -378,7 +378,7 @@ def evaluate_family(
     versions. ``how=Workers(workers=8)`` (or ``address=...``) evaluates the models on Ray actors, one model per
     actor at a time (``probes.runtime.cluster``); the tables are those of a sequential run.
     """
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec(m) for m in models]
+    specs = [m if isinstance(m, FamilyMember) else FamilyMember(m) for m in models]
     slugs = [s.slug for s in specs]
     if len(set(slugs)) < len(slugs):
         twice = next(s for s in slugs if slugs.count(s) > 1)
@@ -427,7 +427,7 @@ def evaluate_family(
 
 
 def _evaluate_job(
-    worker: Worker, spec: ModelSpec, tasks: Sequence[GenerationTask], family: str, batch_size: int
+    worker: Worker, spec: FamilyMember, tasks: Sequence[GenerationTask], family: str, batch_size: int
 ) -> list[dict]:
     return model_rows(worker.model(spec.slug), spec, tasks, family=family, batch_size=batch_size)
 

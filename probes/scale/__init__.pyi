@@ -2,7 +2,7 @@
 
 from probes.scale.evaluate import (
     GenerationTask as GenerationTask,
-    ModelSpec as ModelSpec,
+    FamilyMember as FamilyMember,
     evaluate_task as evaluate_task,
     family_tables as family_tables,
     model_rows as model_rows,

@@ -47,7 +47,7 @@ class GenerationTask:
 
 
 @dataclass
-class ModelSpec:
+class FamilyMember:
     """A member of the family: what to load, and its place on the scale axes."""
 
     source: str
@@ -145,7 +145,12 @@ def task_chance(task: GenerationTask, outputs: pd.DataFrame) -> dict[str, float]
 
 
 def model_rows(
-    lm: LoadedModel, spec: ModelSpec, tasks: Sequence[GenerationTask], *, family: str = "family", batch_size: int = 256
+    lm: LoadedModel,
+    spec: FamilyMember,
+    tasks: Sequence[GenerationTask],
+    *,
+    family: str = "family",
+    batch_size: int = 256,
 ) -> list[dict]:
     """Per-example outputs of one model on every task, each row carrying the model's place on the scale axes."""
     if not lm.adapter.causal:

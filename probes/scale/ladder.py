@@ -40,7 +40,7 @@ class Rung:
 @dataclass
 class LadderConfig:
     """What the ladder trains; the defaults train seven sizes (1.5k to 60k parameters), two seeds each, in
-    under 5 minutes on 2 cores with two workers.
+    under 5 minutes on 2 cores with two processes.
 
     ``lr`` is the peak learning rate up to 48 dimensions; wider models use ``lr * 48 / width``
     (with one rate for all, the widest models trained worst).
@@ -66,8 +66,8 @@ class LadderConfig:
     train_queries: int = 1  # recall answers per training sequence (more did not teach recall, and slowed addition)
     replicates: int = 2  # models per size, from different seeds: one seed per size is too noisy to call a shape
     seed: int = 0
-    threads: int | None = None  # torch threads while training (default: as set); with workers, per worker
-    workers: int = 1  # models trained at once, each in its own process (pipelines only)
+    threads: int | None = None  # torch threads while training (default: as set); with processes, per process
+    processes: int = 1  # models trained at once, each in its own local process (pipelines only)
 
     @classmethod
     def tiny(cls) -> LadderConfig:
@@ -84,8 +84,8 @@ class LadderConfig:
     @classmethod
     def demo(cls) -> LadderConfig:
         """For ``probes demo``: six of the seven sizes (not 2.7k parameters), two seeds each, 2,000 steps, three
-        checkpoints: about 3 minutes on 2 cores with two workers instead of 5. Tried and dropped: one seed per size (the
-        partial-credit metrics went up and down with size: which seed learns is luck here), 1,500 steps (mid
+        checkpoints: about 3 minutes on 2 cores with two processes instead of 5. Tried and dropped: one seed per size
+        (the partial-credit metrics went up and down with size: which seed learns is luck here), 1,500 steps (mid
         sizes caught mid-transition) and five sizes (the verdicts changed with the metric): all `irregular` or
         mixed where this setting finds the same jump under every metric."""
         return cls(rungs=tuple(r for r in cls.rungs if r.n_embd != 12), steps=2000, checkpoints=(500, 1000, 1500))
@@ -97,7 +97,7 @@ class LadderConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("threads")  # how fast, not what is trained
-        d.pop("workers")
+        d.pop("processes")
         return d
 
 

@@ -22,7 +22,7 @@ from analysis.verdicts import Card, ablation_card, scale_card
 from probes.causal.behaviours import Behaviour, Induction
 from probes.causal.study import ablation_study, amnesic_rows
 from probes.core.model import LoadedModel
-from probes.pipelines.specs import StudySpec, ValidateSpec
+from probes.pipelines.specs import AblationSettings, ValidateSpec
 from probes.scale.induction import INDUCTION_LENGTH
 from probes.validation import zoo
 
@@ -81,11 +81,11 @@ def measure(case: str, model: Models, spec: ValidateSpec) -> dict:
 def _mechanism(lm: LoadedModel, case: str, spec: ValidateSpec) -> tuple[Card, str]:
     if case == "induction":  # a trained model: mean ablation, as on any real one; heads and the (zero) MLPs
         behaviour: Behaviour = Induction(64, length=INDUCTION_LENGTH, seed=spec.seed + 1)
-        settings = StudySpec(kind="mean", components="heads+mlps", top_k=4, permutations=16, seed=spec.seed)
+        settings = AblationSettings(kind="mean", components="heads+mlps", top_k=4, permutations=16, seed=spec.seed)
         first, second = "L0H0", "L1H0"
     else:  # zero ablation: the planted writes are removed, not replaced by their mean (a mean keeps half an AND)
         behaviour, first, second = zoo.behaviour(case), "L0H0", "L0H1"
-        settings = StudySpec(kind="zero", components="heads", top_k=4, seed=spec.seed)
+        settings = AblationSettings(kind="zero", components="heads", top_k=4, seed=spec.seed)
     study = ablation_study(lm, behaviour, settings, progress=False)
     rows = tidy([{**r, "model": case} for r in study.rows()])
     card = ablation_card(case, "planted", rows, rows.iloc[0:0])

@@ -34,7 +34,7 @@ def make_behaviour(
 ) -> Behaviour:
     """A behaviour from its registered name (``probes.registry.BEHAVIOURS``: what the CLI and suite files take),
     with its argument after a colon (``probe:pos``, ``induction:8``); ``data`` is its file where it reads one,
-    ``n`` the examples it generates."""
+    ``n`` the examples it generates. The behaviour is named as asked (``.name``: ``agreement-copula``)."""
     name = name or default_behaviour(lm)
     head, colon, argument = name.partition(":")
     try:
@@ -46,4 +46,6 @@ def make_behaviour(
         raise BehaviourError(f"behaviour {head!r} takes no argument after ':' (got {name!r})")
     if takes and entry.traits.get("argument_required") and not argument:
         raise BehaviourError(f"behaviour {head!r} needs its {takes}: write {head}:{takes}")
-    return entry.load()(lm, argument, data=data, n=n, seed=seed)
+    behaviour = entry.load()(lm, argument, data=data, n=n, seed=seed)
+    behaviour.name = name  # what tables and run folders call it: the name it was made from
+    return behaviour

@@ -17,7 +17,7 @@ from probes.core.model import LoadedModel
 class EmbeddingCosine(Behaviour):
     """Cosine similarity of mean-pooled sentence embeddings (the last block's output) per sentence pair."""
 
-    name = "embedding_cosine"
+    name = "cosine"
     metric = "cosine"
 
     def __init__(self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32):

@@ -23,7 +23,7 @@ from probes.core.model import LoadedModel
 class NextTokenLoss(Behaviour):
     """Mean next-token cross-entropy per text (nats), every token after the first scored."""
 
-    name = "next_token_loss"
+    name = "loss"
     metric = "loss"
     higher_is_better = False
 

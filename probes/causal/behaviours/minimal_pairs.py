@@ -57,7 +57,7 @@ class MinimalPairs(Behaviour):
     position each suffix's first token is predicted from is unembedded once.
     """
 
-    name = "minimal_pairs"
+    name = "pairs"
 
     def __init__(
         self,

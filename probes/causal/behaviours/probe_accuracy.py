@@ -26,7 +26,7 @@ class ProbeAccuracy(Behaviour):
     tokens by the same rule. Ablating what the probe reads drives the score to chance.
     """
 
-    name = "probe_accuracy"
+    name = "probe"
     metric = "accuracy"
 
     def __init__(

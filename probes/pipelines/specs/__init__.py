@@ -16,8 +16,8 @@ Field metadata used by the CLI (``json_schema_extra``): ``positional`` (an argum
 ``cli`` (False: not offered as a flag), ``metavar``.
 """
 
+from probes.pipelines.specs.ablate import AblationSettings as AblationSettings
 from probes.pipelines.specs.ablate import AblationSpec as AblationSpec
-from probes.pipelines.specs.ablate import StudySpec as StudySpec
 from probes.pipelines.specs.attribute import AttributeSpec as AttributeSpec
 from probes.pipelines.specs.attribute import CircuitSpec as CircuitSpec
 from probes.pipelines.specs.base import MAX_EXAMPLES as MAX_EXAMPLES

@@ -1,4 +1,4 @@
-"""The specs of an ablation study: its settings (``StudySpec``, what ``probes.causal.study`` takes) and
+"""The specs of an ablation study: its settings (``AblationSettings``, what ``probes.causal.study`` takes) and
 ``probes ablate``."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from probes.pipelines.specs.options import ModelOptions, SpreadOptions, check_co
 from probes.probing.datasets import TASKS
 
 
-class StudySpec(Spec):
+class AblationSettings(Spec):
     """How an ablation study runs (``probes.pipelines.ablation_study``), whatever the model and behaviour."""
 
     kind: Kind = Field(
@@ -62,12 +62,12 @@ class StudySpec(Spec):
     def _components(cls, value: str | list[str]) -> str | list[str]:
         return check_components(value)
 
-    def settings(self) -> StudySpec:
+    def settings(self) -> AblationSettings:
         """Only the study's own settings (what ``ablation_study`` takes)."""
-        return StudySpec(**{k: getattr(self, k) for k in StudySpec.model_fields})
+        return AblationSettings(**{k: getattr(self, k) for k in AblationSettings.model_fields})
 
 
-class AblationSpec(StudySpec, ModelOptions, SpreadOptions):
+class AblationSpec(AblationSettings, ModelOptions, SpreadOptions):
     """``probes ablate`` and a suite's ``[[ablations]]`` entry: a behaviour of one model, taken apart."""
 
     behaviour: BehaviourName = Field(None, **registered(BEHAVIOURS, BEHAVIOUR_HELP))

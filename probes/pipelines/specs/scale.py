@@ -22,12 +22,12 @@ class LadderSpec(Spec):
     )
     steps: int | None = Field(None, ge=1, **meta("training steps per model (default: the setting's)"))
     seed: int = Field(0, **meta("seed of initialisation and training data"))
-    workers: int | None = Field(
+    processes: int | None = Field(
         None,
         ge=1,
         **meta(
-            "models trained at once, each in its own one-thread process (default: one per CPU core, at most 8; "
-            "1 trains them one after the other in this process)"
+            "models trained at once, each in its own one-thread local process, not Ray (default: one per CPU core, "
+            "at most 8; 1 trains them one after the other in this process)"
         ),
     )
 

@@ -18,7 +18,7 @@ from probes.causal.components import all_heads, all_mlps
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.study import ablation_study
 from probes.core import loading as models_mod
-from probes.pipelines.specs import StudySpec
+from probes.pipelines.specs import AblationSettings
 
 PROMPTS = ["The cat sat on", "A dog ran to", "The keys are in", "Birds fly over", "She put it on", "We walk to"]
 ANSWERS = [(" the", " a"), (" a", " the"), (" the", " on"), (" the", " in"), (" the", " to"), (" the", " a")]
@@ -53,7 +53,7 @@ def test_a_function_of_the_logits_gives_the_built_in_behaviours_values(llama):
 
 def test_the_ablation_study_attribution_and_circuits_accept_it(llama):
     mine, theirs = pair(llama)
-    spec = StudySpec(kind="mean", top_k=3, permutations=4, n_boot=10)
+    spec = AblationSettings(kind="mean", top_k=3, permutations=4, n_boot=10)
     study_a = ablation_study(llama, mine.behaviour, spec, progress=False)
     study_b = ablation_study(llama, theirs.behaviour, spec, progress=False)
     assert study_a.top == study_b.top

@@ -15,7 +15,7 @@ from probes.causal.components import MLP, Head
 from probes.causal.evaluator import Evaluator
 from probes.core import loading as models_mod
 from probes.core.hooks import intervene
-from probes.pipelines.specs import AblationSpec, SpecError, StudySpec, make
+from probes.pipelines.specs import AblationSettings, AblationSpec, SpecError, make
 from probes.registry import ABLATIONS, BEHAVIOURS, RegistryError
 
 PROMPTS = ["The cat sat on", "A dog ran to", "The keys are in", "We walk to"]
@@ -65,7 +65,7 @@ def test_a_registered_kind_runs_through_the_evaluator_and_attribution(half, llam
 
 
 def test_specs_and_the_cli_take_a_registered_kind(half):
-    assert StudySpec(kind="half").kind == "half"
+    assert AblationSettings(kind="half").kind == "half"
     from probes.cli import build_parser
 
     parser = build_parser()
@@ -75,9 +75,9 @@ def test_specs_and_the_cli_take_a_registered_kind(half):
 
 def test_unknown_and_inapplicable_names_are_one_line():
     with pytest.raises(SpecError, match=r"--kind: unknown ablation kind 'sero' \(did you mean 'zero'\?\)"):
-        make(StudySpec, {"kind": "sero"}, style="cli")
+        make(AblationSettings, {"kind": "sero"}, style="cli")
     with pytest.raises(SpecError, match="'patch' does not apply here: choose from zero, mean or resample"):
-        make(StudySpec, {"kind": "patch"}, style="cli")
+        make(AblationSettings, {"kind": "patch"}, style="cli")
     with pytest.raises(AblationError, match="unknown ablation kind 'sero' \\(did you mean 'zero'\\?\\)"):
         ablation_kind("sero")
     with pytest.raises(RegistryError, match="registered already"):

@@ -201,11 +201,11 @@ def test_ablation_study_resumes_from_its_stages(tiny_folders, tmp_path):
 def test_a_screened_study_sweeps_on_the_first_examples_and_studies_the_top_on_all(tiny_folders):
     from probes import load
     from probes.causal.evaluator import Evaluator, single_effects
-    from probes.pipelines.specs import StudySpec
+    from probes.pipelines.specs import AblationSettings
 
     lm = load(tiny_folders["llama"])
     behaviour = MinimalPairs(agreement_pairs(12), batch_size=4)
-    spec = StudySpec(kind="zero", components="heads+mlps", screen=4, top_k=3, permutations=4, n_boot=10)
+    spec = AblationSettings(kind="zero", components="heads+mlps", screen=4, top_k=3, permutations=4, n_boot=10)
     study = ablation_study(lm, behaviour, spec, progress=False)
     assert study.n_examples == 12 and study.n_screened == 4
     by_hand = single_effects(Evaluator(lm, MinimalPairs(agreement_pairs(4)), kind="zero"), study_components(lm))
@@ -322,13 +322,19 @@ def test_probes_ablate_errors_are_one_line(tiny_folders, tmp_path, capsys):
 
 
 def test_behaviour_names(tiny_folders):
+    """A behaviour made from a name carries that name (what tables and run folders call it), whatever its class."""
     from probes import load
+    from probes.causal.behaviours import EmbeddingCosine, MinimalPairs, NextTokenLoss, ProbeAccuracy
 
     llama, bert = load(tiny_folders["llama"]), load(tiny_folders["bert"])
-    assert make_behaviour(llama).name == "minimal_pairs"
-    assert make_behaviour(bert).name == "probe_accuracy"
-    assert make_behaviour(bert, "cosine", n=4).name == "embedding_cosine"
-    assert make_behaviour(llama, "loss", n=5).name == "next_token_loss"
+    made = make_behaviour(llama)
+    assert isinstance(made, MinimalPairs) and made.name == "agreement" and made.describe()["behaviour"] == "agreement"
+    made = make_behaviour(bert)
+    assert isinstance(made, ProbeAccuracy) and made.name == "probe:subject_number"
+    made = make_behaviour(bert, "cosine", n=4)
+    assert isinstance(made, EmbeddingCosine) and made.name == "cosine"
+    made = make_behaviour(llama, "loss", n=5)
+    assert isinstance(made, NextTokenLoss) and made.name == "loss"
     with pytest.raises(ValueError, match="unknown probe task"):
         make_behaviour(bert, "probe:colour")
 

@@ -18,7 +18,7 @@ from probes.causal.study import ablation_study
 from probes.cli import main
 from probes.core import loading as models_mod
 from probes.pipelines.attribute import counterfactual, run_attribute, run_circuit
-from probes.pipelines.specs import AttributeSpec, CircuitSpec, StudySpec
+from probes.pipelines.specs import AblationSettings, AttributeSpec, CircuitSpec
 from probes.runtime.run import RunError
 
 
@@ -75,7 +75,7 @@ def test_circuit_writes_the_curve_and_the_smallest_faithful_share(tiny_folders, 
 def test_the_ablation_study_can_choose_its_top_k_by_attribution(tiny_folders):
     lm = models_mod.load(tiny_folders["llama"])
     behaviour = make_behaviour(lm, None, n=6)
-    study = ablation_study(lm, behaviour, StudySpec(select="atp", top_k=3, permutations=4), progress=False)
+    study = ablation_study(lm, behaviour, AblationSettings(select="atp", top_k=3, permutations=4), progress=False)
     comps = components_from("heads+mlps", lm.shape)
     ev = Evaluator(lm, behaviour, kind="mean", components=comps)
     estimates = attribute(ev, comps)

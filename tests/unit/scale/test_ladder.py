@@ -15,7 +15,7 @@ from probes.core.loading import parameter_counts
 from probes.pipelines.scale import evaluate_family, evaluate_ladder, train_ladder
 from probes.probing.datasets.base import DatasetError
 from probes.probing.datasets.synthetic import addition, make_task, recall
-from probes.scale.evaluate import GenerationTask, ModelSpec, evaluate_task
+from probes.scale.evaluate import FamilyMember, GenerationTask, evaluate_task
 from probes.scale.ladder import LadderConfig, Rung, TrainingStream, char_tokenizer
 
 # --- synthetic tasks --------------------------------------------------------------------------------------------------
@@ -129,10 +129,10 @@ def test_workers_train_the_same_models_as_one_thread_here(tmp_path):
     rungs = (Rung(1, 8, 2), Rung(1, 16, 2), Rung(2, 16, 2))
     config = LadderConfig(rungs=rungs, steps=6, batch_size=8, warmup=1, checkpoints=(3,), replicates=1, threads=1)
     here = train_ladder(tmp_path / "here", config, progress=False)
-    parallel = replace(config, workers=2)
+    parallel = replace(config, processes=2)
     there = train_ladder(tmp_path / "workers", parallel, progress=False)
     summary = json.loads((tmp_path / "workers" / "ladder.json").read_text())
-    assert summary["workers"] == 2 and len(summary["trained_now"]) == 3
+    assert summary["processes"] == 2 and len(summary["trained_now"]) == 3
     for a, b in zip(here, there, strict=True):
         for sub in ["", "checkpoints/step-3"]:
             wa = AutoModelForCausalLM.from_pretrained(a / sub).state_dict()
@@ -175,7 +175,7 @@ def test_greedy_outputs_and_logprobs_match_the_model(tiny_folders):
 def test_evaluate_family_writes_tables_and_resumes(tiny_ladder, tmp_path):
     out, config, folders = tiny_ladder
     task = GenerationTask("addition", make_task("addition", 40, seed=5), alphabet=10)
-    specs = [ModelSpec(str(f), name=f.name, step=config.steps) for f in folders[:3]]
+    specs = [FamilyMember(str(f), name=f.name, step=config.steps) for f in folders[:3]]
     table, scored = evaluate_family(specs, [task], tmp_path / "eval", family="tiny", progress=False)
     assert set(table["metric"]) == {
         "exact_match",
