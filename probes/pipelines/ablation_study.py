@@ -20,12 +20,11 @@ from probes.causal.components import Component, components_from
 from probes.causal.erasure import amnesic_study, check_erase_layers
 from probes.causal.evaluator import Evaluator
 from probes.causal.study import AblationStudy, ablation_study, amnesic_rows, study_components
-from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.pipelines.specs import AblationSettings, AblationSpec
+from probes.pipelines.study import Study
 from probes.probing.datasets import generate
 from probes.runtime.cluster import pinned_threads, worker_model
-from probes.runtime.run import RunFolder
 from probes.runtime.sweeps import Build, spread_singles
 
 
@@ -59,26 +58,18 @@ def run_ablation(
     a behaviour built in Python (a ``FunctionBehaviour``), instead of the spec's named one (``run.json`` records
     its description, so a resumed run must be given the same one).
     """
-    source = resolve(spec.model, spec.revision)
-    lm = lm or load(spec.model, **spec.load_options())
     how = spec.spread()
     record = spec.record()
     if behaviour is not None:
         if how.distributed:
             raise AblationError("a behaviour given in Python runs in this process: leave out workers and ray_address")
         record["behaviour"] = behaviour.describe()
-    else:
-        behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
-    components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
-    layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
-    with RunFolder.open(
-        out,
-        command="ablate",
-        spec=record,
-        seed=spec.seed,
-        models={spec.model: source.identity()},
-        details=how.details() if how.distributed else None,
-    ) as run:
+    check = lambda lm: components_from(spec.components, lm.shape)  # refused before any stage
+    details = how.details() if how.distributed else None
+    with Study.open(spec, out, command="ablate", record=record, lm=lm, details=details, check=check) as opened:
+        run, lm = opened.run, opened.lm
+        behaviour = behaviour or make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
+        layers = erase_layers(spec, lm.shape.n_layers) if spec.erase else []
         model = worker_model(spec, lm.fingerprint, how)
         with pinned_threads(how.threads):  # what runs here (all of it, or the stages after a spread sweep)
             sweep = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,9 @@ from probes.causal.components import Component, components_from
 from probes.causal.evaluator import Evaluator, single_effects
 from probes.causal.patching import aligned_pairs, patch_evaluator
 from probes.causal.verification import Verification, verify
-from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.pipelines.specs import AttributeSpec, CircuitSpec
+from probes.pipelines.study import Study
 from probes.runtime.cluster import Job, ModelRef, Worker, Workers, pinned_threads, run_jobs, worker_model
 from probes.runtime.run import RunFolder
 from probes.runtime.sweeps import Build, spread_singles
@@ -302,11 +303,31 @@ def run_attribute(
 ) -> AttributionRun:
     """``probes attribute`` (and, given a ``CircuitSpec``, ``probes circuit``) into the run folder ``out``;
     ``behaviour``: one built in Python (a ``FunctionBehaviour``) instead of the spec's named one."""
-    source = resolve(spec.model, spec.revision)
     command = "circuit" if isinstance(spec, CircuitSpec) else "attribute"
-    lm = lm or load(spec.model, **spec.load_options())
+    how = spec.spread()
+    record = spec.record()
+    if behaviour is not None:
+        if how.distributed:
+            raise BehaviourError("a behaviour given in Python runs in this process: leave out workers and ray_address")
+        record["behaviour"] = behaviour.describe()
+    details = how.details() if how.distributed else None
+    with Study.open(
+        spec, out, command=command, record=record, lm=lm, details=details, check=partial(_check, spec)
+    ) as study:
+        run, lm = study.run, study.lm
+        model = worker_model(spec, lm.fingerprint, how)  # where it places a CUDA model, `how` asks for GPUs
+        with pinned_threads(how.threads):  # what runs here: all of it, or all but the gradient passes
+            spread = None if model is None else (how, model)
+            result, components = _attribution(run, lm, spec, progress, spread, behaviour)
+        task = behaviour.name if behaviour is not None else spec.behaviour or default_behaviour(lm)
+        run.write_frame("results.csv", tidy(_rows(result, spec, task, components)))
+    return result
+
+
+def _check(spec: AttributeSpec, lm: LoadedModel) -> None:
+    """What can be refused against the model before any stage runs: the components, a circuit's sizes."""
     if not spec.edges:
-        components_from(spec.components, lm.shape)  # a bad component is refused before anything is written
+        components_from(spec.components, lm.shape)
     if isinstance(spec, CircuitSpec) and spec.sizes:
         shape = lm.shape
         n_edges = Graph(shape.n_layers, shape.n_heads, shape.n_kv_heads, lm.adapter.parallel).n_edges
@@ -315,27 +336,6 @@ def run_attribute(
                 f"--sizes {' '.join(map(str, spec.sizes))}: {lm.name}'s circuit graph has {n_edges} edges; "
                 f"give sizes from 1 to {n_edges}"
             )
-    how = spec.spread()
-    record = spec.record()
-    if behaviour is not None:
-        if how.distributed:
-            raise BehaviourError("a behaviour given in Python runs in this process: leave out workers and ray_address")
-        record["behaviour"] = behaviour.describe()
-    with RunFolder.open(
-        out,
-        command=command,
-        spec=record,
-        seed=spec.seed,
-        models={spec.model: source.identity()},
-        details=how.details() if how.distributed else None,
-    ) as run:
-        model = worker_model(spec, lm.fingerprint, how)  # where it places a CUDA model, `how` asks for GPUs
-        with pinned_threads(how.threads):  # what runs here: all of it, or all but the gradient passes
-            spread = None if model is None else (how, model)
-            result, components = _attribution(run, lm, spec, progress, spread, behaviour)
-        task = behaviour.name if behaviour is not None else spec.behaviour or default_behaviour(lm)
-        run.write_frame("results.csv", tidy(_rows(result, spec, task, components)))
-    return result
 
 
 def run_circuit(

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 import pandas as pd
 
 from probes.core.data import builtin_texts, read_texts
-from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
 from probes.core.summary import layer_summary
 from probes.pipelines.specs import CaptureSpec
-from probes.runtime.run import RunFolder
+from probes.pipelines.study import Study
 
 
 def run_capture(
@@ -34,12 +33,14 @@ def run_capture(
 ) -> tuple[ActivationStore, pd.DataFrame]:
     """Capture the spec's sites over its texts (or ``texts``); returns the store and the per-layer summary."""
     texts = list(texts) if texts is not None else read_texts(spec.texts) if spec.texts else builtin_texts("demo")
-    source = resolve(spec.model, spec.revision)
-    lm = lm or load(spec.model, **spec.load_options())
-    lm.resolve(spec.sites)  # an unknown site is refused before anything is written
-    lm.max_length(spec.max_length)
     record = {**spec.record(), "texts_sha256_16": content_hash(texts), "n_texts": len(texts)}
-    with RunFolder.open(out, command="capture", spec=record, models={spec.model: source.identity()}) as run:
+
+    def check(lm: LoadedModel) -> None:  # an unknown site or length is refused before anything is written
+        lm.resolve(spec.sites)
+        lm.max_length(spec.max_length)
+
+    with Study.open(spec, out, command="capture", record=record, lm=lm, check=check) as study:
+        run, lm = study.run, study.lm
         store = ActivationStore.build(
             lm,
             texts,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from probes.core.data import split_texts
-from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.pipelines.specs import LensSpec
+from probes.pipelines.study import Study
 from probes.probing.lens import (
     Lens,
     LensError,
@@ -33,26 +33,23 @@ from probes.probing.lens import (
     first_decodable_depth,
     lens_scores,
 )
-from probes.runtime.run import RunFolder
 
 
 def run_lens(spec: LensSpec, out: str | os.PathLike, *, lm: LoadedModel | None = None) -> pd.DataFrame:
     """Train (or reuse) the tuned lens, score both lenses per depth, and read the behaviour through them."""
     train, test = split_texts([spec.texts])
-    source = resolve(spec.model, spec.revision)
     record = {
         **spec.record(),
         "texts_sha256_16": content_hash(train + test),
         "n_train": len(train),
         "n_test": len(test),
     }
-    with RunFolder.open(
-        out, command="lens", spec=record, seed=spec.seed, models={spec.model: source.identity()}
-    ) as run:
+    with Study.open(spec, out, command="lens", record=record, lm=lm) as study:
+        run = study.run
         needed = ["lens.csv"] + (["behaviour.csv"] if spec.behaviour else [])
-        if all(run.done(name) for name in needed) and run.done("tuned"):
+        if study.done(*needed, "tuned"):
             return run.read_frame("lens.csv")
-        lm = lm or load(spec.model, **spec.load_options())
+        lm = study.lm
         if run.done("tuned"):
             tuned = load_lens(run.file("tuned"), lm)
         else:

@@ -30,12 +30,11 @@ from probes.causal.circuits import FaithfulnessCurve
 from probes.causal.evaluator import Evaluator
 from probes.causal.verification import Verification, verify
 from probes.core.data import split_texts
-from probes.core.loading import load, resolve
 from probes.core.model import LoadedModel
 from probes.core.provenance import content_hash
 from probes.core.store import ActivationStore
 from probes.pipelines.specs import FeaturesSpec, SaeTrainSpec
-from probes.runtime.run import RunFolder
+from probes.pipelines.study import Study
 from probes.sparse.components import all_features
 from probes.sparse.dictionary import DictionaryError, SparseDictionary
 from probes.sparse.examples import activating_examples
@@ -53,19 +52,16 @@ def run_sae_train(
 ) -> pd.DataFrame:
     """Train (or reuse) the dictionary and measure it on the held-out texts; returns the quality rows."""
     train, test = split_texts(spec.texts)
-    source = resolve(spec.model, spec.revision)
     record = {
         **spec.record(),
         "texts_sha256_16": content_hash(train + test),
         "n_train": len(train),
         "n_test": len(test),
     }
-    with RunFolder.open(
-        out, command="sae train", spec=record, seed=spec.seed, models={spec.model: source.identity()}
-    ) as run:
-        lm = lm or load(spec.model, **spec.load_options())
-        sites = sorted({spec.site, spec.site_out or spec.site})
-        lm.resolve(sites)  # an unknown site is refused before anything is computed
+    sites = sorted({spec.site, spec.site_out or spec.site})
+    check = lambda lm: lm.resolve(sites)  # an unknown site is refused before anything is computed
+    with Study.open(spec, out, command="sae train", record=record, lm=lm, check=check) as study:
+        run, lm = study.run, study.lm
         stores = run.path / "activations"
         if run.done("dictionary"):
             sae = SparseDictionary.load(run.file("dictionary"), device=lm.device)
@@ -192,18 +188,12 @@ def run_features(
 ) -> dict:
     """Attribute every feature, check the strongest exactly, trace the feature-count curve and the error term's
     share; with ``task``, the best single feature against the linear probe."""
-    source = resolve(spec.model, spec.revision)
-    lm = lm or load(spec.model, **spec.load_options())
-    sae = load_dictionary(spec, lm)
+    sae = SparseDictionary.load(spec.sae)  # its fingerprint goes into run.json; checked against the model below
+    record = {**spec.record(), "dictionary_fingerprint": sae.fingerprint}
     details = {"dictionary": sae.describe()}
-    with RunFolder.open(
-        out,
-        command="sae features",
-        spec={**spec.record(), "dictionary_fingerprint": sae.fingerprint},
-        seed=spec.seed,
-        models={spec.model: source.identity()},
-        details=details,
-    ) as run:
+    with Study.open(spec, out, command="sae features", record=record, lm=lm, details=details) as study:
+        run, lm = study.run, study.lm
+        sae = load_dictionary(spec, lm)
         behaviour = make_behaviour(lm, spec.behaviour, data=spec.data, n=spec.n, seed=spec.seed)
         components = all_features(sae)
         ev = Evaluator(lm, behaviour, kind=spec.kind, seed=spec.seed)

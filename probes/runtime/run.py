@@ -18,7 +18,8 @@ What a folder guarantees, whatever happens to the process:
   nothing. Tables derived from units (``results.csv``) are rewritten from them, never appended to.
   A unit whose values are NaN is an error, not done.
 * **Nothing left behind.** Temporary files of killed writes are swept when the lock is taken; a run
-  that fails before committing anything removes the folder it created.
+  refused before committing anything removes the folder it created (or the run.json it wrote into an empty one),
+  so the corrected command starts afresh.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class RunFolder:
                 "finish, or use another --out"
             ) from None
         run = None
+        recorded_here = False  # this attempt wrote run.json into a folder that existed
         try:
             _write_owner(path, command)
             remove_temporaries(path, owned_by=LOCK)  # what killed writes left here; the lock is ours
@@ -151,11 +153,15 @@ class RunFolder:
                 )
             else:
                 write_json(existing, record)
+                recorded_here = True
             run = cls(path, record)
             yield run
         except ProbesError:
-            if created and (run is None or run.committed == 0):
-                shutil.rmtree(path, ignore_errors=True)  # a first attempt refused for its input leaves nothing
+            if run is None or run.committed == 0:  # a first attempt refused for its input leaves nothing
+                if created:
+                    shutil.rmtree(path, ignore_errors=True)
+                elif recorded_here:  # an empty folder given as --out: empty again, so a corrected run may start
+                    (path / RECORD).unlink(missing_ok=True)
             raise
         finally:
             if path.exists():

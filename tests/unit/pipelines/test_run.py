@@ -225,3 +225,16 @@ def test_a_real_kill_leaves_temporary_files_that_the_resumed_run_clears(tiny_fol
         json.loads((tmp_path / "out" / "run.json").read_text())["spec"]
         == json.loads((tmp_path / "ref" / "run.json").read_text())["spec"]
     )
+
+
+def test_a_refused_first_run_into_an_empty_folder_leaves_it_empty(tmp_path):
+    """A folder the user made and named as --out: a refusal before the first unit leaves it as it was, so the
+    corrected command runs instead of meeting the refused one's run.json ("other settings")."""
+    out = tmp_path / "given"
+    out.mkdir()
+    with pytest.raises(RunError, match="refused"), RunFolder.open(out, command="x", spec={"n": 10**9}):
+        raise RunError("refused for its input")
+    assert not (out / "run.json").exists() and out.is_dir()
+    with RunFolder.open(out, command="x", spec={"n": 10}) as run:
+        run.commit_json("unit.json", {"done": True})
+    assert json.loads((out / "run.json").read_text())["spec"] == {"n": 10}
