@@ -4,8 +4,8 @@
     run_suite("quick", "runs/quick")
     run_ablation(AblationSpec(model="smollm2-135m", n=128), "runs/ablate")
 
-In memory, for a notebook: ``probes.pipelines.suite.probe_layers`` and
-``probes.pipelines.ablation_study.ablation_study``.
+In memory, for a notebook, the instruments themselves: ``probes.probing.probe_layers`` and
+``probes.causal.ablation_study``.
 """
 
 from probes.lazy import attach_stub

@@ -35,4 +35,4 @@ from probes.pipelines.specs import (
     make as make,
 )
 from probes.pipelines.study import Study as Study
-from probes.pipelines.suite import probe_layers as probe_layers, run_suite as run_suite
+from probes.pipelines.suite import run_suite as run_suite

@@ -1,7 +1,6 @@
 """Probe suites: a spec (TOML file) says what to probe; ``run_suite`` runs it into a run folder, resumably.
 
     results = run_suite("quick", "runs/quick")                     # a ready suite, or a TOML path, or a SuiteSpec
-    probe_layers(lm, generate("pos", 300), controls=["control_task"])   # the same rows in memory, one dataset
 
 A suite is units, one per (model, task, probe, control), each committed with its rows as one
 file under ``OUT/units/`` (``probes.runtime.run``), so a killed run resumes at the first unit
@@ -22,16 +21,13 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.results import read_results, tidy
+from analysis.results import read_results
 from probes.core.data import DatasetError
 from probes.core.loading import resolve
-from probes.core.model import LoadedModel
-from probes.pipelines.specs import ProbingSpec, SuiteSpec, TaskFile, load_suite
-from probes.probing.controls import random_weights
+from probes.pipelines.specs import SuiteSpec, TaskFile, load_suite
 from probes.probing.datasets import ProbingDataset, generate
 from probes.probing.datasets.loaders import load_conllu, load_table
-from probes.probing.features import Features, extract_features
-from probes.probing.profile import accuracy_rows, control_task_rows, mdl_rows, probe_correct, task_rows
+from probes.probing.study import ProbingTask
 from probes.runtime.cluster import Job, ModelRef, Worker, run_jobs
 from probes.runtime.run import RunFolder, unit_file
 
@@ -70,83 +66,6 @@ def task_dataset(task: str | TaskFile, spec: SuiteSpec) -> ProbingDataset:
     return ds
 
 
-def features(lm: LoadedModel, ds: ProbingDataset, spec: ProbingSpec) -> Features:
-    return extract_features(
-        lm,
-        ds,
-        spec.layers,
-        site=spec.site,
-        pool=spec.pool,
-        sentence_pool=spec.sentence_pool,
-        batch_size=spec.batch_size,
-        max_length=spec.max_length,
-    )
-
-
-class _Task:
-    """One (model, task): its dataset, features and the task probe's correctness, each made once, on first use."""
-
-    def __init__(self, lm: Any, task: str | TaskFile, spec: ProbingSpec, dataset: ProbingDataset | None = None):
-        self._lm, self.task, self.spec = lm, task, spec
-        self._ds = dataset
-        self._feats: Features | None = None
-        self.correct: dict[str, Any] = {}
-
-    @property
-    def dataset(self) -> ProbingDataset:
-        if self._ds is None:
-            assert isinstance(self.spec, SuiteSpec)  # probe_layers hands in its dataset
-            self._ds = task_dataset(self.task, self.spec)
-        return self._ds
-
-    @property
-    def feats(self) -> Features:
-        if self._feats is None:
-            self._feats = features(self._lm(), self.dataset, self.spec)
-        return self._feats
-
-    def unit(self, model: str, task: str, probe: str, control: str) -> pd.DataFrame:
-        """One unit's tidy rows, named by model, task, probe and control (None for the probe on the task)."""
-        named = {"model": model, "task": task, "probe": probe, "control": None if control == "none" else control}
-        return tidy([{**row, **named} for row in self.rows(probe, control)])
-
-    def rows(self, probe: str, control: str) -> list[dict]:
-        s, f = self.spec, self.feats
-        settings: dict[str, Any] = {"Cs": s.Cs, "cv": s.cv, "seed": s.seed, "n_boot": s.n_boot}
-        if control == "none" or probe not in self.correct:
-            rows, self.correct[probe] = task_rows(f, probe, **settings)
-            if control == "none":
-                return rows
-        if control == "control_task":
-            return control_task_rows(f, probe, self.correct[probe], **settings)
-        if control == "random_weights":
-            random = features(random_weights(self._lm(), seed=s.seed), self.dataset, s)
-            correct = probe_correct(probe, random, random.y, Cs=s.Cs, cv=s.cv, seed=s.seed)
-            return accuracy_rows(correct, random, n_boot=s.n_boot, seed=s.seed)
-        if control == "mdl":
-            if probe != "logistic":  # ridge scores are not probabilities
-                return [{"metric": "mdl_skipped", "value": 1.0}]
-            return mdl_rows(f, C=s.mdl_C, seed=s.seed)
-        raise ValueError(f"unknown control {control!r}")
-
-
-def probe_layers(
-    lm: LoadedModel,
-    dataset: ProbingDataset,
-    spec: ProbingSpec | None = None,
-    *,
-    probes: Sequence[str] = ("logistic",),
-    controls: Sequence[str] = (),
-) -> pd.DataFrame:
-    """Probe every layer of ``lm`` on ``dataset`` in memory (split by sentence with the spec's seed unless it is
-    split already): the tidy rows a suite writes for this model and task (accuracy by layer with CIs, best and
-    expected layer, majority baseline, and each control's rows)."""
-    spec = spec or ProbingSpec()
-    task = _Task(lambda: lm, dataset.name, spec, dataset.with_split(seed=spec.seed))
-    frames = [task.unit(lm.name, dataset.name, probe, control) for probe in probes for control in ["none", *controls]]
-    return tidy(pd.concat(frames, ignore_index=True))
-
-
 def units(spec: SuiteSpec) -> list[tuple[str, str, str, str]]:
     """(model, task, probe, control) of every probing unit, in the suite's order."""
     return [
@@ -181,7 +100,9 @@ def _probe_job(worker: Worker, spec: SuiteSpec, model: str, task: str, probe: st
     lm = worker.model(model)  # first: loading another model clears what the worker kept for the last one
     by_name = dict(zip(spec.task_names, spec.tasks))
     # one (model, task) in memory at a time: the plan visits its units together
-    kept = worker.keep("task", (model, task), lambda: _Task(lambda: lm, by_name[task], spec))
+    kept = worker.keep(
+        "task", (model, task), lambda: ProbingTask(lambda: lm, spec, lambda: task_dataset(by_name[task], spec))
+    )
     return kept.unit(model, task, probe, control)
 
 

@@ -17,4 +17,5 @@ from probes.probing.linear import (
     RidgeProbe as RidgeProbe,
     fit_layers as fit_layers,
 )
+from probes.probing.study import ProbingTask as ProbingTask, probe_layers as probe_layers
 from probes.probing.profile import control_task_rows as control_task_rows, mdl_rows as mdl_rows, task_rows as task_rows

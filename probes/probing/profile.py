@@ -9,7 +9,7 @@
 independent); ``layer_profile`` the best and the expected layer (Tenney et al. 2019). Each row function
 returns rows of the tidy results table (``analysis.results``) without model, task
 and probe columns, which the caller fills in. ``probes.pipelines.suite`` runs them as units;
-``probes.pipelines.suite.probe_layers`` runs them in memory for a notebook.
+``probes.probing.study.probe_layers`` runs them in memory for a notebook.
 """
 
 from __future__ import annotations

@@ -402,12 +402,12 @@ def test_a_full_disk_during_capture_is_one_line(tiny_folders, tmp_path, monkeypa
 
 
 def test_ctrl_c_says_how_to_resume(tiny_folders, tmp_path, monkeypatch):
-    import probes.pipelines.suite as suite
+    from probes.probing.study import ProbingTask
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(suite._Task, "rows", interrupted)
+    monkeypatch.setattr(ProbingTask, "rows", interrupted)
     toml = suite_file(tmp_path, "s", tiny_folders["gpt2"], 'tasks = ["tense"]\n')
     result = cli("run", toml, "--out", tmp_path / "o")
     assert result.returncode == 130
@@ -416,12 +416,12 @@ def test_ctrl_c_says_how_to_resume(tiny_folders, tmp_path, monkeypatch):
 
 
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(tiny_folders, tmp_path, monkeypatch):
-    import probes.pipelines.suite as suite
+    from probes.probing.study import ProbingTask
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(suite._Task, "rows", broken)
+    monkeypatch.setattr(ProbingTask, "rows", broken)
     toml = suite_file(tmp_path, "s", tiny_folders["gpt2"], 'tasks = ["tense"]\n')
     result = cli("run", toml, "--out", tmp_path / "o")
     err = result.stderr

@@ -30,7 +30,7 @@ class TaskFile(Spec):
 
 
 class ProbingSpec(Spec):
-    """How probes read a model (``probes.pipelines.suite.probe_layers`` takes this alone)."""
+    """How probes read a model (``probes.probing.study.probe_layers`` takes this alone)."""
 
     site: str = Field("resid", **meta("residual stream (layer 0 = embeddings), or a block site such as hook_mlp_out"))
     layers: Literal["all"] | list[int] = Field(

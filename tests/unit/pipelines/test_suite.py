@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-import probes.pipelines.suite as suite_mod
 from analysis.tables import profile_table
 from probes.cli import main
 from probes.pipelines.specs import SpecError, SuiteSpec, load_suite, make, ready_suites
 from probes.pipelines.suite import run_suite
+from probes.probing.study import ProbingTask
 from probes.runtime.run import RunError
 
 
@@ -104,7 +104,7 @@ def test_run_writes_tidy_results_and_provenance(tiny_folders, tmp_path):
 
 def test_resume_skips_finished_units(tiny_folders, tmp_path, monkeypatch):
     suite = tiny_suite(tiny_folders["gpt2"], probes=["logistic"], controls=["control_task"])
-    real_rows = suite_mod._Task.rows
+    real_rows = ProbingTask.rows
     calls = []
 
     def failing_rows(self, probe, control):
@@ -113,12 +113,12 @@ def test_resume_skips_finished_units(tiny_folders, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the user stops the run
         return real_rows(self, probe, control)
 
-    monkeypatch.setattr(suite_mod._Task, "rows", failing_rows)
+    monkeypatch.setattr(ProbingTask, "rows", failing_rows)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, tmp_path, progress=False)
     assert done_units(tmp_path) == 2
     calls.clear()
-    monkeypatch.setattr(suite_mod._Task, "rows", lambda self, p, c: calls.append(c) or real_rows(self, p, c))
+    monkeypatch.setattr(ProbingTask, "rows", lambda self, p, c: calls.append(c) or real_rows(self, p, c))
     results = run_suite(suite, tmp_path, progress=False)
     assert len(calls) == 2  # only the two unfinished units ran
     assert done_units(tmp_path) == 4
