@@ -8,13 +8,12 @@ from probes.pipelines.heads import run_heads as run_heads
 from probes.pipelines.lens import run_lens as run_lens
 from probes.pipelines.report import write_report as write_report
 from probes.runtime.run import RunError as RunError, RunFolder as RunFolder
-from probes.pipelines.scale import (
+from probes.pipelines.ladder import (
     analyse_ladder as analyse_ladder,
-    evaluate_family as evaluate_family,
     evaluate_ladder as evaluate_ladder,
-    run_scale as run_scale,
     train_ladder as train_ladder,
 )
+from probes.pipelines.scale import evaluate_family as evaluate_family, run_scale as run_scale
 from probes.pipelines.specs import (
     AblationSpec as AblationSpec,
     AttributeSpec as AttributeSpec,

@@ -187,7 +187,7 @@ def _heads(options: dict[str, Any], out: Path | None) -> None:
 
 
 def _ladder_train(options: dict[str, Any], out: Path | None) -> None:
-    from probes.pipelines.scale import train_ladder
+    from probes.pipelines.ladder import train_ladder
 
     assert out is not None
     folders = train_ladder(out, _spec(LadderSpec, options))
@@ -196,11 +196,11 @@ def _ladder_train(options: dict[str, Any], out: Path | None) -> None:
 
 
 def _ladder_eval(options: dict[str, Any], out: Path | None) -> None:
-    from probes.pipelines import scale
+    from probes.pipelines import ladder, scale
 
     assert out is not None
     spec: LadderEvalSpec = _spec(LadderEvalSpec, options)
-    table, verdicts = scale.analyse_ladder(out, n=spec.n, how=spec.spread())
+    table, verdicts = ladder.analyse_ladder(out, n=spec.n, how=spec.spread())
     print(scale.describe(table, verdicts, out / "scale"))
 
 

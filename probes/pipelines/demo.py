@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from probes.core.loading import DEFAULT_MODEL, load
-from probes.pipelines import ablation_study, attribute, capture, heads, report, scale, suite
+from probes.pipelines import ablation_study, attribute, capture, heads, ladder, report, suite
 from probes.pipelines.specs import (
     DEMO_SITES,
     AblationSettings,
@@ -178,8 +178,8 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
         print(found.summary(circuit))
         step(6, "the induction family: attention-only models of 1 and 2 layers trained here, with checkpoints")
         family = out / "induction"
-        folders = scale.train_induction_family(family, settings.induction)
-        _, verdicts = scale.analyse_induction(family, n=settings.induction_n)
+        folders = ladder.train_induction_family(family, settings.induction)
+        _, verdicts = ladder.analyse_induction(family, n=settings.induction_n)
         for row in verdicts.itertuples():
             print(f"  {row.family} / {row.task} / {row.metric}: {row.verdict}")
         pair = AblationSpec(
@@ -191,9 +191,9 @@ def run_demo(spec: DemoSpec, out: str | os.PathLike | None = None) -> Path:
         )
         print(ablation_study.run_ablation(pair, family / "ablation").summary())
         step(7, "training the toy scale ladder (finished models are kept)")
-        scale.train_ladder(out / "ladder", LadderSpec(setting=settings.ladder))
+        ladder.train_ladder(out / "ladder", LadderSpec(setting=settings.ladder))
         step(8, "scoring the ladder and analysing capability vs scale")
-        _, verdicts = scale.analyse_ladder(out / "ladder", n=settings.ladder_n)
+        _, verdicts = ladder.analyse_ladder(out / "ladder", n=settings.ladder_n)
         for row in verdicts.itertuples():
             print(f"  {row.task} / {row.metric}: {row.verdict}")
         step(9, "writing the report")

@@ -10,7 +10,7 @@ finds the earlier occurrence of the current token through what a head in block 0
 before each position (K-composition; Olsson et al. 2022). A one-layer model can only learn which tokens
 occurred (a loss near log of the run's length); the two-layer model's loss falls to near 0 once its
 previous-token and induction heads form: the in-context learning phase change. The MLPs are zero and
-frozen. Nothing here touches disk; ``probes.pipelines.scale.train_induction_family`` saves the models.
+frozen. Nothing here touches disk; ``probes.pipelines.ladder.train_induction_family`` saves the models.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``train_rung(rung, config)`` trains one model on a mixture of multi-digit addition and in-context
 associative recall (``probes.probing.datasets.synthetic``), fresh examples every step, loss on the
-answer tokens only, and hands each checkpoint to a callback. ``probes.pipelines.scale.train_ladder``
+answer tokens only, and hands each checkpoint to a callback. ``probes.pipelines.ladder.train_ladder``
 saves every rung as a Hugging Face folder (config, safetensors weights, a one-character-per-token
 tokenizer) with checkpoints in ``<rung>/checkpoints/step-<k>``, so every instrument loads it like
 any other model; ``evaluate_ladder`` scores them on ``ladder_tasks``.

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from probes.pipelines.scale import analyse_induction, ladder_models, train_induction_family
+from probes.pipelines.ladder import analyse_induction, ladder_models, train_induction_family
 from probes.scale.induction import INDUCTION_LENGTH, InductionFamily, induction_batch, induction_metrics, make_model
 
 

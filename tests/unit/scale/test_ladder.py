@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM
 
 from probes import load
 from probes.core.loading import parameter_counts
-from probes.pipelines.scale import evaluate_family, evaluate_ladder, train_ladder
+from probes.pipelines.ladder import evaluate_ladder, train_ladder
+from probes.pipelines.scale import evaluate_family
 from probes.probing.datasets.base import DatasetError
 from probes.probing.datasets.synthetic import addition, make_task, recall
 from probes.scale.evaluate import FamilyMember, GenerationTask, evaluate_task
