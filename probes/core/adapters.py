@@ -216,7 +216,7 @@ _GPT2: dict[str, Any] = dict(
 _QKV = ("q_proj", "k_proj", "v_proj")
 
 
-def _separate(prefix: str, names: tuple[str, str, str] = _QKV) -> dict[str, Any]:
+def separate(prefix: str, names: tuple[str, str, str] = _QKV) -> dict[str, Any]:
     return dict(zip(("q", "k", "v"), (f"{prefix}.{n}" for n in names), strict=True), qkv=None)
 
 
@@ -224,7 +224,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     _encoder("bert", "bert", "roberta", "electra"),
     _encoder(
         "deberta-v2",
-        **_separate("attention.self", ("query_proj", "key_proj", "value_proj")),
+        **separate("attention.self", ("query_proj", "key_proj", "value_proj")),
         note="disentangled attention: hook_pattern holds the softmax over content and relative-position scores",
     ),
     _encoder(
@@ -234,7 +234,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         attn_out_proj="attention.out_lin",
         mlp_out_proj="ffn.lin2",
         mlp="ffn",
-        **_separate("attention", ("q_lin", "k_lin", "v_lin")),
+        **separate("attention", ("q_lin", "k_lin", "v_lin")),
     ),
     Adapter(
         name="modernbert",
@@ -260,7 +260,7 @@ ADAPTERS: tuple[Adapter, ...] = (
             **_GPT2,
             "attn": "attn.attention",
             "attn_out_proj": "attn.attention.out_proj",
-            **_separate("attn.attention"),
+            **separate("attn.attention"),
         },
     ),
     _decoder(
@@ -357,7 +357,7 @@ ADAPTERS: tuple[Adapter, ...] = (
             **_GPT2,
             "attn_out_proj": "attn.out_proj",
             "mlp_out_proj": "mlp.fc_out",
-            **_separate("attn"),
+            **separate("attn"),
             "mlp_in": "ln_1",
         },
     ),
@@ -443,88 +443,6 @@ def adapter_for(model_type: str) -> Adapter:
     raise UnsupportedArchitectureError(
         f"unsupported architecture {model_type!r}: supported are {', '.join(supported_model_types())}; "
         "to add one, add an Adapter row to ADAPTERS in probes/core/adapters.py (module paths read off print(model))"
-    )
-
-
-# The names the common conventions give each part, most common first (read off the rows above).
-_ATTENTION = ("self_attn", "attn", "attention", "self_attention")
-_ATTENTION_OUT = ("o_proj", "out_proj", "dense", "c_proj", "wo", "Wo", "out_lin", "output.dense")
-_MLP = ("mlp", "feed_forward", "ffn")
-_MLP_OUT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h", "fc_out", "w2", "Wo", "lin2")
-_QUERY_KEY_VALUE = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
-_FINAL_NORM = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
-_LN1 = ("input_layernorm", "ln_1", "attn_norm", "self_attn_layer_norm", "ln_attn")
-_MLP_IN = ("post_attention_layernorm", "ln_2", "mlp_norm", "final_layer_norm", "ln_mlp", "pre_feedforward_layernorm")
-
-
-def is_causal_lm(config: Any) -> bool:
-    """Does transformers know a causal-LM class for this config (its own or one registered)?"""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
-
-    return type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
-
-
-def generic_adapter(model: HFModel) -> Adapter:
-    """An adapter found by the common conventions, for a model type with no row: the ModuleList of as many
-    blocks as the config has layers, then attention, its out-projection, the MLP's down projection and the
-    final norm by their usual names. It is only a guess: ``probes.core.loading.load`` serves it only if
-    ``probes.core.verify.verify_sites`` finds every captured site equal to the model's own outputs."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    base = model.base_model
-    n_layers = getattr(config, "num_hidden_layers", None)
-    blocks = next(
-        (n for n, m in base.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n_layers and n), None
-    )
-    model_type = model.config.model_type
-    if blocks is None:
-        raise UnsupportedArchitectureError(_no_row(model_type, f"no list of {n_layers} blocks"))
-    block = base.get_submodule(blocks)[0]
-    names = dict(block.named_modules())
-
-    def first(candidates: tuple[str, ...], within: str = "", linear: bool = False) -> str | None:
-        for name in candidates:
-            path = f"{within}.{name}" if within else name
-            if path in names and (not linear or hasattr(names[path], "weight")):
-                return path
-        return None
-
-    attn = first(_ATTENTION)
-    attn_out = first(_ATTENTION_OUT, attn, linear=True) if attn else None
-    mlp = first(_MLP)
-    mlp_out = first(_MLP_OUT, mlp, linear=True) if mlp else first(_MLP_OUT, linear=True)
-    missing = [
-        what
-        for what, found in [("attention", attn), ("its out-projection", attn_out), ("MLP down projection", mlp_out)]
-        if found is None
-    ]
-    if missing:
-        raise UnsupportedArchitectureError(_no_row(model_type, f"no {' or '.join(missing)} by the usual names"))
-    top = dict(base.named_children())
-    final_norm = next((n for n in _FINAL_NORM if n in top), None)
-    assert attn is not None and attn_out is not None
-    # Separate q, k, v only: a fused projection's column order cannot be told from its name.
-    qkv = next((trio for trio in _QUERY_KEY_VALUE if all(f"{attn}.{n}" in names for n in trio)), None)
-    return Adapter(
-        name="generic",
-        model_types=(model_type,),
-        blocks=blocks,
-        attn=attn,
-        attn_out_proj=attn_out,
-        mlp_out_proj=mlp_out,
-        final_norm=final_norm,
-        causal=is_causal_lm(model.config),
-        **(_separate(attn, qkv) if qkv else {}),
-        ln1=first(_LN1),
-        mlp_in=first(_MLP_IN),
-        mlp=mlp,
-        note="found by the common conventions and verified against the model's own outputs at load",
-    )
-
-
-def _no_row(model_type: str, why: str) -> str:
-    return (
-        f"model type {model_type!r} has no row in the architecture table and the generic adapter cannot serve it "
-        f"({why}): add an Adapter row to ADAPTERS in probes/core/adapters.py (module paths read off print(model))"
     )
 
 

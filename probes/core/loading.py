@@ -28,12 +28,11 @@ from probes.core.adapters import (
     HFModel,
     UnsupportedArchitectureError,
     adapter_for,
-    generic_adapter,
-    is_causal_lm,
     supported_model_types,
 )
 from probes.core.align import ensure_pad_token
 from probes.core.files import DiskFullError, atomic_path, write_json, write_text
+from probes.core.generic import generic_adapter, is_causal_lm
 from probes.core.model import LoadedModel
 from probes.core.verify import verify_sites
 
