@@ -1,6 +1,6 @@
 """The planted zoo: Llama models built by hand so that one mechanism is exact, each with the behaviour it plants.
 
-    model, tokenizer, behaviour = build("conjunctive")   # the weights, a word-level tokenizer, a LogitDiff
+    model, tokenizer, behaviour = build("conjunctive")   # the weights, a word-level tokenizer, its behaviour
     save("conjunctive", folder)                          # a Hugging Face model folder every instrument loads
 
 Every model has one block of four heads and a SwiGLU MLP (d_model 16) and reads prompts of word tokens.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from probes.causal.behaviours import LogitDiff
+from probes.causal.behaviours import FunctionBehaviour
 from probes.probing.datasets.base import ProbingDataset
 from probes.scale.induction import train_induction
 from probes.scale.ladder import BOS, PAD, word_tokenizer
@@ -161,15 +161,22 @@ def prompts(case: str) -> list[Prompt]:
     return [Prompt(f"a{i} b{j}", LEVELS[i], LEVELS[j], 0.0) for i in range(n) for j in range(n)]
 
 
-def behaviour(case: str) -> LogitDiff:
-    """The planted behaviour: the "yes" - "no" logit; for ``decision`` the right answer's (yes when a is high)."""
+def answer_logit_difference(logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """Per prompt, the right answer's logit minus the wrong one's (``answers``: (n, 2) token ids)."""
+    return logits.gather(1, answers[:, :1]).squeeze(1) - logits.gather(1, answers[:, 1:]).squeeze(1)
+
+
+def behaviour(case: str) -> FunctionBehaviour:
+    """The planted behaviour: the "yes" - "no" logit; for ``decision`` the right answer's (yes when a is high).
+    A function of the logits, so ``probes validate`` runs a ``FunctionBehaviour`` through the ablation study and
+    amnesic probing as any user's would."""
     ps = prompts(case)
     if case == "decision":
         ps = [p for p in ps if p.a != LEVELS.mean()]  # the middle level has no right answer
         answers = [("yes", "no") if p.a > LEVELS.mean() else ("no", "yes") for p in ps]
     else:
         answers = [("yes", "no")] * len(ps)
-    return LogitDiff([p.text for p in ps], answers)
+    return FunctionBehaviour([p.text for p in ps], answer_logit_difference, answers, name="logit_diff")
 
 
 def concept(name: str) -> ProbingDataset:
