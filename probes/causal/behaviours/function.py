@@ -15,35 +15,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from probes.causal.behaviours.base import (
-    Batch,
-    Behaviour,
-    BehaviourError,
-    Payload,
-    final_readout,
-    first_token,
-    id_batch,
-    pad_right,
-    unembed,
-)
-from probes.core.align import ensure_pad_token
+from probes.causal.behaviours.base import Batch, Behaviour, BehaviourError, final_readout, first_token, unembed
+from probes.causal.behaviours.logit_diff import LastTokenPayload, last_token_batches
 from probes.core.model import LoadedModel
 
 Metric = Callable[..., Tensor]  # (logits (n, vocab)[, answers (n, k)]) -> (n,)
-
-
-@dataclass
-class LastLogitsPayload(Payload):
-    """Each prompt's last flat position, and its answers' token ids (or an empty (n, 0) tensor)."""
-
-    last: Tensor
-    answers: Tensor
 
 
 class FunctionBehaviour(Behaviour):
@@ -96,20 +77,11 @@ class FunctionBehaviour(Behaviour):
     def prepare(self, lm: LoadedModel) -> list[Batch]:
         if not lm.has_unembed:
             raise BehaviourError(f"{lm.name} has no language-model head: a function of the logits needs one")
-        ensure_pad_token(lm.tokenizer)
-        seqs, answers = [lm.token_ids(p) for p in self.prompts], self.answer_ids(lm)
-        batches = []
-        for lo in range(0, len(seqs), self.batch_size):
-            chunk = seqs[lo : lo + self.batch_size]
-            ids, mask = pad_right(chunk, lm.tokenizer.pad_token_id)
-            T = ids.shape[1]
-            last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
-            payload = LastLogitsPayload(last, answers[lo : lo + len(chunk)])
-            batches.append(id_batch(lm, ids, mask, lo, payload))
-        return batches
+        seqs = [lm.token_ids(p) for p in self.prompts]
+        return last_token_batches(lm, seqs, self.answer_ids(lm), self.batch_size)
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
-        p: LastLogitsPayload = batch.payload
+        p: LastTokenPayload = batch.payload
         logits = unembed(lm, value.reshape(-1, value.shape[-1])[p.last])
         out = self.function(logits) if self.answers is None else self.function(logits, p.answers)
         out = torch.as_tensor(out)

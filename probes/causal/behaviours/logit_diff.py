@@ -74,16 +74,7 @@ class LogitDiff(Behaviour):
     def prepare(self, lm: LoadedModel) -> list[Batch]:
         if not lm.adapter.causal:
             raise BehaviourError(f"logit difference needs a causal language model; {lm.name} is an encoder")
-        ensure_pad_token(lm.tokenizer)
-        seqs, answers = self.token_ids(lm), self.answer_ids(lm)
-        batches = []
-        for lo in range(0, len(seqs), self.batch_size):
-            chunk = seqs[lo : lo + self.batch_size]
-            ids, mask = pad_right(chunk, lm.tokenizer.pad_token_id)
-            T = ids.shape[1]
-            last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
-            batches.append(id_batch(lm, ids, mask, lo, LastTokenPayload(last, answers[lo : lo + len(chunk)])))
-        return batches
+        return last_token_batches(lm, self.token_ids(lm), self.answer_ids(lm), self.batch_size)
 
     def score(self, lm: LoadedModel, value: Tensor, batch: Batch) -> Tensor:
         p: LastTokenPayload = batch.payload
@@ -101,3 +92,17 @@ class LogitDiff(Behaviour):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "n_prompts": len(self.prompts)}
+
+
+def last_token_batches(lm: LoadedModel, seqs: list[list[int]], answers: Tensor, batch_size: int) -> list[Batch]:
+    """Prompts (token ids) right-padded into batches, each prompt's last position and its answers' ids the payload:
+    what a metric read at a prompt's last token needs (``LogitDiff``, ``FunctionBehaviour``)."""
+    ensure_pad_token(lm.tokenizer)
+    batches = []
+    for lo in range(0, len(seqs), batch_size):
+        chunk = seqs[lo : lo + batch_size]
+        ids, mask = pad_right(chunk, lm.tokenizer.pad_token_id)
+        T = ids.shape[1]
+        last = torch.tensor([r * T + len(s) - 1 for r, s in enumerate(chunk)])
+        batches.append(id_batch(lm, ids, mask, lo, LastTokenPayload(last, answers[lo : lo + len(chunk)])))
+    return batches
