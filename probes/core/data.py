@@ -105,8 +105,8 @@ def text_fields(path: str | os.PathLike, number: int, row: Any, keys: Sequence[s
         raise DatasetError(f"{path}:{number}: {what} is a JSON object with {', '.join(keys)}")
     missing = [k for k in keys if k not in row]
     if missing:
-        needs = ", ".join(keys[:-1]) + f" and {keys[-1]}" if len(keys) > 1 else keys[0]
-        raise DatasetError(f"{path}:{number}: {what} needs {needs}; this one lacks {', '.join(missing)}")
+        every = ", ".join(keys[:-1]) + f" and {keys[-1]}" if len(keys) > 1 else keys[0]
+        raise DatasetError(f"{path}:{number}: {what} needs {' and '.join(missing)} (its keys: {every})")
     for key in keys:
         if not isinstance(row[key], str):
             raise DatasetError(
